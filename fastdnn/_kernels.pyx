@@ -1,0 +1,1471 @@
+# cython: language_level=3
+"""fastdnn's compiled kernels.
+
+How the layers stack (after scikit-learn's ``_loss``):
+
+1. ``cdef inline ... nogil`` helpers work on raw pointers for one precision (``floating`` is a
+   fused type: every helper exists for float32 and float64 from this one source).
+2. Array-level ``cdef`` functions chain them: dense forward/backward, fused losses, optimizer
+   updates. They allocate nothing: every buffer is passed in (IN/OUT marked in the docstrings).
+3. Public ``def`` entry points check every argument (type, dtype, rank, shape, contiguity,
+   writability, label range) and raise ``TypeError``/``ValueError`` naming it, then run the
+   array-level function without the GIL. Bounds checks are off below this line: the checks at the
+   boundary are what keeps a Python caller from crashing the interpreter.
+4. ``Network`` runs many training batches (gather, forward, loss, backward, fused update) in one
+   call without the GIL, on one flat parameter buffer, one flat gradient buffer and one workspace.
+
+Arrays are row-major (C order); BLAS is column-major. A row-major ``(r, c)`` matrix is the
+column-major ``(c, r)`` matrix with leading dimension ``c``, so ``Z = X @ W`` in row-major is
+``Z^T = W^T @ X^T`` in column-major: every GEMM call below swaps its operands accordingly.
+
+Denormals are flushed to zero while a kernel runs (``_fpenv.h``), and the caller's floating-point
+state is restored afterwards. Reductions (loss means, bias gradients) run in a fixed order, so
+results do not depend on the number of threads.
+"""
+
+import numpy as np
+
+cimport cython
+cimport numpy as cnp
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport exp, expf, fabs, isfinite, log, log1p, log1pf, logf, pow, powf, sqrt, sqrtf, tanh, tanhf
+from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.string cimport memcpy
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+cnp.import_array()
+
+cdef extern from "_fpenv.h" nogil:
+    unsigned int fpenv_flush_denormals()
+    void fpenv_restore(unsigned int state)
+
+
+# --- constants shared with the Python layer
+
+LINEAR, RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4
+ACTIVATIONS = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX}
+
+OP_DENSE, OP_ACTIVATION, OP_DROPOUT = 0, 1, 2
+LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE, LOSS_MSE = 0, 1, 2, 3
+METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC, METRIC_BINARY_ACC = 0, 1, 2, 3
+OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM = 0, 1, 2, 3
+
+cdef enum:
+    _LINEAR = 0
+    _RELU = 1
+    _SIGMOID = 2
+    _TANH = 3
+    _SOFTMAX = 4
+    _OP_DENSE = 0
+    _OP_ACTIVATION = 1
+    _OP_DROPOUT = 2
+    _LOSS_SPARSE_CE = 0
+    _LOSS_CE = 1
+    _LOSS_BCE = 2
+    _LOSS_MSE = 3
+    _METRIC_NONE = 0
+    _METRIC_SPARSE_ACC = 1
+    _METRIC_CATEGORICAL_ACC = 2
+    _METRIC_BINARY_ACC = 3
+    _OPT_SGD = 0
+    _OPT_ADAGRAD = 1
+    _OPT_RMSPROP = 2
+    _OPT_ADAM = 3
+
+# Below this many elements per thread, an OpenMP fork costs more than it saves.
+cdef Py_ssize_t _MIN_CHUNK = 32768
+cdef int _n_threads = 1
+
+
+def set_num_threads(int n):
+    """Set how many threads the kernels' own parallel loops (optimizer updates) may use.
+
+    Args:
+        n: number of threads, at least 1. BLAS threads are set separately by
+            ``fastdnn.set_num_threads``, which calls this too.
+    """
+    global _n_threads
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    _n_threads = n
+
+
+def get_num_threads():
+    """Return the number of threads the kernels' own parallel loops may use."""
+    return _n_threads
+
+
+# --- scalar helpers: one name for both precisions
+
+cdef inline floating _exp(floating x) noexcept nogil:
+    if floating is float:
+        return expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline floating _log(floating x) noexcept nogil:
+    if floating is float:
+        return logf(x)
+    else:
+        return log(x)
+
+
+cdef inline floating _log1p(floating x) noexcept nogil:
+    if floating is float:
+        return log1pf(x)
+    else:
+        return log1p(x)
+
+
+cdef inline floating _sqrt(floating x) noexcept nogil:
+    if floating is float:
+        return sqrtf(x)
+    else:
+        return sqrt(x)
+
+
+cdef inline floating _pow(floating x, floating y) noexcept nogil:
+    if floating is float:
+        return powf(x, y)
+    else:
+        return pow(x, y)
+
+
+cdef inline floating _tanh(floating x) noexcept nogil:
+    if floating is float:
+        return tanhf(x)
+    else:
+        return tanh(x)
+
+
+cdef inline floating _sigmoid(floating x) noexcept nogil:
+    """1 / (1 + exp(-x)), without overflow for inputs of large magnitude."""
+    cdef floating e
+    if x >= 0:
+        return 1 / (1 + _exp(-x))
+    e = _exp(x)
+    return e / (1 + e)
+
+
+# --- BLAS
+
+cdef inline void _gemm(char transa, char transb, int m, int n, int k, floating alpha,
+                       const floating* a, int lda, const floating* b, int ldb, floating beta,
+                       floating* c, int ldc) noexcept nogil:
+    """C := alpha*op(A)@op(B) + beta*C, column-major (the BLAS convention)."""
+    if floating is float:
+        sgemm(&transa, &transb, &m, &n, &k, &alpha, <float*>a, &lda, <float*>b, &ldb, &beta, c, &ldc)
+    else:
+        dgemm(&transa, &transb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb, &beta, c, &ldc)
+
+
+# --- activations
+
+cdef void _activation_forward(const floating* z, floating* a, Py_ssize_t n, Py_ssize_t c,
+                              int act) noexcept nogil:
+    """OUT a = act(z), row by row; z and a may be the same buffer."""
+    cdef Py_ssize_t i, j, size = n * c
+    cdef floating m, s
+    if act == _LINEAR:
+        if a != z:
+            memcpy(a, z, size * sizeof(floating))
+    elif act == _RELU:
+        for i in range(size):
+            a[i] = z[i] if z[i] > 0 else 0
+    elif act == _SIGMOID:
+        for i in range(size):
+            a[i] = _sigmoid(z[i])
+    elif act == _TANH:
+        for i in range(size):
+            a[i] = _tanh(z[i])
+    elif act == _SOFTMAX:
+        for i in range(n):
+            m = z[i * c]
+            for j in range(1, c):
+                if z[i * c + j] > m:
+                    m = z[i * c + j]
+            s = 0
+            for j in range(c):
+                a[i * c + j] = _exp(z[i * c + j] - m)
+                s += a[i * c + j]
+            s = 1 / s
+            for j in range(c):
+                a[i * c + j] *= s
+
+
+cdef void _bias_activation(floating* z, const floating* b, Py_ssize_t n, Py_ssize_t c,
+                           int act) noexcept nogil:
+    """IN/OUT z := act(z + b), b broadcast over rows (b may be NULL: no bias)."""
+    cdef Py_ssize_t i, j
+    if b != NULL:
+        for i in range(n):
+            for j in range(c):
+                z[i * c + j] += b[j]
+    if act != _LINEAR:
+        _activation_forward(z, z, n, c, act)
+
+
+cdef void _activation_backward(const floating* a, floating* g, Py_ssize_t n, Py_ssize_t c,
+                               int act) noexcept nogil:
+    """IN/OUT g: dL/dA on entry, dL/dZ on exit, from the activation's output a = act(z)."""
+    cdef Py_ssize_t i, j, size = n * c
+    cdef floating dot
+    if act == _RELU:
+        for i in range(size):
+            g[i] = g[i] if a[i] > 0 else 0
+    elif act == _SIGMOID:
+        for i in range(size):
+            g[i] = g[i] * a[i] * (1 - a[i])
+    elif act == _TANH:
+        for i in range(size):
+            g[i] = g[i] * (1 - a[i] * a[i])
+    elif act == _SOFTMAX:
+        for i in range(n):
+            dot = 0
+            for j in range(c):
+                dot += g[i * c + j] * a[i * c + j]
+            for j in range(c):
+                g[i * c + j] = a[i * c + j] * (g[i * c + j] - dot)
+
+
+# --- dense layer
+
+cdef void _dense_forward(const floating* x, const floating* w, const floating* b, floating* a,
+                         Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out, int act) noexcept nogil:
+    """OUT a (n, n_out) := act(x (n, n_in) @ w (n_in, n_out) + b (n_out,))."""
+    _gemm(c'N', c'N', <int>n_out, <int>n, <int>n_in, 1, w, <int>n_out, x, <int>n_in, 0, a, <int>n_out)
+    _bias_activation(a, b, n, n_out, act)
+
+
+cdef void _dense_backward(const floating* x, const floating* w, floating* g, floating* dw,
+                          floating* db, floating* dx, Py_ssize_t n, Py_ssize_t n_in,
+                          Py_ssize_t n_out) noexcept nogil:
+    """From IN g = dL/dZ (n, n_out): OUT dw = x^T g, db = column sums of g, dx = g w^T.
+
+    db and dx may be NULL (no bias; first layer, whose input needs no gradient).
+    """
+    cdef Py_ssize_t i, j
+    _gemm(c'N', c'T', <int>n_out, <int>n_in, <int>n, 1, g, <int>n_out, x, <int>n_in, 0, dw, <int>n_out)
+    if db != NULL:
+        for j in range(n_out):
+            db[j] = 0
+        for i in range(n):
+            for j in range(n_out):
+                db[j] += g[i * n_out + j]
+    if dx != NULL:
+        _gemm(c'T', c'N', <int>n_in, <int>n, <int>n_out, 1, w, <int>n_out, g, <int>n_out, 0, dx, <int>n_in)
+
+
+# --- losses (mean over the batch; gradients already divided by the batch size)
+
+cdef floating _log_sum_exp_row(const floating* z, floating* p, Py_ssize_t c) noexcept nogil:
+    """Return log Σ exp(z) computed stably; OUT p = softmax(z) unless p is NULL."""
+    cdef Py_ssize_t j
+    cdef floating m = z[0], s = 0, e
+    for j in range(1, c):
+        if z[j] > m:
+            m = z[j]
+    for j in range(c):
+        e = _exp(z[j] - m)
+        s += e
+        if p != NULL:
+            p[j] = e
+    if p != NULL:
+        for j in range(c):
+            p[j] /= s
+    return _log(s) + m
+
+
+cdef double _sparse_softmax_xent(const floating* z, const int32_t* labels, floating* grad,
+                                 Py_ssize_t n, Py_ssize_t c, floating scale) noexcept nogil:
+    """Return Σ_i -log softmax(z_i)[y_i]; OUT grad = scale·(softmax(z) - onehot(y)) unless NULL."""
+    cdef Py_ssize_t i
+    cdef double total = 0
+    cdef floating* g = NULL
+    for i in range(n):
+        if grad != NULL:
+            g = grad + i * c
+        total += _log_sum_exp_row(z + i * c, g, c) - z[i * c + labels[i]]
+        if g != NULL:
+            _scale_row(g, c, scale)
+            g[labels[i]] -= scale
+    return total
+
+
+cdef double _softmax_xent(const floating* z, const floating* y, floating* grad, Py_ssize_t n,
+                          Py_ssize_t c, floating scale) noexcept nogil:
+    """Return Σ_i Σ_k -y_ik log softmax(z_i)_k; OUT grad = scale·(softmax(z)·Σ_k y_ik - y)."""
+    cdef Py_ssize_t i, j
+    cdef double total = 0
+    cdef floating lse, ysum
+    cdef floating* g = NULL
+    for i in range(n):
+        if grad != NULL:
+            g = grad + i * c
+        lse = _log_sum_exp_row(z + i * c, g, c)
+        ysum = 0
+        for j in range(c):
+            ysum += y[i * c + j]
+            if y[i * c + j] != 0:  # 0·(lse - z) is 0 even where z is huge
+                total += y[i * c + j] * (lse - z[i * c + j])
+        if g != NULL:
+            for j in range(c):
+                g[j] = scale * (g[j] * ysum - y[i * c + j])
+    return total
+
+
+cdef inline void _scale_row(floating* g, Py_ssize_t c, floating scale) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(c):
+        g[j] *= scale
+
+
+cdef double _sigmoid_bce(const floating* z, const floating* y, floating* grad, Py_ssize_t n,
+                         Py_ssize_t c, floating scale) noexcept nogil:
+    """Return Σ_i mean_k BCE(y, sigmoid(z)) from logits; OUT grad = scale·(sigmoid(z) - y)."""
+    cdef Py_ssize_t i, size = n * c
+    cdef double total = 0
+    cdef floating zi
+    for i in range(size):
+        zi = z[i]
+        total += (zi if zi > 0 else 0) - zi * y[i] + _log1p(_exp(-fabs(zi)))
+        if grad != NULL:
+            grad[i] = scale * (_sigmoid(zi) - y[i])
+    return total / c
+
+
+cdef double _mse(const floating* p, const floating* y, floating* grad, Py_ssize_t n, Py_ssize_t c,
+                 floating scale) noexcept nogil:
+    """Return Σ_i mean_k (p - y)²; OUT grad = scale·2(p - y)."""
+    cdef Py_ssize_t i, size = n * c
+    cdef double total = 0
+    cdef floating d
+    for i in range(size):
+        d = p[i] - y[i]
+        total += d * d
+        if grad != NULL:
+            grad[i] = scale * 2 * d
+    return total / c
+
+
+cdef double _loss(int kind, const floating* out, const int32_t* labels, const floating* y,
+                  floating* grad, Py_ssize_t n, Py_ssize_t c, floating scale) noexcept nogil:
+    """Dispatch to the loss ``kind``: return the sum of per-sample losses, OUT grad (or NULL)."""
+    if kind == _LOSS_SPARSE_CE:
+        return _sparse_softmax_xent(out, labels, grad, n, c, scale)
+    if kind == _LOSS_CE:
+        return _softmax_xent(out, y, grad, n, c, scale)
+    if kind == _LOSS_BCE:
+        return _sigmoid_bce(out, y, grad, n, c, scale)
+    return _mse(out, y, grad, n, c, scale)
+
+
+# --- accuracy counts
+
+cdef inline Py_ssize_t _argmax_row(const floating* s, Py_ssize_t c) noexcept nogil:
+    """Index of the first maximum of s[0:c]."""
+    cdef Py_ssize_t j, best = 0
+    for j in range(1, c):
+        if s[j] > s[best]:
+            best = j
+    return best
+
+
+cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
+                           const floating* y, Py_ssize_t n, Py_ssize_t c, int act) noexcept nogil:
+    """Return the number of correct samples (binary: mean over the row of element hits).
+
+    ``act`` is applied to the scores first where it matters (a fused sigmoid for binary accuracy).
+    """
+    cdef Py_ssize_t i, j
+    cdef double hits = 0, row
+    cdef floating p
+    if metric == _METRIC_SPARSE_ACC:
+        for i in range(n):
+            hits += _argmax_row(s + i * c, c) == labels[i]
+    elif metric == _METRIC_CATEGORICAL_ACC:
+        for i in range(n):
+            hits += _argmax_row(s + i * c, c) == _argmax_row(y + i * c, c)
+    elif metric == _METRIC_BINARY_ACC:
+        for i in range(n):
+            row = 0
+            for j in range(c):
+                p = _sigmoid(s[i * c + j]) if act == _SIGMOID else s[i * c + j]
+                row += (1 if p > 0.5 else 0) == y[i * c + j]
+            hits += row / c
+    return hits
+
+
+# --- dropout: a counter-based generator, so the NumPy reference draws the same masks
+
+cdef inline uint64_t _mix64(uint64_t z) noexcept nogil:
+    """The splitmix64 finaliser: a well-mixed 64-bit hash of z."""
+    z = (z ^ (z >> 30)) * <uint64_t>0xbf58476d1ce4e5b9ULL
+    z = (z ^ (z >> 27)) * <uint64_t>0x94d049bb133111ebULL
+    return z ^ (z >> 31)
+
+
+cdef void _dropout_forward(const floating* x, floating* out, floating* mask, Py_ssize_t size,
+                           double rate, uint64_t seed, uint64_t counter) noexcept nogil:
+    """OUT mask[i] = 1/keep where uniform(seed, counter + i) >= rate, else 0; OUT out = x·mask."""
+    cdef Py_ssize_t i
+    cdef double u
+    cdef floating scale = <floating>(1 / (1 - rate)) if rate < 1 else 0
+    for i in range(size):
+        u = <double>(_mix64(seed + (counter + <uint64_t>i) * <uint64_t>0x9e3779b97f4a7c15ULL) >> 11) * (1.0 / 9007199254740992.0)
+        mask[i] = scale if u >= rate else 0
+        out[i] = x[i] * mask[i]
+
+
+# --- optimizers: one pass over params, grads and slots, in place, no temporaries
+
+cdef struct OptConfig:
+    int kind
+    double learning_rate
+    double momentum
+    double rho
+    double beta_1
+    double beta_2
+    double epsilon
+    bint nesterov
+    bint centered
+    bint amsgrad
+
+
+cdef void _update_range(const OptConfig* c, floating* w, const floating* g, floating* s0,
+                        floating* s1, floating* s2, Py_ssize_t lo, Py_ssize_t hi,
+                        int64_t iteration) noexcept nogil:
+    """IN/OUT w[lo:hi] and the slots s0..s2 (NULL when unused): one step of Keras 3's rule.
+
+    Scalars are rounded to the parameter precision first, as Keras does in float32; ``1 - beta``
+    is formed in double, as Python does before Keras casts it.
+    """
+    cdef Py_ssize_t i
+    cdef floating lr = <floating>c.learning_rate, mom = <floating>c.momentum
+    cdef floating eps = <floating>c.epsilon, rho = <floating>c.rho
+    cdef floating one_minus_rho = <floating>(1 - c.rho)
+    cdef floating b1 = <floating>c.beta_1, b2 = <floating>c.beta_2
+    cdef floating one_minus_b1 = <floating>(1 - c.beta_1), one_minus_b2 = <floating>(1 - c.beta_2)
+    cdef floating t, alpha, v, u, d, a, b
+    if c.kind == _OPT_SGD:
+        if s0 == NULL:
+            for i in range(lo, hi):
+                w[i] -= lr * g[i]
+        else:
+            # nesterov: w += mom·v - lr·g ; classic: w += v  (a, b select the form)
+            a = mom if c.nesterov else 1
+            b = lr if c.nesterov else 0
+            for i in range(lo, hi):
+                v = mom * s0[i] - lr * g[i]
+                s0[i] = v
+                w[i] += a * v - b * g[i]
+    elif c.kind == _OPT_ADAGRAD:
+        for i in range(lo, hi):
+            s0[i] += g[i] * g[i]
+            w[i] -= lr * g[i] / _sqrt(s0[i] + eps)
+    elif c.kind == _OPT_RMSPROP:
+        # s0 velocity, s1 momentum buffer (momentum > 0), s2 average gradient (centered)
+        for i in range(lo, hi):
+            s0[i] = rho * s0[i] + one_minus_rho * (g[i] * g[i])
+            if c.centered:
+                s2[i] = rho * s2[i] + one_minus_rho * g[i]
+                d = s0[i] - s2[i] * s2[i] + eps
+            else:
+                d = s0[i] + eps
+            u = lr * g[i] / _sqrt(d)
+            if s1 != NULL:
+                s1[i] = mom * s1[i] + u
+                w[i] -= s1[i]
+            else:
+                w[i] -= u
+    elif c.kind == _OPT_ADAM:
+        # s0 first moment m, s1 second moment v, s2 max of v (amsgrad)
+        t = <floating>(iteration + 1)
+        alpha = lr * _sqrt(1 - _pow(b2, t)) / (1 - _pow(b1, t))
+        for i in range(lo, hi):
+            s0[i] += (g[i] - s0[i]) * one_minus_b1
+            s1[i] += (g[i] * g[i] - s1[i]) * one_minus_b2
+            if c.amsgrad:
+                s2[i] = s2[i] if s2[i] > s1[i] else s1[i]
+                w[i] -= (s0[i] * alpha) / (_sqrt(s2[i]) + eps)
+            else:
+                w[i] -= (s0[i] * alpha) / (_sqrt(s1[i]) + eps)
+
+
+cdef void _update(const OptConfig* c, floating* w, const floating* g, floating* s0, floating* s1,
+                  floating* s2, Py_ssize_t size, int64_t iteration) noexcept nogil:
+    """One optimizer step over w[0:size], split across threads when it is large enough to pay."""
+    cdef Py_ssize_t k, lo, hi
+    cdef unsigned int state
+    cdef int chunks = _n_threads
+    if size // _MIN_CHUNK < chunks:
+        chunks = <int>(size // _MIN_CHUNK) if size >= 2 * _MIN_CHUNK else 1
+    if chunks <= 1:
+        _update_range(c, w, g, s0, s1, s2, 0, size, iteration)
+        return
+    for k in prange(chunks, num_threads=chunks, schedule="static"):
+        lo = size * k // chunks
+        hi = size * (k + 1) // chunks
+        state = fpenv_flush_denormals()  # the FP state is per thread
+        _update_range(c, w, g, s0, s1, s2, lo, hi, iteration)
+        fpenv_restore(state)
+
+
+# --- argument checks at the Python boundary
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_INT_MAX = 2**31 - 1
+
+
+cdef void* _data(object a):
+    """Data pointer of a checked ndarray, or NULL for None."""
+    if a is None:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+def _check(name, a, ndim, dtype=None, shape=None, writable=False):
+    """Check one array argument; return its dtype. Raise TypeError/ValueError naming ``name``."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if dtype is None:
+        if a.dtype not in _FLOATS:
+            raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
+    elif a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {a.shape}")
+    if shape is not None:
+        for axis, (got, want) in enumerate(zip(a.shape, shape)):
+            if want is not None and got != want:
+                raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape} "
+                                 f"(mismatch on axis {axis})")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (use numpy.ascontiguousarray)")
+    if writable and not a.flags.writeable:
+        raise ValueError(f"{name} is read-only; an output buffer must be writable")
+    if a.size > _INT_MAX:
+        raise ValueError(f"{name} is too large for the kernels ({a.size} elements)")
+    return a.dtype
+
+
+def _check_rows(name, a):
+    if a.shape[0] == 0:
+        raise ValueError(f"{name} is empty: a batch needs at least one row")
+
+
+def _check_labels(labels, n, n_classes):
+    _check("labels", labels, 1, np.int32, (n,))
+    if n and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"labels must lie in [0, {n_classes}); got values from "
+                         f"{labels.min()} to {labels.max()}")
+
+
+def _activation_code(activation):
+    if isinstance(activation, str):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        return ACTIVATIONS[activation]
+    if activation not in (LINEAR, RELU, SIGMOID, TANH, SOFTMAX):
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    return activation
+
+
+def _finite_scalar(name, value, low=None, high=None):
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must lie in [{low}, {high}], got {value}")
+    return value
+
+
+# --- public kernels: each checks its arguments, then runs without the GIL
+
+def activation_forward(z, out, activation):
+    """Apply an activation row by row: ``out = activation(z)``.
+
+    Args:
+        z: float32 or float64 array of shape (n, c), C-contiguous.
+        out: OUT array like z (may be z itself, for in place).
+        activation: 'linear', 'relu', 'sigmoid', 'tanh' or 'softmax' (over the last axis).
+    """
+    dtype = _check("z", z, 2)
+    _check("out", out, 2, dtype, z.shape, writable=True)
+    cdef int act = _activation_code(activation)
+    cdef Py_ssize_t n = z.shape[0], c = z.shape[1]
+    cdef void* pz = _data(z)
+    cdef void* pout = _data(out)
+    cdef unsigned int state
+    cdef bint f32 = dtype == np.float32
+    with nogil:
+        state = fpenv_flush_denormals()
+        if f32:
+            _activation_forward(<float*>pz, <float*>pout, n, c, act)
+        else:
+            _activation_forward(<double*>pz, <double*>pout, n, c, act)
+        fpenv_restore(state)
+
+
+def activation_backward(a, grad, activation):
+    """Turn dL/dA into dL/dZ in place, from the activation's output ``a``.
+
+    Args:
+        a: the activation's output, float32 or float64, shape (n, c), C-contiguous.
+        grad: IN/OUT array like a: dL/dA on entry, dL/dZ on return.
+        activation: 'linear', 'relu', 'sigmoid', 'tanh' or 'softmax'.
+    """
+    dtype = _check("a", a, 2)
+    _check("grad", grad, 2, dtype, a.shape, writable=True)
+    cdef int act = _activation_code(activation)
+    cdef Py_ssize_t n = a.shape[0], c = a.shape[1]
+    cdef void* pa = _data(a)
+    cdef void* pg = _data(grad)
+    cdef unsigned int state
+    cdef bint f32 = dtype == np.float32
+    with nogil:
+        state = fpenv_flush_denormals()
+        if f32:
+            _activation_backward(<float*>pa, <float*>pg, n, c, act)
+        else:
+            _activation_backward(<double*>pa, <double*>pg, n, c, act)
+        fpenv_restore(state)
+
+
+def dense_forward(x, w, b, out, activation="linear"):
+    """Dense layer forward pass: ``out = activation(x @ w + b)``, the activation fused in.
+
+    Args:
+        x: inputs, float32 or float64, shape (n, n_in), C-contiguous, n >= 1.
+        w: kernel, shape (n_in, n_out), same dtype.
+        b: bias, shape (n_out,), or None for no bias.
+        out: OUT buffer, shape (n, n_out).
+        activation: 'linear', 'relu', 'sigmoid', 'tanh' or 'softmax'. Defaults to 'linear'.
+    """
+    dtype = _check("x", x, 2)
+    _check_rows("x", x)
+    _check("w", w, 2, dtype, (x.shape[1], None))
+    if b is not None:
+        _check("b", b, 1, dtype, (w.shape[1],))
+    _check("out", out, 2, dtype, (x.shape[0], w.shape[1]), writable=True)
+    cdef int act = _activation_code(activation)
+    cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
+    cdef void* px = _data(x)
+    cdef void* pw = _data(w)
+    cdef void* pb = _data(b)
+    cdef void* pout = _data(out)
+    cdef unsigned int state
+    cdef bint f32 = dtype == np.float32
+    with nogil:
+        state = fpenv_flush_denormals()
+        if f32:
+            _dense_forward(<float*>px, <float*>pw, <float*>pb, <float*>pout, n, n_in, n_out, act)
+        else:
+            _dense_forward(<double*>px, <double*>pw, <double*>pb, <double*>pout, n, n_in, n_out, act)
+        fpenv_restore(state)
+
+
+def dense_backward(x, w, a, grad, dw, db, dx=None, activation="linear"):
+    """Dense layer backward pass, the activation derivative fused in.
+
+    Args:
+        x: the layer's input, shape (n, n_in).
+        w: kernel, shape (n_in, n_out).
+        a: the layer's output (after the activation), shape (n, n_out).
+        grad: IN/OUT dL/dA, shape (n, n_out); overwritten with dL/dZ (no temporary is made).
+        dw: OUT dL/dw, shape (n_in, n_out).
+        db: OUT dL/db, shape (n_out,), or None (no bias).
+        dx: OUT dL/dx, shape (n, n_in), or None to skip it (the first layer never needs it).
+        activation: the activation used in the forward pass. Defaults to 'linear'.
+    """
+    dtype = _check("x", x, 2)
+    _check_rows("x", x)
+    _check("w", w, 2, dtype, (x.shape[1], None))
+    shape_out = (x.shape[0], w.shape[1])
+    _check("a", a, 2, dtype, shape_out)
+    _check("grad", grad, 2, dtype, shape_out, writable=True)
+    _check("dw", dw, 2, dtype, w.shape, writable=True)
+    if db is not None:
+        _check("db", db, 1, dtype, (w.shape[1],), writable=True)
+    if dx is not None:
+        _check("dx", dx, 2, dtype, x.shape, writable=True)
+    cdef int act = _activation_code(activation)
+    cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
+    cdef void* px = _data(x)
+    cdef void* pw = _data(w)
+    cdef void* pa = _data(a)
+    cdef void* pg = _data(grad)
+    cdef void* pdw = _data(dw)
+    cdef void* pdb = _data(db)
+    cdef void* pdx = _data(dx)
+    cdef unsigned int state
+    cdef bint f32 = dtype == np.float32
+    with nogil:
+        state = fpenv_flush_denormals()
+        if f32:
+            _activation_backward(<float*>pa, <float*>pg, n, n_out, act)
+            _dense_backward(<float*>px, <float*>pw, <float*>pg, <float*>pdw, <float*>pdb,
+                            <float*>pdx, n, n_in, n_out)
+        else:
+            _activation_backward(<double*>pa, <double*>pg, n, n_out, act)
+            _dense_backward(<double*>px, <double*>pw, <double*>pg, <double*>pdw, <double*>pdb,
+                            <double*>pdx, n, n_in, n_out)
+        fpenv_restore(state)
+
+
+def _loss_entry(int kind, name_out, out, labels, targets, grad):
+    """Shared body of the public loss kernels: check, run, return the mean loss."""
+    dtype = _check(name_out, out, 2)
+    _check_rows(name_out, out)
+    cdef Py_ssize_t n = out.shape[0], c = out.shape[1]
+    if kind == _LOSS_SPARSE_CE:
+        _check_labels(labels, n, c)
+    else:
+        _check("targets", targets, 2, dtype, out.shape)
+    if grad is not None:
+        _check("grad", grad, 2, dtype, out.shape, writable=True)
+    cdef void* po = _data(out)
+    cdef int32_t* pl = <int32_t*>_data(labels)
+    cdef void* pt = _data(targets)
+    cdef void* pg = _data(grad)
+    cdef double total
+    cdef unsigned int state
+    cdef bint f32 = dtype == np.float32
+    with nogil:
+        state = fpenv_flush_denormals()
+        if f32:
+            total = _loss(kind, <float*>po, pl, <float*>pt, <float*>pg, n, c, <float>(1.0 / n))
+        else:
+            total = _loss(kind, <double*>po, pl, <double*>pt, <double*>pg, n, c, 1.0 / n)
+        fpenv_restore(state)
+    return total / n
+
+
+def sparse_softmax_cross_entropy(logits, labels, grad=None):
+    """Fused softmax + sparse categorical cross-entropy, from logits, in one pass.
+
+    Stable for logits of any magnitude (log-sum-exp with the row maximum subtracted).
+
+    Args:
+        logits: float32 or float64, shape (n, classes), C-contiguous.
+        labels: int32 class ids, shape (n,), each in [0, classes).
+        grad: OUT dL/dlogits of the mean loss, shape like logits, or None to skip it.
+
+    Returns:
+        The mean loss over the batch (a Python float).
+    """
+    return _loss_entry(_LOSS_SPARSE_CE, "logits", logits, labels, None, grad)
+
+
+def softmax_cross_entropy(logits, targets, grad=None):
+    """Fused softmax + categorical cross-entropy, from logits, for one-hot (or soft) targets.
+
+    Args:
+        logits: float32 or float64, shape (n, classes), C-contiguous.
+        targets: target distribution, same shape and dtype.
+        grad: OUT dL/dlogits of the mean loss, or None.
+
+    Returns:
+        The mean loss over the batch.
+    """
+    return _loss_entry(_LOSS_CE, "logits", logits, None, targets, grad)
+
+
+def sigmoid_binary_cross_entropy(logits, targets, grad=None):
+    """Fused sigmoid + binary cross-entropy, from logits (stable: no exp overflow).
+
+    Args:
+        logits: float32 or float64, shape (n, c), C-contiguous.
+        targets: 0/1 (or soft) targets, same shape and dtype.
+        grad: OUT dL/dlogits of the mean loss, or None.
+
+    Returns:
+        The mean over samples of the per-sample mean over the last axis.
+    """
+    return _loss_entry(_LOSS_BCE, "logits", logits, None, targets, grad)
+
+
+def mean_squared_error(predictions, targets, grad=None):
+    """Mean squared error, with its gradient.
+
+    Args:
+        predictions: float32 or float64, shape (n, c), C-contiguous.
+        targets: same shape and dtype.
+        grad: OUT dL/dpredictions of the mean loss, or None.
+
+    Returns:
+        The mean over samples of the per-sample mean over the last axis.
+    """
+    return _loss_entry(_LOSS_MSE, "predictions", predictions, None, targets, grad)
+
+
+def count_correct(scores, labels=None, targets=None, binary=False):
+    """Count correct predictions, without temporaries.
+
+    Exactly one of ``labels`` (sparse: argmax of scores equals the label) or ``targets``
+    (categorical: argmax equals the target's argmax; with ``binary=True``: ``scores > 0.5``
+    equals the target, averaged over the last axis) is given.
+
+    Args:
+        scores: float32 or float64, shape (n, c), C-contiguous.
+        labels: int32 class ids, shape (n,), in [0, c).
+        targets: array like scores.
+        binary: use binary accuracy with threshold 0.5. Defaults to False.
+
+    Returns:
+        The number of correct samples (a float: binary rows count fractionally).
+    """
+    dtype = _check("scores", scores, 2)
+    cdef Py_ssize_t n = scores.shape[0], c = scores.shape[1]
+    cdef int metric
+    if (labels is None) == (targets is None):
+        raise ValueError("pass exactly one of labels and targets")
+    if labels is not None:
+        _check_labels(labels, n, c)
+        metric = _METRIC_SPARSE_ACC
+    else:
+        _check("targets", targets, 2, dtype, scores.shape)
+        metric = _METRIC_BINARY_ACC if binary else _METRIC_CATEGORICAL_ACC
+    cdef void* ps = _data(scores)
+    cdef int32_t* pl = <int32_t*>_data(labels)
+    cdef void* pt = _data(targets)
+    cdef double hits
+    cdef bint f32 = dtype == np.float32
+    with nogil:
+        if f32:
+            hits = _count_correct(metric, <float*>ps, pl, <float*>pt, n, c, _LINEAR)
+        else:
+            hits = _count_correct(metric, <double*>ps, pl, <double*>pt, n, c, _LINEAR)
+    return hits
+
+
+def dropout_forward(x, out, mask, double rate, uint64_t seed, uint64_t counter):
+    """Inverted dropout: ``out = x * mask`` with mask 1/(1-rate) (kept) or 0 (dropped).
+
+    Element i is kept when the counter-based uniform draw ``u(seed, counter + i)`` is >= rate,
+    so the same (seed, counter) always gives the same mask.
+
+    Args:
+        x: float32 or float64 array, C-contiguous.
+        out: OUT array like x.
+        mask: OUT array like x.
+        rate: fraction dropped, in [0, 1].
+        seed: generator seed.
+        counter: position in the generator's stream.
+    """
+    dtype = _check("x", x, x.ndim if isinstance(x, np.ndarray) else 1)
+    _check("out", out, x.ndim, dtype, x.shape, writable=True)
+    _check("mask", mask, x.ndim, dtype, x.shape, writable=True)
+    _finite_scalar("rate", rate, 0.0, 1.0)
+    cdef Py_ssize_t size = x.size
+    cdef void* px = _data(x)
+    cdef void* po = _data(out)
+    cdef void* pm = _data(mask)
+    cdef bint f32 = dtype == np.float32
+    with nogil:
+        if f32:
+            _dropout_forward(<float*>px, <float*>po, <float*>pm, size, rate, seed, counter)
+        else:
+            _dropout_forward(<double*>px, <double*>po, <double*>pm, size, rate, seed, counter)
+
+
+cdef object _run_update(OptConfig* c, params, grads, slots, names, int64_t iteration):
+    """Shared body of the public optimizer updates: check buffers, update without the GIL."""
+    dtype = _check("params", params, 1, writable=True)
+    _check("grads", grads, 1, dtype, params.shape)
+    cdef void* ptr[3]
+    cdef int k
+    for k in range(3):
+        ptr[k] = NULL
+    for k, (name, slot) in enumerate(zip(names, slots)):
+        if slot is not None:
+            _check(name, slot, 1, dtype, params.shape, writable=True)
+            if any(np.shares_memory(slot, other) for other in (params, grads)):
+                raise ValueError(f"{name} must not overlap params or grads")
+            ptr[k] = _data(slot)
+    if iteration < 0:
+        raise ValueError(f"iteration must be >= 0, got {iteration}")
+    cdef Py_ssize_t size = params.shape[0]
+    cdef void* pw = _data(params)
+    cdef void* pg = _data(grads)
+    cdef unsigned int state
+    cdef bint f32 = dtype == np.float32
+    with nogil:
+        state = fpenv_flush_denormals()
+        if f32:
+            _update(c, <float*>pw, <float*>pg, <float*>ptr[0], <float*>ptr[1], <float*>ptr[2],
+                    size, iteration)
+        else:
+            _update(c, <double*>pw, <double*>pg, <double*>ptr[0], <double*>ptr[1],
+                    <double*>ptr[2], size, iteration)
+        fpenv_restore(state)
+
+
+def _require_slot(name, slot, needed):
+    if needed and slot is None:
+        raise ValueError(f"{name} is required for these hyper-parameters")
+    if not needed and slot is not None:
+        raise ValueError(f"{name} must be None for these hyper-parameters")
+
+
+def sgd_update(params, grads, double learning_rate=0.01, double momentum=0.0,
+               bint nesterov=False, velocity=None):
+    """SGD step in place (Keras 3): ``w -= lr·g``, or with momentum
+    ``v = momentum·v - lr·g; w += v`` (nesterov: ``w += momentum·v - lr·g``).
+
+    Args:
+        params: IN/OUT 1-D float32/float64 parameters (all of a model's, in one buffer).
+        grads: gradients, like params.
+        learning_rate: step size. Defaults to 0.01.
+        momentum: in [0, 1]. Defaults to 0.0.
+        nesterov: Nesterov momentum. Defaults to False.
+        velocity: IN/OUT velocity slot like params; required when momentum > 0, else None.
+    """
+    cdef OptConfig c
+    c.kind = _OPT_SGD
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
+    c.momentum = _finite_scalar("momentum", momentum, 0.0, 1.0)
+    c.nesterov = nesterov
+    _require_slot("velocity", velocity, momentum > 0)
+    _run_update(&c, params, grads, (velocity,), ("velocity",), 0)
+
+
+def adagrad_update(params, grads, accumulator, double learning_rate=0.001,
+                   double epsilon=1e-7):
+    """Adagrad step in place (Keras 3): ``s += g²; w -= lr·g / sqrt(s + ε)``.
+
+    Args:
+        params: IN/OUT 1-D float32/float64 parameters.
+        grads: gradients, like params.
+        accumulator: IN/OUT slot like params (starts at initial_accumulator_value).
+        learning_rate: Defaults to 0.001.
+        epsilon: added inside the square root. Defaults to 1e-7.
+    """
+    cdef OptConfig c
+    c.kind = _OPT_ADAGRAD
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
+    c.epsilon = _finite_scalar("epsilon", epsilon)
+    _require_slot("accumulator", accumulator, True)
+    _run_update(&c, params, grads, (accumulator,), ("accumulator",), 0)
+
+
+def rmsprop_update(params, grads, velocity, double learning_rate=0.001, double rho=0.9,
+                   double momentum=0.0, double epsilon=1e-7, bint centered=False,
+                   momentum_buffer=None, average_gradient=None):
+    """RMSprop step in place (Keras 3).
+
+    ``r = rho·r + (1-rho)·g²``; centered: ``c = rho·c + (1-rho)·g``, ``d = r - c² + ε``, else
+    ``d = r + ε``; ``u = lr·g / sqrt(d)``; with momentum ``b = momentum·b + u; w -= b``, else
+    ``w -= u``.
+
+    Args:
+        params: IN/OUT 1-D float32/float64 parameters.
+        grads: gradients, like params.
+        velocity: IN/OUT slot r, like params.
+        learning_rate: Defaults to 0.001.
+        rho: Defaults to 0.9.
+        momentum: Defaults to 0.0.
+        epsilon: added inside the square root. Defaults to 1e-7.
+        centered: Defaults to False.
+        momentum_buffer: IN/OUT slot b; required when momentum > 0, else None.
+        average_gradient: IN/OUT slot c; required when centered, else None.
+    """
+    cdef OptConfig c
+    c.kind = _OPT_RMSPROP
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
+    c.rho = _finite_scalar("rho", rho)
+    c.momentum = _finite_scalar("momentum", momentum)
+    c.epsilon = _finite_scalar("epsilon", epsilon)
+    c.centered = centered
+    _require_slot("velocity", velocity, True)
+    _require_slot("momentum_buffer", momentum_buffer, momentum > 0)
+    _require_slot("average_gradient", average_gradient, centered)
+    _run_update(&c, params, grads, (velocity, momentum_buffer, average_gradient),
+                ("velocity", "momentum_buffer", "average_gradient"), 0)
+
+
+def adam_update(params, grads, m, v, int64_t iteration, double learning_rate=0.001,
+                double beta_1=0.9, double beta_2=0.999, double epsilon=1e-7,
+                bint amsgrad=False, v_hat=None):
+    """Adam step in place (Keras 3), for step ``t = iteration + 1``.
+
+    ``a = lr·sqrt(1 - beta_2^t) / (1 - beta_1^t)``; ``m += (1-beta_1)(g - m)``;
+    ``v += (1-beta_2)(g² - v)``; amsgrad: ``v̂ = max(v̂, v)`` used instead of v;
+    ``w -= a·m / (sqrt(v) + ε)`` (ε outside the root, on the uncorrected v).
+
+    Args:
+        params: IN/OUT 1-D float32/float64 parameters.
+        grads: gradients, like params.
+        m: IN/OUT first-moment slot.
+        v: IN/OUT second-moment slot.
+        iteration: steps already taken (Keras' ``optimizer.iterations``), >= 0.
+        learning_rate: Defaults to 0.001.
+        beta_1: Defaults to 0.9.
+        beta_2: Defaults to 0.999.
+        epsilon: Defaults to 1e-7.
+        amsgrad: Defaults to False.
+        v_hat: IN/OUT slot, required when amsgrad, else None.
+    """
+    cdef OptConfig c
+    c.kind = _OPT_ADAM
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
+    c.beta_1 = _finite_scalar("beta_1", beta_1)
+    c.beta_2 = _finite_scalar("beta_2", beta_2)
+    c.epsilon = _finite_scalar("epsilon", epsilon)
+    c.amsgrad = amsgrad
+    _require_slot("m", m, True)
+    _require_slot("v", v, True)
+    _require_slot("v_hat", v_hat, amsgrad)
+    _run_update(&c, params, grads, (m, v, v_hat), ("m", "v", "v_hat"), iteration)
+
+
+# --- driver: whole training batches in C
+
+cdef struct Plan:
+    int n_ops
+    int n_inputs
+    const int64_t* kind      # OP_DENSE / OP_ACTIVATION / OP_DROPOUT
+    const int64_t* units     # output width of each op
+    const int64_t* act       # activation of each op (dense, activation)
+    const double* rate       # dropout rate of each op
+    const int64_t* w_off     # kernel offset in the parameter buffer (dense)
+    const int64_t* b_off     # bias offset, -1 for none
+    const int64_t* out_off   # offset of the op's output in the workspace (rows x units)
+    const int64_t* mask_off  # offset of the op's dropout mask in the workspace
+    int first_dense          # ops before it need no gradient
+    int loss
+    int metric
+    bint fused               # the last op's softmax/sigmoid is folded into the loss
+    int64_t capacity         # rows the workspace holds
+
+
+cdef inline int _op_act(const Plan* p, int i) noexcept nogil:
+    """Activation op i applies in the forward pass (the fused one is left to the loss)."""
+    if p.fused and i == p.n_ops - 1:
+        return _LINEAR
+    return <int>p.act[i]
+
+
+cdef floating* _forward(const Plan* p, const floating* params, floating* ws, const floating* x,
+                        Py_ssize_t n, bint training, uint64_t seed,
+                        uint64_t* counter) noexcept nogil:
+    """Run every op on x (n rows); return a pointer to the output (logits when fused)."""
+    cdef const floating* cur = x
+    cdef floating* out
+    cdef Py_ssize_t width = p.n_inputs, units
+    cdef int i
+    for i in range(p.n_ops):
+        units = p.units[i]
+        out = ws + p.out_off[i]
+        if p.kind[i] == _OP_DENSE:
+            _dense_forward(cur, params + p.w_off[i], params + p.b_off[i] if p.b_off[i] >= 0 else NULL,
+                           out, n, width, units, _op_act(p, i))
+        elif p.kind[i] == _OP_ACTIVATION:
+            _activation_forward(cur, out, n, units, _op_act(p, i))
+        elif training:
+            _dropout_forward(cur, out, ws + p.mask_off[i], n * units, p.rate[i], seed, counter[0])
+            counter[0] += <uint64_t>(n * units)
+        else:
+            out = <floating*>cur  # dropout is the identity at inference
+        cur = out
+        width = units
+    return <floating*>cur
+
+
+cdef void _backward(const Plan* p, floating* params, floating* grads, floating* ws,
+                    floating* g, floating* g_other, const floating* x, Py_ssize_t n) noexcept nogil:
+    """Backpropagate IN g = dL/d(output) through every op, writing OUT grads (flat, like params).
+
+    g and g_other are two scratch buffers of capacity x max width, used in turn.
+    """
+    cdef const floating* inp
+    cdef floating* out
+    cdef floating* dx
+    cdef floating* mask
+    cdef floating* tmp
+    cdef Py_ssize_t width_in, units, j
+    cdef int i
+    for i in range(p.n_ops - 1, p.first_dense - 1, -1):
+        units = p.units[i]
+        out = ws + p.out_off[i]
+        if p.kind[i] == _OP_DENSE:
+            inp = x if i == 0 else ws + p.out_off[i - 1]
+            width_in = p.n_inputs if i == 0 else p.units[i - 1]
+            _activation_backward(out, g, n, units, _op_act(p, i))
+            dx = g_other if i > p.first_dense else NULL
+            _dense_backward(inp, params + p.w_off[i], g, grads + p.w_off[i],
+                            grads + p.b_off[i] if p.b_off[i] >= 0 else NULL, dx, n, width_in, units)
+            tmp = g
+            g = g_other
+            g_other = tmp
+        elif p.kind[i] == _OP_ACTIVATION:
+            _activation_backward(out, g, n, units, _op_act(p, i))
+        else:
+            mask = ws + p.mask_off[i]
+            for j in range(n * units):
+                g[j] *= mask[j]
+
+
+cdef void _slot_pointers(const OptConfig* c, floating* slots, Py_ssize_t n_params,
+                         floating** s) noexcept nogil:
+    """OUT s[0..2]: the rows of ``slots`` the update reads, NULL where a slot is not used.
+
+    Rows, as in the public updates: SGD [velocity]; Adagrad [accumulator]; RMSprop [velocity,
+    momentum buffer (momentum > 0), average gradient (centered)]; Adam [m, v, v_hat (amsgrad)].
+    """
+    cdef int k, n = _slot_count(c[0])
+    for k in range(3):
+        s[k] = slots + k * n_params if k < n else NULL
+    if c.kind == _OPT_RMSPROP and c.momentum == 0:
+        s[1] = NULL
+
+
+cdef Py_ssize_t _train_batches(const Plan* p, const OptConfig* opt, floating* params,
+                               floating* grads, floating* slots, Py_ssize_t n_params,
+                               floating* ws, floating* g0, floating* g1, floating* xbuf,
+                               floating* ybuf, int32_t* lbuf, const floating* x,
+                               const floating* y, const int32_t* labels, const int64_t* order,
+                               Py_ssize_t n_samples, Py_ssize_t batch_size, Py_ssize_t first,
+                               Py_ssize_t count, int64_t* iteration, uint64_t seed,
+                               uint64_t* counter, double* loss_out,
+                               double* correct_out) noexcept nogil:
+    """Train batches first .. first+count-1 of ``order`` (or of the data as it lies, when order
+    is NULL). Return how many were applied: a non-finite loss stops before that batch's update.
+    """
+    cdef Py_ssize_t b, start, n, r, j, row, n_out = p.units[p.n_ops - 1]
+    cdef Py_ssize_t n_in = p.n_inputs
+    cdef const floating* xb
+    cdef const floating* yb
+    cdef const int32_t* lb
+    cdef floating* out
+    cdef floating* s[3]
+    cdef double total
+    _slot_pointers(opt, slots, n_params, s)
+    for b in range(count):
+        start = (first + b) * batch_size
+        n = batch_size if start + batch_size <= n_samples else n_samples - start
+        if order == NULL:
+            xb = x + start * n_in
+            yb = y + start * n_out if y != NULL else NULL
+            lb = labels + start if labels != NULL else NULL
+        else:
+            for r in range(n):
+                row = order[start + r]
+                memcpy(xbuf + r * n_in, x + row * n_in, n_in * sizeof(floating))
+                if y != NULL:
+                    memcpy(ybuf + r * n_out, y + row * n_out, n_out * sizeof(floating))
+                else:
+                    lbuf[r] = labels[row]
+            xb = xbuf
+            yb = ybuf if y != NULL else NULL
+            lb = lbuf if y == NULL else NULL
+        out = _forward(p, params, ws, xb, n, True, seed, counter)
+        total = _loss(p.loss, out, lb, yb, g0, n, n_out, <floating>(1.0 / n))
+        loss_out[b] = total
+        correct_out[b] = _count_correct(p.metric, out, lb, yb, n, n_out,
+                                        <int>p.act[p.n_ops - 1] if p.fused else _LINEAR)
+        if not isfinite(total):
+            return b
+        _backward(p, params, grads, ws, g0, g1, xb, n)
+        _update(opt, params, grads, s[0], s[1], s[2], n_params, iteration[0])
+        iteration[0] += 1
+    return count
+
+
+cdef void _infer(const Plan* p, const floating* params, floating* ws, const floating* x,
+                 const floating* y, const int32_t* labels, floating* pred, Py_ssize_t n_samples,
+                 double* loss_sum, double* correct) noexcept nogil:
+    """Forward pass over all samples in workspace-sized batches, in inference mode.
+
+    OUT pred (n_samples x n_out) gets the model's outputs (the fused activation applied), unless
+    NULL; with targets (y or labels), OUT loss_sum and correct accumulate loss and hits.
+    """
+    cdef Py_ssize_t start, n, n_out = p.units[p.n_ops - 1], n_in = p.n_inputs
+    cdef floating* out
+    cdef uint64_t unused = 0
+    cdef int last_act = <int>p.act[p.n_ops - 1] if p.fused else _LINEAR
+    start = 0
+    while start < n_samples:
+        n = p.capacity if start + p.capacity <= n_samples else n_samples - start
+        out = _forward(p, params, ws, x + start * n_in, n, False, 0, &unused)
+        if labels != NULL or y != NULL:
+            loss_sum[0] += _loss(p.loss, out, labels + start if labels != NULL else NULL,
+                                 y + start * n_out if y != NULL else NULL, NULL, n, n_out, 1)
+            correct[0] += _count_correct(p.metric, out, labels + start if labels != NULL else NULL,
+                                         y + start * n_out if y != NULL else NULL, n, n_out,
+                                         last_act)
+        if pred != NULL:
+            _activation_forward(out, pred + start * n_out, n, n_out, last_act)
+        start += n
+
+
+cdef class Network:
+    """A sequential network laid out for the kernels: plan, flat buffers, workspace.
+
+    The model API builds one from its layers. The parameters live in one flat buffer owned by the
+    caller (layers hold views into it); the network owns the flat gradient buffer and one
+    workspace sized for ``capacity`` rows, so training allocates nothing per batch.
+
+    Args:
+        n_inputs: features per sample.
+        ops: list of ``(kind, units, activation, rate, w_offset, b_offset)`` tuples, kind one of
+            OP_DENSE, OP_ACTIVATION, OP_DROPOUT (offsets -1 where there are none).
+        params: the flat parameter buffer (1-D float32 or float64, C-contiguous).
+        loss: LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE or LOSS_MSE (the cross-entropies from logits).
+        metric: METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or METRIC_BINARY_ACC.
+        fused: the last op's activation (softmax or sigmoid) is folded into the loss.
+        capacity: rows per batch the workspace holds.
+        seed: seed of the dropout generator.
+    """
+    cdef Plan plan
+    cdef readonly object dtype
+    cdef readonly object params
+    cdef readonly object grads
+    cdef object _arrays       # int/float plan arrays the Plan points into
+    cdef object _ws
+    cdef object _scratch      # g0, g1, xbuf, ybuf, lbuf
+    cdef readonly int n_outputs
+    cdef public uint64_t seed
+    cdef public uint64_t counter
+
+    @cython.wraparound(True)
+    def __init__(self, int n_inputs, ops, params, int loss, int metric, bint fused,
+                 Py_ssize_t capacity, uint64_t seed=0):
+        self.dtype = _check("params", params, 1, writable=True)
+        if n_inputs < 1:
+            raise ValueError(f"n_inputs must be at least 1, got {n_inputs}")
+        if not ops:
+            raise ValueError("ops must not be empty")
+        if loss not in (_LOSS_SPARSE_CE, _LOSS_CE, _LOSS_BCE, _LOSS_MSE):
+            raise ValueError(f"unknown loss code {loss}")
+        if metric not in (_METRIC_NONE, _METRIC_SPARSE_ACC, _METRIC_CATEGORICAL_ACC, _METRIC_BINARY_ACC):
+            raise ValueError(f"unknown metric code {metric}")
+        kind, units, act, rate, w_off, b_off = (np.array(col) for col in zip(*ops))
+        kind, units, act, w_off, b_off = (a.astype(np.int64) for a in (kind, units, act, w_off, b_off))
+        rate = rate.astype(np.float64)
+        width_in = np.concatenate([[n_inputs], units[:-1]])
+        if np.any(units < 1) or np.any((kind != _OP_DENSE) & (units != width_in)):
+            raise ValueError("ops have inconsistent widths")
+        if np.any((kind < 0) | (kind > 2)) or np.any((act < 0) | (act > 4)):
+            raise ValueError("ops have an unknown kind or activation")
+        if np.any((rate < 0) | (rate > 1)):
+            raise ValueError("dropout rates must lie in [0, 1]")
+        dense = kind == _OP_DENSE
+        if not dense.any():
+            raise ValueError("ops need at least one dense layer")
+        w_end = w_off + width_in * units
+        b_end = b_off + units
+        if np.any(dense & ((w_off < 0) | (w_end > params.shape[0]))) or np.any(
+                dense & (b_off >= 0) & (b_end > params.shape[0])):
+            raise ValueError("ops address weights outside params")
+        if fused and not (act[-1] in (_SOFTMAX, _SIGMOID) and kind[-1] != _OP_DROPOUT):
+            raise ValueError("fused needs a final softmax or sigmoid")
+        self.params = params
+        self.grads = np.zeros_like(params)
+        self.n_outputs = int(units[-1])
+        self.seed = seed
+        self.counter = 0
+        out_off = np.zeros(len(ops), np.int64)
+        mask_off = np.full(len(ops), -1, np.int64)
+        self._arrays = (kind, units, act, rate, w_off, b_off, out_off, mask_off)
+        p = &self.plan
+        p.n_ops = len(ops)
+        p.n_inputs = n_inputs
+        p.first_dense = int(np.argmax(dense))
+        p.loss = loss
+        p.metric = metric
+        p.fused = fused
+        p.kind = <int64_t*>_data(kind)
+        p.units = <int64_t*>_data(units)
+        p.act = <int64_t*>_data(act)
+        p.rate = <double*>_data(rate)
+        p.w_off = <int64_t*>_data(w_off)
+        p.b_off = <int64_t*>_data(b_off)
+        p.out_off = <int64_t*>_data(out_off)
+        p.mask_off = <int64_t*>_data(mask_off)
+        self.reserve(capacity)
+
+    def reserve(self, Py_ssize_t capacity):
+        """Size the workspace for batches of up to ``capacity`` rows (it only ever grows)."""
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        if self._ws is not None and capacity <= self.plan.capacity:
+            return
+        kind, units, _, _, _, _, out_off, mask_off = self._arrays
+        offset = 0
+        for i in range(self.plan.n_ops):
+            out_off[i] = offset
+            offset += capacity * units[i]
+            if kind[i] == _OP_DROPOUT:
+                mask_off[i] = offset
+                offset += capacity * units[i]
+        widest = int(max(units.max(), self.plan.n_inputs))
+        self._ws = np.zeros(offset, self.dtype)
+        self._scratch = (np.zeros(capacity * widest, self.dtype), np.zeros(capacity * widest, self.dtype),
+                         np.zeros(capacity * self.plan.n_inputs, self.dtype),
+                         np.zeros(capacity * self.n_outputs, self.dtype), np.zeros(capacity, np.int32))
+        self.plan.capacity = capacity
+
+    @property
+    def capacity(self):
+        """Rows per batch the workspace holds."""
+        return self.plan.capacity
+
+    def _check_data(self, x, y):
+        """Check x and y against the plan; return the labels and float targets (one is None)."""
+        _check("x", x, 2, self.dtype, (None, self.plan.n_inputs))
+        n = x.shape[0]
+        if self.plan.loss == _LOSS_SPARSE_CE:
+            _check_labels(y, n, self.n_outputs)
+            return y, None
+        _check("y", y, 2, self.dtype, (n, self.n_outputs))
+        return None, y
+
+    def train(self, x, y, order, Py_ssize_t batch_size, Py_ssize_t first, Py_ssize_t count,
+              opt, slots, int64_t iteration, loss_out, correct_out):
+        """Train ``count`` batches, starting at batch ``first``, without the GIL.
+
+        Args:
+            x: inputs, (n, n_inputs), the network's dtype, C-contiguous.
+            y: int32 labels (n,) for the sparse loss, else targets (n, n_outputs).
+            order: int64 permutation of range(n) (shuffled epoch), or None for the data's order.
+            batch_size: rows per batch, at most ``capacity``.
+            first: index of the first batch to run.
+            count: number of batches to run.
+            opt: dict of optimizer settings (kind, learning_rate, momentum, rho, beta_1, beta_2,
+                epsilon, nesterov, centered, amsgrad).
+            slots: IN/OUT optimizer slots, (n_slots, n_params) of the network's dtype, n_slots 0-3
+                as the optimizer needs, in the order of the public update functions.
+            iteration: the optimizer's step counter before this call.
+            loss_out: OUT float64 (count,): each batch's summed per-sample loss.
+            correct_out: OUT float64 (count,): each batch's number of correct samples.
+
+        Returns:
+            ``(batches_applied, iteration)``: fewer batches than asked when a batch's loss was not
+            finite (that batch's loss is in loss_out; its update was not applied).
+        """
+        labels, targets = self._check_data(x, y)
+        cdef Py_ssize_t n = x.shape[0], n_params = self.params.shape[0]
+        if batch_size < 1 or batch_size > self.plan.capacity:
+            raise ValueError(f"batch_size must lie in [1, {self.plan.capacity}], got {batch_size}")
+        n_batches = -(-n // batch_size)
+        if first < 0 or count < 0 or first + count > n_batches:
+            raise ValueError(f"batches [{first}, {first + count}) are outside [0, {n_batches})")
+        if order is not None:
+            _check("order", order, 1, np.int64, (n,))
+            part = order[first * batch_size:min(n, (first + count) * batch_size)]
+            if part.size and (part.min() < 0 or part.max() >= n):
+                raise ValueError(f"order must hold indices in [0, {n})")
+        _check("slots", slots, 2, self.dtype, (None, n_params), writable=True)
+        _check("loss_out", loss_out, 1, np.float64, (count,), writable=True)
+        _check("correct_out", correct_out, 1, np.float64, (count,), writable=True)
+        cdef OptConfig c = _opt_config(opt)
+        needed = _slot_count(c)
+        if slots.shape[0] != needed:
+            raise ValueError(f"slots must have {needed} rows for this optimizer, got {slots.shape[0]}")
+        if iteration < 0:
+            raise ValueError(f"iteration must be >= 0, got {iteration}")
+        g0, g1, xbuf, ybuf, lbuf = self._scratch
+        cdef void* pp = _data(self.params)
+        cdef void* pg = _data(self.grads)
+        cdef void* ps = _data(slots) if needed else NULL
+        cdef void* pws = _data(self._ws)
+        cdef void* pg0 = _data(g0)
+        cdef void* pg1 = _data(g1)
+        cdef void* px = _data(x)
+        cdef void* pxb = _data(xbuf)
+        cdef void* py = _data(targets)
+        cdef void* pyb = _data(ybuf)
+        cdef int32_t* pl = <int32_t*>_data(labels)
+        cdef int32_t* plb = <int32_t*>_data(lbuf)
+        cdef int64_t* po = <int64_t*>_data(order)
+        cdef double* plo = <double*>_data(loss_out)
+        cdef double* pco = <double*>_data(correct_out)
+        cdef int64_t it = iteration
+        cdef uint64_t counter = self.counter
+        cdef Py_ssize_t done
+        cdef unsigned int state
+        cdef bint f32 = self.dtype == np.float32
+        with nogil:
+            state = fpenv_flush_denormals()
+            if f32:
+                done = _train_batches(&self.plan, &c, <float*>pp, <float*>pg, <float*>ps, n_params,
+                                      <float*>pws, <float*>pg0, <float*>pg1, <float*>pxb,
+                                      <float*>pyb, plb, <float*>px, <float*>py, pl, po, n,
+                                      batch_size, first, count, &it, self.seed, &counter, plo, pco)
+            else:
+                done = _train_batches(&self.plan, &c, <double*>pp, <double*>pg, <double*>ps,
+                                      n_params, <double*>pws, <double*>pg0, <double*>pg1,
+                                      <double*>pxb, <double*>pyb, plb, <double*>px, <double*>py,
+                                      pl, po, n, batch_size, first, count, &it, self.seed,
+                                      &counter, plo, pco)
+            fpenv_restore(state)
+        self.counter = counter
+        return done, it
+
+    def evaluate(self, x, y):
+        """Return ``(loss_sum, correct)`` over all samples, in inference mode, without the GIL."""
+        labels, targets = self._check_data(x, y)
+        return self._infer(x, labels, targets, None)
+
+    def predict(self, x, out):
+        """Write the model's outputs for x into OUT ``out`` (n, n_outputs), without the GIL."""
+        _check("x", x, 2, self.dtype, (None, self.plan.n_inputs))
+        _check("out", out, 2, self.dtype, (x.shape[0], self.n_outputs), writable=True)
+        self._infer(x, None, None, out)
+
+    def _infer(self, x, labels, targets, out):
+        cdef double loss_sum = 0, correct = 0
+        cdef Py_ssize_t n = x.shape[0]
+        cdef void* pp = _data(self.params)
+        cdef void* pws = _data(self._ws)
+        cdef void* px = _data(x)
+        cdef void* py = _data(targets)
+        cdef int32_t* pl = <int32_t*>_data(labels)
+        cdef void* pout = _data(out)
+        cdef unsigned int state
+        cdef bint f32 = self.dtype == np.float32
+        with nogil:
+            state = fpenv_flush_denormals()
+            if f32:
+                _infer(&self.plan, <float*>pp, <float*>pws, <float*>px, <float*>py, pl,
+                       <float*>pout, n, &loss_sum, &correct)
+            else:
+                _infer(&self.plan, <double*>pp, <double*>pws, <double*>px, <double*>py, pl,
+                       <double*>pout, n, &loss_sum, &correct)
+            fpenv_restore(state)
+        return loss_sum, correct
+
+
+_OPT_KINDS = {"sgd": _OPT_SGD, "adagrad": _OPT_ADAGRAD, "rmsprop": _OPT_RMSPROP, "adam": _OPT_ADAM}
+
+
+cdef OptConfig _opt_config(dict opt) except *:
+    """Read and check a settings dict into an OptConfig."""
+    cdef OptConfig c
+    if opt.get("kind") not in _OPT_KINDS:
+        raise ValueError(f"opt['kind'] must be one of {sorted(_OPT_KINDS)}, got {opt.get('kind')!r}")
+    c.kind = _OPT_KINDS[opt["kind"]]
+    c.learning_rate = _finite_scalar("learning_rate", opt.get("learning_rate", 0.001))
+    c.momentum = _finite_scalar("momentum", opt.get("momentum", 0.0), 0.0)
+    c.rho = _finite_scalar("rho", opt.get("rho", 0.9))
+    c.beta_1 = _finite_scalar("beta_1", opt.get("beta_1", 0.9))
+    c.beta_2 = _finite_scalar("beta_2", opt.get("beta_2", 0.999))
+    c.epsilon = _finite_scalar("epsilon", opt.get("epsilon", 1e-7))
+    c.nesterov = bool(opt.get("nesterov", False))
+    c.centered = bool(opt.get("centered", False))
+    c.amsgrad = bool(opt.get("amsgrad", False))
+    return c
+
+
+cdef int _slot_count(OptConfig c) noexcept nogil:
+    """Slots the optimizer reads: SGD 0 or 1, Adagrad 1, RMSprop 1-3, Adam 2-3 (see the updates)."""
+    if c.kind == _OPT_SGD:
+        return 1 if c.momentum > 0 else 0
+    if c.kind == _OPT_ADAGRAD:
+        return 1
+    if c.kind == _OPT_RMSPROP:
+        return 3 if c.centered else (2 if c.momentum > 0 else 1)
+    return 3 if c.amsgrad else 2

@@ -1,0 +1,394 @@
+"""The kernels' maths in plain NumPy: the oracle for tests, the baseline for benchmarks.
+
+Every function here has the name and signature of its twin in ``fastdnn._kernels`` and writes
+into the same output buffers, so the two are interchangeable (the model API takes either as its
+engine). The code is written to be read, not to be fast; it checks nothing.
+"""
+
+import numpy as np
+
+LINEAR, RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4
+ACTIVATIONS = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX}
+OP_DENSE, OP_ACTIVATION, OP_DROPOUT = 0, 1, 2
+LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE, LOSS_MSE = 0, 1, 2, 3
+METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC, METRIC_BINARY_ACC = 0, 1, 2, 3
+
+_num_threads = 1
+
+
+def set_num_threads(n):
+    """Accepted for symmetry with the kernels; NumPy's own threads are not changed here."""
+    global _num_threads
+    _num_threads = n
+
+
+def get_num_threads():
+    """Return the value last given to ``set_num_threads``."""
+    return _num_threads
+
+
+def _code(activation):
+    return ACTIVATIONS[activation] if isinstance(activation, str) else activation
+
+
+# --- activations
+
+def _sigmoid(z):
+    """1 / (1 + exp(-z)) without overflow: exp is only taken of non-positive numbers."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _apply(z, act):
+    if act == RELU:
+        return np.maximum(z, 0)
+    if act == SIGMOID:
+        return _sigmoid(z)
+    if act == TANH:
+        return np.tanh(z)
+    if act == SOFTMAX:
+        return _softmax(z)
+    return z
+
+
+def _derive(a, g, act):
+    """dL/dZ from the activation's output a and dL/dA."""
+    if act == RELU:
+        return np.where(a > 0, g, 0)
+    if act == SIGMOID:
+        return g * a * (1 - a)
+    if act == TANH:
+        return g * (1 - a * a)
+    if act == SOFTMAX:
+        return a * (g - (g * a).sum(axis=1, keepdims=True))
+    return g
+
+
+def activation_forward(z, out, activation):
+    """``out = activation(z)`` (see ``fastdnn._kernels.activation_forward``)."""
+    out[...] = _apply(z, _code(activation))
+
+
+def activation_backward(a, grad, activation):
+    """``grad`` := dL/dZ from dL/dA (see ``fastdnn._kernels.activation_backward``)."""
+    grad[...] = _derive(a, grad, _code(activation))
+
+
+# --- dense layer
+
+def dense_forward(x, w, b, out, activation="linear"):
+    """``out = activation(x @ w + b)`` (see ``fastdnn._kernels.dense_forward``)."""
+    z = x @ w
+    if b is not None:
+        z = z + b
+    out[...] = _apply(z, _code(activation))
+
+
+def dense_backward(x, w, a, grad, dw, db, dx=None, activation="linear"):
+    """Gradients of a dense layer (see ``fastdnn._kernels.dense_backward``)."""
+    grad[...] = _derive(a, grad, _code(activation))
+    dw[...] = x.T @ grad
+    if db is not None:
+        db[...] = grad.sum(axis=0)
+    if dx is not None:
+        dx[...] = grad @ w.T
+
+
+# --- losses
+
+def _log_softmax(z):
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _sparse_ce(z, labels, y, n):
+    logp = _log_softmax(z)
+    onehot = np.zeros_like(z)
+    onehot[np.arange(len(labels)), labels] = 1
+    return -logp[np.arange(len(labels)), labels].sum(), (np.exp(logp) - onehot) / n
+
+
+def _ce(z, labels, y, n):
+    logp = _log_softmax(z)
+    per_sample = -(np.where(y != 0, y * logp, 0)).sum(axis=1)
+    return per_sample.sum(), (np.exp(logp) * y.sum(axis=1, keepdims=True) - y) / n
+
+
+def _bce(z, labels, y, n):
+    per_element = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
+    return per_element.mean(axis=1).sum(), (_sigmoid(z) - y) / n
+
+
+def _mse(p, labels, y, n):
+    d = p - y
+    return (d * d).mean(axis=1).sum(), 2 * d / n
+
+
+_LOSSES = {LOSS_SPARSE_CE: _sparse_ce, LOSS_CE: _ce, LOSS_BCE: _bce, LOSS_MSE: _mse}
+
+
+def _loss_entry(kind, out, labels, targets, grad):
+    n = out.shape[0]
+    total, g = _LOSSES[kind](out.astype(np.float64), labels, targets, n)
+    if grad is not None:
+        grad[...] = g
+    return float(total) / n
+
+
+def sparse_softmax_cross_entropy(logits, labels, grad=None):
+    """Mean of ``-log softmax(logits)[label]``; grad ``(softmax - onehot) / n``."""
+    return _loss_entry(LOSS_SPARSE_CE, logits, labels, None, grad)
+
+
+def softmax_cross_entropy(logits, targets, grad=None):
+    """Mean of ``-Σ targets · log softmax(logits)``; grad ``(softmax·Σtargets - targets) / n``."""
+    return _loss_entry(LOSS_CE, logits, None, targets, grad)
+
+
+def sigmoid_binary_cross_entropy(logits, targets, grad=None):
+    """Mean binary cross-entropy of ``sigmoid(logits)``, from logits; grad ``(σ - y) / n``."""
+    return _loss_entry(LOSS_BCE, logits, None, targets, grad)
+
+
+def mean_squared_error(predictions, targets, grad=None):
+    """Mean over samples of the mean over the last axis of ``(p - y)²``; grad ``2(p - y) / n``."""
+    return _loss_entry(LOSS_MSE, predictions, None, targets, grad)
+
+
+def count_correct(scores, labels=None, targets=None, binary=False):
+    """Number of correct samples (see ``fastdnn._kernels.count_correct``)."""
+    if labels is not None:
+        return float((scores.argmax(axis=1) == labels).sum())
+    if binary:
+        return float(((scores > 0.5) == targets).mean(axis=1).sum())
+    return float((scores.argmax(axis=1) == targets.argmax(axis=1)).sum())
+
+
+# --- dropout: the same counter-based generator as the kernels
+
+def _uniform(seed, counter, size):
+    """splitmix64 of ``seed + (counter + i)·golden``, top 53 bits as a float in [0, 1)."""
+    with np.errstate(over="ignore"):
+        i = np.arange(size, dtype=np.uint64) + np.uint64(counter)
+        z = np.uint64(seed) + i * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / 2.0**53
+
+
+def dropout_forward(x, out, mask, rate, seed, counter):
+    """Inverted dropout with the kernels' generator (see ``fastdnn._kernels.dropout_forward``)."""
+    scale = 1 / (1 - rate) if rate < 1 else 0
+    keep = _uniform(seed, counter, x.size).reshape(x.shape) >= rate
+    mask[...] = np.where(keep, scale, 0)
+    out[...] = x * mask
+
+
+# --- optimizers (Keras 3 rules; scalars in the parameter precision, as Keras computes them)
+
+def sgd_update(params, grads, learning_rate=0.01, momentum=0.0, nesterov=False, velocity=None):
+    """SGD step in place (see ``fastdnn._kernels.sgd_update``)."""
+    lr, mom = params.dtype.type(learning_rate), params.dtype.type(momentum)
+    if velocity is None:
+        params -= lr * grads
+        return
+    velocity[...] = mom * velocity - lr * grads
+    if nesterov:
+        params += mom * velocity - lr * grads
+    else:
+        params += velocity
+
+
+def adagrad_update(params, grads, accumulator, learning_rate=0.001, epsilon=1e-7):
+    """Adagrad step in place (see ``fastdnn._kernels.adagrad_update``)."""
+    f = params.dtype.type
+    accumulator += grads * grads
+    params -= f(learning_rate) * grads / np.sqrt(accumulator + f(epsilon))
+
+
+def rmsprop_update(params, grads, velocity, learning_rate=0.001, rho=0.9, momentum=0.0,
+                   epsilon=1e-7, centered=False, momentum_buffer=None, average_gradient=None):
+    """RMSprop step in place (see ``fastdnn._kernels.rmsprop_update``)."""
+    f = params.dtype.type
+    velocity[...] = f(rho) * velocity + f(1 - rho) * (grads * grads)
+    if centered:
+        average_gradient[...] = f(rho) * average_gradient + f(1 - rho) * grads
+        denominator = velocity - average_gradient * average_gradient + f(epsilon)
+    else:
+        denominator = velocity + f(epsilon)
+    increment = f(learning_rate) * grads / np.sqrt(denominator)
+    if momentum_buffer is not None:
+        momentum_buffer[...] = f(momentum) * momentum_buffer + increment
+        params -= momentum_buffer
+    else:
+        params -= increment
+
+
+def adam_update(params, grads, m, v, iteration, learning_rate=0.001, beta_1=0.9, beta_2=0.999,
+                epsilon=1e-7, amsgrad=False, v_hat=None):
+    """Adam step in place (see ``fastdnn._kernels.adam_update``)."""
+    f = params.dtype.type
+    t = f(iteration + 1)
+    alpha = f(learning_rate) * np.sqrt(f(1) - f(beta_2) ** t) / (f(1) - f(beta_1) ** t)
+    m += (grads - m) * f(1 - beta_1)
+    v += (grads * grads - v) * f(1 - beta_2)
+    if amsgrad:
+        np.maximum(v_hat, v, out=v_hat)
+    params -= (m * alpha) / (np.sqrt(v_hat if amsgrad else v) + f(epsilon))
+
+
+_UPDATES = {"sgd": sgd_update, "adagrad": adagrad_update, "rmsprop": rmsprop_update,
+            "adam": adam_update}
+
+
+def _apply_update(opt, params, grads, slots, iteration):
+    """One step of the optimizer described by the settings dict ``opt`` (see Network.train)."""
+    kind = opt["kind"]
+    hyper = {k: v for k, v in opt.items() if k != "kind"}
+    if kind == "sgd":
+        hyper = {k: hyper[k] for k in ("learning_rate", "momentum", "nesterov") if k in hyper}
+        sgd_update(params, grads, velocity=slots[0] if len(slots) else None, **hyper)
+    elif kind == "adagrad":
+        hyper = {k: hyper[k] for k in ("learning_rate", "epsilon") if k in hyper}
+        adagrad_update(params, grads, slots[0], **hyper)
+    elif kind == "rmsprop":
+        hyper = {k: hyper[k] for k in ("learning_rate", "rho", "momentum", "epsilon", "centered")
+                 if k in hyper}
+        momentum = hyper.get("momentum", 0.0) > 0
+        rmsprop_update(params, grads, slots[0], momentum_buffer=slots[1] if momentum else None,
+                       average_gradient=slots[2] if hyper.get("centered") else None, **hyper)
+    else:
+        hyper = {k: hyper[k] for k in ("learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad")
+                 if k in hyper}
+        adam_update(params, grads, slots[0], slots[1], iteration,
+                    v_hat=slots[2] if hyper.get("amsgrad") else None, **hyper)
+
+
+# --- the network driver, step by step
+
+class Network:
+    """The NumPy twin of ``fastdnn._kernels.Network``: same constructor, same methods."""
+
+    def __init__(self, n_inputs, ops, params, loss, metric, fused, capacity, seed=0):
+        self.n_inputs = n_inputs
+        self.ops = [tuple(op) for op in ops]
+        self.params = params
+        self.grads = np.zeros_like(params)
+        self.dtype = params.dtype
+        self.loss, self.metric, self.fused = loss, metric, fused
+        self.n_outputs = self.ops[-1][1]
+        self.capacity = capacity
+        self.seed, self.counter = seed, 0
+
+    def reserve(self, capacity):
+        """Grow the batch capacity (nothing to allocate here)."""
+        self.capacity = max(self.capacity, capacity)
+
+    def _weights(self, buffer, i, width_in):
+        _, units, _, _, w_off, b_off = self.ops[i]
+        w = buffer[w_off:w_off + width_in * units].reshape(width_in, units)
+        b = buffer[b_off:b_off + units] if b_off >= 0 else None
+        return w, b
+
+    def _act(self, i):
+        return LINEAR if self.fused and i == len(self.ops) - 1 else self.ops[i][2]
+
+    def _forward(self, x, training):
+        """Return the input and output of every op (the last output is logits when fused)."""
+        inputs, outputs, masks = [], [], []
+        cur, width = x, self.n_inputs
+        for i, (kind, units, _, rate, _, _) in enumerate(self.ops):
+            inputs.append(cur)
+            if kind == OP_DENSE:
+                w, b = self._weights(self.params, i, width)
+                z = cur @ w + (b if b is not None else 0)
+                cur = _apply(z, self._act(i))
+            elif kind == OP_ACTIVATION:
+                cur = _apply(cur, self._act(i))
+            elif training:
+                mask = np.empty_like(cur)
+                out = np.empty_like(cur)
+                dropout_forward(cur, out, mask, rate, self.seed, self.counter)
+                self.counter += cur.size
+                masks.append(mask)
+                cur = out
+            outputs.append(cur)
+            width = units
+        return inputs, outputs, masks
+
+    def _loss(self, out, labels, targets):
+        return _LOSSES[self.loss](out, labels, targets, out.shape[0])
+
+    def _correct(self, out, labels, targets):
+        if self.metric == METRIC_NONE:
+            return 0.0
+        scores = _apply(out, self.ops[-1][2]) if self.fused else out
+        return count_correct(scores, labels if self.metric == METRIC_SPARSE_ACC else None,
+                             None if self.metric == METRIC_SPARSE_ACC else targets,
+                             binary=self.metric == METRIC_BINARY_ACC)
+
+    def _backward(self, inputs, outputs, masks, g):
+        widths = [self.n_inputs] + [op[1] for op in self.ops[:-1]]
+        first_dense = next(i for i, op in enumerate(self.ops) if op[0] == OP_DENSE)
+        for i in range(len(self.ops) - 1, first_dense - 1, -1):
+            kind = self.ops[i][0]
+            if kind == OP_DENSE:
+                g = _derive(outputs[i], g, self._act(i))
+                w, _ = self._weights(self.params, i, widths[i])
+                dw, db = self._weights(self.grads, i, widths[i])
+                dw[...] = inputs[i].T @ g
+                if db is not None:
+                    db[...] = g.sum(axis=0)
+                g = g @ w.T
+            elif kind == OP_ACTIVATION:
+                g = _derive(outputs[i], g, self._act(i))
+            else:
+                g = g * masks.pop()
+
+    def train(self, x, y, order, batch_size, first, count, opt, slots, iteration, loss_out,
+              correct_out):
+        """Train ``count`` batches from batch ``first`` (see ``fastdnn._kernels.Network.train``)."""
+        n = x.shape[0]
+        sparse = self.loss == LOSS_SPARSE_CE
+        for b in range(count):
+            rows = np.arange((first + b) * batch_size, min(n, (first + b + 1) * batch_size))
+            if order is not None:
+                rows = order[rows]
+            xb = x[rows]
+            labels, targets = (y[rows], None) if sparse else (None, y[rows])
+            inputs, outputs, masks = self._forward(xb, training=True)
+            total, g = self._loss(outputs[-1], labels, targets)
+            loss_out[b] = total
+            correct_out[b] = self._correct(outputs[-1], labels, targets)
+            if not np.isfinite(total):
+                return b, iteration
+            self._backward(inputs, outputs, masks, g.astype(self.dtype))
+            _apply_update(opt, self.params, self.grads, slots, iteration)
+            iteration += 1
+        return count, iteration
+
+    def evaluate(self, x, y):
+        """Return ``(loss_sum, correct)`` over all samples, in inference mode."""
+        sparse = self.loss == LOSS_SPARSE_CE
+        labels, targets = (y, None) if sparse else (None, y)
+        loss_sum = correct = 0.0
+        for start in range(0, x.shape[0], self.capacity):
+            part = slice(start, start + self.capacity)
+            out = self._forward(x[part], training=False)[1][-1]
+            lb, tb = (labels[part], None) if sparse else (None, targets[part])
+            loss_sum += float(self._loss(out, lb, tb)[0])
+            correct += self._correct(out, lb, tb)
+        return loss_sum, correct
+
+    def predict(self, x, out):
+        """Write the model's outputs for x into ``out``."""
+        for start in range(0, x.shape[0], self.capacity):
+            part = slice(start, start + self.capacity)
+            z = self._forward(x[part], training=False)[1][-1]
+            out[part] = _apply(z, self.ops[-1][2]) if self.fused else z
