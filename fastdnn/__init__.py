@@ -1,0 +1,30 @@
+"""fastdnn: a small, fast CPU deep-learning library with the Keras API.
+
+Write the Keras code you know and change one import::
+
+    import fastdnn as keras
+
+    model = keras.Sequential([
+        keras.Input(shape=(28, 28)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(100, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x_train / 255.0, y_train, epochs=5)
+
+The hot paths are Cython kernels calling BLAS without the GIL (``fastdnn._kernels``); their
+plain-NumPy twins are in ``fastdnn.reference``.
+"""
+
+from fastdnn import (activations, callbacks, config, datasets, layers, losses, metrics, models,
+                     optimizers, utils)
+from fastdnn._threads import get_num_threads, set_num_threads
+from fastdnn.layers import Input
+from fastdnn.models import Sequential
+
+__version__ = "0.1.0"
+
+__all__ = ["Sequential", "Input", "activations", "callbacks", "config", "datasets", "layers",
+           "losses", "metrics", "models", "optimizers", "utils", "set_num_threads",
+           "get_num_threads"]

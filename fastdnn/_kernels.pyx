@@ -73,8 +73,9 @@ cdef enum:
     _OPT_RMSPROP = 2
     _OPT_ADAM = 3
 
-# Below this many elements per thread, an OpenMP fork costs more than it saves.
-cdef Py_ssize_t _MIN_CHUNK = 32768
+# Below this many elements per thread, an OpenMP fork costs more than it saves: threads woken for
+# every batch fight BLAS's own threads for the cores (measured: several times slower on 2 cores).
+cdef Py_ssize_t _MIN_CHUNK = 1 << 22
 cdef int _n_threads = 1
 
 
@@ -173,7 +174,7 @@ cdef void _activation_forward(const floating* z, floating* a, Py_ssize_t n, Py_s
             memcpy(a, z, size * sizeof(floating))
     elif act == _RELU:
         for i in range(size):
-            a[i] = z[i] if z[i] > 0 else 0
+            a[i] = 0 if z[i] <= 0 else z[i]  # NaN stays NaN, as np.maximum
     elif act == _SIGMOID:
         for i in range(size):
             a[i] = _sigmoid(z[i])
@@ -324,10 +325,11 @@ cdef inline void _scale_row(floating* g, Py_ssize_t c, floating scale) noexcept 
 
 cdef double _sigmoid_bce(const floating* z, const floating* y, floating* grad, Py_ssize_t n,
                          Py_ssize_t c, floating scale) noexcept nogil:
-    """Return Σ_i mean_k BCE(y, sigmoid(z)) from logits; OUT grad = scale·(sigmoid(z) - y)."""
+    """Return Σ_i mean_k BCE(y, sigmoid(z)) from logits; OUT grad = scale/c·(sigmoid(z) - y)."""
     cdef Py_ssize_t i, size = n * c
     cdef double total = 0
     cdef floating zi
+    scale /= c
     for i in range(size):
         zi = z[i]
         total += (zi if zi > 0 else 0) - zi * y[i] + _log1p(_exp(-fabs(zi)))
@@ -338,10 +340,11 @@ cdef double _sigmoid_bce(const floating* z, const floating* y, floating* grad, P
 
 cdef double _mse(const floating* p, const floating* y, floating* grad, Py_ssize_t n, Py_ssize_t c,
                  floating scale) noexcept nogil:
-    """Return Σ_i mean_k (p - y)²; OUT grad = scale·2(p - y)."""
+    """Return Σ_i mean_k (p - y)²; OUT grad = scale/c·2(p - y)."""
     cdef Py_ssize_t i, size = n * c
     cdef double total = 0
     cdef floating d
+    scale /= c
     for i in range(size):
         d = p[i] - y[i]
         total += d * d
@@ -879,11 +882,13 @@ cdef object _run_update(OptConfig* c, params, grads, slots, names, int64_t itera
     cdef int k
     for k in range(3):
         ptr[k] = NULL
+    seen = [params, grads]
     for k, (name, slot) in enumerate(zip(names, slots)):
         if slot is not None:
             _check(name, slot, 1, dtype, params.shape, writable=True)
-            if any(np.shares_memory(slot, other) for other in (params, grads)):
-                raise ValueError(f"{name} must not overlap params or grads")
+            if any(np.shares_memory(slot, other) for other in seen):
+                raise ValueError(f"{name} must not overlap params, grads or another slot")
+            seen.append(slot)
             ptr[k] = _data(slot)
     if iteration < 0:
         raise ValueError(f"iteration must be >= 0, got {iteration}")
@@ -1112,14 +1117,16 @@ cdef void _slot_pointers(const OptConfig* c, floating* slots, Py_ssize_t n_param
                          floating** s) noexcept nogil:
     """OUT s[0..2]: the rows of ``slots`` the update reads, NULL where a slot is not used.
 
-    Rows, as in the public updates: SGD [velocity]; Adagrad [accumulator]; RMSprop [velocity,
-    momentum buffer (momentum > 0), average gradient (centered)]; Adam [m, v, v_hat (amsgrad)].
+    Rows hold only the slots Keras creates, in its order: SGD [velocity (momentum > 0)];
+    Adagrad [accumulator]; RMSprop [velocity, then momentum buffer (momentum > 0), then average
+    gradient (centered)]; Adam [m, v, then v_hat (amsgrad)]. s[k] is the update's k-th slot.
     """
     cdef int k, n = _slot_count(c[0])
     for k in range(3):
         s[k] = slots + k * n_params if k < n else NULL
-    if c.kind == _OPT_RMSPROP and c.momentum == 0:
+    if c.kind == _OPT_RMSPROP and c.centered and c.momentum == 0:
         s[1] = NULL
+        s[2] = slots + n_params
 
 
 cdef Py_ssize_t _train_batches(const Plan* p, const OptConfig* opt, floating* params,
@@ -1336,8 +1343,8 @@ cdef class Network:
             count: number of batches to run.
             opt: dict of optimizer settings (kind, learning_rate, momentum, rho, beta_1, beta_2,
                 epsilon, nesterov, centered, amsgrad).
-            slots: IN/OUT optimizer slots, (n_slots, n_params) of the network's dtype, n_slots 0-3
-                as the optimizer needs, in the order of the public update functions.
+            slots: IN/OUT optimizer slots, (n_slots, n_params) of the network's dtype: the slots
+                Keras creates for these settings, in Keras' order (see ``_slot_pointers``).
             iteration: the optimizer's step counter before this call.
             loss_out: OUT float64 (count,): each batch's summed per-sample loss.
             correct_out: OUT float64 (count,): each batch's number of correct samples.
@@ -1350,7 +1357,7 @@ cdef class Network:
         cdef Py_ssize_t n = x.shape[0], n_params = self.params.shape[0]
         if batch_size < 1 or batch_size > self.plan.capacity:
             raise ValueError(f"batch_size must lie in [1, {self.plan.capacity}], got {batch_size}")
-        n_batches = -(-n // batch_size)
+        n_batches = (n + batch_size - 1) // batch_size
         if first < 0 or count < 0 or first + count > n_batches:
             raise ValueError(f"batches [{first}, {first + count}) are outside [0, {n_batches})")
         if order is not None:
@@ -1467,5 +1474,5 @@ cdef int _slot_count(OptConfig c) noexcept nogil:
     if c.kind == _OPT_ADAGRAD:
         return 1
     if c.kind == _OPT_RMSPROP:
-        return 3 if c.centered else (2 if c.momentum > 0 else 1)
+        return 1 + (c.momentum > 0) + c.centered
     return 3 if c.amsgrad else 2

@@ -72,8 +72,8 @@ class Progbar:
             write.
         interactive: Whether to redraw the bar in place after each update.
             Defaults to whether the stream is a terminal, or, for the default
-            stream, whether the program runs in a Jupyter kernel. When false, `verbose=1` writes only the
-            finished line, without escape codes.
+            stream, whether the program runs in a Jupyter kernel. When false,
+            `verbose=1` writes only the finished line, without escape codes.
         clock: Returns the time in seconds; injectable for tests.
     """
 
@@ -87,7 +87,9 @@ class Progbar:
         clock=time.monotonic,
     ):
         if target < 1:
-            raise ValueError(f"`target` must be a positive number of steps. Received: target={target}")
+            raise ValueError(
+                f"`target` must be a positive number of steps. Received: target={target}"
+            )
         self.target = target
         self.verbose = verbose
         self._stream = stream
@@ -95,7 +97,9 @@ class Progbar:
             out = self._out()
             isatty = getattr(out, "isatty", None)
             # A notebook's stdout is no terminal but draws "\r" in place.
-            interactive = bool(isatty and isatty()) or (stream is None and "ipykernel" in sys.modules)
+            interactive = bool(isatty and isatty()) or (
+                stream is None and "ipykernel" in sys.modules
+            )
         self.interactive = interactive
         self._clock = clock
         self._start = clock()
@@ -124,7 +128,11 @@ class Progbar:
         values = values or []
 
         if self.verbose == 1 and self.interactive:
-            if not finalize and self._last_draw is not None and now - self._last_draw < _REDRAW_INTERVAL:
+            if (
+                not finalize
+                and self._last_draw is not None
+                and now - self._last_draw < _REDRAW_INTERVAL
+            ):
                 return
             self._last_draw = now
             line = self._line(current, values, now, tpu, finalize, styled=True)
@@ -156,7 +164,9 @@ class Progbar:
     def _count(self, current: int) -> str:
         return f"{current:{len(str(self.target))}d}/{self.target}"
 
-    def _line(self, current: int, values, now: float, tpu: float, finalize: bool, styled: bool) -> str:
+    def _line(
+        self, current: int, values, now: float, tpu: float, finalize: bool, styled: bool
+    ) -> str:
         done = int(_BAR_WIDTH * (float(current) / self.target))
         line = _styled(_BOLD, self._count(current), styled) + " "
         if done > 0:

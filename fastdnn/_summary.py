@@ -84,14 +84,17 @@ def render_summary(
             `min(88, columns - 4)`.
         positions: Right edges of the three columns as fractions of
             `line_length`. Defaults to `[0.45, 0.80, 1.0]`.
-        columns: Console width. Defaults to `console_width()`. Lines wider
-            than this are cut, as Keras' console does.
+        columns: Console width. Defaults to `console_width()`. As on Keras'
+            console, table lines longer than this are cut, and the title and
+            footer lines wrap.
 
     Returns:
         The complete summary, lines joined by `"\\n"` and ending with `"\\n"`.
 
     Raises:
-        ValueError: If a column would be narrower than 4 characters.
+        ValueError: If a column would be narrower than 4 characters
+            (`"Insufficient console width to print summary."`), or if
+            `positions` has fewer than 3 entries.
     """
     columns = console_width() if columns is None else columns
     line_length = line_length or min(_MAX_LINE_LENGTH, columns - 4)
@@ -107,7 +110,9 @@ def render_summary(
     table.append(_border("└", "─", "┴", "┘", widths))
 
     lines = _wrap(f'Model: "{title}"', columns)
-    lines += [_set_cell_size(line, columns) if _cell_len(line) > columns else line for line in table]
+    lines += [
+        _set_cell_size(line, columns) if _cell_len(line) > columns else line for line in table
+    ]
     for label, count, nbytes in footer:
         lines += _wrap(f" {label}: {count:,} ({readable_size(nbytes)})", columns)
     # Cropping and wrapping at the console width can leave trailing blanks,
@@ -155,16 +160,19 @@ def _border(left: str, fill: str, joint: str, right: str, widths: list[int]) -> 
 
 def _table_row(texts, widths: list[int], bar: str, *, header: bool) -> list[str]:
     """The lines of one table row; header cells sit at the bottom, others at the top."""
+    # A cell without room for text (only with odd `positions`) has no lines.
     cells = [
-        _wrap(text, width - 2, justify=justify, ellipsis=True)
+        _wrap(text, width - 2, justify=justify, ellipsis=True) if width > 2 else []
         for text, width, justify in zip(texts, widths, _JUSTIFY)
     ]
-    height = max(len(cell) for cell in cells)
+    height = max(1, *(len(cell) for cell in cells))
     for i, cell in enumerate(cells):
         blank = [""] * (height - len(cell))
         cells[i] = blank + cell if header else cell + blank
     return [
-        bar + bar.join(f" {_set_cell_size(cell[line], width - 2)} " for cell, width in zip(cells, widths)) + bar
+        bar
+        + bar.join(_set_cell_size(f" {cell[line]}", width) for cell, width in zip(cells, widths))
+        + bar
         for line in range(height)
     ]
 
@@ -254,7 +262,9 @@ def _break_offsets(text: str, width: int, fold: bool) -> list[int]:
     return breaks
 
 
-def _wrap(text: str, width: int, *, justify: str | None = None, ellipsis: bool = False) -> list[str]:
+def _wrap(
+    text: str, width: int, *, justify: str | None = None, ellipsis: bool = False
+) -> list[str]:
     """Wraps `text` to `width` cells as rich's `Text.wrap` does.
 
     Args:
@@ -282,7 +292,11 @@ def _wrap(text: str, width: int, *, justify: str | None = None, ellipsis: bool =
             if justify == "right":
                 line = line.rstrip()
             if _cell_len(line) > width:
-                line = _set_cell_size(line, width - 1) + "…" if ellipsis else _set_cell_size(line, width)
+                line = (
+                    _set_cell_size(line, width - 1) + "…"
+                    if ellipsis
+                    else _set_cell_size(line, width)
+                )
             if justify == "left":
                 line = _set_cell_size(line, width)
             elif justify == "right":

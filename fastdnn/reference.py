@@ -121,12 +121,12 @@ def _ce(z, labels, y, n):
 
 def _bce(z, labels, y, n):
     per_element = np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
-    return per_element.mean(axis=1).sum(), (_sigmoid(z) - y) / n
+    return per_element.mean(axis=1).sum(), (_sigmoid(z) - y) / (n * z.shape[1])
 
 
 def _mse(p, labels, y, n):
     d = p - y
-    return (d * d).mean(axis=1).sum(), 2 * d / n
+    return (d * d).mean(axis=1).sum(), 2 * d / (n * p.shape[1])
 
 
 _LOSSES = {LOSS_SPARSE_CE: _sparse_ce, LOSS_CE: _ce, LOSS_BCE: _bce, LOSS_MSE: _mse}
@@ -151,12 +151,12 @@ def softmax_cross_entropy(logits, targets, grad=None):
 
 
 def sigmoid_binary_cross_entropy(logits, targets, grad=None):
-    """Mean binary cross-entropy of ``sigmoid(logits)``, from logits; grad ``(σ - y) / n``."""
+    """Mean binary cross-entropy of ``sigmoid(logits)``, from logits; grad ``(σ - y) / (n·c)``."""
     return _loss_entry(LOSS_BCE, logits, None, targets, grad)
 
 
 def mean_squared_error(predictions, targets, grad=None):
-    """Mean over samples of the mean over the last axis of ``(p - y)²``; grad ``2(p - y) / n``."""
+    """Mean over samples of the mean over the last axis of ``(p - y)²``; grad ``2(p - y) / (n·c)``."""
     return _loss_entry(LOSS_MSE, predictions, None, targets, grad)
 
 
@@ -262,7 +262,7 @@ def _apply_update(opt, params, grads, slots, iteration):
                  if k in hyper}
         momentum = hyper.get("momentum", 0.0) > 0
         rmsprop_update(params, grads, slots[0], momentum_buffer=slots[1] if momentum else None,
-                       average_gradient=slots[2] if hyper.get("centered") else None, **hyper)
+                       average_gradient=slots[-1] if hyper.get("centered") else None, **hyper)
     else:
         hyper = {k: hyper[k] for k in ("learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad")
                  if k in hyper}

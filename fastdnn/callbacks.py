@@ -1,0 +1,380 @@
+"""Callbacks, as in ``keras.callbacks``: hooks into ``fit``, ``evaluate`` and ``predict``.
+
+fastdnn runs many batches per call into compiled code. Batch hooks are still honoured: when a
+callback overrides one, ``fit`` runs one batch per call and calls it after every batch; otherwise
+batch-end hooks (the progress bar's) run after each group of batches, with the running logs.
+"""
+
+import math
+import os
+import sys
+import warnings
+
+
+from fastdnn._progbar import Progbar
+
+_BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
+
+
+class Callback:
+    """Base class: every hook does nothing. ``self.model`` and ``self.params`` are set by ``fit``.
+
+    Hooks (all take ``logs=None``): ``on_{train,test,predict}_begin/_end``,
+    ``on_epoch_begin/_end(epoch)``, ``on_{train,test,predict}_batch_begin/_end(batch)``, and the
+    older ``on_batch_begin/_end``, which the default ``on_train_batch_*`` call.
+    """
+
+    # True when fit must call the batch hooks after every batch (not after groups of batches).
+    needs_every_batch = None
+
+    def __init__(self):
+        self.model = None
+        self.params = {}
+
+    def set_model(self, model):
+        """Attach the model being trained."""
+        self.model = model
+
+    def set_params(self, params):
+        """Attach fit's parameters: ``{'verbose', 'epochs', 'steps'}``."""
+        self.params = params
+
+    def wants_every_batch(self) -> bool:
+        """Whether this callback overrides a batch hook (so fit must stop after every batch)."""
+        if self.needs_every_batch is not None:
+            return self.needs_every_batch
+        return any(getattr(type(self), h) is not getattr(Callback, h) for h in _BATCH_HOOKS)
+
+    def on_train_begin(self, logs=None): ...
+    def on_train_end(self, logs=None): ...
+    def on_epoch_begin(self, epoch, logs=None): ...
+    def on_epoch_end(self, epoch, logs=None): ...
+    def on_test_begin(self, logs=None): ...
+    def on_test_end(self, logs=None): ...
+    def on_predict_begin(self, logs=None): ...
+    def on_predict_end(self, logs=None): ...
+    def on_batch_begin(self, batch, logs=None): ...
+    def on_batch_end(self, batch, logs=None): ...
+    def on_test_batch_begin(self, batch, logs=None): ...
+    def on_test_batch_end(self, batch, logs=None): ...
+    def on_predict_batch_begin(self, batch, logs=None): ...
+    def on_predict_batch_end(self, batch, logs=None): ...
+
+    def on_train_batch_begin(self, batch, logs=None):
+        """Called before a training batch; calls ``on_batch_begin`` by default."""
+        self.on_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        """Called after a training batch; calls ``on_batch_end`` by default."""
+        self.on_batch_end(batch, logs)
+
+
+class CallbackList:
+    """Calls a list of callbacks in order, one hook at a time."""
+
+    def __init__(self, callbacks, model, params):
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            cb.set_model(model)
+            cb.set_params(params)
+
+    def wants_every_batch(self) -> bool:
+        """Whether any callback needs its batch hooks after every batch."""
+        return any(cb.wants_every_batch() for cb in self.callbacks)
+
+    def __getattr__(self, hook):
+        if not hook.startswith("on_"):
+            raise AttributeError(hook)
+
+        def call(*args, **kwargs):
+            for cb in self.callbacks:
+                getattr(cb, hook)(*args, **kwargs)
+        return call
+
+
+class History(Callback):
+    """Records every epoch's logs: ``history.history`` maps each metric to a list of floats.
+
+    ``fit`` adds one automatically and returns it.
+    """
+
+    needs_every_batch = False
+
+    def __init__(self):
+        super().__init__()
+        self.history = {}
+        self.epoch = []
+
+    def on_train_begin(self, logs=None):
+        self.epoch = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(value)
+        self.model.history = self
+
+
+class ProgbarLogger(Callback):
+    """Prints Keras' progress bar (``verbose=1``) or one line per epoch (``verbose=2``).
+
+    Redraws in place only on a terminal; into a pipe or a file it writes each finished line once,
+    as plain text. ``fit`` adds one automatically when ``verbose`` is not 0.
+    """
+
+    needs_every_batch = False
+
+    def __init__(self):
+        super().__init__()
+        self.progbar = None
+        self.seen = 0
+        self._keys = []
+
+    def _values(self, logs):
+        for key in sorted(logs or {}):
+            if key not in self._keys:
+                self._keys.append(key)
+        return [(k, logs[k]) for k in self._keys if k in (logs or {})]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        verbose, epochs = self.params.get("verbose", 1), self.params.get("epochs", 1)
+        if epochs > 1:
+            print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+        self.progbar = Progbar(self.params.get("steps") or 1, verbose=verbose)
+        self.seen = 0
+        self._keys = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen = batch + 1
+        self.progbar.update(self.seen, self._values(logs), finalize=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.progbar.update(self.seen, self._values(logs), finalize=True)
+
+
+def _monitor_direction(monitor, mode, model):
+    """Return +1 when higher is better for ``monitor``, -1 when lower is better."""
+    if mode == "max":
+        return 1
+    if mode == "min":
+        return -1
+    base = monitor[4:] if monitor.startswith("val_") else monitor
+    if base == "loss" or base in ("mse", "mean_squared_error"):
+        return -1
+    if "acc" in base:
+        return 1
+    raise ValueError(f"EarlyStopping callback received monitor={monitor}, but it isn't able to "
+                     "automatically determine whether that metric should be maximized or "
+                     "minimized. Pass `mode='max'` in order to monitor based on the highest "
+                     "metric value, or pass `mode='min'` in order to use the lowest value.")
+
+
+class _Monitor(Callback):
+    """Shared by EarlyStopping and ModelCheckpoint: which value, which direction, is it better."""
+
+    def __init__(self, monitor, mode, min_delta=0.0, baseline=None):
+        super().__init__()
+        if mode not in ("auto", "min", "max"):
+            warnings.warn(f"{type(self).__name__} mode {mode} is unknown, fallback to auto mode.")
+            mode = "auto"
+        self.monitor = monitor
+        self.mode = mode
+        self.min_delta = abs(min_delta)
+        self.baseline = baseline
+        self._direction = None
+
+    def _is_better(self, value, reference):
+        if reference is None:
+            return True
+        if self._direction is None:
+            self._direction = _monitor_direction(self.monitor, self.mode, self.model)
+        if self._direction > 0:
+            return value - self.min_delta > reference
+        return value + self.min_delta < reference
+
+
+class EarlyStopping(_Monitor):
+    """Stops training when a monitored value has stopped improving.
+
+    Args:
+        monitor: Defaults to ``'val_loss'``.
+        min_delta: smallest change that counts as an improvement. Defaults to 0.
+        patience: epochs without improvement before stopping. Defaults to 0.
+        verbose: 1 prints a message when stopping. Defaults to 0.
+        mode: ``'auto'``, ``'min'`` or ``'max'``. Defaults to ``'auto'``.
+        baseline: a value the monitor must beat. Defaults to None.
+        restore_best_weights: restore the weights of the best epoch at the end. Defaults to False.
+        start_from_epoch: epochs to wait before monitoring. Defaults to 0.
+    """
+
+    needs_every_batch = False
+
+    def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
+                 baseline=None, restore_best_weights=False, start_from_epoch=0):
+        super().__init__(monitor, mode, min_delta, baseline)
+        self.patience = patience
+        self.verbose = verbose
+        self.restore_best_weights = restore_best_weights
+        self.start_from_epoch = start_from_epoch
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = None
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            warnings.warn(f"Early stopping conditioned on metric `{self.monitor}` which is not "
+                          f"available. Available metrics are: {','.join(logs or {})}")
+            return
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+            self.best_epoch = epoch
+        self.wait += 1
+        if self._is_better(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._is_better(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose > 0:
+                print("Restoring model weights from the end of the best epoch: "
+                      f"{self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(_Monitor):
+    """Saves the model (or its weights) during training.
+
+    fastdnn's formats replace Keras' extensions: a whole model goes to a ``.fastdnn`` file, the
+    weights alone to a ``.weights.fastdnn`` file. Writes are atomic.
+
+    Args:
+        filepath: path, formatted with ``epoch`` (1-based), ``batch`` and the logs, e.g.
+            ``'ep{epoch:02d}-{val_loss:.2f}.fastdnn'``. Missing folders are created.
+        monitor: Defaults to ``'val_loss'``.
+        verbose: 1 prints a message at each save. Defaults to 0.
+        save_best_only: save only when the monitor improves. Defaults to False.
+        save_weights_only: Defaults to False.
+        mode: ``'auto'``, ``'min'`` or ``'max'``. Defaults to ``'auto'``.
+        save_freq: ``'epoch'`` or a number of batches. Defaults to ``'epoch'``.
+        initial_value_threshold: the value to beat first. Defaults to None.
+    """
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False,
+                 save_weights_only=False, mode="auto", save_freq="epoch",
+                 initial_value_threshold=None):
+        super().__init__(monitor, mode)
+        filepath = os.fspath(filepath)
+        if save_weights_only and not filepath.endswith(".weights.fastdnn"):
+            raise ValueError("When using `save_weights_only=True` in `ModelCheckpoint`, the "
+                             "filepath provided must end in `.weights.fastdnn` (fastdnn weights "
+                             f"format). Received: filepath={filepath}")
+        if not save_weights_only and not filepath.endswith(".fastdnn"):
+            raise ValueError("The filepath provided must end in `.fastdnn` (fastdnn model "
+                             f"format). Received: filepath={filepath}")
+        if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
+            raise ValueError(f"Unrecognized save_freq: {save_freq}. Expected save_freq are "
+                             "'epoch' or integer values")
+        self.filepath = filepath
+        self.verbose = verbose
+        self.save_best_only = save_best_only
+        self.save_weights_only = save_weights_only
+        self.save_freq = save_freq
+        self.best = initial_value_threshold
+        self.needs_every_batch = save_freq != "epoch"
+        self._batches = 0
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq != "epoch":
+            self._batches += 1
+            if self._batches % self.save_freq == 0:
+                self._save(self._epoch, logs, batch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            self._save(epoch, logs)
+
+    def _path(self, epoch, logs, batch):
+        try:
+            extra = {} if batch is None else {"batch": batch + 1}
+            return self.filepath.format(epoch=epoch + 1, **extra, **(logs or {}))
+        except KeyError as e:
+            raise KeyError(f'Failed to format this callback filepath: "{self.filepath}". '
+                           f"Reason: {e}") from e
+
+    def _save(self, epoch, logs, batch=None):
+        path = self._path(epoch, logs, batch)
+        if self.save_best_only:
+            current = (logs or {}).get(self.monitor)
+            if current is None:
+                warnings.warn(f"Can save best model only with {self.monitor} available.")
+            elif not self._is_better(current, self.best):
+                if self.verbose > 0:
+                    print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from "
+                          f"{self.best:.5f}")
+                return
+            else:
+                if self.verbose > 0:
+                    best = "None" if self.best is None else f"{self.best:.5f}"
+                    print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to "
+                          f"{current:.5f}, saving model to {path}")
+                self.best = current
+        elif self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: saving model to {path}")
+        folder = os.path.dirname(path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: finished saving model to {path}")
+
+
+class TerminateOnNaN(Callback):
+    """Stops training when the loss becomes NaN or infinite.
+
+    fastdnn stops on a non-finite loss even without this callback, before applying that batch's
+    update, so the weights stay those of the last good step; this callback adds Keras' message
+    and the ``raise_error`` option.
+
+    Args:
+        raise_error: raise ``RuntimeError`` instead of stopping quietly. Defaults to False.
+    """
+
+    needs_every_batch = False
+
+    def __init__(self, raise_error=False):
+        super().__init__()
+        self.raise_error = raise_error
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            if self.raise_error:
+                raise RuntimeError(f"NaN or Inf found in loss at batch {batch}: {loss}")
+            print(f"Batch {batch}: Invalid loss, terminating training", file=sys.stdout)
+            self.model.stop_training = True
+
+

@@ -1,0 +1,708 @@
+"""``Sequential``: Keras' model API on fastdnn's kernels.
+
+The model decides *what* to compute; the kernels decide *how*. Building lays every weight out in
+one flat parameter buffer (each layer's weights are views into it). Training hands the kernels
+the whole plan once, then each call into compiled code runs many batches (gather, forward, loss,
+backward, fused update) without the GIL; Python sees control again only for progress and
+callbacks.
+"""
+
+import math
+import time
+
+import numpy as np
+
+from fastdnn import (_kernels, _naming, _summary, _threads, callbacks as callbacks_module, config,
+                     layers as layers_module, losses, metrics as metrics_module, optimizers,
+                     reference, saving)
+from fastdnn._progbar import Progbar
+
+ENGINES = {"fastdnn": _kernels, "numpy": reference}
+
+# A call into the kernels runs about this long before fit returns to Python for progress.
+_SECONDS_PER_CALL = 0.05
+
+
+def _positive_int(name, value, allow_zero=False):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
+            value < (0 if allow_zero else 1):
+        bound = "a non-negative" if allow_zero else "a positive"
+        raise ValueError(f"`{name}` must be {bound} integer. Received: {name}={value!r}")
+    return int(value)
+
+
+def _verbose(verbose):
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2. Received: verbose={verbose!r}")
+    return int(verbose)
+
+
+def _as_array(data, name):
+    """Convert an array-like to a numeric ndarray once; refuse what is not numbers."""
+    if data is None:
+        raise ValueError(f"`{name}` is required")
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError) as e:
+        raise TypeError(f"`{name}` cannot be converted to a numeric array: {e}") from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"`{name}` must hold numbers; got an array of dtype {array.dtype}")
+    if array.ndim == 0:
+        raise ValueError(f"`{name}` must be an array of samples, got a scalar")
+    if array.shape[0] == 0:
+        raise ValueError(f"`{name}` is empty: it needs at least one sample")
+    return array
+
+
+class Sequential:
+    """A linear stack of layers, as ``keras.Sequential``.
+
+    Args:
+        layers: optional list of layers to add (an ``Input``/``InputLayer`` first builds the
+            model at once, as does ``input_shape=`` on the first layer).
+        trainable: Defaults to True.
+        name: any str without '/'. Defaults to ``sequential``, made unique.
+
+    Example:
+        >>> import fastdnn as keras
+        >>> model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, "softmax")])
+        >>> model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    """
+
+    def __init__(self, layers=None, trainable=True, name=None):
+        self.name = _naming.check_name(name, "sequential")
+        self.trainable = trainable
+        self._layers = []
+        self._input = None
+        self.params = None
+        self.built = False
+        self.compiled = False
+        self.optimizer = None
+        self.loss = None
+        self.metrics_names = []
+        self.engine = "fastdnn"
+        self.stop_training = False
+        self.history = None
+        self._dtype = None
+        self._network = None
+        self._network_key = None
+        for layer in layers or []:
+            self.add(layer)
+
+    # --- structure
+
+    @property
+    def layers(self) -> list:
+        """The layers, without the input layer."""
+        return list(self._layers)
+
+    @layers.setter
+    def layers(self, _):
+        raise AttributeError("`Sequential.layers` attribute is reserved and should not be used. "
+                             "Use `add()` and `pop()` to change the layers in this model.")
+
+    def add(self, layer) -> None:
+        """Add a layer on top of the stack (or an ``Input`` at the bottom).
+
+        Raises:
+            ValueError: for something that is not a layer, a duplicate name, or a second input.
+        """
+        if isinstance(layer, layers_module.InputLayer):
+            if self._input is not None:
+                raise ValueError(f"Sequential model '{self.name}' has already been configured to "
+                                 f"use input shape {self._input.output_shape}. You cannot add a "
+                                 "different Input layer to it.")
+            if self._layers:
+                raise ValueError("An Input must be the first layer of a Sequential model")
+            self._input = layer
+            return
+        if not isinstance(layer, layers_module.Layer):
+            raise ValueError("Only instances of `keras.Layer` can be added to a Sequential model. "
+                             f"Received: {layer!r} (of type {type(layer)})")
+        taken = [l.name for l in self._layers] + ([self._input.name] if self._input else [])
+        if layer.name in taken:
+            raise ValueError("All layers added to a Sequential model should have unique names. "
+                             f"Name '{layer.name}' is already the name of a layer in this model. "
+                             "Update the `name` argument to pass a unique name.")
+        if not self._layers and self._input is None and layer._input_shape is not None:
+            self._input = layers_module.InputLayer(shape=layer._input_shape)
+        self._layers.append(layer)
+        if self._input is not None:
+            try:
+                self._lay_out()
+            except ValueError:
+                self._layers.pop()
+                raise
+
+    def pop(self):
+        """Remove and return the top layer (``IndexError`` on an empty model)."""
+        layer = self._layers.pop()
+        if self._input is not None and self._layers:
+            self._lay_out()
+        return layer
+
+    def build(self, input_shape=None) -> None:
+        """Create the weights for inputs of ``input_shape`` (batch axis first, e.g. (None, 784)).
+
+        Raises:
+            ValueError: for an empty model or a shape that contradicts the model's input.
+        """
+        if input_shape is not None:
+            shape = tuple(input_shape)[1:]
+            if self._input is None:
+                self._input = layers_module.InputLayer(shape=shape)
+            elif tuple(self._input.shape) != tuple(shape):
+                raise ValueError(f"Input shape {input_shape} does not match the model's input "
+                                 f"shape {self._input.output_shape}")
+        if self._input is None:
+            raise ValueError(f"Sequential model {self.name} cannot be built: it has no input "
+                             "shape. Pass `input_shape` or add an `Input` first.")
+        self._lay_out()
+
+    def _lay_out(self) -> None:
+        """Lay every weight out in one new flat buffer, keeping the values of built layers."""
+        if not self._layers:
+            raise ValueError(f"Sequential model {self.name} cannot be built because it has no "
+                             "layers. Call `model.add(layer)`.")
+        if self._dtype is None:
+            self._dtype = config._dtype()
+        shape = self._input.output_shape
+        plan, total = [], 0
+        for layer in self._layers:
+            spans = []
+            for _, wshape in layer.weight_shapes(shape):
+                spans.append((total, wshape))
+                total += int(np.prod(wshape))
+            plan.append((layer, spans, shape))
+            shape = layer.compute_output_shape(shape)
+        params = np.zeros(total, self._dtype)
+        for layer, spans, in_shape in plan:
+            views = [params[o:o + int(np.prod(s))].reshape(s) for o, s in spans]
+            old = layer._weights
+            if layer.built and [w.shape for w in old] == [v.shape for v in views]:
+                for view, value in zip(views, old):
+                    view[...] = value
+            else:
+                layer.initialize(views)
+            layer._weights = views
+            layer._offsets = [o for o, _ in spans]
+            layer.output_shape = layer.compute_output_shape(in_shape)
+            layer.built = True
+        self.params = params
+        self.built = True
+        self._network = None
+
+    @property
+    def input_shape(self):
+        """The input's shape with the batch axis, e.g. ``(None, 28, 28)``."""
+        return self._input.output_shape if self._input is not None else None
+
+    @property
+    def output_shape(self):
+        """The output's shape with the batch axis, e.g. ``(None, 10)``."""
+        return self._layers[-1].output_shape if self.built else None
+
+    @property
+    def weights(self) -> list:
+        """Every weight, layer by layer (kernel, then bias): views into the parameter buffer."""
+        return [w for layer in self._layers for w in layer.weights] if self.built else []
+
+    def get_weights(self) -> list:
+        """Return copies of every weight, layer by layer."""
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights) -> None:
+        """Set every weight from a list like ``get_weights()``'s; nothing changes on error.
+
+        Raises:
+            ValueError: for a wrong count, a wrong shape or a non-finite value.
+        """
+        mine, weights = self.weights, [np.asarray(w) for w in weights]
+        if len(weights) != len(mine):
+            raise ValueError(f"You called `set_weights(weights)` on model {self.name} with a "
+                             f"weight list of length {len(weights)}, but the model was expecting "
+                             f"{len(mine)} weights.")
+        for target, value in zip(mine, weights):
+            if target.shape != value.shape:
+                raise ValueError(f"Weight shape {value.shape} is not compatible with the model's "
+                                 f"weight shape {target.shape}")
+            if not np.all(np.isfinite(value)):
+                raise ValueError("set_weights: weights must be finite")
+        for target, value in zip(mine, weights):
+            target[...] = value
+
+    def count_params(self) -> int:
+        """Number of weight elements."""
+        return self.params.size if self.built else 0
+
+    # --- compile
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, engine="fastdnn",
+                run_eagerly=False, jit_compile="auto", steps_per_execution=1):
+        """Configure the model for training.
+
+        Args:
+            optimizer: name (``'rmsprop'``, ``'adam'``, ``'sgd'``, ``'adagrad'``, any case: a new
+                instance with defaults) or an optimizer object (used as is, state kept).
+                Defaults to ``'rmsprop'``.
+            loss: name or ``fastdnn.losses`` object: sparse/categorical/binary cross-entropy or
+                mean squared error.
+            metrics: None or ``['accuracy']`` (or a specific accuracy name).
+            engine: ``'fastdnn'`` (the compiled kernels, the default) or ``'numpy'`` (the plain
+                NumPy reference, same maths: for verification and comparison). A fastdnn
+                extension.
+            run_eagerly: accepted for Keras compatibility; no effect.
+            jit_compile: accepted for Keras compatibility; no effect.
+            steps_per_execution: accepted for Keras compatibility; fastdnn chooses for itself.
+
+        Raises:
+            ValueError: for an unknown optimizer, loss, metric or engine.
+        """
+        if engine not in ENGINES:
+            raise ValueError(f"`engine` must be one of {sorted(ENGINES)}. Received: {engine!r}")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = losses.get(loss) if loss is not None else None
+        metric_list = metrics_module.check_list(metrics)
+        for m in metric_list:
+            metrics_module.resolve(m, 1, 1, 2)  # the name only: the form is decided by fit's data
+        self._metrics = metric_list
+        self.engine = engine
+        self.compiled = True
+        self._network = None
+
+    def _assert_compiled(self):
+        if not self.compiled:
+            raise ValueError("You must call `compile()` before using the model.")
+        if self.loss is None:
+            raise ValueError("No loss to compute. Provide a `loss` argument in `compile()`.")
+
+    # --- data
+
+    def _prepare_x(self, x, name="x"):
+        """Convert x once to the model's float type, C order, shape (n, features); build if
+        needed; refuse a wrong feature shape or non-finite values."""
+        array = _as_array(x, name)
+        if self._input is None:
+            self.build((None,) + array.shape[1:])
+        elif not self.built:
+            self._lay_out()
+        want = self._input.shape
+        if array.shape[1:] != tuple(want):
+            raise ValueError(f"Input {name} has shape {array.shape}, but the model expects "
+                             f"{(None,) + tuple(want)}: each sample must have shape {want}")
+        flat = np.ascontiguousarray(array.reshape(array.shape[0], -1), dtype=self._dtype)
+        bad = flat.size - np.count_nonzero(np.isfinite(flat))
+        if bad:
+            raise ValueError(f"`{name}` contains {bad} NaN or infinite values; fastdnn refuses to "
+                             "train or evaluate on them")
+        return flat
+
+    def _prepare_y(self, y, n, name="y"):
+        """Convert targets once to what the loss kernel reads; check their shape and range."""
+        array = _as_array(y, name)
+        if array.shape[0] != n:
+            raise ValueError(f"Data cardinality is ambiguous: x has {n} samples but {name} has "
+                             f"{array.shape[0]}. Make sure all arrays contain the same number "
+                             "of samples.")
+        outputs = self._layers[-1].output_shape[-1]
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"`{name}` contains NaN or infinite values")
+        if self.loss.kind == _kernels.LOSS_SPARSE_CE:
+            labels = array.reshape(n) if array.ndim == 2 and array.shape[1] == 1 else array
+            if labels.ndim != 1:
+                raise ValueError("Arguments `target` and `output` must have the same shape up "
+                                 f"until the last dimension: target.shape={array.shape}, "
+                                 f"output.shape=(None, {outputs}). (For one-hot targets use "
+                                 "'categorical_crossentropy'.)")
+            if labels.dtype.kind == "f" and np.any(labels != np.round(labels)):
+                raise ValueError(f"`{name}` must hold integer class ids for "
+                                 "sparse_categorical_crossentropy")
+            low, high = labels.min(), labels.max()
+            if low < 0 or high >= outputs:
+                raise ValueError(f"`{name}` holds labels from {low:g} to {high:g}, but the output "
+                                 f"layer has {outputs} units: labels must lie in [0, {outputs})")
+            return np.ascontiguousarray(labels, dtype=np.int32)
+        targets = array.reshape(n, 1) if array.ndim == 1 and outputs == 1 else array
+        if targets.shape != (n, outputs):
+            raise ValueError("Arguments `target` and `output` must have the same shape. Received: "
+                             f"target.shape={array.shape}, output.shape=(None, {outputs})")
+        targets = self.loss.transform_targets(targets.astype(np.float64), outputs)
+        return np.ascontiguousarray(targets, dtype=self._dtype)
+
+    def _metric(self, y):
+        """(name, kernel code) of the compiled metric for targets like ``y``, or (None, NONE)."""
+        if not self._metrics:
+            return None, _kernels.METRIC_NONE
+        shape = np.shape(y)
+        return metrics_module.resolve(self._metrics[0], len(shape), shape[-1],
+                                      self._layers[-1].output_shape[-1])
+
+    # --- the plan for the kernels
+
+    def _plan(self):
+        """The kernels' ops for this model: one per dense/activation/dropout, activations folded
+        into the dense layer before them."""
+        ops, width = [], int(np.prod(self._input.shape))
+        for layer in self._layers:
+            for op in layer.plan_ops(width, getattr(layer, "_offsets", [])):
+                previous = ops[-1] if ops else None
+                if (op[0] == _kernels.OP_ACTIVATION and previous is not None
+                        and previous[0] == _kernels.OP_DENSE and previous[2] == _kernels.LINEAR):
+                    ops[-1] = previous[:2] + (op[2],) + previous[3:]
+                else:
+                    ops.append(op)
+            width = layer.output_shape[-1]
+        if not any(op[0] == _kernels.OP_DENSE for op in ops):
+            raise ValueError(f"Model {self.name} has no Dense layer: nothing to compute")
+        for layer in self._layers:
+            if layer.weights and not layer.trainable:
+                raise NotImplementedError("fastdnn trains every layer: trainable=False is not "
+                                          f"supported (layer {layer.name})")
+        return ops
+
+    def _fusion(self, ops):
+        """Whether the output activation folds into the loss (exact cross-entropy from logits)."""
+        loss, last = self.loss, ops[-1]
+        ce = loss.kind in (_kernels.LOSS_SPARSE_CE, _kernels.LOSS_CE)
+        matching = _kernels.SOFTMAX if ce else _kernels.SIGMOID
+        if loss.kind == _kernels.LOSS_MSE or loss.from_logits:
+            return False
+        if last[0] != _kernels.OP_DROPOUT and last[2] == matching:
+            return True
+        raise ValueError(f"Loss {loss.name} with from_logits=False expects a final "
+                         f"{'softmax' if ce else 'sigmoid'} activation; the model ends in "
+                         f"'{self._layers[-1].name}'. Add that activation, or pass "
+                         "from_logits=True if the output is logits.")
+
+    def _engine(self, batch_size, metric_code=_kernels.METRIC_NONE, training=True):
+        """The network object for this plan (made once, reused while nothing changes)."""
+        ops = self._plan()
+        if training:
+            loss, fused = self.loss.kind, self._fusion(ops)
+        else:
+            loss, fused = _kernels.LOSS_MSE, False
+        key = (self.engine, tuple(ops), loss, fused, metric_code, id(self.params))
+        if self._network is None or self._network_key != key:
+            module = ENGINES[self.engine]
+            seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
+            self._network = module.Network(int(np.prod(self._input.shape)), ops, self.params,
+                                           loss, metric_code, fused, batch_size, seed)
+            self._network_key = key
+        self._network.reserve(batch_size)
+        return self._network
+
+    # --- fit / evaluate / predict
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
+        """Train the model.
+
+        fastdnn accepts any array-like (NumPy arrays of any numeric dtype and order, nested
+        lists) and converts it once, before training, to the model's float type. Bad data (NaN
+        or inf in x, labels outside the output's range, mismatched lengths, a wrong feature
+        shape) is refused with a ``ValueError`` before any weight changes.
+
+        Args:
+            x: inputs, shape (n,) + the model's input shape.
+            y: targets: integer labels (n,) for sparse cross-entropy, else (n, outputs).
+            batch_size: Defaults to 32.
+            epochs: train until this epoch index. Defaults to 1.
+            verbose: 'auto' (= 1, progress bar), 0 (silent), 1, or 2 (one line per epoch).
+            callbacks: list of ``fastdnn.callbacks`` objects.
+            validation_split: fraction in [0, 1) of the data, taken from the end before
+                shuffling, to validate on.
+            validation_data: ``(x_val, y_val)``, overrides validation_split.
+            shuffle: shuffle the training data every epoch. Defaults to True.
+            initial_epoch: epoch to start at. Defaults to 0.
+            validation_batch_size: Defaults to batch_size.
+            validation_freq: validate every this many epochs. Defaults to 1.
+            class_weight, sample_weight, steps_per_epoch, validation_steps: only None.
+
+        Returns:
+            A ``History`` whose ``.history`` holds each epoch's loss and metrics.
+        """
+        self._assert_compiled()
+        for name, value in (("class_weight", class_weight), ("sample_weight", sample_weight),
+                            ("steps_per_epoch", steps_per_epoch),
+                            ("validation_steps", validation_steps)):
+            if value is not None:
+                raise NotImplementedError(f"fastdnn's fit does not support `{name}`")
+        batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size)
+        epochs = _positive_int("epochs", epochs, allow_zero=True)
+        initial_epoch = _positive_int("initial_epoch", initial_epoch, allow_zero=True)
+        validation_freq = _positive_int("validation_freq", validation_freq)
+        verbose_flag = _verbose(verbose)
+        if isinstance(validation_split, bool) or not isinstance(
+                validation_split, (int, float)) or not 0 <= validation_split < 1:
+            raise ValueError("`validation_split` must be a float in [0, 1). Received: "
+                             f"validation_split={validation_split!r}")
+        x_all = self._prepare_x(x)
+        y_all = self._prepare_y(y, x_all.shape[0])
+        metric_name, metric_code = self._metric(y)
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("`validation_data` must be a tuple (x_val, y_val)")
+            xv = self._prepare_x(validation_data[0], "validation_data[0]")
+            val = (xv, self._prepare_y(validation_data[1], xv.shape[0], "validation_data[1]"))
+        elif validation_split:
+            n = x_all.shape[0]
+            k = int(n * (1.0 - validation_split))
+            if k == 0 or k == n:
+                raise ValueError(f"Training data contains {n} samples, which is not sufficient to "
+                                 "split it into a validation and training set as specified by "
+                                 f"`validation_split={validation_split}`. Either provide more data,"
+                                 " or a different value for the `validation_split` argument.")
+            x_all, val = x_all[:k], (x_all[k:], y_all[k:])
+            y_all = y_all[:k]
+        val_batch = _positive_int("validation_batch_size", validation_batch_size or batch_size)
+        network = self._engine(max(batch_size, val_batch), metric_code)
+        self.optimizer.build(self.params.size, self._dtype)
+
+        steps = math.ceil(x_all.shape[0] / batch_size)
+        history = callbacks_module.History()
+        cbs = list(callbacks or []) + [history]
+        if verbose_flag:
+            cbs.append(callbacks_module.ProgbarLogger())
+        cb = callbacks_module.CallbackList(cbs, self, {"verbose": verbose, "epochs": epochs,
+                                                       "steps": steps})
+        self.stop_training = False
+        cb.on_train_begin()
+        with _threads.blas_threads(self._blas_threads(batch_size)):
+            logs = self._run_epochs(network, x_all, y_all, val, batch_size, steps, initial_epoch,
+                                    epochs, shuffle, validation_freq, cb, metric_name)
+        cb.on_train_end(logs)
+        return history
+
+    def _blas_threads(self, batch_size):
+        widths = [int(np.prod(self._input.shape))] + [l.output_shape[-1] for l in self._layers]
+        return _threads.threads_for(batch_size * sum(a * b for a, b in zip(widths, widths[1:])))
+
+    def _run_epochs(self, network, x_all, y_all, val, batch_size, steps, initial_epoch, epochs,
+                    shuffle, validation_freq, cb, metric_name):
+        """The epoch loop of ``fit``; return the last epoch's logs."""
+        n = x_all.shape[0]
+        every_batch = cb.wants_every_batch()
+        loss_out, correct_out = np.zeros(steps), np.zeros(steps)
+        logs = {}
+        for epoch in range(initial_epoch, epochs):
+            cb.on_epoch_begin(epoch)
+            order = np.random.permutation(n).astype(np.int64) if shuffle else None
+            logs = self._train_epoch(network, x_all, y_all, order, batch_size, steps, cb,
+                                     every_batch, loss_out, correct_out, metric_name)
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                cb.on_test_begin()
+                val_logs = self._evaluate_arrays(network, *val, metric_name)
+                cb.on_test_end(val_logs)
+                logs.update({"val_" + k: v for k, v in val_logs.items()})
+            logs = dict(sorted(logs.items()))
+            cb.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        return logs
+
+    def _train_epoch(self, network, x, y, order, batch_size, steps, cb, every_batch, loss_out,
+                     correct_out, metric_name):
+        """Run one epoch in calls of many batches; return the epoch's logs (running means)."""
+        n = x.shape[0]
+        settings = self.optimizer.settings()
+        slots = self.optimizer.slots
+        batch, seen, loss_sum, correct = 0, 0, 0.0, 0.0
+        chunk = 1 if every_batch else 8
+        logs = {}
+        while batch < steps and not self.stop_training:
+            count = min(chunk, steps - batch)
+            if every_batch:
+                cb.on_train_batch_begin(batch)
+            started = time.perf_counter()
+            done, self.optimizer.iterations = network.train(
+                x, y, order, batch_size, batch, count, settings, slots, self.optimizer.iterations,
+                loss_out[batch:batch + count], correct_out[batch:batch + count])
+            elapsed = time.perf_counter() - started
+            ran = min(count, done + 1)  # a stopped call still reports its bad batch
+            loss_sum += float(loss_out[batch:batch + ran].sum())
+            correct += float(correct_out[batch:batch + ran].sum())
+            seen += min(n, (batch + ran) * batch_size) - batch * batch_size
+            batch += ran
+            logs = {"loss": loss_sum / seen}
+            if metric_name:
+                logs[metric_name] = correct / seen
+            logs = dict(sorted(logs.items()))
+            cb.on_train_batch_end(batch - 1, logs)
+            if done < count and not self.stop_training:
+                print(f"Batch {batch - 1}: Invalid loss, terminating training", flush=True)
+                self.stop_training = True
+            if not every_batch:
+                per_batch = max(elapsed / count, 1e-7)
+                chunk = max(1, min(steps, int(_SECONDS_PER_CALL / per_batch)))
+        return logs
+
+    def _evaluate_arrays(self, network, x, y, metric_name):
+        loss_sum, correct = network.evaluate(x, y)
+        logs = {"loss": loss_sum / x.shape[0]}
+        if metric_name:
+            logs[metric_name] = correct / x.shape[0]
+        return dict(sorted(logs.items()))
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False):
+        """Return the loss (and metric) of the model on x, y, in inference mode.
+
+        Args:
+            x: inputs (any numeric array-like).
+            y: targets.
+            batch_size: Defaults to 32 (it only sets the progress bar's step count here).
+            verbose: 'auto' (= 1), 0, 1 or 2.
+            sample_weight, steps: only None.
+            callbacks: list of callbacks (their test hooks are called).
+            return_dict: return ``{'accuracy': ..., 'loss': ...}``. Defaults to False.
+
+        Returns:
+            The loss as a float when there is no metric, else ``[loss, metric]``.
+        """
+        self._assert_compiled()
+        if sample_weight is not None or steps is not None:
+            raise NotImplementedError("fastdnn's evaluate does not support sample_weight/steps")
+        batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size)
+        verbose_flag = _verbose(verbose)
+        xs = self._prepare_x(x)
+        ys = self._prepare_y(y, xs.shape[0])
+        metric_name, metric_code = self._metric(y)
+        network = self._engine(batch_size, metric_code)
+        self.optimizer.build(self.params.size, self._dtype)
+        n_steps = math.ceil(xs.shape[0] / batch_size)
+        cb = callbacks_module.CallbackList(callbacks or [], self,
+                                           {"verbose": verbose, "epochs": 1, "steps": n_steps})
+        bar = Progbar(n_steps, verbose_flag)
+        cb.on_test_begin()
+        with _threads.blas_threads(self._blas_threads(batch_size)):
+            logs = self._evaluate_arrays(network, xs, ys, metric_name)
+        cb.on_test_end(logs)
+        bar.update(n_steps, list(logs.items()), finalize=True)
+        if return_dict:
+            return logs
+        return logs["loss"] if metric_name is None else [logs["loss"], logs[metric_name]]
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """Return the model's outputs for x (probabilities for a softmax output), in inference
+        mode. Does not need ``compile()``.
+
+        Args:
+            x: inputs (any numeric array-like).
+            batch_size: Defaults to 32.
+            verbose: 'auto' (= 1), 0, 1 or 2.
+            steps: only None.
+            callbacks: list of callbacks (their predict hooks are called).
+
+        Returns:
+            An array of shape (n, outputs) in the model's float type (float32 by default).
+        """
+        if steps is not None:
+            raise NotImplementedError("fastdnn's predict does not support `steps`")
+        batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size)
+        verbose_flag = _verbose(verbose)
+        xs = self._prepare_x(x)
+        network = self._engine(batch_size, training=False)
+        out = np.empty((xs.shape[0], self.output_shape[-1]), self._dtype)
+        n_steps = math.ceil(xs.shape[0] / batch_size)
+        cb = callbacks_module.CallbackList(callbacks or [], self,
+                                           {"verbose": verbose, "epochs": 1, "steps": n_steps})
+        bar = Progbar(n_steps, verbose_flag)
+        cb.on_predict_begin()
+        with _threads.blas_threads(self._blas_threads(batch_size)):
+            network.predict(xs, out)
+        cb.on_predict_end()
+        bar.update(n_steps, [], finalize=True)
+        return out
+
+    def __call__(self, x, training=False):
+        """Return the model's outputs for x as a NumPy array (inference mode)."""
+        if training:
+            raise NotImplementedError("fastdnn runs training-mode passes only inside fit")
+        return self.predict(x, verbose=0)
+
+    # --- summary
+
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False, layer_range=None):
+        """Print Keras' summary table: each layer's output shape and parameter count, then the
+        totals with their sizes in bytes.
+
+        Args:
+            line_length: total width. Defaults to min(88, terminal columns - 4) (76 in a pipe).
+            positions: column boundaries as fractions of the width. Defaults to
+                [0.45, 0.80, 1.0].
+            print_fn: called once with the whole text instead of printing it.
+            expand_nested, show_trainable, layer_range: accepted; only their defaults apply.
+        """
+        rows = []
+        for layer in self._layers:
+            shape = layer.output_shape if layer.built else None
+            shape_text = "?" if shape is None else "(" + ", ".join(
+                "None" if d is None else str(d) for d in shape) + ")"
+            count = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
+            rows.append((f"{layer.name} ({type(layer).__name__})", shape_text, count))
+        size = self._dtype.itemsize if self._dtype is not None else 4
+        trainable = self.count_params()
+        footer = [("Total params", trainable, trainable * size),
+                  ("Trainable params", trainable, trainable * size),
+                  ("Non-trainable params", 0, 0)]
+        if self.optimizer is not None and self.optimizer.built:
+            slots = self.optimizer.slots.size
+            footer[0] = ("Total params", trainable + 2 + slots, (trainable + slots) * size + 8)
+            footer.append(("Optimizer params", 2 + slots, slots * size + 8))
+        text = _summary.render_summary(self.name, rows, footer, line_length=line_length,
+                                       positions=positions)
+        if print_fn is not None:
+            print_fn(text)
+        else:
+            print(text, end="")
+
+    def __repr__(self):
+        return f"<Sequential name={self.name}, built={self.built}>"
+
+    # --- configuration and files
+
+    def get_config(self) -> dict:
+        """Return the architecture: the name and every layer's config (input layer first)."""
+        layers = ([layers_module.serialize(self._input)] if self._input is not None else [])
+        return {"name": self.name, "layers": layers + [layers_module.serialize(l)
+                                                         for l in self._layers]}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Sequential":
+        """Create a model from ``get_config()``'s output."""
+        return cls([layers_module.deserialize(c) for c in config["layers"]], name=config["name"])
+
+    def save(self, filepath, overwrite=True) -> None:
+        """Save architecture, weights, compile settings and optimizer state to a ``.fastdnn``
+        file, atomically (a crash mid-write leaves any previous file intact).
+
+        Args:
+            filepath: path ending in ``.fastdnn``.
+            overwrite: Defaults to True.
+        """
+        saving.save_model(self, filepath, overwrite=overwrite)
+
+    def save_weights(self, filepath, overwrite=True) -> None:
+        """Save the weights alone to a ``.weights.fastdnn`` file, atomically."""
+        saving.save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath) -> None:
+        """Load weights saved by ``save_weights`` or ``save``; refuse a file of another
+        architecture, or a damaged one, without changing the model."""
+        saving.load_weights(self, filepath)
+
+
+def load_model(filepath, compile=True):
+    """Load a model saved with ``model.save``: architecture, weights and, with ``compile=True``,
+    its compile settings and optimizer state, so that training resumes where it stopped.
+
+    Raises:
+        ValueError: for a missing, truncated, corrupted or unknown-version file.
+    """
+    return saving.load_model(filepath, compile=compile)

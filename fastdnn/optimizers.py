@@ -1,0 +1,260 @@
+"""Optimizers, as in ``keras.optimizers``: hyper-parameters, slots, state.
+
+An optimizer here only describes the update; the kernels apply it to every parameter of the model
+at once, in one fused pass over one flat buffer (``fastdnn._kernels``, section optimizers). The
+slots (velocity, moments, ...) live in one ``(n_slots, n_params)`` array, in Keras' order.
+"""
+
+import warnings
+
+import numpy as np
+
+from fastdnn import _naming
+
+_SHARED = {"weight_decay": None, "clipnorm": None, "clipvalue": None, "global_clipnorm": None,
+           "use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency": None,
+           "loss_scale_factor": None, "gradient_accumulation_steps": None}
+
+
+def _rate(name, value):
+    """Check a non-negative finite real hyper-parameter (ints and NumPy floats are accepted)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"Argument `{name}` should be float. Received: {name}={value!r} "
+                         f"(of type {type(value)})")
+    value = float(value)
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"Argument `{name}` must be a finite number >= 0. Received: {value}")
+    return value
+
+
+class Optimizer:
+    """Base class: the iteration counter, the learning rate, the slots, and the shared options.
+
+    Args:
+        learning_rate: step size (a non-negative float).
+        name: Defaults to the snake_case of the class name, made unique (``adam``, ``adam_1``).
+        **kwargs: Keras' shared options (``weight_decay``, ``clipnorm``, ...); only their
+            defaults are supported, ``decay`` is ignored with a warning as in Keras.
+    """
+
+    kind = ""
+
+    def __init__(self, learning_rate, name=None, **kwargs):
+        if "decay" in kwargs:
+            kwargs.pop("decay")
+            warnings.warn("Argument `decay` is no longer supported and will be ignored.")
+        unknown = {k: v for k, v in kwargs.items() if k not in _SHARED}
+        if unknown:
+            raise ValueError(f"Argument(s) not recognized: {unknown}")
+        unsupported = {k: v for k, v in kwargs.items() if v != _SHARED[k]}
+        if unsupported:
+            raise NotImplementedError(f"fastdnn optimizers do not support {unsupported}")
+        self.learning_rate = learning_rate
+        self.name = _naming.check_name(name, _naming.to_snake_case(type(self).__name__))
+        self.iterations = 0
+        self.slots = None
+
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate (settable, e.g. ``opt.learning_rate = 0.5``)."""
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self._learning_rate = _rate("learning_rate", value)
+
+    def slot_names(self) -> list:
+        """Names of the slots Keras creates for these settings, in order."""
+        raise NotImplementedError
+
+    def build(self, n_params: int, dtype) -> None:
+        """Create the slots for ``n_params`` parameters (kept if they already fit)."""
+        shape = (len(self.slot_names()), n_params)
+        if self.slots is None or self.slots.shape != shape or self.slots.dtype != dtype:
+            self.slots = np.zeros(shape, dtype)
+            self._init_slots()
+
+    def _init_slots(self):
+        pass
+
+    @property
+    def built(self) -> bool:
+        """Whether the slots exist (after the first ``fit``)."""
+        return self.slots is not None
+
+    def variable_count(self) -> int:
+        """Keras' count of optimizer variables: iteration, learning rate, and the slots."""
+        return 2 + (self.slots.size if self.slots is not None else 0)
+
+    def settings(self) -> dict:
+        """The hyper-parameters as the kernels read them."""
+        return {"kind": self.kind, "learning_rate": self.learning_rate}
+
+    def get_config(self) -> dict:
+        """Return the constructor arguments (the learning rate rounded to float32, as Keras)."""
+        return {"name": self.name, "learning_rate": float(np.float32(self.learning_rate))}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Optimizer":
+        """Create an optimizer from ``get_config()``'s output."""
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}>"
+
+
+class SGD(Optimizer):
+    """Gradient descent, with optional (Nesterov) momentum.
+
+    ``w -= lr·g``; with momentum ``v = momentum·v - lr·g``, then ``w += v``, or with Nesterov
+    ``w += momentum·v - lr·g``.
+
+    Args:
+        learning_rate: Defaults to 0.01.
+        momentum: float in [0, 1]. Defaults to 0.0.
+        nesterov: Defaults to False.
+        name: Defaults to ``'sgd'``.
+    """
+
+    kind = "sgd"
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name=None, **kwargs):
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.floating)) \
+                or not 0 <= momentum <= 1:
+            raise ValueError("`momentum` must be a float between [0, 1].")
+        super().__init__(learning_rate, name, **kwargs)
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+
+    def slot_names(self):
+        return ["momentum"] if self.momentum != 0 else []
+
+    def settings(self):
+        return {**super().settings(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adagrad(Optimizer):
+    """Adagrad: ``s += g²; w -= lr·g / sqrt(s + ε)``.
+
+    Args:
+        learning_rate: Defaults to 0.001.
+        initial_accumulator_value: starting value of s. Defaults to 0.1.
+        epsilon: Defaults to 1e-7.
+        name: Defaults to ``'adagrad'``.
+    """
+
+    kind = "adagrad"
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
+                 name=None, **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.initial_accumulator_value = float(initial_accumulator_value)
+        self.epsilon = float(epsilon)
+
+    def slot_names(self):
+        return ["accumulator"]
+
+    def _init_slots(self):
+        self.slots[0] = self.initial_accumulator_value
+
+    def settings(self):
+        return {**super().settings(), "epsilon": self.epsilon}
+
+    def get_config(self):
+        return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+
+class RMSprop(Optimizer):
+    """RMSprop: ``r = rho·r + (1-rho)·g²``; ``u = lr·g / sqrt(r + ε)`` (centered: ``r - c² + ε``
+    with ``c`` the running mean gradient); ``w -= u``, or with momentum ``b = momentum·b + u;
+    w -= b``.
+
+    Args:
+        learning_rate: Defaults to 0.001.
+        rho: Defaults to 0.9.
+        momentum: Defaults to 0.0.
+        epsilon: Defaults to 1e-7.
+        centered: Defaults to False.
+        name: Defaults to ``'rm_sprop'`` (Keras' snake_case of the class name).
+    """
+
+    kind = "rmsprop"
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
+                 name=None, **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.rho = float(rho)
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.centered = bool(centered)
+
+    def slot_names(self):
+        return (["velocity"] + (["momentum"] if self.momentum > 0 else [])
+                + (["average_gradient"] if self.centered else []))
+
+    def settings(self):
+        return {**super().settings(), "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}
+
+
+class Adam(Optimizer):
+    """Adam: with ``t`` the step number, ``a = lr·sqrt(1 - beta_2^t) / (1 - beta_1^t)``,
+    ``m += (1-beta_1)(g - m)``, ``v += (1-beta_2)(g² - v)``, ``w -= a·m / (sqrt(v) + ε)``
+    (AMSGrad uses the running maximum of v).
+
+    Args:
+        learning_rate: Defaults to 0.001.
+        beta_1: Defaults to 0.9.
+        beta_2: Defaults to 0.999.
+        epsilon: Defaults to 1e-7.
+        amsgrad: Defaults to False.
+        name: Defaults to ``'adam'``.
+    """
+
+    kind = "adam"
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, name=None, **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.beta_1 = float(beta_1)
+        self.beta_2 = float(beta_2)
+        self.epsilon = float(epsilon)
+        self.amsgrad = bool(amsgrad)
+
+    def slot_names(self):
+        return ["momentum", "velocity"] + (["velocity_hat"] if self.amsgrad else [])
+
+    def settings(self):
+        return {**super().settings(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon, "amsgrad": self.amsgrad}
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon, "amsgrad": self.amsgrad}
+
+
+ALL = {cls.__name__.lower(): cls for cls in (SGD, Adagrad, RMSprop, Adam)}
+
+
+def get(identifier) -> Optimizer:
+    """Resolve an optimizer: an instance (used as is) or a name, case-insensitive, which creates
+    a new instance with all defaults (``'adam'``, ``'Adam'``, ``'sgd'``, ``'rmsprop'``,
+    ``'adagrad'``).
+
+    Raises:
+        ValueError: for anything else.
+    """
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in ALL:
+        return ALL[identifier.lower()]()
+    raise ValueError(f"Could not interpret optimizer identifier: {identifier} "
+                     f"(fastdnn supports {sorted(ALL)})")

@@ -1,0 +1,188 @@
+"""fastdnn's file format for models and weights.
+
+One file holds a JSON header (format version, architecture, compile settings, optimizer state,
+array manifest) and the raw arrays, and ends with the SHA-256 of everything before it:
+
+    b"FASTDNN\\0" | version (uint32 LE) | header length (uint64 LE) | header JSON | arrays | sha256
+
+Loading checks the magic, the version, the length and the digest before it reads anything else,
+so a truncated or corrupted file is refused whole, never half-loaded. Writing goes to a temporary
+file in the same folder, is flushed to disk, then renamed over the target: a crash mid-write
+leaves the previous file intact.
+"""
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+
+import numpy as np
+
+from fastdnn import layers as layers_module, losses, optimizers
+
+MAGIC = b"FASTDNN\0"
+VERSION = 1
+_PREFIX = struct.Struct("<8sIQ")
+_DIGEST = 32
+_DTYPES = ("float32", "float64")
+
+
+def _write_atomic(path, data: bytes) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".fastdnn", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _pack(header: dict, arrays: dict) -> bytes:
+    """Serialise the header and named arrays into the file format (digest included)."""
+    manifest, payload, offset = [], [], 0
+    for name, array in arrays.items():
+        raw = np.ascontiguousarray(array).tobytes()
+        manifest.append({"name": name, "dtype": str(array.dtype), "shape": list(array.shape),
+                         "offset": offset, "nbytes": len(raw)})
+        payload.append(raw)
+        offset += len(raw)
+    text = json.dumps({**header, "arrays": manifest}, ensure_ascii=False).encode("utf-8")
+    body = _PREFIX.pack(MAGIC, VERSION, len(text)) + text + b"".join(payload)
+    return body + hashlib.sha256(body).digest()
+
+
+def _unpack(path):
+    """Read and verify a file; return ``(header, {name: array})``.
+
+    Raises:
+        ValueError: for a missing, truncated, corrupted or unknown-version file.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"File not found: filepath={path}")
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < _PREFIX.size + _DIGEST or data[:len(MAGIC)] != MAGIC:
+        raise ValueError(f"{path} is not a fastdnn file (or is truncated)")
+    _, version, header_len = _PREFIX.unpack_from(data)
+    if version != VERSION:
+        raise ValueError(f"{path} has format version {version}; this fastdnn reads version "
+                         f"{VERSION}")
+    body, digest = data[:-_DIGEST], data[-_DIGEST:]
+    if hashlib.sha256(body).digest() != digest:
+        raise ValueError(f"{path} is corrupted or truncated (checksum mismatch)")
+    start = _PREFIX.size + header_len
+    if start > len(body):
+        raise ValueError(f"{path} is corrupted (header length {header_len} exceeds the file)")
+    header = json.loads(body[_PREFIX.size:start].decode("utf-8"))
+    payload = body[start:]
+    arrays = {}
+    for entry in header.pop("arrays"):
+        shape, dtype = tuple(entry["shape"]), entry["dtype"]
+        end = entry["offset"] + entry["nbytes"]
+        if dtype not in _DTYPES or end > len(payload) or \
+                int(np.prod(shape)) * np.dtype(dtype).itemsize != entry["nbytes"]:
+            raise ValueError(f"{path} is corrupted (array {entry['name']!r} is inconsistent)")
+        arrays[entry["name"]] = np.frombuffer(payload, dtype, int(np.prod(shape)),
+                                              entry["offset"]).reshape(shape).copy()
+    return header, arrays
+
+
+def _check_suffix(path, suffix, what):
+    path = os.fspath(path)
+    if not path.endswith(suffix):
+        raise ValueError(f"Invalid filepath extension for saving {what}. Please add a `{suffix}` "
+                         f"extension. Received: filepath={path}")
+    return path
+
+
+def _target(path, overwrite):
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"{path} exists and overwrite=False")
+    return path
+
+
+def _layout(model) -> list:
+    """The weight shapes of a model, layer by layer: what a weights file must match."""
+    return [[layer.name, [list(w.shape) for w in layer.weights]] for layer in model.layers]
+
+
+def save_model(model, filepath, overwrite=True) -> None:
+    """Write architecture, weights, compile settings and optimizer state (see module doc)."""
+    path = _target(_check_suffix(filepath, ".fastdnn", "a model"), overwrite)
+    if not model.built:
+        raise ValueError(f"Model {model.name} is not built yet: nothing to save")
+    header = {"kind": "model", "model": model.get_config(), "layout": _layout(model),
+              "compile": None}
+    arrays = {"params": model.params}
+    if model.compiled:
+        opt = model.optimizer
+        header["compile"] = {
+            "optimizer": {"class_name": type(opt).__name__,
+                          "config": {**opt.get_config(), "learning_rate": opt.learning_rate},
+                          "iterations": opt.iterations},
+            "loss": losses.serialize(model.loss) if model.loss is not None else None,
+            "metrics": list(model._metrics), "engine": model.engine}
+        if opt.slots is not None:
+            arrays["slots"] = opt.slots
+    _write_atomic(path, _pack(header, arrays))
+
+
+def save_weights(model, filepath, overwrite=True) -> None:
+    """Write the weights alone (see module doc)."""
+    path = _target(_check_suffix(filepath, ".weights.fastdnn", "weights"), overwrite)
+    if not model.built:
+        raise ValueError(f"Model {model.name} is not built yet: nothing to save")
+    _write_atomic(path, _pack({"kind": "weights", "layout": _layout(model)},
+                              {"params": model.params}))
+
+
+def load_weights(model, filepath) -> None:
+    """Load the weights of a model or weights file into ``model``; refuse another layout."""
+    header, arrays = _unpack(filepath)
+    if not model.built:
+        raise ValueError(f"Model {model.name} must be built before load_weights")
+    if header.get("layout") != _layout(model) or arrays["params"].shape != model.params.shape:
+        raise ValueError(f"{os.fspath(filepath)} holds weights of another architecture: "
+                         f"{header.get('layout')} does not match {_layout(model)}")
+    model.params[...] = arrays["params"]
+
+
+def load_model(filepath, compile=True):
+    """Rebuild a model from a ``.fastdnn`` file (see module doc)."""
+    from fastdnn.models import Sequential
+
+    header, arrays = _unpack(filepath)
+    if header.get("kind") != "model":
+        raise ValueError(f"{os.fspath(filepath)} holds weights only; use model.load_weights")
+    config = header["model"]
+    params = arrays["params"]
+    layers = [layers_module.deserialize(c) for c in config["layers"]]
+    model = Sequential(name=config["name"])
+    model._dtype = params.dtype
+    for layer in layers:
+        model.add(layer)
+    if not model.built or _layout(model) != header["layout"] or model.params.shape != params.shape:
+        raise ValueError(f"{os.fspath(filepath)} is inconsistent: its weights do not fit its "
+                         "architecture")
+    model.params[...] = params
+    settings = header.get("compile")
+    if compile and settings is not None:
+        opt_info = settings["optimizer"]
+        optimizer = optimizers.ALL[opt_info["class_name"].lower()].from_config(opt_info["config"])
+        optimizer.iterations = int(opt_info["iterations"])
+        loss = losses.deserialize(settings["loss"]) if settings["loss"] else None
+        model.compile(optimizer, loss, settings["metrics"] or None, engine=settings["engine"])
+        if "slots" in arrays:
+            optimizer.slots = arrays["slots"]
+    return model
