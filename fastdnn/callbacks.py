@@ -138,6 +138,7 @@ class ProgbarLogger(Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         verbose, epochs = self.params.get("verbose", 1), self.params.get("epochs", 1)
+        verbose = 1 if verbose == "auto" else verbose
         if epochs > 1:
             print(f"Epoch {epoch + 1}/{epochs}", flush=True)
         self.progbar = Progbar(self.params.get("steps") or 1, verbose=verbose)
