@@ -557,6 +557,8 @@ def _check(name, a, ndim, dtype=None, shape=None, writable=False):
 def _check_rows(name, a):
     if a.shape[0] == 0:
         raise ValueError(f"{name} is empty: a batch needs at least one row")
+    if a.ndim == 2 and a.shape[1] == 0:
+        raise ValueError(f"{name} has no columns: it needs at least one")
 
 
 def _check_labels(labels, n, n_classes):
@@ -821,6 +823,8 @@ def count_correct(scores, labels=None, targets=None, binary=False):
         The number of correct samples (a float: binary rows count fractionally).
     """
     dtype = _check("scores", scores, 2)
+    if scores.shape[1] == 0:
+        raise ValueError("scores has no columns: it needs at least one")
     cdef Py_ssize_t n = scores.shape[0], c = scores.shape[1]
     cdef int metric
     if (labels is None) == (targets is None):
@@ -1267,8 +1271,10 @@ cdef class Network:
         if np.any(dense & ((w_off < 0) | (w_end > params.shape[0]))) or np.any(
                 dense & (b_off >= 0) & (b_end > params.shape[0])):
             raise ValueError("ops address weights outside params")
-        if fused and not (act[-1] in (_SOFTMAX, _SIGMOID) and kind[-1] != _OP_DROPOUT):
-            raise ValueError("fused needs a final softmax or sigmoid")
+        if fused and not ((loss in (_LOSS_SPARSE_CE, _LOSS_CE) and act[-1] == _SOFTMAX or
+                           loss == _LOSS_BCE and act[-1] == _SIGMOID) and kind[-1] != _OP_DROPOUT):
+            raise ValueError("fused needs a cross-entropy loss and a final softmax (or, for "
+                             "binary cross-entropy, sigmoid)")
         self.params = params
         self.grads = np.zeros_like(params)
         self.n_outputs = int(units[-1])
@@ -1366,6 +1372,8 @@ cdef class Network:
             if part.size and (part.min() < 0 or part.max() >= n):
                 raise ValueError(f"order must hold indices in [0, {n})")
         _check("slots", slots, 2, self.dtype, (None, n_params), writable=True)
+        if any(np.shares_memory(slots, other) for other in (self.params, self.grads, x)):
+            raise ValueError("slots must not overlap the parameters, the gradients or x")
         _check("loss_out", loss_out, 1, np.float64, (count,), writable=True)
         _check("correct_out", correct_out, 1, np.float64, (count,), writable=True)
         cdef OptConfig c = _opt_config(opt)

@@ -126,12 +126,3 @@ def init_slots(opt, n_params, dtype):
         slots[0] = 0.1
     return slots
 
-
-# A bug found while writing these tests (see the report): both losses return the mean over the
-# last axis, but their gradient is that of the sum over it (not divided by the column count c).
-# Tests that need the correct gradient with c > 1 are marked xfail(strict=True) with this reason.
-MEAN_OVER_COLUMNS_GRAD_BUG = (
-    "sigmoid_binary_cross_entropy and mean_squared_error average over the last axis but their "
-    "grad is not divided by its length c (_kernels.pyx _sigmoid_bce/_mse grad lines; "
-    "reference.py _bce/_mse)"
-)

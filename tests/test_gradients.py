@@ -11,7 +11,6 @@ import pytest
 
 from _helpers import (
     ACTIVATIONS,
-    MEAN_OVER_COLUMNS_GRAD_BUG,
     assert_gradient_close,
     init_params,
     network_data,
@@ -102,14 +101,9 @@ def loss_cases(rng):
     }
 
 
-COLUMN_BUG = pytest.mark.xfail(reason=MEAN_OVER_COLUMNS_GRAD_BUG, strict=True)
 
-
-@pytest.mark.parametrize("case", [
-    "sparse_ce", "ce_one_hot", "ce_soft", "ce_unnormalised", "bce_one_column", "mse_one_column",
-    pytest.param("bce", marks=COLUMN_BUG), pytest.param("bce_soft", marks=COLUMN_BUG),
-    pytest.param("mse", marks=COLUMN_BUG),
-])
+@pytest.mark.parametrize("case", ["sparse_ce", "ce_one_hot", "ce_soft", "ce_unnormalised", "bce",
+                                  "bce_soft", "bce_one_column", "mse", "mse_one_column"])
 def test_loss_gradient_matches_finite_differences(engine, case, rng):
     name, out, target = loss_cases(rng)[case]
     fn = getattr(engine, name)
@@ -135,12 +129,10 @@ NET_CASES = {
     "mse_linear_three_outputs": ("tanh", "linear", 3, kernels.LOSS_MSE, kernels.METRIC_NONE, False),
     "mse_sigmoid_one_output": ("relu", "sigmoid", 1, kernels.LOSS_MSE, kernels.METRIC_NONE, False),
 }
-NET_CASE_PARAMS = [pytest.param(name, marks=COLUMN_BUG) if name.endswith("three_outputs")
-                   else name for name in NET_CASES]
 
 
 @pytest.mark.parametrize("network_engine", [kernels, reference], ids=["kernels", "reference"])
-@pytest.mark.parametrize("case", NET_CASE_PARAMS)
+@pytest.mark.parametrize("case", list(NET_CASES))
 def test_two_layer_network_gradient_matches_finite_differences(network_engine, case, rng):
     hidden, output, n_outputs, loss, metric, fused = NET_CASES[case]
     n, n_inputs, n_hidden = 6, 4, 5

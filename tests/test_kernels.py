@@ -9,7 +9,7 @@ The optimizer updates are compared in ``test_optimizers.py``.
 import numpy as np
 import pytest
 
-from _helpers import ACTIVATIONS, DTYPES, MEAN_OVER_COLUMNS_GRAD_BUG, assert_close
+from _helpers import ACTIVATIONS, DTYPES, assert_close
 from fastdnn import _kernels as kernels
 from fastdnn import reference
 
@@ -461,7 +461,10 @@ def test_mean_squared_error_matches_keras_value(engine, dtype):
     # Keras 4.4: y [1, 0, 1], prediction [0.9, 0.1, 0.8] give 0.02
     predictions = np.array([[0.9, 0.1, 0.8]], dtype)
     targets = np.array([[1.0, 0.0, 1.0]], dtype)
+    grad = blank(predictions.shape, dtype)
     assert engine.mean_squared_error(predictions, targets) == pytest.approx(0.02, rel=1e-6)
+    assert engine.mean_squared_error(predictions, targets, grad) == pytest.approx(0.02, rel=1e-6)
+    np.testing.assert_allclose(grad, [[-0.2 / 3, 0.2 / 3, -0.4 / 3]], rtol=1e-6)  # 2(p - y)/(n·c)
 
 
 def test_mean_squared_error_is_mean_over_columns_then_over_rows(engine):
@@ -479,7 +482,6 @@ def test_mean_squared_error_grad_of_one_column_by_hand(engine):
     np.testing.assert_array_equal(grad, [[1.0], [-3.0]])  # 2(p - y) / n
 
 
-@pytest.mark.xfail(reason=MEAN_OVER_COLUMNS_GRAD_BUG, strict=True)
 def test_mean_squared_error_grad_is_gradient_of_the_mean_over_columns(engine):
     predictions = np.array([[1.0, 2.0], [0.0, 0.0]])
     targets = np.array([[0.0, 0.0], [3.0, 0.0]])
@@ -489,7 +491,6 @@ def test_mean_squared_error_grad_is_gradient_of_the_mean_over_columns(engine):
     np.testing.assert_array_equal(grad, [[0.5, 1.0], [-1.5, 0.0]])
 
 
-@pytest.mark.xfail(reason=MEAN_OVER_COLUMNS_GRAD_BUG, strict=True)
 def test_sigmoid_binary_cross_entropy_grad_is_gradient_of_the_mean_over_columns(engine):
     logits = np.array([[0.0, 0.0, 0.0, 0.0]])
     targets = np.array([[1.0, 0.0, 1.0, 1.0]])
@@ -546,6 +547,9 @@ def test_sigmoid_binary_cross_entropy_is_stable_for_huge_logits(engine, dtype, b
     assert np.isfinite(loss)
     assert loss == pytest.approx((2 * big + np.log(2)) / 5, rel=1e-6)
     np.testing.assert_allclose(grad, [[0.2], [-0.2], [0.0], [0.0], [-0.1]], atol=1e-7)
+    # the same elements as one sample of 5 columns: the same mean, the same gradient
     wide = np.array([[big, -big, big, -big, 0.0]], dtype)
-    loss = engine.sigmoid_binary_cross_entropy(wide, targets.reshape(1, 5).copy())
+    wide_grad = blank(wide.shape, dtype)
+    loss = engine.sigmoid_binary_cross_entropy(wide, targets.reshape(1, 5).copy(), wide_grad)
     assert loss == pytest.approx((2 * big + np.log(2)) / 5, rel=1e-6)
+    np.testing.assert_allclose(wide_grad, grad.reshape(1, 5), atol=1e-7)

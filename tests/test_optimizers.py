@@ -283,7 +283,7 @@ def test_update_matches_exact_float32_golden_trajectory(engine, name):
 
 # --- kernels against the reference on 80K-element buffers, serial and parallel
 
-BIG = 80_000  # above the 65536 elements where the OpenMP path engages with 2 threads
+BIG = 80_000  # the chapter model's size: one thread (OpenMP engages from 2**22 per thread)
 
 
 def run_big(engine, kind, hyper, dtype, seed):
@@ -313,6 +313,23 @@ def test_kernel_update_matches_reference_on_large_buffers(case, dtype, kernel_th
     np.testing.assert_array_equal(parallel, serial)
     for name in serial_slots:
         np.testing.assert_array_equal(parallel_slots[name], serial_slots[name])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_parallel_adam_update_is_bit_identical_to_serial(dtype, kernel_threads):
+    size = 2 * 2**22 + 5  # large enough for two OpenMP chunks, with a ragged end
+    rng = np.random.default_rng(5)
+    start = rng.normal(size=size).astype(dtype)
+    grads = rng.normal(size=size).astype(dtype)
+    results = []
+    for threads in (1, 2):
+        kernel_threads(threads)
+        params, m, v = start.copy(), np.zeros_like(start), np.zeros_like(start)
+        for step in range(2):
+            kernels.adam_update(params, grads, m, v, step)
+        results.append((params, m, v))
+    for serial, parallel in zip(*results):
+        np.testing.assert_array_equal(parallel, serial)
 
 
 def test_set_num_threads_rejects_zero():
