@@ -73,18 +73,17 @@ cdef enum:
     _OPT_RMSPROP = 2
     _OPT_ADAM = 3
 
-# Below this many elements per thread, an OpenMP fork costs more than it saves: threads woken for
-# every batch fight BLAS's own threads for the cores (measured: several times slower on 2 cores).
-cdef Py_ssize_t _MIN_CHUNK = 1 << 22
+# Below this many elements per thread, an OpenMP fork costs more than it saves.
+cdef Py_ssize_t _MIN_CHUNK = 1 << 15
 cdef int _n_threads = 1
 
 
 def set_num_threads(int n):
-    """Set how many threads the kernels' own parallel loops (optimizer updates) may use.
+    """Set how many threads the kernels' parallel work (large products, updates) may use.
 
     Args:
-        n: number of threads, at least 1. BLAS threads are set separately by
-            ``fastdnn.set_num_threads``, which calls this too.
+        n: number of threads, at least 1. Keep BLAS itself to one thread meanwhile
+            (``fastdnn.models`` does): both pools on the same cores slow each other down.
     """
     global _n_threads
     if n < 1:
@@ -162,6 +161,45 @@ cdef inline void _gemm(char transa, char transb, int m, int n, int k, floating a
         dgemm(&transa, &transb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb, &beta, c, &ldc)
 
 
+# Products of at least this many multiply-adds are cut into blocks computed in parallel, each by
+# single-threaded BLAS: OpenBLAS's own threads hand off badly on the skinny products of small
+# batches (measured: 32x784x100 ten times slower with 2 BLAS threads than with 1).
+cdef Py_ssize_t _MIN_SPLIT_PRODUCT = 1 << 20
+cdef int _MAX_BLOCKS = 4
+cdef int _MIN_BLOCK = 48
+
+
+cdef void _gemm_blocks(char transa, char transb, int m, int n, int k, floating alpha,
+                       const floating* a, int lda, const floating* b, int ldb, floating beta,
+                       floating* c, int ldc) noexcept nogil:
+    """``_gemm``, with a large C cut into blocks along its longer side, shared among threads.
+
+    The blocks depend on the shape only, never on the thread count, so every element of C is
+    summed the same way however many threads run (BLAS may pick other inner kernels for other
+    block sizes).
+    """
+    cdef int blocks, p, lo, hi, size = m if m >= n else n
+    cdef unsigned int state
+    blocks = size // _MIN_BLOCK if size // _MIN_BLOCK < _MAX_BLOCKS else _MAX_BLOCKS
+    if <Py_ssize_t>m * n * k < _MIN_SPLIT_PRODUCT or blocks < 2:
+        _gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
+    for p in prange(blocks, num_threads=_n_threads if _n_threads < blocks else blocks,
+                    schedule="static"):
+        lo = (size * p // blocks) & ~7  # block edges on multiples of 8 keep BLAS's tiles whole
+        hi = size if p == blocks - 1 else (size * (p + 1) // blocks) & ~7
+        state = fpenv_flush_denormals()
+        if m >= n:  # rows lo:hi of C and of op(A)
+            _gemm(transa, transb, hi - lo, n, k, alpha,
+                  a + (lo if transa == c'N' else <Py_ssize_t>lo * lda), lda, b, ldb, beta,
+                  c + lo, ldc)
+        else:  # columns lo:hi of C and of op(B)
+            _gemm(transa, transb, m, hi - lo, k, alpha, a, lda,
+                  b + (<Py_ssize_t>lo * ldb if transb == c'N' else lo), ldb, beta,
+                  c + <Py_ssize_t>lo * ldc, ldc)
+        fpenv_restore(state)
+
+
 # --- activations
 
 cdef void _activation_forward(const floating* z, floating* a, Py_ssize_t n, Py_ssize_t c,
@@ -236,7 +274,8 @@ cdef void _activation_backward(const floating* a, floating* g, Py_ssize_t n, Py_
 cdef void _dense_forward(const floating* x, const floating* w, const floating* b, floating* a,
                          Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out, int act) noexcept nogil:
     """OUT a (n, n_out) := act(x (n, n_in) @ w (n_in, n_out) + b (n_out,))."""
-    _gemm(c'N', c'N', <int>n_out, <int>n, <int>n_in, 1, w, <int>n_out, x, <int>n_in, 0, a, <int>n_out)
+    _gemm_blocks(c'N', c'N', <int>n_out, <int>n, <int>n_in, 1, w, <int>n_out, x, <int>n_in, 0, a,
+                  <int>n_out)
     _bias_activation(a, b, n, n_out, act)
 
 
@@ -248,7 +287,8 @@ cdef void _dense_backward(const floating* x, const floating* w, floating* g, flo
     db and dx may be NULL (no bias; first layer, whose input needs no gradient).
     """
     cdef Py_ssize_t i, j
-    _gemm(c'N', c'T', <int>n_out, <int>n_in, <int>n, 1, g, <int>n_out, x, <int>n_in, 0, dw, <int>n_out)
+    _gemm_blocks(c'N', c'T', <int>n_out, <int>n_in, <int>n, 1, g, <int>n_out, x, <int>n_in, 0, dw,
+                  <int>n_out)
     if db != NULL:
         for j in range(n_out):
             db[j] = 0
@@ -256,7 +296,8 @@ cdef void _dense_backward(const floating* x, const floating* w, floating* g, flo
             for j in range(n_out):
                 db[j] += g[i * n_out + j]
     if dx != NULL:
-        _gemm(c'T', c'N', <int>n_in, <int>n, <int>n_out, 1, w, <int>n_out, g, <int>n_out, 0, dx, <int>n_in)
+        _gemm_blocks(c'T', c'N', <int>n_in, <int>n, <int>n_out, 1, w, <int>n_out, g, <int>n_out, 0,
+                      dx, <int>n_in)
 
 
 # --- losses (mean over the batch; gradients already divided by the batch size)

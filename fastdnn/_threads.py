@@ -1,13 +1,11 @@
-"""One knob for every thread pool fastdnn uses: its own OpenMP loops and BLAS.
+"""One knob for every thread pool fastdnn uses.
 
-SciPy bundles its own OpenBLAS (the one the kernels call through ``scipy.linalg.cython_blas``),
-apart from NumPy's; threadpoolctl reaches both pools by their shared library.
-
-Measured on a 2-core machine (see the speed issue's notes): a second BLAS thread makes the small
-products of a 784-100-10 network at batch 32 several times *slower* (thread hand-off costs more
-than the product), while it speeds the 784-1024-1024-10 network up 1.6x. So unless the user sets
-a number, each ``fit``/``evaluate``/``predict`` picks one BLAS thread for small per-batch products
-and all cores for large ones.
+fastdnn parallelises its own work: large matrix products are cut into blocks, one per thread,
+each computed by single-threaded BLAS; large optimizer updates are split the same way (OpenMP).
+OpenBLAS's own threads are kept at one while the kernels run, because they hand off badly on the
+skinny products of small batches (measured on 2 cores: 32x784x100 ten times slower with 2 BLAS
+threads than with 1) and would fight the kernels' threads for the cores. SciPy bundles its own
+OpenBLAS (the one the kernels call), apart from NumPy's; threadpoolctl reaches it by its library.
 """
 
 import contextlib
@@ -15,10 +13,6 @@ import os
 
 from fastdnn import _kernels
 
-# Per-batch multiply-adds below which one BLAS thread beats several.
-_SMALL_PRODUCTS = 10_000_000
-
-_requested = None
 _controller = None
 
 
@@ -30,41 +24,34 @@ def _available_cores() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads for BLAS (NumPy's and SciPy's) and the kernels' parallel loops,
-    instead of fastdnn's per-model choice.
+    """Use ``n`` threads for fastdnn's parallel work (matrix products and optimizer updates).
 
     Args:
-        n: a positive int.
+        n: a positive int. Defaults, at import, to the number of cores available.
 
     Raises:
         ValueError: if n is not a positive int.
     """
-    global _requested
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
-    _requested = n
     _kernels.set_num_threads(n)
 
 
 def get_num_threads() -> int:
-    """Return the number of threads set by ``set_num_threads`` (default: the available cores)."""
-    return _requested or _available_cores()
-
-
-def threads_for(multiply_adds: int) -> int:
-    """BLAS threads for batches of ``multiply_adds`` (see the module doc)."""
-    if _requested is not None:
-        return _requested
-    return 1 if multiply_adds < _SMALL_PRODUCTS else _available_cores()
+    """Return the number of threads fastdnn's parallel work uses."""
+    return _kernels.get_num_threads()
 
 
 @contextlib.contextmanager
-def blas_threads(n: int):
-    """Limit BLAS to ``n`` threads inside the block."""
+def single_threaded_blas():
+    """Keep BLAS to one thread inside the block (the kernels bring their own threads)."""
     global _controller
     if _controller is None:
         from threadpoolctl import ThreadpoolController
 
         _controller = ThreadpoolController()
-    with _controller.limit(limits=n, user_api="blas"):
+    with _controller.limit(limits=1, user_api="blas"):
         yield
+
+
+_kernels.set_num_threads(_available_cores())

@@ -472,15 +472,11 @@ class Sequential:
                                                        "steps": steps})
         self.stop_training = False
         cb.on_train_begin()
-        with _threads.blas_threads(self._blas_threads(batch_size)):
+        with _threads.single_threaded_blas():
             logs = self._run_epochs(network, x_all, y_all, val, batch_size, steps, initial_epoch,
                                     epochs, shuffle, validation_freq, cb, metric_name)
         cb.on_train_end(logs)
         return history
-
-    def _blas_threads(self, batch_size):
-        widths = [int(np.prod(self._input.shape))] + [l.output_shape[-1] for l in self._layers]
-        return _threads.threads_for(batch_size * sum(a * b for a, b in zip(widths, widths[1:])))
 
     def _run_epochs(self, network, x_all, y_all, val, batch_size, steps, initial_epoch, epochs,
                     shuffle, validation_freq, cb, metric_name):
@@ -579,7 +575,7 @@ class Sequential:
                                            {"verbose": verbose, "epochs": 1, "steps": n_steps})
         bar = Progbar(n_steps, verbose_flag)
         cb.on_test_begin()
-        with _threads.blas_threads(self._blas_threads(batch_size)):
+        with _threads.single_threaded_blas():
             logs = self._evaluate_arrays(network, xs, ys, metric_name)
         cb.on_test_end(logs)
         bar.update(n_steps, list(logs.items()), finalize=True)
@@ -613,7 +609,7 @@ class Sequential:
                                            {"verbose": verbose, "epochs": 1, "steps": n_steps})
         bar = Progbar(n_steps, verbose_flag)
         cb.on_predict_begin()
-        with _threads.blas_threads(self._blas_threads(batch_size)):
+        with _threads.single_threaded_blas():
             network.predict(xs, out)
         cb.on_predict_end()
         bar.update(n_steps, [], finalize=True)

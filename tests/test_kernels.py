@@ -553,3 +553,25 @@ def test_sigmoid_binary_cross_entropy_is_stable_for_huge_logits(engine, dtype, b
     loss = engine.sigmoid_binary_cross_entropy(wide, targets.reshape(1, 5).copy(), wide_grad)
     assert loss == pytest.approx((2 * big + np.log(2)) / 5, rel=1e-6)
     np.testing.assert_allclose(wide_grad, grad.reshape(1, 5), atol=1e-7)
+
+
+# --- large products are split among threads, with results independent of the thread count
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(512, 784, 100), (32, 784, 1024), (37, 301, 203)])
+def test_dense_results_are_bit_identical_for_any_thread_count(shape, dtype, kernel_threads):
+    n, n_in, n_out = shape
+    rng = np.random.default_rng(11)
+    x, w = rng.normal(size=(n, n_in)).astype(dtype), rng.normal(size=(n_in, n_out)).astype(dtype)
+    b, upstream = rng.normal(size=n_out).astype(dtype), rng.normal(size=(n, n_out)).astype(dtype)
+    results = []
+    for threads in (1, 2, 3):
+        kernel_threads(threads)
+        a, grad = np.empty((n, n_out), dtype), upstream.copy()
+        dw, db, dx = np.empty_like(w), np.empty_like(b), np.empty_like(x)
+        kernels.dense_forward(x, w, b, a, "relu")
+        kernels.dense_backward(x, w, a, grad, dw, db, dx, "relu")
+        results.append((a, dw, db, dx))
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):
+            np.testing.assert_array_equal(got, want)
