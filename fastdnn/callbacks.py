@@ -13,7 +13,11 @@ import warnings
 
 from fastdnn._progbar import Progbar
 
-_BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
+_BATCH_HOOKS = {
+    "train": ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end"),
+    "test": ("on_test_batch_begin", "on_test_batch_end"),
+    "predict": ("on_predict_batch_begin", "on_predict_batch_end"),
+}
 
 
 class Callback:
@@ -24,7 +28,8 @@ class Callback:
     older ``on_batch_begin/_end``, which the default ``on_train_batch_*`` call.
     """
 
-    # True when fit must call the batch hooks after every batch (not after groups of batches).
+    # Whether fit must call the training batch hooks after every batch, not after groups of
+    # batches (None: decide from which hooks the class overrides).
     needs_every_batch = None
 
     def __init__(self):
@@ -39,11 +44,12 @@ class Callback:
         """Attach fit's parameters: ``{'verbose', 'epochs', 'steps'}``."""
         self.params = params
 
-    def wants_every_batch(self) -> bool:
-        """Whether this callback overrides a batch hook (so fit must stop after every batch)."""
-        if self.needs_every_batch is not None:
+    def wants_every_batch(self, stage: str = "train") -> bool:
+        """Whether this callback overrides a batch hook of ``stage`` ('train', 'test' or
+        'predict'), so that the kernels must return to Python after every batch."""
+        if stage == "train" and self.needs_every_batch is not None:
             return self.needs_every_batch
-        return any(getattr(type(self), h) is not getattr(Callback, h) for h in _BATCH_HOOKS)
+        return any(getattr(type(self), h) is not getattr(Callback, h) for h in _BATCH_HOOKS[stage])
 
     def on_train_begin(self, logs=None): ...
     def on_train_end(self, logs=None): ...
@@ -78,9 +84,9 @@ class CallbackList:
             cb.set_model(model)
             cb.set_params(params)
 
-    def wants_every_batch(self) -> bool:
-        """Whether any callback needs its batch hooks after every batch."""
-        return any(cb.wants_every_batch() for cb in self.callbacks)
+    def wants_every_batch(self, stage: str = "train") -> bool:
+        """Whether any callback needs its ``stage`` batch hooks after every batch."""
+        return any(cb.wants_every_batch(stage) for cb in self.callbacks)
 
     def __getattr__(self, hook):
         if not hook.startswith("on_"):
@@ -153,7 +159,7 @@ class ProgbarLogger(Callback):
         self.progbar.update(self.seen, self._values(logs), finalize=True)
 
 
-def _monitor_direction(monitor, mode, model):
+def _monitor_direction(monitor, mode):
     """Return +1 when higher is better for ``monitor``, -1 when lower is better."""
     if mode == "max":
         return 1
@@ -185,10 +191,10 @@ class _Monitor(Callback):
         self._direction = None
 
     def _is_better(self, value, reference):
+        if self._direction is None:
+            self._direction = _monitor_direction(self.monitor, self.mode)
         if reference is None:
             return True
-        if self._direction is None:
-            self._direction = _monitor_direction(self.monitor, self.mode, self.model)
         if self._direction > 0:
             return value - self.min_delta > reference
         return value + self.min_delta < reference

@@ -56,6 +56,14 @@ def _as_array(data, name):
     return array
 
 
+def _logs(loss_sum, correct, seen, metric_name):
+    """Running logs, in Keras' alphabetical order: the mean loss and metric over ``seen`` samples."""
+    logs = {"loss": loss_sum / seen}
+    if metric_name:
+        logs[metric_name] = correct / seen
+    return dict(sorted(logs.items()))
+
+
 class Sequential:
     """A linear stack of layers, as ``keras.Sequential``.
 
@@ -474,12 +482,12 @@ class Sequential:
         cb.on_train_begin()
         with _threads.single_threaded_blas():
             logs = self._run_epochs(network, x_all, y_all, val, batch_size, steps, initial_epoch,
-                                    epochs, shuffle, validation_freq, cb, metric_name)
+                                    epochs, shuffle, validation_freq, val_batch, cb, metric_name)
         cb.on_train_end(logs)
         return history
 
     def _run_epochs(self, network, x_all, y_all, val, batch_size, steps, initial_epoch, epochs,
-                    shuffle, validation_freq, cb, metric_name):
+                    shuffle, validation_freq, val_batch_size, cb, metric_name):
         """The epoch loop of ``fit``; return the last epoch's logs."""
         n = x_all.shape[0]
         every_batch = cb.wants_every_batch()
@@ -491,9 +499,7 @@ class Sequential:
             logs = self._train_epoch(network, x_all, y_all, order, batch_size, steps, cb,
                                      every_batch, loss_out, correct_out, metric_name)
             if val is not None and (epoch + 1) % validation_freq == 0:
-                cb.on_test_begin()
-                val_logs = self._evaluate_arrays(network, *val, metric_name)
-                cb.on_test_end(val_logs)
+                val_logs = self._evaluate_arrays(network, *val, metric_name, cb, val_batch_size)
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
             logs = dict(sorted(logs.items()))
             cb.on_epoch_end(epoch, logs)
@@ -524,10 +530,7 @@ class Sequential:
             correct += float(correct_out[batch:batch + ran].sum())
             seen += min(n, (batch + ran) * batch_size) - batch * batch_size
             batch += ran
-            logs = {"loss": loss_sum / seen}
-            if metric_name:
-                logs[metric_name] = correct / seen
-            logs = dict(sorted(logs.items()))
+            logs = _logs(loss_sum, correct, seen, metric_name)
             cb.on_train_batch_end(batch - 1, logs)
             if done < count and not self.stop_training:
                 print(f"Batch {batch - 1}: Invalid loss, terminating training", flush=True)
@@ -537,12 +540,23 @@ class Sequential:
                 chunk = max(1, min(steps, int(_SECONDS_PER_CALL / per_batch)))
         return logs
 
-    def _evaluate_arrays(self, network, x, y, metric_name):
-        loss_sum, correct = network.evaluate(x, y)
-        logs = {"loss": loss_sum / x.shape[0]}
-        if metric_name:
-            logs[metric_name] = correct / x.shape[0]
-        return dict(sorted(logs.items()))
+    def _evaluate_arrays(self, network, x, y, metric_name, cb, batch_size):
+        """Loss and metric over x, y in inference mode, with the test hooks: one call into the
+        kernels, or one per batch when a callback has test batch hooks (they see running logs)."""
+        n = x.shape[0]
+        step = batch_size if cb.wants_every_batch("test") else n
+        loss_sum = correct = 0.0
+        cb.on_test_begin()
+        for start in range(0, n, step):
+            if step < n:
+                cb.on_test_batch_begin(start // step)
+            batch_loss, batch_correct = network.evaluate(x[start:start + step], y[start:start + step])
+            loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
+            logs = _logs(loss_sum, correct, min(n, start + step), metric_name)
+            if step < n:
+                cb.on_test_batch_end(start // step, logs)
+        cb.on_test_end(logs)
+        return logs
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
@@ -574,10 +588,8 @@ class Sequential:
         cb = callbacks_module.CallbackList(callbacks or [], self,
                                            {"verbose": verbose, "epochs": 1, "steps": n_steps})
         bar = Progbar(n_steps, verbose_flag)
-        cb.on_test_begin()
         with _threads.single_threaded_blas():
-            logs = self._evaluate_arrays(network, xs, ys, metric_name)
-        cb.on_test_end(logs)
+            logs = self._evaluate_arrays(network, xs, ys, metric_name, cb, batch_size)
         bar.update(n_steps, list(logs.items()), finalize=True)
         if return_dict:
             return logs
@@ -607,10 +619,17 @@ class Sequential:
         n_steps = math.ceil(xs.shape[0] / batch_size)
         cb = callbacks_module.CallbackList(callbacks or [], self,
                                            {"verbose": verbose, "epochs": 1, "steps": n_steps})
+        n = xs.shape[0]
+        step = batch_size if cb.wants_every_batch("predict") else n
         bar = Progbar(n_steps, verbose_flag)
         cb.on_predict_begin()
         with _threads.single_threaded_blas():
-            network.predict(xs, out)
+            for start in range(0, n, step):
+                if step < n:
+                    cb.on_predict_batch_begin(start // step)
+                network.predict(xs[start:start + step], out[start:start + step])
+                if step < n:
+                    cb.on_predict_batch_end(start // step, {"outputs": out[start:start + step]})
         cb.on_predict_end()
         bar.update(n_steps, [], finalize=True)
         return out

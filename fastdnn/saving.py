@@ -113,8 +113,9 @@ def _target(path, overwrite):
 
 
 def _layout(model) -> list:
-    """The weight shapes of a model, layer by layer: what a weights file must match."""
-    return [[layer.name, [list(w.shape) for w in layer.weights]] for layer in model.layers]
+    """The weight shapes of a model, layer by layer: what a weights file must match (names may
+    differ: a second copy of a model gets other automatic names)."""
+    return [[list(w.shape) for w in layer.weights] for layer in model.layers]
 
 
 def save_model(model, filepath, overwrite=True) -> None:
