@@ -1,0 +1,224 @@
+"""Training benchmarks: one step, one epoch and ``predict``, next to the reference and the floor.
+
+Rows of a group (same work, same data):
+
+- ``...-fastdnn``: the compiled kernels (``engine='fastdnn'``, or ``_kernels.Network``);
+- ``...-reference``: the NumPy twin (``engine='numpy'``, or ``reference.Network``);
+- ``...-floor``: the same steps' matrix products alone, through NumPy's BLAS into preallocated
+  arrays (``np.matmul(..., out=...)``): per step and layer the forward product, the weight
+  gradient and (past the first layer) the input gradient -- the five GEMMs of 784-100-10 -- on
+  the same batches of the data, with NumPy's BLAS at its default thread count. fastdnn rows run
+  as ``fit`` does: BLAS at one thread, the kernels' own threads splitting the large products.
+
+Groups:
+
+- ``step 784-100-10 <optimizer> bs<batch>``: one ``Network.train`` batch (gather, forward, loss,
+  backward, fused update) on shuffled data;
+- ``epoch 784-100-10 <optimizer> bs<batch>``: ``Model.fit(x, y, epochs=1, batch_size, verbose=0,
+  shuffle=True)`` on 48,000 samples (warm: one untimed fit first); the floor is 1500 steps at
+  batch 32, 188 at batch 256;
+- ``epoch 784-1024-1024-10 adam bs<batch> (9600 samples)``: the large model on a shortened epoch;
+- ``threads 784-1024-1024-10 adam bs32 (9600 samples)``: that epoch with
+  ``fastdnn.set_num_threads(1)`` and ``(2)``;
+- ``predict 784-100-10 10000 images bs32``: ``Model.predict`` on the test images.
+"""
+
+import contextlib
+import math
+
+import numpy as np
+import pytest
+
+import fastdnn
+from fastdnn import _kernels, _threads, layers, reference
+from fastdnn.__main__ import OPTIMIZERS
+
+CHAPTER = (784, 100, 10)
+LARGE = (784, 1024, 1024, 10)
+LARGE_SAMPLES = 9_600
+ROLES = ("fastdnn", "reference", "floor")
+ENGINE = {"fastdnn": "fastdnn", "reference": "numpy"}
+
+
+def _blas_for(role):
+    """fastdnn runs with BLAS at one thread (its kernels bring their own); NumPy as it is."""
+    return _threads.single_threaded_blas() if role == "fastdnn" else contextlib.nullcontext()
+
+
+def _label(widths):
+    return "-".join(map(str, widths))
+
+
+def _tag(benchmark, group, role, **targets):
+    benchmark.group = group
+    benchmark.extra_info["role"] = role
+    if role == "fastdnn":
+        benchmark.extra_info.update(targets)
+
+
+def build_model(widths, optimizer, engine):
+    """The chapter's model shape: relu hidden layers, softmax output, sparse cross-entropy."""
+    np.random.seed(0)
+    model = fastdnn.Sequential(
+        [fastdnn.Input((widths[0],))]
+        + [layers.Dense(n, activation="relu") for n in widths[1:-1]]
+        + [layers.Dense(widths[-1], activation="softmax")])
+    model.compile(optimizer=OPTIMIZERS[optimizer](), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], engine=engine)
+    return model
+
+
+class Floor:
+    """The matrix products of a dense network's training steps, alone, into preallocated arrays.
+
+    Per step of a batch X: forward ``Z_i = A_{i-1} @ W_i`` (A_0 = X, A_i = Z_i), then backward
+    ``dW_i = A_{i-1}^T @ dZ_i`` and, for i > 1, ``dZ_{i-1} = dZ_i @ W_i^T``. For 784-100-10 these
+    are the five GEMMs X@W1, H@W2, H^T@dZ2, dZ2@W2^T, X^T@dZ1.
+    """
+
+    def __init__(self, widths, batch):
+        rng = np.random.default_rng(0)
+        pairs = list(zip(widths, widths[1:]))
+        self.w = [(rng.standard_normal((a, b)) * np.sqrt(2 / (a + b))).astype(np.float32)
+                  for a, b in pairs]
+        self.z = [np.empty((batch, b), np.float32) for _, b in pairs]
+        self.dz = [(rng.standard_normal((batch, b)) * 0.01).astype(np.float32) for _, b in pairs]
+        self.dw = [np.empty_like(w) for w in self.w]
+
+    def forward(self, x):
+        n, a = x.shape[0], x
+        for w, z in zip(self.w, self.z):
+            np.matmul(a, w, out=z[:n])
+            a = z[:n]
+
+    def step(self, x):
+        n = x.shape[0]
+        self.forward(x)
+        for i in range(len(self.w) - 1, -1, -1):
+            np.matmul((x if i == 0 else self.z[i - 1][:n]).T, self.dz[i][:n], out=self.dw[i])
+            if i:
+                np.matmul(self.dz[i][:n], self.w[i].T, out=self.dz[i - 1][:n])
+
+    def epoch(self, x, batch):
+        for start in range(0, x.shape[0], batch):
+            self.step(x[start:start + batch])
+
+    def predict(self, x, batch):
+        for start in range(0, x.shape[0], batch):
+            self.forward(x[start:start + batch])
+
+
+# --- one training step
+
+STEP = [(opt, bs, role) for bs in (32, 256) for opt in OPTIMIZERS for role in ROLES]
+
+
+@pytest.mark.parametrize("opt,bs,role", STEP, ids=[f"{o}-bs{b}-{r}" for o, b, r in STEP])
+def test_step(benchmark, data, opt, bs, role):
+    x, y, _ = data
+    n = x.shape[0]
+    n_batches = math.ceil(n / bs)
+    state = {"batch": 0, "iteration": 0}
+    if role == "floor":
+        floor = Floor(CHAPTER, bs)
+
+        def fn():
+            b = state["batch"]
+            floor.step(x[b * bs:(b + 1) * bs])
+            state["batch"] = (b + 1) % n_batches
+    else:
+        rng = np.random.default_rng(0)
+        ops, offset = [], 0
+        for i, (a, b) in enumerate(zip(CHAPTER, CHAPTER[1:])):
+            act = _kernels.SOFTMAX if i == len(CHAPTER) - 2 else _kernels.RELU
+            ops.append((_kernels.OP_DENSE, b, act, 0.0, offset, offset + a * b))
+            offset += a * b + b
+        params = (rng.standard_normal(offset) * 0.05).astype(np.float32)
+        module = _kernels if role == "fastdnn" else reference
+        net = module.Network(CHAPTER[0], ops, params, _kernels.LOSS_SPARSE_CE,
+                             _kernels.METRIC_SPARSE_ACC, True, bs, 0)
+        optimizer = OPTIMIZERS[opt]()
+        optimizer.build(params.size, np.float32)
+        settings, slots = optimizer.settings(), optimizer.slots
+        order = rng.permutation(n).astype(np.int64)
+        loss_out, correct_out = np.zeros(1), np.zeros(1)
+
+        def fn():
+            b = state["batch"]
+            _, state["iteration"] = net.train(x, y, order, bs, b, 1, settings, slots,
+                                              state["iteration"], loss_out, correct_out)
+            state["batch"] = (b + 1) % n_batches
+    _tag(benchmark, f"step 784-100-10 {opt} bs{bs}", role)
+    with _blas_for(role):
+        benchmark(fn)
+
+
+# --- one epoch
+
+def _epoch(benchmark, widths, opt, bs, role, x, y, rounds):
+    """Time one epoch of ``role`` (pedantic: ``rounds`` rounds after one untimed warm-up)."""
+    if role == "floor":
+        floor = Floor(widths, bs)
+        fn = lambda: floor.epoch(x, bs)  # noqa: E731
+    else:
+        model = build_model(widths, opt, ENGINE[role])
+        fn = lambda: model.fit(x, y, epochs=1, batch_size=bs, verbose=0, shuffle=True)  # noqa
+    benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
+
+
+EPOCH = [(opt, bs, role) for bs in (32, 256) for opt in OPTIMIZERS for role in ROLES]
+
+
+@pytest.mark.parametrize("opt,bs,role", EPOCH, ids=[f"{o}-bs{b}-{r}" for o, b, r in EPOCH])
+def test_epoch(benchmark, data, opt, bs, role):
+    x, y, _ = data
+    targets = {}
+    if opt == "adam":
+        targets = {"max_vs_floor": 1.25, "min_speedup": 6.0 if bs == 32 else None}
+    _tag(benchmark, f"epoch 784-100-10 {opt} bs{bs}", role, **targets)
+    rounds = {"fastdnn": 5, "reference": 3, "floor": 5}[role]
+    _epoch(benchmark, CHAPTER, opt, bs, role, x, y, rounds)
+
+
+LARGE_EPOCH = [(bs, role) for bs in (32, 256) for role in ROLES]
+
+
+@pytest.mark.parametrize("bs,role", LARGE_EPOCH,
+                         ids=[f"adam-bs{b}-{LARGE_SAMPLES}-{r}" for b, r in LARGE_EPOCH])
+def test_epoch_large(benchmark, data, bs, role):
+    x, y, _ = data
+    x, y = x[:LARGE_SAMPLES], y[:LARGE_SAMPLES]
+    _tag(benchmark, f"epoch {_label(LARGE)} adam bs{bs} ({LARGE_SAMPLES} samples)", role,
+         max_vs_floor=1.3 if bs == 32 else None)
+    _epoch(benchmark, LARGE, "adam", bs, role, x, y, rounds=2 if role == "reference" else 3)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2], ids=["1-thread", "2-threads"])
+def test_threads(benchmark, data, n_threads):
+    x, y, _ = data
+    x, y = x[:LARGE_SAMPLES], y[:LARGE_SAMPLES]
+    role = "1-thread" if n_threads == 1 else "2-threads"
+    benchmark.group = f"threads {_label(LARGE)} adam bs32 ({LARGE_SAMPLES} samples)"
+    benchmark.extra_info.update(role=role, min_thread_speedup=1.6)
+    saved = fastdnn.get_num_threads()
+    fastdnn.set_num_threads(n_threads)
+    try:
+        _epoch(benchmark, LARGE, "adam", 32, "fastdnn", x, y, rounds=3)
+    finally:
+        fastdnn.set_num_threads(saved)
+
+
+# --- predict
+
+@pytest.mark.parametrize("role", ROLES)
+def test_predict(benchmark, data, role):
+    _, _, x_test = data
+    bs = 32
+    _tag(benchmark, f"predict 784-100-10 {x_test.shape[0]} images bs{bs}", role)
+    if role == "floor":
+        floor = Floor(CHAPTER, bs)
+        benchmark(floor.predict, x_test, bs)
+    else:
+        model = build_model(CHAPTER, "adam", ENGINE[role])
+        model.predict(x_test, batch_size=bs, verbose=0)  # warm: build the network once
+        benchmark(model.predict, x_test, batch_size=bs, verbose=0)
