@@ -619,6 +619,28 @@ def _activation_code(activation):
     return activation
 
 
+def _int_in(name, value, low, high):
+    """Check an integer argument against [low, high] (C integer types would overflow silently
+    or raise OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must lie in [{low}, {high}], got {value}")
+    return int(value)
+
+
+def _no_overlap(outputs, inputs):
+    """Refuse an output buffer that shares memory with an input or another output."""
+    seen = [(name, a) for name, a in inputs.items() if a is not None]
+    for name, out in outputs.items():
+        if out is None:
+            continue
+        for other_name, other in seen:
+            if np.may_share_memory(out, other):
+                raise ValueError(f"{name} must not overlap {other_name}")
+        seen.append((name, out))
+
+
 def _finite_scalar(name, value, low=None, high=None):
     value = float(value)
     if not np.isfinite(value):
@@ -696,6 +718,7 @@ def dense_forward(x, w, b, out, activation="linear"):
     if b is not None:
         _check("b", b, 1, dtype, (w.shape[1],))
     _check("out", out, 2, dtype, (x.shape[0], w.shape[1]), writable=True)
+    _no_overlap({"out": out}, {"x": x, "w": w, "b": b})
     cdef int act = _activation_code(activation)
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
     cdef void* px = _data(x)
@@ -737,6 +760,7 @@ def dense_backward(x, w, a, grad, dw, db, dx=None, activation="linear"):
         _check("db", db, 1, dtype, (w.shape[1],), writable=True)
     if dx is not None:
         _check("dx", dx, 2, dtype, x.shape, writable=True)
+    _no_overlap({"grad": grad, "dw": dw, "db": db, "dx": dx}, {"x": x, "w": w, "a": a})
     cdef int act = _activation_code(activation)
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
     cdef void* px = _data(x)
@@ -772,6 +796,7 @@ def _loss_entry(int kind, name_out, out, labels, targets, grad):
         _check("targets", targets, 2, dtype, out.shape)
     if grad is not None:
         _check("grad", grad, 2, dtype, out.shape, writable=True)
+        _no_overlap({"grad": grad}, {name_out: out, "labels": labels, "targets": targets})
     cdef void* po = _data(out)
     cdef int32_t* pl = <int32_t*>_data(labels)
     cdef void* pt = _data(targets)
@@ -889,7 +914,7 @@ def count_correct(scores, labels=None, targets=None, binary=False):
     return hits
 
 
-def dropout_forward(x, out, mask, double rate, uint64_t seed, uint64_t counter):
+def dropout_forward(x, out, mask, double rate, seed, counter):
     """Inverted dropout: ``out = x * mask`` with mask 1/(1-rate) (kept) or 0 (dropped).
 
     Element i is kept when the counter-based uniform draw ``u(seed, counter + i)`` is >= rate,
@@ -907,6 +932,11 @@ def dropout_forward(x, out, mask, double rate, uint64_t seed, uint64_t counter):
     _check("out", out, x.ndim, dtype, x.shape, writable=True)
     _check("mask", mask, x.ndim, dtype, x.shape, writable=True)
     _finite_scalar("rate", rate, 0.0, 1.0)
+    if out.ctypes.data != x.ctypes.data:  # exactly in place is fine: element by element
+        _no_overlap({"out": out}, {"x": x})
+    _no_overlap({"mask": mask}, {"x": x, "out": out})
+    cdef uint64_t c_seed = _int_in("seed", seed, 0, 2**64 - 1)
+    cdef uint64_t c_counter = _int_in("counter", counter, 0, 2**64 - 1)
     cdef Py_ssize_t size = x.size
     cdef void* px = _data(x)
     cdef void* po = _data(out)
@@ -914,9 +944,9 @@ def dropout_forward(x, out, mask, double rate, uint64_t seed, uint64_t counter):
     cdef bint f32 = dtype == np.float32
     with nogil:
         if f32:
-            _dropout_forward(<float*>px, <float*>po, <float*>pm, size, rate, seed, counter)
+            _dropout_forward(<float*>px, <float*>po, <float*>pm, size, rate, c_seed, c_counter)
         else:
-            _dropout_forward(<double*>px, <double*>po, <double*>pm, size, rate, seed, counter)
+            _dropout_forward(<double*>px, <double*>po, <double*>pm, size, rate, c_seed, c_counter)
 
 
 cdef object _run_update(OptConfig* c, params, grads, slots, names, int64_t iteration):
@@ -1036,7 +1066,7 @@ def rmsprop_update(params, grads, velocity, double learning_rate=0.001, double r
                 ("velocity", "momentum_buffer", "average_gradient"), 0)
 
 
-def adam_update(params, grads, m, v, int64_t iteration, double learning_rate=0.001,
+def adam_update(params, grads, m, v, iteration, double learning_rate=0.001,
                 double beta_1=0.9, double beta_2=0.999, double epsilon=1e-7,
                 bint amsgrad=False, v_hat=None):
     """Adam step in place (Keras 3), for step ``t = iteration + 1``.
@@ -1068,7 +1098,8 @@ def adam_update(params, grads, m, v, int64_t iteration, double learning_rate=0.0
     _require_slot("m", m, True)
     _require_slot("v", v, True)
     _require_slot("v_hat", v_hat, amsgrad)
-    _run_update(&c, params, grads, (m, v, v_hat), ("m", "v", "v_hat"), iteration)
+    _run_update(&c, params, grads, (m, v, v_hat), ("m", "v", "v_hat"),
+                _int_in("iteration", iteration, 0, 2**62))
 
 
 # --- driver: whole training batches in C
@@ -1283,11 +1314,11 @@ cdef class Network:
     cdef public uint64_t counter
 
     @cython.wraparound(True)
-    def __init__(self, int n_inputs, ops, params, int loss, int metric, bint fused,
-                 Py_ssize_t capacity, uint64_t seed=0):
+    def __init__(self, n_inputs, ops, params, int loss, int metric, bint fused, capacity,
+                 seed=0):
         self.dtype = _check("params", params, 1, writable=True)
-        if n_inputs < 1:
-            raise ValueError(f"n_inputs must be at least 1, got {n_inputs}")
+        n_inputs = _int_in("n_inputs", n_inputs, 1, _INT_MAX)
+        capacity = _int_in("capacity", capacity, 1, _INT_MAX)
         if not ops:
             raise ValueError("ops must not be empty")
         if loss not in (_LOSS_SPARSE_CE, _LOSS_CE, _LOSS_BCE, _LOSS_MSE):
@@ -1319,7 +1350,7 @@ cdef class Network:
         self.params = params
         self.grads = np.zeros_like(params)
         self.n_outputs = int(units[-1])
-        self.seed = seed
+        self.seed = _int_in("seed", seed, 0, 2**64 - 1)
         self.counter = 0
         out_off = np.zeros(len(ops), np.int64)
         mask_off = np.full(len(ops), -1, np.int64)

@@ -79,6 +79,12 @@ class CallbackList:
     """Calls a list of callbacks in order, one hook at a time."""
 
     def __init__(self, callbacks, model, params):
+        if not isinstance(callbacks, (list, tuple)):
+            raise TypeError(f"`callbacks` must be a list of callbacks, got {type(callbacks).__name__}")
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError("`callbacks` must hold fastdnn.callbacks.Callback instances, got "
+                                f"{cb!r} (of type {type(cb).__name__})")
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
             cb.set_model(model)

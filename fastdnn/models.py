@@ -7,6 +7,7 @@ backward, fused update) without the GIL; Python sees control again only for prog
 callbacks.
 """
 
+import contextlib
 import math
 import time
 
@@ -21,6 +22,8 @@ ENGINES = {"fastdnn": _kernels, "numpy": reference}
 
 # A call into the kernels runs about this long before fit returns to Python for progress.
 _SECONDS_PER_CALL = 0.05
+# The kernels index arrays with C ints (BLAS's own limit).
+_MAX_PARAMS = 2**31 - 1
 
 
 def _positive_int(name, value, allow_zero=False):
@@ -185,6 +188,9 @@ class Sequential:
                 total += int(np.prod(wshape))
             plan.append((layer, spans, shape))
             shape = layer.compute_output_shape(shape)
+        if total > _MAX_PARAMS:
+            raise ValueError(f"Model {self.name} would have {total:,} parameters; the kernels "
+                             f"address at most {_MAX_PARAMS:,}")
         params = np.zeros(total, self._dtype)
         for layer, spans, in_shape in plan:
             views = [params[o:o + int(np.prod(s))].reshape(s) for o, s in spans]
@@ -287,6 +293,20 @@ class Sequential:
             raise ValueError("No loss to compute. Provide a `loss` argument in `compile()`.")
 
     # --- data
+
+    @contextlib.contextmanager
+    def _building_from_data(self):
+        """Undo a build made from data whose checks then failed: the user's corrected call must
+        find the model as it was."""
+        unbuilt = self._input is None
+        try:
+            yield
+        except BaseException:
+            if unbuilt and self._input is not None:
+                self._input, self.params, self.built, self._network = None, None, False, None
+                for layer in self._layers:
+                    layer.built, layer._weights, layer.output_shape = False, [], None
+            raise
 
     def _prepare_x(self, x, name="x"):
         """Convert x once to the model's float type, C order, shape (n, features); build if
@@ -448,8 +468,9 @@ class Sequential:
                 validation_split, (int, float)) or not 0 <= validation_split < 1:
             raise ValueError("`validation_split` must be a float in [0, 1). Received: "
                              f"validation_split={validation_split!r}")
-        x_all = self._prepare_x(x)
-        y_all = self._prepare_y(y, x_all.shape[0])
+        with self._building_from_data():
+            x_all = self._prepare_x(x)
+            y_all = self._prepare_y(y, x_all.shape[0])
         metric_name, metric_code = self._metric(y)
         val = None
         if validation_data is not None:
@@ -579,8 +600,9 @@ class Sequential:
             raise NotImplementedError("fastdnn's evaluate does not support sample_weight/steps")
         batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size)
         verbose_flag = _verbose(verbose)
-        xs = self._prepare_x(x)
-        ys = self._prepare_y(y, xs.shape[0])
+        with self._building_from_data():
+            xs = self._prepare_x(x)
+            ys = self._prepare_y(y, xs.shape[0])
         metric_name, metric_code = self._metric(y)
         network = self._engine(batch_size, metric_code)
         self.optimizer.build(self.params.size, self._dtype)
