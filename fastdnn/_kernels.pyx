@@ -662,6 +662,8 @@ def activation_forward(z, out, activation):
     """
     dtype = _check("z", z, 2)
     _check("out", out, 2, dtype, z.shape, writable=True)
+    if z.shape[1] == 0:
+        raise ValueError("z has no columns: it needs at least one")
     cdef int act = _activation_code(activation)
     cdef Py_ssize_t n = z.shape[0], c = z.shape[1]
     cdef void* pz = _data(z)
@@ -687,6 +689,8 @@ def activation_backward(a, grad, activation):
     """
     dtype = _check("a", a, 2)
     _check("grad", grad, 2, dtype, a.shape, writable=True)
+    if a.shape[1] == 0:
+        raise ValueError("a has no columns: it needs at least one")
     cdef int act = _activation_code(activation)
     cdef Py_ssize_t n = a.shape[0], c = a.shape[1]
     cdef void* pa = _data(a)
@@ -715,6 +719,7 @@ def dense_forward(x, w, b, out, activation="linear"):
     dtype = _check("x", x, 2)
     _check_rows("x", x)
     _check("w", w, 2, dtype, (x.shape[1], None))
+    _check_rows("w", w)
     if b is not None:
         _check("b", b, 1, dtype, (w.shape[1],))
     _check("out", out, 2, dtype, (x.shape[0], w.shape[1]), writable=True)
@@ -752,6 +757,7 @@ def dense_backward(x, w, a, grad, dw, db, dx=None, activation="linear"):
     dtype = _check("x", x, 2)
     _check_rows("x", x)
     _check("w", w, 2, dtype, (x.shape[1], None))
+    _check_rows("w", w)
     shape_out = (x.shape[0], w.shape[1])
     _check("a", a, 2, dtype, shape_out)
     _check("grad", grad, 2, dtype, shape_out, writable=True)
@@ -1314,8 +1320,7 @@ cdef class Network:
     cdef public uint64_t counter
 
     @cython.wraparound(True)
-    def __init__(self, n_inputs, ops, params, int loss, int metric, bint fused, capacity,
-                 seed=0):
+    def __init__(self, n_inputs, ops, params, loss, metric, bint fused, capacity, seed=0):
         self.dtype = _check("params", params, 1, writable=True)
         n_inputs = _int_in("n_inputs", n_inputs, 1, _INT_MAX)
         capacity = _int_in("capacity", capacity, 1, _INT_MAX)
@@ -1325,6 +1330,9 @@ cdef class Network:
             raise ValueError(f"unknown loss code {loss}")
         if metric not in (_METRIC_NONE, _METRIC_SPARSE_ACC, _METRIC_CATEGORICAL_ACC, _METRIC_BINARY_ACC):
             raise ValueError(f"unknown metric code {metric}")
+        if metric != _METRIC_NONE and (metric == _METRIC_SPARSE_ACC) != (loss == _LOSS_SPARSE_CE):
+            raise ValueError("metric and loss must both read integer labels (sparse) or both "
+                             "read target arrays")
         kind, units, act, rate, w_off, b_off = (np.array(col) for col in zip(*ops))
         kind, units, act, w_off, b_off = (a.astype(np.int64) for a in (kind, units, act, w_off, b_off))
         rate = rate.astype(np.float64)
@@ -1372,25 +1380,32 @@ cdef class Network:
         p.mask_off = <int64_t*>_data(mask_off)
         self.reserve(capacity)
 
-    def reserve(self, Py_ssize_t capacity):
-        """Size the workspace for batches of up to ``capacity`` rows (it only ever grows)."""
-        if capacity < 1:
-            raise ValueError(f"capacity must be at least 1, got {capacity}")
+    def reserve(self, capacity):
+        """Size the workspace for batches of up to ``capacity`` rows (it only ever grows).
+
+        The new buffers are allocated before anything changes: if that fails (MemoryError), the
+        network keeps its previous, consistent workspace.
+        """
+        capacity = _int_in("capacity", capacity, 1, _INT_MAX)
         if self._ws is not None and capacity <= self.plan.capacity:
             return
         kind, units, _, _, _, _, out_off, mask_off = self._arrays
+        new_out, new_mask = out_off.copy(), mask_off.copy()
         offset = 0
         for i in range(self.plan.n_ops):
-            out_off[i] = offset
+            new_out[i] = offset
             offset += capacity * units[i]
             if kind[i] == _OP_DROPOUT:
-                mask_off[i] = offset
+                new_mask[i] = offset
                 offset += capacity * units[i]
         widest = int(max(units.max(), self.plan.n_inputs))
-        self._ws = np.zeros(offset, self.dtype)
-        self._scratch = (np.zeros(capacity * widest, self.dtype), np.zeros(capacity * widest, self.dtype),
-                         np.zeros(capacity * self.plan.n_inputs, self.dtype),
-                         np.zeros(capacity * self.n_outputs, self.dtype), np.zeros(capacity, np.int32))
+        ws = np.zeros(offset, self.dtype)
+        scratch = (np.zeros(capacity * widest, self.dtype), np.zeros(capacity * widest, self.dtype),
+                   np.zeros(capacity * self.plan.n_inputs, self.dtype),
+                   np.zeros(capacity * self.n_outputs, self.dtype), np.zeros(capacity, np.int32))
+        out_off[:] = new_out
+        mask_off[:] = new_mask
+        self._ws, self._scratch = ws, scratch
         self.plan.capacity = capacity
 
     @property

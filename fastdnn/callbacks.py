@@ -78,14 +78,17 @@ class Callback:
 class CallbackList:
     """Calls a list of callbacks in order, one hook at a time."""
 
-    def __init__(self, callbacks, model, params):
+    def __init__(self, callbacks, model, params, automatic=()):
+        """Args: the user's ``callbacks`` (a list, or None), the model, fit's params, and the
+        automatic callbacks (History, ProgbarLogger) that run after the user's."""
+        callbacks = [] if callbacks is None else callbacks
         if not isinstance(callbacks, (list, tuple)):
             raise TypeError(f"`callbacks` must be a list of callbacks, got {type(callbacks).__name__}")
         for cb in callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError("`callbacks` must hold fastdnn.callbacks.Callback instances, got "
                                 f"{cb!r} (of type {type(cb).__name__})")
-        self.callbacks = list(callbacks)
+        self.callbacks = list(callbacks) + list(automatic)
         for cb in self.callbacks:
             cb.set_model(model)
             cb.set_params(params)

@@ -8,7 +8,9 @@ callbacks.
 """
 
 import contextlib
+import functools
 import math
+import threading
 import time
 
 import numpy as np
@@ -59,6 +61,15 @@ def _as_array(data, name):
     return array
 
 
+def _exclusive(method):
+    """Run a model method under the model's lock (its network and workspace are shared)."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 def _logs(loss_sum, correct, seen, metric_name):
     """Running logs, in Keras' alphabetical order: the mean loss and metric over ``seen`` samples."""
     logs = {"loss": loss_sum / seen}
@@ -99,6 +110,8 @@ class Sequential:
         self._dtype = None
         self._network = None
         self._network_key = None
+        # One network (and workspace) serves the model: calls from several threads take turns.
+        self._lock = threading.RLock()
         for layer in layers or []:
             self.add(layer)
 
@@ -320,7 +333,8 @@ class Sequential:
         if array.shape[1:] != tuple(want):
             raise ValueError(f"Input {name} has shape {array.shape}, but the model expects "
                              f"{(None,) + tuple(want)}: each sample must have shape {want}")
-        flat = np.ascontiguousarray(array.reshape(array.shape[0], -1), dtype=self._dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
+            flat = np.ascontiguousarray(array.reshape(array.shape[0], -1), dtype=self._dtype)
         bad = flat.size - np.count_nonzero(np.isfinite(flat))
         if bad:
             raise ValueError(f"`{name}` contains {bad} NaN or infinite values; fastdnn refuses to "
@@ -335,8 +349,10 @@ class Sequential:
                              f"{array.shape[0]}. Make sure all arrays contain the same number "
                              "of samples.")
         outputs = self._layers[-1].output_shape[-1]
-        if not np.all(np.isfinite(array)):
-            raise ValueError(f"`{name}` contains NaN or infinite values")
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite = np.all(np.isfinite(array.astype(self._dtype)))
+        if not finite:
+            raise ValueError(f"`{name}` contains NaN or infinite values (in {self._dtype})")
         if self.loss.kind == _kernels.LOSS_SPARSE_CE:
             labels = array.reshape(n) if array.ndim == 2 and array.shape[1] == 1 else array
             if labels.ndim != 1:
@@ -423,6 +439,7 @@ class Sequential:
 
     # --- fit / evaluate / predict
 
+    @_exclusive
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
@@ -489,16 +506,15 @@ class Sequential:
             x_all, val = x_all[:k], (x_all[k:], y_all[k:])
             y_all = y_all[:k]
         val_batch = _positive_int("validation_batch_size", validation_batch_size or batch_size)
-        network = self._engine(max(batch_size, val_batch), metric_code)
-        self.optimizer.build(self.params.size, self._dtype)
-
         steps = math.ceil(x_all.shape[0] / batch_size)
+        batch_size = min(batch_size, x_all.shape[0])  # one batch of everything: the same steps
+        val_rows = val[0].shape[0] if val is not None else 1
+        network = self._engine(max(batch_size, min(val_batch, val_rows)), metric_code)
+        self.optimizer.build(self.params.size, self._dtype)
         history = callbacks_module.History()
-        cbs = list(callbacks or []) + [history]
-        if verbose_flag:
-            cbs.append(callbacks_module.ProgbarLogger())
-        cb = callbacks_module.CallbackList(cbs, self, {"verbose": verbose, "epochs": epochs,
-                                                       "steps": steps})
+        automatic = [history] + ([callbacks_module.ProgbarLogger()] if verbose_flag else [])
+        cb = callbacks_module.CallbackList(callbacks, self, {"verbose": verbose, "epochs": epochs,
+                                                             "steps": steps}, automatic)
         self.stop_training = False
         cb.on_train_begin()
         with _threads.single_threaded_blas():
@@ -579,6 +595,7 @@ class Sequential:
         cb.on_test_end(logs)
         return logs
 
+    @_exclusive
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
         """Return the loss (and metric) of the model on x, y, in inference mode.
@@ -604,10 +621,10 @@ class Sequential:
             xs = self._prepare_x(x)
             ys = self._prepare_y(y, xs.shape[0])
         metric_name, metric_code = self._metric(y)
-        network = self._engine(batch_size, metric_code)
+        network = self._engine(min(batch_size, xs.shape[0]), metric_code)
         self.optimizer.build(self.params.size, self._dtype)
         n_steps = math.ceil(xs.shape[0] / batch_size)
-        cb = callbacks_module.CallbackList(callbacks or [], self,
+        cb = callbacks_module.CallbackList(callbacks, self,
                                            {"verbose": verbose, "epochs": 1, "steps": n_steps})
         bar = Progbar(n_steps, verbose_flag)
         with _threads.single_threaded_blas():
@@ -617,6 +634,7 @@ class Sequential:
             return logs
         return logs["loss"] if metric_name is None else [logs["loss"], logs[metric_name]]
 
+    @_exclusive
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """Return the model's outputs for x (probabilities for a softmax output), in inference
         mode. Does not need ``compile()``.
@@ -636,10 +654,10 @@ class Sequential:
         batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size)
         verbose_flag = _verbose(verbose)
         xs = self._prepare_x(x)
-        network = self._engine(batch_size, training=False)
+        network = self._engine(min(batch_size, xs.shape[0]), training=False)
         out = np.empty((xs.shape[0], self.output_shape[-1]), self._dtype)
         n_steps = math.ceil(xs.shape[0] / batch_size)
-        cb = callbacks_module.CallbackList(callbacks or [], self,
+        cb = callbacks_module.CallbackList(callbacks, self,
                                            {"verbose": verbose, "epochs": 1, "steps": n_steps})
         n = xs.shape[0]
         step = batch_size if cb.wants_every_batch("predict") else n

@@ -153,14 +153,26 @@ def load_weights(model, filepath) -> None:
     header, arrays = _unpack(filepath)
     if not model.built:
         raise ValueError(f"Model {model.name} must be built before load_weights")
-    if header.get("layout") != _layout(model) or arrays["params"].shape != model.params.shape:
+    if header.get("layout") != _layout(model) or arrays.get("params") is None or \
+            arrays["params"].shape != model.params.shape:
         raise ValueError(f"{os.fspath(filepath)} holds weights of another architecture: "
                          f"{header.get('layout')} does not match {_layout(model)}")
-    model.params[...] = arrays["params"]
+    with np.errstate(over="ignore"):  # an overflow is refused just below
+        params = arrays["params"].astype(model.params.dtype)
+    if not np.all(np.isfinite(params)):
+        raise ValueError(f"{os.fspath(filepath)}: its weights do not fit in {model.params.dtype}")
+    model.params[...] = params
 
 
 def load_model(filepath, compile=True):
     """Rebuild a model from a ``.fastdnn`` file (see module doc)."""
+    try:
+        return _rebuild(filepath, compile)
+    except (KeyError, TypeError, AttributeError, IndexError) as e:
+        raise ValueError(f"{os.fspath(filepath)} is inconsistent: {type(e).__name__}: {e}") from None
+
+
+def _rebuild(filepath, compile):
     from fastdnn.models import Sequential
 
     header, arrays = _unpack(filepath)
@@ -185,5 +197,9 @@ def load_model(filepath, compile=True):
         loss = losses.deserialize(settings["loss"]) if settings["loss"] else None
         model.compile(optimizer, loss, settings["metrics"] or None, engine=settings["engine"])
         if "slots" in arrays:
+            expected = (len(optimizer.slot_names()), params.size)
+            if arrays["slots"].shape != expected or arrays["slots"].dtype != params.dtype:
+                raise ValueError(f"{os.fspath(filepath)} is inconsistent: optimizer slots of shape "
+                                 f"{arrays['slots'].shape}, expected {expected}")
             optimizer.slots = arrays["slots"]
     return model

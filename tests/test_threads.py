@@ -1,0 +1,257 @@
+"""Threads: the kernels release the GIL, and concurrent use gives the serial results.
+
+GIL release is shown without any timing threshold: the interpreter's switch interval is raised
+to 100 s, so a second Python thread (incrementing a counter) can only run while the main thread
+releases the GIL on its own. A pure-Python loop in the main thread then lets the counter advance
+by (almost) nothing -- the control -- while one long kernel call lets it advance a lot.
+"""
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastdnn as keras
+from fastdnn import _kernels as K
+
+
+class Counter:
+    """A thread that increments ``value`` as fast as it can, yielding the GIL every 100 steps
+    (so the main thread gets it back as soon as it asks)."""
+
+    def __init__(self):
+        self.value = 0
+        self.stop = False
+        self.started = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        self.started.set()
+        while not self.stop:
+            for _ in range(100):
+                self.value += 1
+            time.sleep(0)  # releases the GIL
+
+    def __enter__(self):
+        self.thread.start()
+        self.started.wait()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop = True
+        self.thread.join()
+
+
+@pytest.fixture
+def long_switch_interval():
+    saved = sys.getswitchinterval()
+    sys.setswitchinterval(100.0)
+    yield
+    sys.setswitchinterval(saved)
+
+
+def big_network(batches=40, batch=256, n_in=784, hidden=256):
+    w2 = n_in * hidden + hidden
+    ops = [(K.OP_DENSE, hidden, K.RELU, 0.0, 0, n_in * hidden),
+           (K.OP_DENSE, 10, K.SOFTMAX, 0.0, w2, w2 + hidden * 10)]
+    rng = np.random.default_rng(0)
+    params = (rng.normal(size=n_in * hidden + hidden + hidden * 10 + 10) * 0.01).astype(np.float32)
+    net = K.Network(n_in, ops, params, K.LOSS_SPARSE_CE, K.METRIC_SPARSE_ACC, True, batch)
+    x = rng.normal(size=(batch * batches, n_in)).astype(np.float32)
+    y = rng.integers(0, 10, batch * batches).astype(np.int32)
+    return net, x, y
+
+
+def busy_python(iterations):
+    total = 0
+    for i in range(iterations):
+        total += i * i
+    return total
+
+
+def test_a_pure_python_loop_holds_the_gil_the_control(long_switch_interval):
+    """Without this the next tests would prove nothing: the counter cannot run meanwhile."""
+    with Counter() as counter:
+        before = counter.value
+        busy_python(2_000_000)
+        after = counter.value
+    assert after - before <= 100  # at most the batch it was in when the main thread took over
+
+
+def test_network_train_releases_the_gil_while_it_runs(long_switch_interval):
+    net, x, y = big_network()
+    batches = len(x) // 256
+    slots = np.zeros((2, net.params.size), np.float32)
+    loss_out, correct_out = np.zeros(batches), np.zeros(batches)
+    with Counter() as counter:
+        before = counter.value
+        done, _ = net.train(x, y, None, 256, 0, batches, {"kind": "adam"}, slots, 0, loss_out,
+                            correct_out)  # one call into the kernels, all batches
+        after = counter.value
+    assert done == batches
+    assert after - before >= 1000, f"the counter advanced by {after - before} during train"
+
+
+def test_dense_forward_and_predict_release_the_gil(long_switch_interval):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2048, 1024)).astype(np.float32)
+    w = rng.normal(size=(1024, 1024)).astype(np.float32)
+    out = np.empty((2048, 1024), np.float32)
+    with Counter() as counter:
+        before = counter.value
+        for _ in range(3):
+            K.dense_forward(x, w, None, out, "relu")
+        after = counter.value
+    assert after - before >= 1000
+
+
+def test_a_second_thread_makes_progress_during_a_long_fit(long_switch_interval):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(256, "relu"),
+                              keras.layers.Dense(10, "softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256 * 40, 784)).astype(np.float32)
+    y = rng.integers(0, 10, len(x))
+    model.fit(x[:256], y[:256], batch_size=256, verbose=0)  # warm-up outside the measurement
+    with Counter() as counter:
+        before = counter.value
+        model.fit(x, y, batch_size=256, epochs=1, verbose=0)
+        after = counter.value
+    assert after - before >= 1000, f"the counter advanced by {after - before} during fit"
+
+
+# --- concurrent use
+
+
+def trained_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(128, "relu"),
+                              keras.layers.Dense(10, "softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(seed)
+    model.fit(rng.normal(size=(256, 64)).astype(np.float32), rng.integers(0, 10, 256),
+              verbose=0)
+    return model
+
+
+def run_in_threads(functions):
+    results, errors = [None] * len(functions), []
+    barrier = threading.Barrier(len(functions))
+
+    def target(i):
+        try:
+            barrier.wait()
+            results[i] = functions[i]()
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(len(functions))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    return results
+
+
+def test_predict_on_four_different_models_from_four_threads_equals_serial():
+    models = [trained_model(seed) for seed in range(4)]
+    rng = np.random.default_rng(9)
+    xs = [rng.normal(size=(4000, 64)).astype(np.float32) for _ in range(4)]
+    serial = [m.predict(x, verbose=0) for m, x in zip(models, xs)]
+    for _ in range(5):
+        parallel = run_in_threads([lambda m=m, x=x: m.predict(x, verbose=0)
+                                   for m, x in zip(models, xs)])
+        for a, b in zip(parallel, serial):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_fit_of_two_models_in_two_threads_equals_serial_training():
+    rng = np.random.default_rng(3)
+    data = [(rng.normal(size=(512, 64)).astype(np.float32), rng.integers(0, 10, 512))
+            for _ in range(2)]
+
+    def train(seed, x, y):
+        model = trained_model(seed)
+        model.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0)
+        return model.get_weights()
+
+    serial = [train(s, *d) for s, d in zip((10, 11), data)]
+    # Build both first (seeding is global), then train them at the same time.
+    models = [trained_model(s) for s in (10, 11)]
+    parallel_weights = run_in_threads([
+        lambda m=m, d=d: (m.fit(*d, epochs=2, batch_size=32, shuffle=False, verbose=0),
+                          m.get_weights())[1] for m, d in zip(models, data)])
+    for a, b in zip(parallel_weights, serial):
+        for u, v in zip(a, b):
+            np.testing.assert_array_equal(u, v)
+
+
+def test_predict_on_one_model_from_four_threads_equals_serial():
+    model = trained_model()
+    rng = np.random.default_rng(9)
+    xs = [rng.normal(size=(4000, 64)).astype(np.float32) for _ in range(4)]
+    serial = [model.predict(x, verbose=0) for x in xs]
+    for _ in range(10):
+        parallel = run_in_threads([lambda x=x: model.predict(x, verbose=0) for x in xs])
+        for a, b in zip(parallel, serial):
+            np.testing.assert_array_equal(a, b)
+
+
+MIXED_BATCHES = textwrap.dedent("""
+    import threading
+    import numpy as np
+    import fastdnn as keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(128, "relu"),
+                              keras.layers.Dense(10, "softmax")])
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=(4000, 64)).astype(np.float32) for _ in range(4)]
+    sizes = [32, 64, 128, 256]
+    serial = [model.predict(x, batch_size=b, verbose=0) for x, b in zip(xs, sizes)]
+    bad = []
+
+    def run(i):
+        for k in range(20):
+            b = sizes[(i + k) % 4] * (1 + k)
+            if not np.allclose(model.predict(xs[i], batch_size=b, verbose=0), serial[i],
+                               rtol=1e-5, atol=1e-6):
+                bad.append(i)
+                return
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print("wrong results in threads", sorted(set(bad)) if bad else "none")
+""")
+
+
+def test_concurrent_predict_with_different_batch_sizes_neither_crashes_nor_errs():
+    proc = subprocess.run([sys.executable, "-c", MIXED_BATCHES], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, f"crashed with {proc.returncode}: {proc.stderr[-1000:]}"
+    assert "wrong results in threads none" in proc.stdout, proc.stdout
+
+
+def test_concurrent_fits_leave_the_blas_thread_limit_as_they_found_it():
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return sorted((i["filepath"], i["num_threads"]) for i in threadpool_info()
+                      if i["user_api"] == "blas")
+
+    before = blas_threads()
+    models = [trained_model(s) for s in range(3)]
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(512, 64)).astype(np.float32), rng.integers(0, 10, 512)
+    run_in_threads([lambda m=m: m.fit(x, y, epochs=3, batch_size=16, verbose=0)
+                    for m in models])
+    assert blas_threads() == before
