@@ -24,7 +24,7 @@ OPTIMIZERS = {
     "adam": lambda: optimizers.Adam(),
 }
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
-VALIDATION_SIZE = 12_000
+VALIDATION_FRACTION = 0.2  # 60,000 training images: 48,000 train, 12,000 validation
 
 
 def _positive(kind):
@@ -70,10 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_split(data_dir, seed):
-    """Fashion-MNIST scaled to [0, 1]: 48,000 train / 12,000 validation (seeded) and the test set."""
+    """Fashion-MNIST scaled to [0, 1]: 80% train / 20% validation (48,000 / 12,000, seeded) and
+    the test set."""
     (x, y), (x_test, y_test) = fastdnn.datasets.fashion_mnist.load_data(data_dir)
     order = np.random.default_rng(seed).permutation(len(x))
-    train, val = order[:-VALIDATION_SIZE], order[-VALIDATION_SIZE:]
+    n_val = int(len(x) * VALIDATION_FRACTION)
+    train, val = order[:-n_val], order[-n_val:]
     scale = np.float32(1 / 255)
     return ((x[train] * scale, y[train]), (x[val] * scale, y[val]),
             (x_test * scale, y_test))
