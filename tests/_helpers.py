@@ -126,3 +126,20 @@ def init_slots(opt, n_params, dtype):
         slots[0] = 0.1
     return slots
 
+
+# docs/keras-reference.md 7.6: real Keras 3.15.1 summary() output, stdout captured (76 columns).
+KERAS_SUMMARY = """\
+Model: "sequential"
+┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━┓
+┃ Layer (type)                    ┃ Output Shape           ┃       Param # ┃
+┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━┩
+│ flatten (Flatten)               │ (None, 784)            │             0 │
+├─────────────────────────────────┼────────────────────────┼───────────────┤
+│ dense (Dense)                   │ (None, 100)            │        78,500 │
+├─────────────────────────────────┼────────────────────────┼───────────────┤
+│ dense_1 (Dense)                 │ (None, 10)             │         1,010 │
+└─────────────────────────────────┴────────────────────────┴───────────────┘
+ Total params: 79,510 (310.59 KB)
+ Trainable params: 79,510 (310.59 KB)
+ Non-trainable params: 0 (0.00 B)
+"""

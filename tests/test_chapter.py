@@ -15,25 +15,10 @@ import pytest
 
 import fastdnn as keras
 from _api_helpers import chapter_model, fresh_names, image_data, softmax  # noqa: F401
+from _helpers import KERAS_SUMMARY
 
 pytestmark = pytest.mark.usefixtures("fresh_names")
 
-# docs/keras-reference.md 7.6: real Keras 3.15.1 output with stdout captured (76 columns).
-KERAS_SUMMARY = """\
-Model: "sequential"
-┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━┓
-┃ Layer (type)                    ┃ Output Shape           ┃       Param # ┃
-┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━┩
-│ flatten (Flatten)               │ (None, 784)            │             0 │
-├─────────────────────────────────┼────────────────────────┼───────────────┤
-│ dense (Dense)                   │ (None, 100)            │        78,500 │
-├─────────────────────────────────┼────────────────────────┼───────────────┤
-│ dense_1 (Dense)                 │ (None, 10)             │         1,010 │
-└─────────────────────────────────┴────────────────────────┴───────────────┘
- Total params: 79,510 (310.59 KB)
- Trainable params: 79,510 (310.59 KB)
- Non-trainable params: 0 (0.00 B)
-"""
 
 # The same model after compile("adam", ...) and fit (observed, 7.6).
 KERAS_ADAM_FOOTER = """\

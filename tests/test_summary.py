@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from _helpers import KERAS_SUMMARY
 from fastdnn._summary import console_width, readable_size, render_summary
 
 MNIST_ROWS = [
@@ -18,22 +19,7 @@ MNIST_FOOTER = [
     ("Non-trainable params", 0, 0),
 ]
 
-# Reference 7.6: real Keras 3.15.1 output with stdout captured (L = 76).
-MNIST_SUMMARY = """\
-Model: "sequential"
-┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━┓
-┃ Layer (type)                    ┃ Output Shape           ┃       Param # ┃
-┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━┩
-│ flatten (Flatten)               │ (None, 784)            │             0 │
-├─────────────────────────────────┼────────────────────────┼───────────────┤
-│ dense (Dense)                   │ (None, 100)            │        78,500 │
-├─────────────────────────────────┼────────────────────────┼───────────────┤
-│ dense_1 (Dense)                 │ (None, 10)             │         1,010 │
-└─────────────────────────────────┴────────────────────────┴───────────────┘
- Total params: 79,510 (310.59 KB)
- Trainable params: 79,510 (310.59 KB)
- Non-trainable params: 0 (0.00 B)
-"""
+MNIST_SUMMARY = KERAS_SUMMARY
 
 
 def cell_widths(text):
