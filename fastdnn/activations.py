@@ -59,8 +59,3 @@ def get(identifier):
             return name
     raise ValueError(f"Could not interpret activation function identifier: {identifier} "
                      f"(fastdnn supports {sorted(ALL)})")
-
-
-def serialize(name: str) -> str:
-    """Return the name under which an activation is saved."""
-    return name

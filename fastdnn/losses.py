@@ -82,7 +82,31 @@ class SparseCategoricalCrossentropy(Loss):
         return {**super().get_config(), "from_logits": self.from_logits}
 
 
-class CategoricalCrossentropy(Loss):
+class _SmoothedCrossentropy(Loss):
+    """Shared by the categorical and binary cross-entropies: from_logits and label smoothing,
+    ``y·(1 - s) + s/k`` with k the number of classes (``_smoothing_classes``)."""
+
+    def __init__(self, from_logits, label_smoothing, reduction, name):
+        super().__init__(name, reduction)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = float(label_smoothing)
+
+    def _smoothing_classes(self, n_outputs):
+        raise NotImplementedError
+
+    def transform_targets(self, y, n_outputs):
+        s = self.label_smoothing
+        return y * (1 - s) + s / self._smoothing_classes(n_outputs) if s else y
+
+    def _targets(self, y_true, y_pred):
+        return self.transform_targets(np.asarray(y_true, float), np.shape(y_pred)[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}
+
+
+class CategoricalCrossentropy(_SmoothedCrossentropy):
     """Cross-entropy between one-hot targets and predicted probabilities (or logits).
 
     Args:
@@ -96,24 +120,17 @@ class CategoricalCrossentropy(Loss):
 
     def __init__(self, from_logits=False, label_smoothing=0.0, reduction="sum_over_batch_size",
                  name="categorical_crossentropy"):
-        super().__init__(name, reduction)
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = float(label_smoothing)
+        super().__init__(from_logits, label_smoothing, reduction, name)
+
+    def _smoothing_classes(self, n_outputs):
+        return n_outputs
 
     def call(self, y_true, y_pred):
-        y_true = self.transform_targets(np.asarray(y_true, float), np.shape(y_pred)[-1])
-        return categorical_crossentropy(y_true, y_pred, from_logits=self.from_logits)
-
-    def transform_targets(self, y, n_outputs):
-        s = self.label_smoothing
-        return y * (1 - s) + s / n_outputs if s else y
-
-    def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing}
+        return categorical_crossentropy(self._targets(y_true, y_pred), y_pred,
+                                        from_logits=self.from_logits)
 
 
-class BinaryCrossentropy(Loss):
+class BinaryCrossentropy(_SmoothedCrossentropy):
     """Binary cross-entropy, averaged over the last axis.
 
     With a sigmoid output layer (and ``from_logits=False``) fastdnn computes it from the logits in
@@ -130,21 +147,14 @@ class BinaryCrossentropy(Loss):
 
     def __init__(self, from_logits=False, label_smoothing=0.0, reduction="sum_over_batch_size",
                  name="binary_crossentropy"):
-        super().__init__(name, reduction)
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = float(label_smoothing)
+        super().__init__(from_logits, label_smoothing, reduction, name)
+
+    def _smoothing_classes(self, n_outputs):
+        return 2
 
     def call(self, y_true, y_pred):
-        y_true = self.transform_targets(np.asarray(y_true, float), 2)
-        return binary_crossentropy(y_true, y_pred, from_logits=self.from_logits)
-
-    def transform_targets(self, y, n_outputs):
-        s = self.label_smoothing
-        return y * (1 - s) + s / 2 if s else y
-
-    def get_config(self):
-        return {**super().get_config(), "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing}
+        return binary_crossentropy(self._targets(y_true, y_pred), y_pred,
+                                   from_logits=self.from_logits)
 
 
 class MeanSquaredError(Loss):

@@ -13,20 +13,6 @@ OP_DENSE, OP_ACTIVATION, OP_DROPOUT = 0, 1, 2
 LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE, LOSS_MSE = 0, 1, 2, 3
 METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC, METRIC_BINARY_ACC = 0, 1, 2, 3
 
-_num_threads = 1
-
-
-def set_num_threads(n):
-    """Accepted for symmetry with the kernels; NumPy's own threads are not changed here."""
-    global _num_threads
-    _num_threads = n
-
-
-def get_num_threads():
-    """Return the value last given to ``set_num_threads``."""
-    return _num_threads
-
-
 def _code(activation):
     return ACTIVATIONS[activation] if isinstance(activation, str) else activation
 
