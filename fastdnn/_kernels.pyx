@@ -161,43 +161,34 @@ cdef inline void _gemm(char transa, char transb, int m, int n, int k, floating a
         dgemm(&transa, &transb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb, &beta, c, &ldc)
 
 
-# Products of at least this many multiply-adds are cut into blocks computed in parallel, each by
-# single-threaded BLAS: OpenBLAS's own threads hand off badly on the skinny products of small
-# batches (measured: 32x784x100 ten times slower with 2 BLAS threads than with 1).
+# A dense layer whose products reach this many multiply-adds is cut into blocks of its input rows,
+# shared among threads, each product by single-threaded BLAS: OpenBLAS's own threads hand off
+# badly on the skinny products of small batches (measured: 32x784x100 ten times slower with 2
+# BLAS threads than with 1).
 cdef Py_ssize_t _MIN_SPLIT_PRODUCT = 1 << 20
 cdef int _MAX_BLOCKS = 4
 cdef int _MIN_BLOCK = 48
 
 
-cdef void _gemm_blocks(char transa, char transb, int m, int n, int k, floating alpha,
-                       const floating* a, int lda, const floating* b, int ldb, floating beta,
-                       floating* c, int ldc) noexcept nogil:
-    """``_gemm``, with a large C cut into blocks along its longer side, shared among threads.
+cdef inline int _row_blocks(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
+    """How many blocks of kernel rows (inputs) a dense layer is cut into for a batch of n rows.
 
-    The blocks depend on the shape only, never on the thread count, so every element of C is
-    summed the same way however many threads run (BLAS may pick other inner kernels for other
-    block sizes).
+    The count depends on the shapes only, never on the thread count, so every element is summed
+    the same way however many threads run (BLAS may pick other inner kernels for other sizes).
     """
-    cdef int blocks, p, lo, hi, size = m if m >= n else n
-    cdef unsigned int state
-    blocks = size // _MIN_BLOCK if size // _MIN_BLOCK < _MAX_BLOCKS else _MAX_BLOCKS
-    if <Py_ssize_t>m * n * k < _MIN_SPLIT_PRODUCT or blocks < 2:
-        _gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-        return
-    for p in prange(blocks, num_threads=_n_threads if _n_threads < blocks else blocks,
-                    schedule="static"):
-        lo = (size * p // blocks) & ~7  # block edges on multiples of 8 keep BLAS's tiles whole
-        hi = size if p == blocks - 1 else (size * (p + 1) // blocks) & ~7
-        state = fpenv_flush_denormals()
-        if m >= n:  # rows lo:hi of C and of op(A)
-            _gemm(transa, transb, hi - lo, n, k, alpha,
-                  a + (lo if transa == c'N' else <Py_ssize_t>lo * lda), lda, b, ldb, beta,
-                  c + lo, ldc)
-        else:  # columns lo:hi of C and of op(B)
-            _gemm(transa, transb, m, hi - lo, k, alpha, a, lda,
-                  b + (<Py_ssize_t>lo * ldb if transb == c'N' else lo), ldb, beta,
-                  c + <Py_ssize_t>lo * ldc, ldc)
-        fpenv_restore(state)
+    cdef Py_ssize_t blocks = n_in // _MIN_BLOCK
+    if n * n_in * n_out < _MIN_SPLIT_PRODUCT or blocks < 2:
+        return 1
+    return <int>(blocks if blocks < _MAX_BLOCKS else _MAX_BLOCKS)
+
+
+cdef inline Py_ssize_t _block_edge(Py_ssize_t rows, int blocks, int p) noexcept nogil:
+    """First row of block p (``rows`` for p == blocks); multiples of 8 keep BLAS's tiles whole."""
+    return rows if p >= blocks else (rows * p // blocks) & ~7
+
+
+cdef inline int _block_threads(int blocks) noexcept nogil:
+    return _n_threads if _n_threads < blocks else blocks
 
 
 # --- activations
@@ -234,18 +225,6 @@ cdef void _activation_forward(const floating* z, floating* a, Py_ssize_t n, Py_s
                 a[i * c + j] *= s
 
 
-cdef void _bias_activation(floating* z, const floating* b, Py_ssize_t n, Py_ssize_t c,
-                           int act) noexcept nogil:
-    """IN/OUT z := act(z + b), b broadcast over rows (b may be NULL: no bias)."""
-    cdef Py_ssize_t i, j
-    if b != NULL:
-        for i in range(n):
-            for j in range(c):
-                z[i * c + j] += b[j]
-    if act != _LINEAR:
-        _activation_forward(z, z, n, c, act)
-
-
 cdef void _activation_backward(const floating* a, floating* g, Py_ssize_t n, Py_ssize_t c,
                                int act) noexcept nogil:
     """IN/OUT g: dL/dA on entry, dL/dZ on exit, from the activation's output a = act(z)."""
@@ -269,35 +248,211 @@ cdef void _activation_backward(const floating* a, floating* g, Py_ssize_t n, Py_
                 g[i * c + j] = a[i * c + j] * (g[i * c + j] - dot)
 
 
+# --- optimizers: one pass over params, grads and slots, in place, no temporaries
+
+cdef struct OptConfig:
+    int kind
+    double learning_rate
+    double momentum
+    double rho
+    double beta_1
+    double beta_2
+    double epsilon
+    bint nesterov
+    bint centered
+    bint amsgrad
+
+
+cdef inline floating _adam_step_size(const OptConfig* c, int64_t iteration,
+                                     const floating* like) noexcept nogil:
+    """Adam's ``lr·sqrt(1 - beta_2^t) / (1 - beta_1^t)`` for t = iteration + 1, computed in the
+    precision of ``like`` (the parameters), as Keras does in float32."""
+    cdef floating t = <floating>(iteration + 1)
+    cdef floating lr = <floating>c.learning_rate
+    return lr * _sqrt(1 - _pow(<floating>c.beta_2, t)) / (1 - _pow(<floating>c.beta_1, t))
+
+
+cdef void _update_range(const OptConfig* c, floating alpha, floating* w, const floating* g,
+                        floating* s0, floating* s1, floating* s2, Py_ssize_t lo,
+                        Py_ssize_t hi) noexcept nogil:
+    """IN/OUT w[lo:hi] and the slots s0..s2 (NULL when unused): one step of Keras 3's rule.
+
+    ``alpha`` is Adam's step size (``_adam_step_size``). Scalars are rounded to the parameter
+    precision first, as Keras does in float32; ``1 - beta`` is formed in double, as Python does
+    before Keras casts it.
+    """
+    cdef Py_ssize_t i
+    cdef floating lr = <floating>c.learning_rate, mom = <floating>c.momentum
+    cdef floating eps = <floating>c.epsilon, rho = <floating>c.rho
+    cdef floating one_minus_rho = <floating>(1 - c.rho)
+    cdef floating one_minus_b1 = <floating>(1 - c.beta_1), one_minus_b2 = <floating>(1 - c.beta_2)
+    cdef floating v, u, d, a, b
+    if c.kind == _OPT_SGD:
+        if s0 == NULL:
+            for i in range(lo, hi):
+                w[i] -= lr * g[i]
+        else:
+            # nesterov: w += mom·v - lr·g ; classic: w += v  (a, b select the form)
+            a = mom if c.nesterov else 1
+            b = lr if c.nesterov else 0
+            for i in range(lo, hi):
+                v = mom * s0[i] - lr * g[i]
+                s0[i] = v
+                w[i] += a * v - b * g[i]
+    elif c.kind == _OPT_ADAGRAD:
+        for i in range(lo, hi):
+            s0[i] += g[i] * g[i]
+            w[i] -= lr * g[i] / _sqrt(s0[i] + eps)
+    elif c.kind == _OPT_RMSPROP:
+        # s0 velocity, s1 momentum buffer (momentum > 0), s2 average gradient (centered)
+        for i in range(lo, hi):
+            s0[i] = rho * s0[i] + one_minus_rho * (g[i] * g[i])
+            if c.centered:
+                s2[i] = rho * s2[i] + one_minus_rho * g[i]
+                d = s0[i] - s2[i] * s2[i] + eps
+            else:
+                d = s0[i] + eps
+            u = lr * g[i] / _sqrt(d)
+            if s1 != NULL:
+                s1[i] = mom * s1[i] + u
+                w[i] -= s1[i]
+            else:
+                w[i] -= u
+    elif c.kind == _OPT_ADAM:
+        # s0 first moment m, s1 second moment v, s2 max of v (amsgrad)
+        for i in range(lo, hi):
+            s0[i] += (g[i] - s0[i]) * one_minus_b1
+            s1[i] += (g[i] * g[i] - s1[i]) * one_minus_b2
+            if c.amsgrad:
+                s2[i] = s2[i] if s2[i] > s1[i] else s1[i]
+                w[i] -= (s0[i] * alpha) / (_sqrt(s2[i]) + eps)
+            else:
+                w[i] -= (s0[i] * alpha) / (_sqrt(s1[i]) + eps)
+
+
+cdef void _update(const OptConfig* c, floating* w, const floating* g, floating* s0, floating* s1,
+                  floating* s2, Py_ssize_t size, int64_t iteration) noexcept nogil:
+    """One optimizer step over w[0:size], split across threads when it is large enough to pay."""
+    cdef Py_ssize_t k, lo, hi
+    cdef unsigned int state
+    cdef int chunks = _n_threads
+    cdef floating alpha = _adam_step_size(c, iteration, w)
+    if size // _MIN_CHUNK < chunks:
+        chunks = <int>(size // _MIN_CHUNK) if size >= 2 * _MIN_CHUNK else 1
+    if chunks <= 1:
+        _update_range(c, alpha, w, g, s0, s1, s2, 0, size)
+        return
+    for k in prange(chunks, num_threads=chunks, schedule="static"):
+        lo = size * k // chunks
+        hi = size * (k + 1) // chunks
+        state = fpenv_flush_denormals()  # the FP state is per thread
+        _update_range(c, alpha, w, g, s0, s1, s2, lo, hi)
+        fpenv_restore(state)
+
+
 # --- dense layer
+#
+# A layer cut into blocks (``_row_blocks``) gives block p the kernel rows lo:hi, i.e. the inputs
+# lo:hi: the forward pass's share x[:, lo:hi] @ w[lo:hi], the backward pass's dw[lo:hi] and
+# dx[:, lo:hi], and the optimizer step on w[lo:hi]. With the static schedule one thread owns the
+# same rows in all three, and the rows are contiguous in the flat buffers, so a layer's weights,
+# gradients and slots stay in the cache of the core that uses them and no cache line is written
+# by two cores (but at block edges).
+
+cdef struct Update:
+    # The optimizer step a layer's backward pass applies to its own weights once it has used them.
+    const OptConfig* config
+    double alpha            # Adam's step size for this step, in the parameters' precision
+    int64_t w_off           # the layer's kernel and bias in the flat buffers (b_off -1: none)
+    int64_t b_off
+    void* params
+    void* grads
+    void* slots[3]          # the update's slots (NULL where unused), flat like params
+
+
+cdef void _apply_update(const Update* u, floating* like, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """Apply ``u`` to the flat parameters lo:hi (``like`` only selects the precision)."""
+    _update_range(u.config, <floating>u.alpha, <floating*>u.params, <floating*>u.grads,
+                  <floating*>u.slots[0], <floating*>u.slots[1], <floating*>u.slots[2], lo, hi)
+
 
 cdef void _dense_forward(const floating* x, const floating* w, const floating* b, floating* a,
-                         Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out, int act) noexcept nogil:
-    """OUT a (n, n_out) := act(x (n, n_in) @ w (n_in, n_out) + b (n_out,))."""
-    _gemm_blocks(c'N', c'N', <int>n_out, <int>n, <int>n_in, 1, w, <int>n_out, x, <int>n_in, 0, a,
-                  <int>n_out)
-    _bias_activation(a, b, n, n_out, act)
+                         floating* parts, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
+                         int act) noexcept nogil:
+    """OUT a (n, n_out) := act(x (n, n_in) @ w (n_in, n_out) + b (n_out,)); b may be NULL.
+
+    Cut into blocks, block 0 writes its share x[:, lo:hi] @ w[lo:hi] to a, the others to
+    ``parts`` ((blocks - 1) x n x n_out scratch), added to a in block order.
+    """
+    cdef int p, blocks = _row_blocks(n, n_in, n_out)
+    cdef Py_ssize_t i, j, lo, hi, size = n * n_out
+    cdef unsigned int state
+    if blocks == 1:
+        _gemm(c'N', c'N', <int>n_out, <int>n, <int>n_in, 1, w, <int>n_out, x, <int>n_in, 0, a,
+              <int>n_out)
+    else:
+        for p in prange(blocks, num_threads=_block_threads(blocks), schedule="static"):
+            state = fpenv_flush_denormals()  # the FP state is per thread
+            lo = _block_edge(n_in, blocks, p)
+            hi = _block_edge(n_in, blocks, p + 1)
+            _gemm(c'N', c'N', <int>n_out, <int>n, <int>(hi - lo), 1, w + lo * n_out, <int>n_out,
+                  x + lo, <int>n_in, 0, a if p == 0 else parts + (p - 1) * size, <int>n_out)
+            fpenv_restore(state)
+        for p in range(1, blocks):
+            for i in range(size):
+                a[i] += parts[(p - 1) * size + i]
+    if b != NULL:
+        for i in range(n):
+            for j in range(n_out):
+                a[i * n_out + j] += b[j]
+    if act != _LINEAR:
+        _activation_forward(a, a, n, n_out, act)
 
 
-cdef void _dense_backward(const floating* x, const floating* w, floating* g, floating* dw,
-                          floating* db, floating* dx, Py_ssize_t n, Py_ssize_t n_in,
-                          Py_ssize_t n_out) noexcept nogil:
-    """From IN g = dL/dZ (n, n_out): OUT dw = x^T g, db = column sums of g, dx = g w^T.
+cdef void _dense_backward_block(const floating* x, const floating* w, const floating* g,
+                                floating* dw, floating* dx, Py_ssize_t n, Py_ssize_t n_in,
+                                Py_ssize_t n_out, Py_ssize_t lo, Py_ssize_t hi,
+                                const Update* u) noexcept nogil:
+    """Kernel rows lo:hi of the backward pass from IN g = dL/dZ: OUT dw[lo:hi] = x[:, lo:hi]^T g,
+    OUT dx[:, lo:hi] = g w[lo:hi]^T (dx NULL: skip); then, with u, the optimizer step on
+    w[lo:hi]."""
+    _gemm(c'N', c'T', <int>n_out, <int>(hi - lo), <int>n, 1, g, <int>n_out, x + lo, <int>n_in, 0,
+          dw + lo * n_out, <int>n_out)
+    if dx != NULL:
+        _gemm(c'T', c'N', <int>(hi - lo), <int>n, <int>n_out, 1, w + lo * n_out, <int>n_out, g,
+              <int>n_out, 0, dx + lo, <int>n_in)
+    if u != NULL:
+        _apply_update(u, dw, u.w_off + lo * n_out, u.w_off + hi * n_out)
+
+
+cdef void _dense_backward(const floating* x, const floating* w, const floating* a, floating* g,
+                          floating* dw, floating* db, floating* dx, Py_ssize_t n, Py_ssize_t n_in,
+                          Py_ssize_t n_out, int act, const Update* u) noexcept nogil:
+    """From IN g = dL/dA (n, n_out), overwritten with dL/dZ: OUT dw = x^T g, db = column sums
+    of g, dx = g w^T; then, with u, the optimizer step on this layer's kernel and bias.
 
     db and dx may be NULL (no bias; first layer, whose input needs no gradient).
     """
+    cdef int p, blocks = _row_blocks(n, n_in, n_out)
     cdef Py_ssize_t i, j
-    _gemm_blocks(c'N', c'T', <int>n_out, <int>n_in, <int>n, 1, g, <int>n_out, x, <int>n_in, 0, dw,
-                  <int>n_out)
+    cdef unsigned int state
+    _activation_backward(a, g, n, n_out, act)
     if db != NULL:
         for j in range(n_out):
             db[j] = 0
         for i in range(n):
             for j in range(n_out):
                 db[j] += g[i * n_out + j]
-    if dx != NULL:
-        _gemm_blocks(c'T', c'N', <int>n_in, <int>n, <int>n_out, 1, w, <int>n_out, g, <int>n_out, 0,
-                      dx, <int>n_in)
+        if u != NULL:
+            _apply_update(u, db, u.b_off, u.b_off + n_out)
+    if blocks == 1:
+        _dense_backward_block(x, w, g, dw, dx, n, n_in, n_out, 0, n_in, u)
+        return
+    for p in prange(blocks, num_threads=_block_threads(blocks), schedule="static"):
+        state = fpenv_flush_denormals()
+        _dense_backward_block(x, w, g, dw, dx, n, n_in, n_out, _block_edge(n_in, blocks, p),
+                              _block_edge(n_in, blocks, p + 1), u)
+        fpenv_restore(state)
 
 
 # --- losses (mean over the batch; gradients already divided by the batch size)
@@ -461,100 +616,6 @@ cdef void _dropout_forward(const floating* x, floating* out, floating* mask, Py_
         u = <double>(_mix64(seed + (counter + <uint64_t>i) * <uint64_t>0x9e3779b97f4a7c15ULL) >> 11) * (1.0 / 9007199254740992.0)
         mask[i] = scale if u >= rate else 0
         out[i] = x[i] * mask[i]
-
-
-# --- optimizers: one pass over params, grads and slots, in place, no temporaries
-
-cdef struct OptConfig:
-    int kind
-    double learning_rate
-    double momentum
-    double rho
-    double beta_1
-    double beta_2
-    double epsilon
-    bint nesterov
-    bint centered
-    bint amsgrad
-
-
-cdef void _update_range(const OptConfig* c, floating* w, const floating* g, floating* s0,
-                        floating* s1, floating* s2, Py_ssize_t lo, Py_ssize_t hi,
-                        int64_t iteration) noexcept nogil:
-    """IN/OUT w[lo:hi] and the slots s0..s2 (NULL when unused): one step of Keras 3's rule.
-
-    Scalars are rounded to the parameter precision first, as Keras does in float32; ``1 - beta``
-    is formed in double, as Python does before Keras casts it.
-    """
-    cdef Py_ssize_t i
-    cdef floating lr = <floating>c.learning_rate, mom = <floating>c.momentum
-    cdef floating eps = <floating>c.epsilon, rho = <floating>c.rho
-    cdef floating one_minus_rho = <floating>(1 - c.rho)
-    cdef floating b1 = <floating>c.beta_1, b2 = <floating>c.beta_2
-    cdef floating one_minus_b1 = <floating>(1 - c.beta_1), one_minus_b2 = <floating>(1 - c.beta_2)
-    cdef floating t, alpha, v, u, d, a, b
-    if c.kind == _OPT_SGD:
-        if s0 == NULL:
-            for i in range(lo, hi):
-                w[i] -= lr * g[i]
-        else:
-            # nesterov: w += mom·v - lr·g ; classic: w += v  (a, b select the form)
-            a = mom if c.nesterov else 1
-            b = lr if c.nesterov else 0
-            for i in range(lo, hi):
-                v = mom * s0[i] - lr * g[i]
-                s0[i] = v
-                w[i] += a * v - b * g[i]
-    elif c.kind == _OPT_ADAGRAD:
-        for i in range(lo, hi):
-            s0[i] += g[i] * g[i]
-            w[i] -= lr * g[i] / _sqrt(s0[i] + eps)
-    elif c.kind == _OPT_RMSPROP:
-        # s0 velocity, s1 momentum buffer (momentum > 0), s2 average gradient (centered)
-        for i in range(lo, hi):
-            s0[i] = rho * s0[i] + one_minus_rho * (g[i] * g[i])
-            if c.centered:
-                s2[i] = rho * s2[i] + one_minus_rho * g[i]
-                d = s0[i] - s2[i] * s2[i] + eps
-            else:
-                d = s0[i] + eps
-            u = lr * g[i] / _sqrt(d)
-            if s1 != NULL:
-                s1[i] = mom * s1[i] + u
-                w[i] -= s1[i]
-            else:
-                w[i] -= u
-    elif c.kind == _OPT_ADAM:
-        # s0 first moment m, s1 second moment v, s2 max of v (amsgrad)
-        t = <floating>(iteration + 1)
-        alpha = lr * _sqrt(1 - _pow(b2, t)) / (1 - _pow(b1, t))
-        for i in range(lo, hi):
-            s0[i] += (g[i] - s0[i]) * one_minus_b1
-            s1[i] += (g[i] * g[i] - s1[i]) * one_minus_b2
-            if c.amsgrad:
-                s2[i] = s2[i] if s2[i] > s1[i] else s1[i]
-                w[i] -= (s0[i] * alpha) / (_sqrt(s2[i]) + eps)
-            else:
-                w[i] -= (s0[i] * alpha) / (_sqrt(s1[i]) + eps)
-
-
-cdef void _update(const OptConfig* c, floating* w, const floating* g, floating* s0, floating* s1,
-                  floating* s2, Py_ssize_t size, int64_t iteration) noexcept nogil:
-    """One optimizer step over w[0:size], split across threads when it is large enough to pay."""
-    cdef Py_ssize_t k, lo, hi
-    cdef unsigned int state
-    cdef int chunks = _n_threads
-    if size // _MIN_CHUNK < chunks:
-        chunks = <int>(size // _MIN_CHUNK) if size >= 2 * _MIN_CHUNK else 1
-    if chunks <= 1:
-        _update_range(c, w, g, s0, s1, s2, 0, size, iteration)
-        return
-    for k in prange(chunks, num_threads=chunks, schedule="static"):
-        lo = size * k // chunks
-        hi = size * (k + 1) // chunks
-        state = fpenv_flush_denormals()  # the FP state is per thread
-        _update_range(c, w, g, s0, s1, s2, lo, hi, iteration)
-        fpenv_restore(state)
 
 
 # --- argument checks at the Python boundary
@@ -726,18 +787,22 @@ def dense_forward(x, w, b, out, activation="linear"):
     _no_overlap({"out": out}, {"x": x, "w": w, "b": b})
     cdef int act = _activation_code(activation)
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
+    parts = np.empty((_row_blocks(n, n_in, n_out) - 1) * n * n_out, dtype)
     cdef void* px = _data(x)
     cdef void* pw = _data(w)
     cdef void* pb = _data(b)
     cdef void* pout = _data(out)
+    cdef void* pparts = _data(parts)
     cdef unsigned int state
     cdef bint f32 = dtype == np.float32
     with nogil:
         state = fpenv_flush_denormals()
         if f32:
-            _dense_forward(<float*>px, <float*>pw, <float*>pb, <float*>pout, n, n_in, n_out, act)
+            _dense_forward(<float*>px, <float*>pw, <float*>pb, <float*>pout, <float*>pparts, n,
+                           n_in, n_out, act)
         else:
-            _dense_forward(<double*>px, <double*>pw, <double*>pb, <double*>pout, n, n_in, n_out, act)
+            _dense_forward(<double*>px, <double*>pw, <double*>pb, <double*>pout, <double*>pparts,
+                           n, n_in, n_out, act)
         fpenv_restore(state)
 
 
@@ -781,13 +846,11 @@ def dense_backward(x, w, a, grad, dw, db, dx=None, activation="linear"):
     with nogil:
         state = fpenv_flush_denormals()
         if f32:
-            _activation_backward(<float*>pa, <float*>pg, n, n_out, act)
-            _dense_backward(<float*>px, <float*>pw, <float*>pg, <float*>pdw, <float*>pdb,
-                            <float*>pdx, n, n_in, n_out)
+            _dense_backward(<float*>px, <float*>pw, <float*>pa, <float*>pg, <float*>pdw,
+                            <float*>pdb, <float*>pdx, n, n_in, n_out, act, NULL)
         else:
-            _activation_backward(<double*>pa, <double*>pg, n, n_out, act)
-            _dense_backward(<double*>px, <double*>pw, <double*>pg, <double*>pdw, <double*>pdb,
-                            <double*>pdx, n, n_in, n_out)
+            _dense_backward(<double*>px, <double*>pw, <double*>pa, <double*>pg, <double*>pdw,
+                            <double*>pdb, <double*>pdx, n, n_in, n_out, act, NULL)
         fpenv_restore(state)
 
 
@@ -1135,10 +1198,13 @@ cdef inline int _op_act(const Plan* p, int i) noexcept nogil:
     return <int>p.act[i]
 
 
-cdef floating* _forward(const Plan* p, const floating* params, floating* ws, const floating* x,
-                        Py_ssize_t n, bint training, uint64_t seed,
+cdef floating* _forward(const Plan* p, const floating* params, floating* ws, floating* parts,
+                        const floating* x, Py_ssize_t n, bint training, uint64_t seed,
                         uint64_t* counter) noexcept nogil:
-    """Run every op on x (n rows); return a pointer to the output (logits when fused)."""
+    """Run every op on x (n rows); return a pointer to the output (logits when fused).
+
+    parts is the scratch of ``_dense_forward``.
+    """
     cdef const floating* cur = x
     cdef floating* out
     cdef Py_ssize_t width = p.n_inputs, units
@@ -1148,7 +1214,7 @@ cdef floating* _forward(const Plan* p, const floating* params, floating* ws, con
         out = ws + p.out_off[i]
         if p.kind[i] == _OP_DENSE:
             _dense_forward(cur, params + p.w_off[i], params + p.b_off[i] if p.b_off[i] >= 0 else NULL,
-                           out, n, width, units, _op_act(p, i))
+                           out, parts, n, width, units, _op_act(p, i))
         elif p.kind[i] == _OP_ACTIVATION:
             _activation_forward(cur, out, n, units, _op_act(p, i))
         elif training:
@@ -1162,8 +1228,10 @@ cdef floating* _forward(const Plan* p, const floating* params, floating* ws, con
 
 
 cdef void _backward(const Plan* p, floating* params, floating* grads, floating* ws,
-                    floating* g, floating* g_other, const floating* x, Py_ssize_t n) noexcept nogil:
-    """Backpropagate IN g = dL/d(output) through every op, writing OUT grads (flat, like params).
+                    floating* g, floating* g_other, const floating* x, Py_ssize_t n,
+                    Update* u) noexcept nogil:
+    """Backpropagate IN g = dL/d(output) through every op, writing OUT grads (flat, like params),
+    and apply the optimizer step ``u`` to each dense layer once its weights have been used.
 
     g and g_other are two scratch buffers of capacity x max width, used in turn.
     """
@@ -1180,10 +1248,11 @@ cdef void _backward(const Plan* p, floating* params, floating* grads, floating* 
         if p.kind[i] == _OP_DENSE:
             inp = x if i == 0 else ws + p.out_off[i - 1]
             width_in = p.n_inputs if i == 0 else p.units[i - 1]
-            _activation_backward(out, g, n, units, _op_act(p, i))
             dx = g_other if i > p.first_dense else NULL
-            _dense_backward(inp, params + p.w_off[i], g, grads + p.w_off[i],
-                            grads + p.b_off[i] if p.b_off[i] >= 0 else NULL, dx, n, width_in, units)
+            u.w_off, u.b_off = p.w_off[i], p.b_off[i]
+            _dense_backward(inp, params + p.w_off[i], out, g, grads + p.w_off[i],
+                            grads + p.b_off[i] if p.b_off[i] >= 0 else NULL, dx, n, width_in,
+                            units, _op_act(p, i), u)
             tmp = g
             g = g_other
             g_other = tmp
@@ -1213,7 +1282,8 @@ cdef void _slot_pointers(const OptConfig* c, floating* slots, Py_ssize_t n_param
 
 cdef Py_ssize_t _train_batches(const Plan* p, const OptConfig* opt, floating* params,
                                floating* grads, floating* slots, Py_ssize_t n_params,
-                               floating* ws, floating* g0, floating* g1, floating* xbuf,
+                               floating* ws, floating* g0, floating* g1, floating* parts,
+                               floating* xbuf,
                                floating* ybuf, int32_t* lbuf, const floating* x,
                                const floating* y, const int32_t* labels, const int64_t* order,
                                Py_ssize_t n_samples, Py_ssize_t batch_size, Py_ssize_t first,
@@ -1231,7 +1301,12 @@ cdef Py_ssize_t _train_batches(const Plan* p, const OptConfig* opt, floating* pa
     cdef floating* out
     cdef floating* s[3]
     cdef double total
+    cdef Update u
+    cdef int k
     _slot_pointers(opt, slots, n_params, s)
+    u.config, u.params, u.grads = opt, params, grads
+    for k in range(3):
+        u.slots[k] = s[k]
     for b in range(count):
         start = (first + b) * batch_size
         n = batch_size if start + batch_size <= n_samples else n_samples - start
@@ -1250,22 +1325,22 @@ cdef Py_ssize_t _train_batches(const Plan* p, const OptConfig* opt, floating* pa
             xb = xbuf
             yb = ybuf if y != NULL else NULL
             lb = lbuf if y == NULL else NULL
-        out = _forward(p, params, ws, xb, n, True, seed, counter)
+        out = _forward(p, params, ws, parts, xb, n, True, seed, counter)
         total = _loss(p.loss, out, lb, yb, g0, n, n_out, <floating>(1.0 / n))
         loss_out[b] = total
         correct_out[b] = _count_correct(p.metric, out, lb, yb, n, n_out,
                                         <int>p.act[p.n_ops - 1] if p.fused else _LINEAR)
         if not isfinite(total):
             return b
-        _backward(p, params, grads, ws, g0, g1, xb, n)
-        _update(opt, params, grads, s[0], s[1], s[2], n_params, iteration[0])
+        u.alpha = _adam_step_size(opt, iteration[0], params)
+        _backward(p, params, grads, ws, g0, g1, xb, n, &u)
         iteration[0] += 1
     return count
 
 
-cdef void _infer(const Plan* p, const floating* params, floating* ws, const floating* x,
-                 const floating* y, const int32_t* labels, floating* pred, Py_ssize_t n_samples,
-                 double* loss_sum, double* correct) noexcept nogil:
+cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* parts,
+                 const floating* x, const floating* y, const int32_t* labels, floating* pred,
+                 Py_ssize_t n_samples, double* loss_sum, double* correct) noexcept nogil:
     """Forward pass over all samples in workspace-sized batches, in inference mode.
 
     OUT pred (n_samples x n_out) gets the model's outputs (the fused activation applied), unless
@@ -1278,7 +1353,7 @@ cdef void _infer(const Plan* p, const floating* params, floating* ws, const floa
     start = 0
     while start < n_samples:
         n = p.capacity if start + p.capacity <= n_samples else n_samples - start
-        out = _forward(p, params, ws, x + start * n_in, n, False, 0, &unused)
+        out = _forward(p, params, ws, parts, x + start * n_in, n, False, 0, &unused)
         if labels != NULL or y != NULL:
             loss_sum[0] += _loss(p.loss, out, labels + start if labels != NULL else NULL,
                                  y + start * n_out if y != NULL else NULL, NULL, n, n_out, 1)
@@ -1314,7 +1389,7 @@ cdef class Network:
     cdef readonly object grads
     cdef object _arrays       # int/float plan arrays the Plan points into
     cdef object _ws
-    cdef object _scratch      # g0, g1, xbuf, ybuf, lbuf
+    cdef object _scratch      # g0, g1, parts, xbuf, ybuf, lbuf
     cdef readonly int n_outputs
     cdef public uint64_t seed
     cdef public uint64_t counter
@@ -1351,6 +1426,13 @@ cdef class Network:
         if np.any(dense & ((w_off < 0) | (w_end > params.shape[0]))) or np.any(
                 dense & (b_off >= 0) & (b_end > params.shape[0])):
             raise ValueError("ops address weights outside params")
+        has_bias = dense & (b_off >= 0)
+        spans = sorted(zip(np.concatenate([w_off[dense], b_off[has_bias]]).tolist(),
+                           np.concatenate([w_end[dense], b_end[has_bias]]).tolist()))
+        if [s for s, _ in spans] != [0] + [e for _, e in spans[:-1]] or spans[-1][1] != params.shape[0]:
+            # each layer applies the optimizer step to its own weights (see _backward)
+            raise ValueError("the dense ops' kernels and biases must cover params exactly, "
+                             "each parameter once")
         if fused and not ((loss in (_LOSS_SPARSE_CE, _LOSS_CE) and act[-1] == _SOFTMAX or
                            loss == _LOSS_BCE and act[-1] == _SIGMOID) and kind[-1] != _OP_DROPOUT):
             raise ValueError("fused needs a cross-entropy loss and a final softmax (or, for "
@@ -1401,6 +1483,7 @@ cdef class Network:
         widest = int(max(units.max(), self.plan.n_inputs))
         ws = np.zeros(offset, self.dtype)
         scratch = (np.zeros(capacity * widest, self.dtype), np.zeros(capacity * widest, self.dtype),
+                   np.zeros((_MAX_BLOCKS - 1) * capacity * widest, self.dtype),
                    np.zeros(capacity * self.plan.n_inputs, self.dtype),
                    np.zeros(capacity * self.n_outputs, self.dtype), np.zeros(capacity, np.int32))
         out_off[:] = new_out
@@ -1469,13 +1552,14 @@ cdef class Network:
             raise ValueError(f"slots must have {needed} rows for this optimizer, got {slots.shape[0]}")
         if iteration < 0:
             raise ValueError(f"iteration must be >= 0, got {iteration}")
-        g0, g1, xbuf, ybuf, lbuf = self._scratch
+        g0, g1, parts, xbuf, ybuf, lbuf = self._scratch
         cdef void* pp = _data(self.params)
         cdef void* pg = _data(self.grads)
         cdef void* ps = _data(slots) if needed else NULL
         cdef void* pws = _data(self._ws)
         cdef void* pg0 = _data(g0)
         cdef void* pg1 = _data(g1)
+        cdef void* pparts = _data(parts)
         cdef void* px = _data(x)
         cdef void* pxb = _data(xbuf)
         cdef void* py = _data(targets)
@@ -1494,14 +1578,15 @@ cdef class Network:
             state = fpenv_flush_denormals()
             if f32:
                 done = _train_batches(&self.plan, &c, <float*>pp, <float*>pg, <float*>ps, n_params,
-                                      <float*>pws, <float*>pg0, <float*>pg1, <float*>pxb,
+                                      <float*>pws, <float*>pg0, <float*>pg1, <float*>pparts,
+                                      <float*>pxb,
                                       <float*>pyb, plb, <float*>px, <float*>py, pl, po, n,
                                       batch_size, first, count, &it, self.seed, &counter, plo, pco)
             else:
                 done = _train_batches(&self.plan, &c, <double*>pp, <double*>pg, <double*>ps,
                                       n_params, <double*>pws, <double*>pg0, <double*>pg1,
-                                      <double*>pxb, <double*>pyb, plb, <double*>px, <double*>py,
-                                      pl, po, n, batch_size, first, count, &it, self.seed,
+                                      <double*>pparts, <double*>pxb, <double*>pyb, plb,
+                                      <double*>px, <double*>py, pl, po, n, batch_size, first, count, &it, self.seed,
                                       &counter, plo, pco)
             fpenv_restore(state)
         self.counter = counter
@@ -1523,6 +1608,7 @@ cdef class Network:
         cdef Py_ssize_t n = x.shape[0]
         cdef void* pp = _data(self.params)
         cdef void* pws = _data(self._ws)
+        cdef void* pparts = _data(self._scratch[2])
         cdef void* px = _data(x)
         cdef void* py = _data(targets)
         cdef int32_t* pl = <int32_t*>_data(labels)
@@ -1532,11 +1618,11 @@ cdef class Network:
         with nogil:
             state = fpenv_flush_denormals()
             if f32:
-                _infer(&self.plan, <float*>pp, <float*>pws, <float*>px, <float*>py, pl,
-                       <float*>pout, n, &loss_sum, &correct)
+                _infer(&self.plan, <float*>pp, <float*>pws, <float*>pparts, <float*>px,
+                       <float*>py, pl, <float*>pout, n, &loss_sum, &correct)
             else:
-                _infer(&self.plan, <double*>pp, <double*>pws, <double*>px, <double*>py, pl,
-                       <double*>pout, n, &loss_sum, &correct)
+                _infer(&self.plan, <double*>pp, <double*>pws, <double*>pparts, <double*>px,
+                       <double*>py, pl, <double*>pout, n, &loss_sum, &correct)
             fpenv_restore(state)
         return loss_sum, correct
 

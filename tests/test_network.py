@@ -323,6 +323,16 @@ def test_network_constructor_rejects_params_of_the_wrong_type(params):
         kernels.Network(**valid_network_args(params=params))
 
 
+@pytest.mark.parametrize("overrides", [
+    dict(params=np.zeros(N_PARAMS + 1)),  # a parameter no layer owns
+    dict(ops=edit_op(2, w_offset=0)),     # two layers sharing weights
+], ids=["unowned_parameter", "shared_weights"])
+def test_network_constructor_requires_each_parameter_in_exactly_one_layer(overrides):
+    # every layer applies the optimizer step to its own weights, so each is stepped once
+    with pytest.raises(ValueError, match="cover params exactly, each parameter once"):
+        kernels.Network(**valid_network_args(**overrides))
+
+
 def test_network_constructor_accepts_the_valid_arguments():
     net = kernels.Network(**valid_network_args())
     assert net.n_outputs == 4 and net.capacity == CAPACITY and net.dtype == np.float64
