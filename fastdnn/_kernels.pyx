@@ -1280,6 +1280,30 @@ cdef void _slot_pointers(const OptConfig* c, floating* slots, Py_ssize_t n_param
         s[2] = slots + n_params
 
 
+cdef inline int _first_blocks(const Plan* p, Py_ssize_t n) noexcept nogil:
+    """Blocks the first op cuts its input into (1 unless it is a dense layer cut into blocks)."""
+    if p.kind[0] != _OP_DENSE:
+        return 1
+    return _row_blocks(n, p.n_inputs, p.units[0])
+
+
+cdef void _gather_rows(floating* out, const floating* x, const int64_t* rows, Py_ssize_t n,
+                       Py_ssize_t width, int blocks) noexcept nogil:
+    """OUT out[r] = x[rows[r]] for r < n, each row ``width`` wide; with blocks > 1, block p's
+    columns are copied by the thread that owns them in the first layer (``_dense_forward``)."""
+    cdef Py_ssize_t r, lo, hi
+    cdef int p
+    if blocks == 1:
+        for r in range(n):
+            memcpy(out + r * width, x + rows[r] * width, width * sizeof(floating))
+        return
+    for p in prange(blocks, num_threads=_block_threads(blocks), schedule="static"):
+        lo = _block_edge(width, blocks, p)
+        hi = _block_edge(width, blocks, p + 1)
+        for r in range(n):
+            memcpy(out + r * width + lo, x + rows[r] * width + lo, (hi - lo) * sizeof(floating))
+
+
 cdef Py_ssize_t _train_batches(const Plan* p, const OptConfig* opt, floating* params,
                                floating* grads, floating* slots, Py_ssize_t n_params,
                                floating* ws, floating* g0, floating* g1, floating* parts,
@@ -1315,9 +1339,9 @@ cdef Py_ssize_t _train_batches(const Plan* p, const OptConfig* opt, floating* pa
             yb = y + start * n_out if y != NULL else NULL
             lb = labels + start if labels != NULL else NULL
         else:
+            _gather_rows(xbuf, x, order + start, n, n_in, _first_blocks(p, n))
             for r in range(n):
                 row = order[start + r]
-                memcpy(xbuf + r * n_in, x + row * n_in, n_in * sizeof(floating))
                 if y != NULL:
                     memcpy(ybuf + r * n_out, y + row * n_out, n_out * sizeof(floating))
                 else:
