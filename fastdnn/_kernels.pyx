@@ -597,6 +597,14 @@ cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
     return hits
 
 
+cdef Py_ssize_t _count_nonfinite(const floating* a, Py_ssize_t size) noexcept nogil:
+    """Return how many of a[0:size] are NaN or infinite (x - x is NaN exactly for those)."""
+    cdef Py_ssize_t i, bad = 0
+    for i in range(size):
+        bad += (a[i] - a[i]) != 0
+    return bad
+
+
 # --- dropout: a counter-based generator, so the NumPy reference draws the same masks
 
 cdef inline uint64_t _mix64(uint64_t z) noexcept nogil:
@@ -981,6 +989,33 @@ def count_correct(scores, labels=None, targets=None, binary=False):
         else:
             hits = _count_correct(metric, <double*>ps, pl, <double*>pt, n, c, _LINEAR)
     return hits
+
+
+def count_nonfinite(a):
+    """Return how many elements of ``a`` are NaN or infinite, in one pass, without temporaries.
+
+    Args:
+        a: float32 or float64 array of any shape, C-contiguous.
+    """
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"a must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype not in _FLOATS:
+        raise TypeError(f"a must have dtype float32 or float64, got {a.dtype}")
+    if not a.flags.c_contiguous:
+        raise ValueError("a must be C-contiguous (use numpy.ascontiguousarray)")
+    cdef Py_ssize_t size = a.size, bad = 0, k, lo, hi
+    cdef int chunks = _n_threads if size // _MIN_CHUNK >= 2 * _n_threads else 1
+    cdef void* pa = _data(a)
+    cdef bint f32 = a.dtype == np.float32
+    with nogil:
+        for k in prange(chunks, num_threads=chunks, schedule="static"):
+            lo = size * k // chunks
+            hi = size * (k + 1) // chunks
+            if f32:
+                bad += _count_nonfinite(<float*>pa + lo, hi - lo)
+            else:
+                bad += _count_nonfinite(<double*>pa + lo, hi - lo)
+    return bad
 
 
 def dropout_forward(x, out, mask, double rate, seed, counter):

@@ -335,7 +335,7 @@ class Sequential:
                              f"{(None,) + tuple(want)}: each sample must have shape {want}")
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
             flat = np.ascontiguousarray(array.reshape(array.shape[0], -1), dtype=self._dtype)
-        bad = flat.size - np.count_nonzero(np.isfinite(flat))
+        bad = _kernels.count_nonfinite(flat)
         if bad:
             raise ValueError(f"`{name}` contains {bad} NaN or infinite values; fastdnn refuses to "
                              "train or evaluate on them")

@@ -146,6 +146,11 @@ def mean_squared_error(predictions, targets, grad=None):
     return _loss_entry(LOSS_MSE, predictions, None, targets, grad)
 
 
+def count_nonfinite(a):
+    """Number of NaN or infinite elements (see ``fastdnn._kernels.count_nonfinite``)."""
+    return int(a.size - np.count_nonzero(np.isfinite(a)))
+
+
 def count_correct(scores, labels=None, targets=None, binary=False):
     """Number of correct samples (see ``fastdnn._kernels.count_correct``)."""
     if labels is not None:

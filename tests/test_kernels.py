@@ -575,3 +575,29 @@ def test_dense_results_are_bit_identical_for_any_thread_count(shape, dtype, kern
     for other in results[1:]:
         for got, want in zip(other, results[0]):
             np.testing.assert_array_equal(got, want)
+
+
+# --- the data check fit runs before training
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape", [(0, 3), (5,), (7, 13), (300_001,), (4, 256, 300)])
+def test_count_nonfinite_counts_nan_and_both_infinities(engine, dtype, shape):
+    rng = np.random.default_rng(2)
+    a = normal(rng, shape, dtype, scale=1e3)
+    flat = a.reshape(-1)
+    if flat.size:
+        picks = rng.choice(flat.size, size=min(flat.size, 3), replace=False)
+        flat[picks] = [np.nan, np.inf, -np.inf][:len(picks)]
+        flat[-1] = np.finfo(dtype).max  # large but finite
+        flat[0] = np.finfo(dtype).tiny / 4  # a denormal is finite
+    want = int(np.count_nonzero(~np.isfinite(a)))
+    assert engine.count_nonfinite(a) == want
+    assert engine.count_nonfinite(np.zeros(shape, dtype)) == 0
+
+
+@pytest.mark.parametrize("bad, error", [
+    (np.zeros(4, np.int32), TypeError), (np.zeros(4, np.float16), TypeError),
+    ([1.0, float("nan")], TypeError), (np.zeros((4, 6))[:, ::2], ValueError)])
+def test_count_nonfinite_refuses_what_it_cannot_read(bad, error):
+    with pytest.raises(error, match="a must"):
+        kernels.count_nonfinite(bad)
