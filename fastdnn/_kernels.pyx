@@ -629,7 +629,7 @@ cdef void _dropout_forward(const floating* x, floating* out, floating* mask, Py_
 # --- argument checks at the Python boundary
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_INT_MAX = 2**31 - 1
+cdef Py_ssize_t _INT_MAX = 2**31 - 1
 
 
 cdef void* _data(object a):
@@ -639,29 +639,45 @@ cdef void* _data(object a):
     return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
-def _check(name, a, ndim, dtype=None, shape=None, writable=False):
-    """Check one array argument; return its dtype. Raise TypeError/ValueError naming ``name``."""
+cdef object _check(str name, object a, int ndim, object dtype=None, tuple shape=None,
+                   bint writable=False):
+    """Check one array argument; return its dtype. Raise TypeError/ValueError naming ``name``.
+
+    Reads the array's fields through NumPy's C API: the optimizer updates are called once per
+    training step, and attribute lookups would cost more than a small update itself.
+    """
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    cdef object got = <object>cnp.PyArray_DESCR(arr)
+    cdef int axis
     if dtype is None:
-        if a.dtype not in _FLOATS:
-            raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
-    elif a.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {a.dtype}")
-    if a.ndim != ndim:
+        if got is not _FLOATS[0] and got is not _FLOATS[1] and got not in _FLOATS:
+            raise TypeError(f"{name} must have dtype float32 or float64, got {got}")
+    elif got is not dtype and got != dtype:
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {got}")
+    if cnp.PyArray_NDIM(arr) != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {a.shape}")
     if shape is not None:
-        for axis, (got, want) in enumerate(zip(a.shape, shape)):
-            if want is not None and got != want:
+        for axis in range(min(ndim, len(shape))):
+            if shape[axis] is not None and cnp.PyArray_DIM(arr, axis) != shape[axis]:
                 raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape} "
                                  f"(mismatch on axis {axis})")
-    if not a.flags.c_contiguous:
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
         raise ValueError(f"{name} must be C-contiguous (use numpy.ascontiguousarray)")
-    if writable and not a.flags.writeable:
+    if writable and not cnp.PyArray_ISWRITEABLE(arr):
         raise ValueError(f"{name} is read-only; an output buffer must be writable")
-    if a.size > _INT_MAX:
+    if cnp.PyArray_SIZE(arr) > _INT_MAX:
         raise ValueError(f"{name} is too large for the kernels ({a.size} elements)")
-    return a.dtype
+    return got
+
+
+cdef bint _overlap(cnp.ndarray a, cnp.ndarray b):
+    """Whether two C-contiguous arrays share memory (each occupies one interval of bytes)."""
+    cdef char* pa = <char*>cnp.PyArray_DATA(a)
+    cdef char* pb = <char*>cnp.PyArray_DATA(b)
+    return pa < pb + cnp.PyArray_NBYTES(b) and pb < pa + cnp.PyArray_NBYTES(a) and \
+        cnp.PyArray_NBYTES(a) > 0 and cnp.PyArray_NBYTES(b) > 0
 
 
 def _check_rows(name, a):
@@ -710,13 +726,13 @@ def _no_overlap(outputs, inputs):
         seen.append((name, out))
 
 
-def _finite_scalar(name, value, low=None, high=None):
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must lie in [{low}, {high}], got {value}")
-    return value
+cdef double _finite_scalar(str name, object value, object low=None, object high=None) except? -1:
+    cdef double v = float(value)
+    if not isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    if (low is not None and v < low) or (high is not None and v > high):
+        raise ValueError(f"{name} must lie in [{low}, {high}], got {v}")
+    return v
 
 
 # --- public kernels: each checks its arguments, then runs without the GIL
@@ -1055,7 +1071,7 @@ def dropout_forward(x, out, mask, double rate, seed, counter):
 
 cdef object _run_update(OptConfig* c, params, grads, slots, names, int64_t iteration):
     """Shared body of the public optimizer updates: check buffers, update without the GIL."""
-    dtype = _check("params", params, 1, writable=True)
+    dtype = _check("params", params, 1, None, None, True)
     _check("grads", grads, 1, dtype, params.shape)
     cdef void* ptr[3]
     cdef int k
@@ -1065,7 +1081,7 @@ cdef object _run_update(OptConfig* c, params, grads, slots, names, int64_t itera
     for k, (name, slot) in enumerate(zip(names, slots)):
         if slot is not None:
             _check(name, slot, 1, dtype, params.shape, writable=True)
-            if any(np.shares_memory(slot, other) for other in seen):
+            if any(_overlap(slot, other) for other in seen):
                 raise ValueError(f"{name} must not overlap params, grads or another slot")
             seen.append(slot)
             ptr[k] = _data(slot)
@@ -1455,7 +1471,7 @@ cdef class Network:
 
     @cython.wraparound(True)
     def __init__(self, n_inputs, ops, params, loss, metric, bint fused, capacity, seed=0):
-        self.dtype = _check("params", params, 1, writable=True)
+        self.dtype = _check("params", params, 1, None, None, True)
         n_inputs = _int_in("n_inputs", n_inputs, 1, _INT_MAX)
         capacity = _int_in("capacity", capacity, 1, _INT_MAX)
         if not ops:
@@ -1601,7 +1617,7 @@ cdef class Network:
             if part.size and (part.min() < 0 or part.max() >= n):
                 raise ValueError(f"order must hold indices in [0, {n})")
         _check("slots", slots, 2, self.dtype, (None, n_params), writable=True)
-        if any(np.shares_memory(slots, other) for other in (self.params, self.grads, x)):
+        if any(_overlap(slots, other) for other in (self.params, self.grads, x)):
             raise ValueError("slots must not overlap the parameters, the gradients or x")
         _check("loss_out", loss_out, 1, np.float64, (count,), writable=True)
         _check("correct_out", correct_out, 1, np.float64, (count,), writable=True)
