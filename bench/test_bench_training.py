@@ -176,7 +176,7 @@ def test_epoch(benchmark, data, opt, bs, role):
     if opt == "adam":
         targets = {"max_vs_floor": 1.25, "min_speedup": 6.0 if bs == 32 else None}
     _tag(benchmark, f"epoch 784-100-10 {opt} bs{bs}", role, **targets)
-    rounds = {"fastdnn": 5, "reference": 3, "floor": 5}[role]
+    rounds = {"fastdnn": 7, "reference": 3, "floor": 7}[role]
     _epoch(benchmark, CHAPTER, opt, bs, role, x, y, rounds)
 
 
