@@ -1450,7 +1450,9 @@ cdef class Network:
     Args:
         n_inputs: features per sample.
         ops: list of ``(kind, units, activation, rate, w_offset, b_offset)`` tuples, kind one of
-            OP_DENSE, OP_ACTIVATION, OP_DROPOUT (offsets -1 where there are none).
+            OP_DENSE, OP_ACTIVATION, OP_DROPOUT (offsets -1 where there are none). The dense
+            ops' kernels and biases cover params exactly, each parameter once: every layer
+            applies the optimizer step to its own weights.
         params: the flat parameter buffer (1-D float32 or float64, C-contiguous).
         loss: LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE or LOSS_MSE (the cross-entropies from logits).
         metric: METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or METRIC_BINARY_ACC.

@@ -1,8 +1,9 @@
 """Optimizers, as in ``keras.optimizers``: hyper-parameters, slots, state.
 
-An optimizer here only describes the update; the kernels apply it to every parameter of the model
-at once, in one fused pass over one flat buffer (``fastdnn._kernels``, section optimizers). The
-slots (velocity, moments, ...) live in one ``(n_slots, n_params)`` array, in Keras' order.
+An optimizer here only describes the update; the kernels apply it in place, one fused pass over
+the flat parameter buffer, each dense layer stepping its own weights during the backward pass as
+soon as it has used them (``fastdnn._kernels``, sections optimizers and dense layer). The slots
+(velocity, moments, ...) live in one ``(n_slots, n_params)`` array, in Keras' order.
 """
 
 import warnings
