@@ -119,7 +119,8 @@ def pytest_terminal_summary(terminalreporter, config):
     if session is None or not session.benchmarks:
         return
     tr = terminalreporter
-    tr.write_sep("=", "fastdnn RATIO table (fastest rounds of this run; a MISS does not fail the run)")
+    tr.write_sep("=", "fastdnn RATIO table (fastest rounds of this run; a MISS does not fail "
+                      "the run)")
     tr.write_line(f"data: {_data_source}")
     for line in ratio_lines(session.benchmarks):
         tr.write_line(line)
