@@ -370,7 +370,8 @@ cdef struct Update:
     void* slots[3]          # the update's slots (NULL where unused), flat like params
 
 
-cdef void _apply_update(const Update* u, floating* like, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+cdef void _apply_update(const Update* u, floating* like, Py_ssize_t lo,
+                        Py_ssize_t hi) noexcept nogil:
     """Apply ``u`` to the flat parameters lo:hi (``like`` only selects the precision)."""
     _update_range(u.config, <floating>u.alpha, <floating*>u.params, <floating*>u.grads,
                   <floating*>u.slots[0], <floating*>u.slots[1], <floating*>u.slots[2], lo, hi)
@@ -1358,8 +1359,7 @@ cdef void _gather_rows(floating* out, const floating* x, const int64_t* rows, Py
 cdef Py_ssize_t _train_batches(const Plan* p, const OptConfig* opt, floating* params,
                                floating* grads, floating* slots, Py_ssize_t n_params,
                                floating* ws, floating* g0, floating* g1, floating* parts,
-                               floating* xbuf,
-                               floating* ybuf, int32_t* lbuf, const floating* x,
+                               floating* xbuf, floating* ybuf, int32_t* lbuf, const floating* x,
                                const floating* y, const int32_t* labels, const int64_t* order,
                                Py_ssize_t n_samples, Py_ssize_t batch_size, Py_ssize_t first,
                                Py_ssize_t count, int64_t* iteration, uint64_t seed,
@@ -1506,7 +1506,8 @@ cdef class Network:
         has_bias = dense & (b_off >= 0)
         spans = sorted(zip(np.concatenate([w_off[dense], b_off[has_bias]]).tolist(),
                            np.concatenate([w_end[dense], b_end[has_bias]]).tolist()))
-        if [s for s, _ in spans] != [0] + [e for _, e in spans[:-1]] or spans[-1][1] != params.shape[0]:
+        starts, ends = [s for s, _ in spans], [e for _, e in spans]
+        if starts != [0] + ends[:-1] or ends[-1] != params.shape[0]:
             # each layer applies the optimizer step to its own weights (see _backward)
             raise ValueError("the dense ops' kernels and biases must cover params exactly, "
                              "each parameter once")
@@ -1656,15 +1657,15 @@ cdef class Network:
             if f32:
                 done = _train_batches(&self.plan, &c, <float*>pp, <float*>pg, <float*>ps, n_params,
                                       <float*>pws, <float*>pg0, <float*>pg1, <float*>pparts,
-                                      <float*>pxb,
-                                      <float*>pyb, plb, <float*>px, <float*>py, pl, po, n,
-                                      batch_size, first, count, &it, self.seed, &counter, plo, pco)
+                                      <float*>pxb, <float*>pyb, plb, <float*>px, <float*>py, pl,
+                                      po, n, batch_size, first, count, &it, self.seed, &counter,
+                                      plo, pco)
             else:
                 done = _train_batches(&self.plan, &c, <double*>pp, <double*>pg, <double*>ps,
                                       n_params, <double*>pws, <double*>pg0, <double*>pg1,
                                       <double*>pparts, <double*>pxb, <double*>pyb, plb,
-                                      <double*>px, <double*>py, pl, po, n, batch_size, first, count, &it, self.seed,
-                                      &counter, plo, pco)
+                                      <double*>px, <double*>py, pl, po, n, batch_size, first,
+                                      count, &it, self.seed, &counter, plo, pco)
             fpenv_restore(state)
         self.counter = counter
         return done, it
