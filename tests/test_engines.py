@@ -113,3 +113,38 @@ def test_default_engine_is_fastdnn_and_unknown_engines_are_refused():
     assert model.engine == "fastdnn"
     with pytest.raises(ValueError, match="`engine` must be one of \\['fastdnn', 'numpy'\\]"):
         model.compile("sgd", "sparse_categorical_crossentropy", engine="jax")
+
+
+# --- layers large enough to be cut into thread-owned blocks (see fastdnn._kernels, dense layer)
+
+def run_blocked(engine, optimizer, threads):
+    """Input(200) -> Dense(256, relu) -> Dense(128, tanh) -> Dense(10, softmax) at batch 64:
+    both hidden layers reach 2^20 multiply-adds, so their products, gradients and optimizer steps
+    run in four blocks of kernel rows (the second layer's input gradient too), the first layer
+    gathering its shuffled batch block by block."""
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(321)
+    keras.set_num_threads(threads)
+    model = keras.Sequential([keras.Input((200,)), keras.layers.Dense(256, activation="relu"),
+                              keras.layers.Dense(128, activation="tanh"),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"],
+                  engine=engine)
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(320, 200)), rng.integers(0, 10, 320)
+    history = model.fit(x, y, batch_size=64, epochs=3, verbose=0)
+    return model, history.history, x, y
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_engines_agree_on_layers_cut_into_blocks(name, float64, kernel_threads):
+    slow = run_blocked("numpy", OPTIMIZERS[name](), threads=1)
+    for threads in (1, 2, 3):
+        fast = run_blocked("fastdnn", OPTIMIZERS[name](), threads)
+        for key in slow[1]:
+            np.testing.assert_allclose(fast[1][key], slow[1][key], rtol=1e-10, err_msg=key)
+        for wf, ws in zip(fast[0].get_weights(), slow[0].get_weights()):
+            np.testing.assert_allclose(wf, ws, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(fast[0].optimizer.slots, slow[0].optimizer.slots, rtol=1e-9,
+                                   atol=1e-12)
+        assert fast[0].optimizer.iterations == slow[0].optimizer.iterations == 15
