@@ -182,6 +182,15 @@ cdef inline int _row_blocks(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out) noe
     return <int>(blocks if blocks < _MAX_BLOCKS else _MAX_BLOCKS)
 
 
+cdef inline int _column_blocks(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
+    """How many blocks of kernel columns (units) a large layer with too few inputs to cut by rows
+    is cut into (1: not cut; see ``_row_blocks``)."""
+    cdef Py_ssize_t blocks = n_out // _MIN_BLOCK
+    if _row_blocks(n, n_in, n_out) > 1 or n * n_in * n_out < _MIN_SPLIT_PRODUCT or blocks < 2:
+        return 1
+    return <int>(blocks if blocks < _MAX_BLOCKS else _MAX_BLOCKS)
+
+
 cdef inline Py_ssize_t _block_edge(Py_ssize_t rows, int blocks, int p) noexcept nogil:
     """First row of block p (``rows`` for p == blocks); multiples of 8 keep BLAS's tiles whole."""
     return rows if p >= blocks else (rows * p // blocks) & ~7
@@ -357,7 +366,9 @@ cdef void _update(const OptConfig* c, floating* w, const floating* g, floating* 
 # dx[:, lo:hi], and the optimizer step on w[lo:hi]. With the static schedule one thread owns the
 # same rows in all three, and the rows are contiguous in the flat buffers, so a layer's weights,
 # gradients and slots stay in the cache of the core that uses them and no cache line is written
-# by two cores (but at block edges).
+# by two cores (but at block edges). A layer with too few inputs for that is cut into blocks of
+# columns instead (``_column_blocks``): block p owns the units lo:hi, a[:, lo:hi], dw[:, lo:hi],
+# its share of dx, and the step on w[:, lo:hi] (the few rows' edges are shared lines).
 
 cdef struct Update:
     # The optimizer step a layer's backward pass applies to its own weights once it has used them.
@@ -385,10 +396,18 @@ cdef void _dense_forward(const floating* x, const floating* w, const floating* b
     Cut into blocks, block 0 writes its share x[:, lo:hi] @ w[lo:hi] to a, the others to
     ``parts`` ((blocks - 1) x n x n_out scratch), added to a in block order.
     """
-    cdef int p, blocks = _row_blocks(n, n_in, n_out)
+    cdef int p, blocks = _row_blocks(n, n_in, n_out), columns = _column_blocks(n, n_in, n_out)
     cdef Py_ssize_t i, j, lo, hi, size = n * n_out
     cdef unsigned int state
-    if blocks == 1:
+    if columns > 1:
+        for p in prange(columns, num_threads=_block_threads(columns), schedule="static"):
+            state = fpenv_flush_denormals()
+            lo = _block_edge(n_out, columns, p)
+            hi = _block_edge(n_out, columns, p + 1)
+            _gemm(c'N', c'N', <int>(hi - lo), <int>n, <int>n_in, 1, w + lo, <int>n_out, x,
+                  <int>n_in, 0, a + lo, <int>n_out)
+            fpenv_restore(state)
+    elif blocks == 1:
         _gemm(c'N', c'N', <int>n_out, <int>n, <int>n_in, 1, w, <int>n_out, x, <int>n_in, 0, a,
               <int>n_out)
     else:
@@ -426,16 +445,37 @@ cdef void _dense_backward_block(const floating* x, const floating* w, const floa
         _apply_update(u, dw, u.w_off + lo * n_out, u.w_off + hi * n_out)
 
 
+cdef void _dense_backward_columns(const floating* x, const floating* w, const floating* g,
+                                  floating* dw, floating* dx, Py_ssize_t n, Py_ssize_t n_in,
+                                  Py_ssize_t n_out, Py_ssize_t lo, Py_ssize_t hi,
+                                  const Update* u) noexcept nogil:
+    """Kernel columns (units) lo:hi of the backward pass from IN g = dL/dZ: OUT dw[:, lo:hi] =
+    x^T g[:, lo:hi], OUT dx := g[:, lo:hi] w[:, lo:hi]^T, this block's share of dL/dx (NULL:
+    skip); then, with u, the optimizer step on w[:, lo:hi], row by row."""
+    cdef Py_ssize_t r
+    _gemm(c'N', c'T', <int>(hi - lo), <int>n_in, <int>n, 1, g + lo, <int>n_out, x, <int>n_in, 0,
+          dw + lo, <int>n_out)
+    if dx != NULL:
+        _gemm(c'T', c'N', <int>n_in, <int>n, <int>(hi - lo), 1, w + lo, <int>n_out, g + lo,
+              <int>n_out, 0, dx, <int>n_in)
+    if u != NULL:
+        for r in range(n_in):
+            _apply_update(u, dw, u.w_off + r * n_out + lo, u.w_off + r * n_out + hi)
+
+
 cdef void _dense_backward(const floating* x, const floating* w, const floating* a, floating* g,
-                          floating* dw, floating* db, floating* dx, Py_ssize_t n, Py_ssize_t n_in,
-                          Py_ssize_t n_out, int act, const Update* u) noexcept nogil:
+                          floating* dw, floating* db, floating* dx, floating* parts, Py_ssize_t n,
+                          Py_ssize_t n_in, Py_ssize_t n_out, int act,
+                          const Update* u) noexcept nogil:
     """From IN g = dL/dA (n, n_out), overwritten with dL/dZ: OUT dw = x^T g, db = column sums
     of g, dx = g w^T; then, with u, the optimizer step on this layer's kernel and bias.
 
-    db and dx may be NULL (no bias; first layer, whose input needs no gradient).
+    db and dx may be NULL (no bias; first layer, whose input needs no gradient). Cut into blocks
+    of columns, block 0 writes its share of dx to dx, the others to ``parts``
+    ((blocks - 1) x n x n_in scratch), added to dx in block order.
     """
-    cdef int p, blocks = _row_blocks(n, n_in, n_out)
-    cdef Py_ssize_t i, j
+    cdef int p, blocks = _row_blocks(n, n_in, n_out), columns = _column_blocks(n, n_in, n_out)
+    cdef Py_ssize_t i, j, size = n * n_in
     cdef unsigned int state
     _activation_backward(a, g, n, n_out, act)
     if db != NULL:
@@ -446,6 +486,19 @@ cdef void _dense_backward(const floating* x, const floating* w, const floating* 
                 db[j] += g[i * n_out + j]
         if u != NULL:
             _apply_update(u, db, u.b_off, u.b_off + n_out)
+    if columns > 1:
+        for p in prange(columns, num_threads=_block_threads(columns), schedule="static"):
+            state = fpenv_flush_denormals()
+            _dense_backward_columns(x, w, g, dw, NULL if dx == NULL else (dx if p == 0 else
+                                    parts + (p - 1) * size), n, n_in, n_out,
+                                    _block_edge(n_out, columns, p),
+                                    _block_edge(n_out, columns, p + 1), u)
+            fpenv_restore(state)
+        if dx != NULL:
+            for p in range(1, columns):
+                for i in range(size):
+                    dx[i] += parts[(p - 1) * size + i]
+        return
     if blocks == 1:
         _dense_backward_block(x, w, g, dw, dx, n, n_in, n_out, 0, n_in, u)
         return
@@ -859,6 +912,8 @@ def dense_backward(x, w, a, grad, dw, db, dx=None, activation="linear"):
     _no_overlap({"grad": grad, "dw": dw, "db": db, "dx": dx}, {"x": x, "w": w, "a": a})
     cdef int act = _activation_code(activation)
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
+    parts = np.empty((_column_blocks(n, n_in, n_out) - 1) * n * n_in if dx is not None else 0,
+                     dtype)
     cdef void* px = _data(x)
     cdef void* pw = _data(w)
     cdef void* pa = _data(a)
@@ -866,16 +921,18 @@ def dense_backward(x, w, a, grad, dw, db, dx=None, activation="linear"):
     cdef void* pdw = _data(dw)
     cdef void* pdb = _data(db)
     cdef void* pdx = _data(dx)
+    cdef void* pparts = _data(parts)
     cdef unsigned int state
     cdef bint f32 = dtype == np.float32
     with nogil:
         state = fpenv_flush_denormals()
         if f32:
             _dense_backward(<float*>px, <float*>pw, <float*>pa, <float*>pg, <float*>pdw,
-                            <float*>pdb, <float*>pdx, n, n_in, n_out, act, NULL)
+                            <float*>pdb, <float*>pdx, <float*>pparts, n, n_in, n_out, act, NULL)
         else:
             _dense_backward(<double*>px, <double*>pw, <double*>pa, <double*>pg, <double*>pdw,
-                            <double*>pdb, <double*>pdx, n, n_in, n_out, act, NULL)
+                            <double*>pdb, <double*>pdx, <double*>pparts, n, n_in, n_out, act,
+                            NULL)
         fpenv_restore(state)
 
 
@@ -1280,12 +1337,13 @@ cdef floating* _forward(const Plan* p, const floating* params, floating* ws, flo
 
 
 cdef void _backward(const Plan* p, floating* params, floating* grads, floating* ws,
-                    floating* g, floating* g_other, const floating* x, Py_ssize_t n,
-                    Update* u) noexcept nogil:
+                    floating* g, floating* g_other, floating* parts, const floating* x,
+                    Py_ssize_t n, Update* u) noexcept nogil:
     """Backpropagate IN g = dL/d(output) through every op, writing OUT grads (flat, like params),
     and apply the optimizer step ``u`` to each dense layer once its weights have been used.
 
-    g and g_other are two scratch buffers of capacity x max width, used in turn.
+    g and g_other are two scratch buffers of capacity x max width, used in turn; parts is
+    ``_dense_backward``'s scratch.
     """
     cdef const floating* inp
     cdef floating* out
@@ -1303,8 +1361,8 @@ cdef void _backward(const Plan* p, floating* params, floating* grads, floating* 
             dx = g_other if i > p.first_dense else NULL
             u.w_off, u.b_off = p.w_off[i], p.b_off[i]
             _dense_backward(inp, params + p.w_off[i], out, g, grads + p.w_off[i],
-                            grads + p.b_off[i] if p.b_off[i] >= 0 else NULL, dx, n, width_in,
-                            units, _op_act(p, i), u)
+                            grads + p.b_off[i] if p.b_off[i] >= 0 else NULL, dx, parts, n,
+                            width_in, units, _op_act(p, i), u)
             tmp = g
             g = g_other
             g_other = tmp
@@ -1408,7 +1466,7 @@ cdef Py_ssize_t _train_batches(const Plan* p, const OptConfig* opt, floating* pa
         if not isfinite(total):
             return b
         u.alpha = _adam_step_size(opt, iteration[0], params)
-        _backward(p, params, grads, ws, g0, g1, xb, n, &u)
+        _backward(p, params, grads, ws, g0, g1, parts, xb, n, &u)
         iteration[0] += 1
     return count
 

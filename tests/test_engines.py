@@ -117,30 +117,41 @@ def test_default_engine_is_fastdnn_and_unknown_engines_are_refused():
 
 # --- layers large enough to be cut into thread-owned blocks (see fastdnn._kernels, dense layer)
 
-def run_blocked(engine, optimizer, threads):
-    """Input(200) -> Dense(256, relu) -> Dense(128, tanh) -> Dense(10, softmax) at batch 64:
-    both hidden layers reach 2^20 multiply-adds, so their products, gradients and optimizer steps
-    run in four blocks of kernel rows (the second layer's input gradient too), the first layer
-    gathering its shuffled batch block by block."""
+BLOCKED = {
+    # both hidden layers cut by kernel rows (the second one's input gradient too), the first
+    # one gathering its shuffled batch block by block
+    "rows": (200, 256, 128),
+    # the second hidden layer has too few inputs (80) to cut by rows: cut by columns, its input
+    # gradient summed over the blocks
+    "columns": (300, 80, 1024),
+}
+
+
+def run_blocked(engine, optimizer, threads, widths):
+    """Input -> Dense(relu) -> Dense(tanh) -> Dense(10, softmax) at batch 64, both hidden layers
+    large enough (2^20 multiply-adds) for their products, gradients and optimizer steps to run
+    in blocks owned by threads (see fastdnn._kernels, dense layer)."""
     keras.utils.clear_session()
     keras.utils.set_random_seed(321)
     keras.set_num_threads(threads)
-    model = keras.Sequential([keras.Input((200,)), keras.layers.Dense(256, activation="relu"),
-                              keras.layers.Dense(128, activation="tanh"),
+    n_in, first, second = widths
+    model = keras.Sequential([keras.Input((n_in,)), keras.layers.Dense(first, activation="relu"),
+                              keras.layers.Dense(second, activation="tanh"),
                               keras.layers.Dense(10, activation="softmax")])
     model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"],
                   engine=engine)
     rng = np.random.default_rng(8)
-    x, y = rng.normal(size=(320, 200)), rng.integers(0, 10, 320)
+    x, y = rng.normal(size=(320, n_in)), rng.integers(0, 10, 320)
     history = model.fit(x, y, batch_size=64, epochs=3, verbose=0)
     return model, history.history, x, y
 
 
+@pytest.mark.parametrize("layout", sorted(BLOCKED))
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_engines_agree_on_layers_cut_into_blocks(name, float64, kernel_threads):
-    slow = run_blocked("numpy", OPTIMIZERS[name](), threads=1)
+def test_engines_agree_on_layers_cut_into_blocks(name, layout, float64, kernel_threads):
+    slow = run_blocked("numpy", OPTIMIZERS[name](), 1, BLOCKED[layout])
     for threads in (1, 2, 3):
-        fast = run_blocked("fastdnn", OPTIMIZERS[name](), threads)
+        fast = run_blocked("fastdnn", OPTIMIZERS[name](), threads, BLOCKED[layout])
         for key in slow[1]:
             np.testing.assert_allclose(fast[1][key], slow[1][key], rtol=1e-10, err_msg=key)
         for wf, ws in zip(fast[0].get_weights(), slow[0].get_weights()):

@@ -1,6 +1,7 @@
 """Every public kernel against its plain-NumPy twin in ``fastdnn.reference``, on random data.
 
-Shapes cover a batch of one, odd sizes and one large case (512 x 784 x 100, MNIST's first layer).
+Shapes cover a batch of one, odd sizes, one large case (512 x 784 x 100, MNIST's first layer)
+and one cut into blocks of columns (64 x 40 x 2000: too few inputs to cut by rows).
 float32 must agree to about 1e-5 relative, float64 to about 1e-12; where a result is a sum of many
 terms, the absolute tolerance scales with the magnitude of those terms (see ``assert_close``).
 The optimizer updates are compared in ``test_optimizers.py``.
@@ -16,8 +17,8 @@ from fastdnn import reference
 DTYPE_IDS = ["float32", "float64"]
 ROWS = [(1, 5), (7, 13), (512, 100)]
 ROW_IDS = ["batch1", "odd", "large"]
-DENSE_SHAPES = [(1, 7, 5), (7, 13, 5), (512, 784, 100)]
-DENSE_IDS = ["batch1", "odd_7x13x5", "large_512x784x100"]
+DENSE_SHAPES = [(1, 7, 5), (7, 13, 5), (512, 784, 100), (64, 40, 2000)]
+DENSE_IDS = ["batch1", "odd_7x13x5", "large_512x784x100", "few_inputs_64x40x2000"]
 
 
 def normal(rng, shape, dtype, scale=1.0):
@@ -558,7 +559,8 @@ def test_sigmoid_binary_cross_entropy_is_stable_for_huge_logits(engine, dtype, b
 # --- large products are split among threads, with results independent of the thread count
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(512, 784, 100), (32, 784, 1024), (37, 301, 203)])
+@pytest.mark.parametrize("shape", [(512, 784, 100), (32, 784, 1024), (37, 301, 203),
+                                   (64, 40, 2000)])  # the last one is cut by columns
 def test_dense_results_are_bit_identical_for_any_thread_count(shape, dtype, kernel_threads):
     n, n_in, n_out = shape
     rng = np.random.default_rng(11)
