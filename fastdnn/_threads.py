@@ -1,8 +1,9 @@
 """One knob for every thread pool fastdnn uses.
 
-fastdnn parallelises its own work (OpenMP): a large dense layer's kernel rows are cut into blocks,
-and each thread owns the same blocks in the forward pass, the backward pass and the optimizer
-step, each product by single-threaded BLAS; large standalone optimizer updates are split too.
+fastdnn parallelises its own work (OpenMP): a large dense layer's kernel rows (or, with few
+inputs, its columns) are cut into blocks, and each thread owns the same blocks in the forward
+pass, the backward pass and the optimizer step, each product by single-threaded BLAS; large
+standalone optimizer updates are split too.
 OpenBLAS's own threads are kept at one while the kernels run, because they hand off badly on the
 skinny products of small batches (measured on 2 cores: 32x784x100 ten times slower with 2 BLAS
 threads than with 1) and would fight the kernels' threads for the cores. SciPy bundles its own
