@@ -429,10 +429,10 @@ cdef void _dense_forward(const floating* x, const floating* w, const floating* b
         _activation_forward(a, a, n, n_out, act)
 
 
-cdef void _dense_backward_block(const floating* x, const floating* w, const floating* g,
-                                floating* dw, floating* dx, Py_ssize_t n, Py_ssize_t n_in,
-                                Py_ssize_t n_out, Py_ssize_t lo, Py_ssize_t hi,
-                                const Update* u) noexcept nogil:
+cdef void _dense_backward_rows(const floating* x, const floating* w, const floating* g,
+                               floating* dw, floating* dx, Py_ssize_t n, Py_ssize_t n_in,
+                               Py_ssize_t n_out, Py_ssize_t lo, Py_ssize_t hi,
+                               const Update* u) noexcept nogil:
     """Kernel rows lo:hi of the backward pass from IN g = dL/dZ: OUT dw[lo:hi] = x[:, lo:hi]^T g,
     OUT dx[:, lo:hi] = g w[lo:hi]^T (dx NULL: skip); then, with u, the optimizer step on
     w[lo:hi]."""
@@ -500,11 +500,11 @@ cdef void _dense_backward(const floating* x, const floating* w, const floating* 
                     dx[i] += parts[(p - 1) * size + i]
         return
     if blocks == 1:
-        _dense_backward_block(x, w, g, dw, dx, n, n_in, n_out, 0, n_in, u)
+        _dense_backward_rows(x, w, g, dw, dx, n, n_in, n_out, 0, n_in, u)
         return
     for p in prange(blocks, num_threads=_block_threads(blocks), schedule="static"):
         state = fpenv_flush_denormals()
-        _dense_backward_block(x, w, g, dw, dx, n, n_in, n_out, _block_edge(n_in, blocks, p),
+        _dense_backward_rows(x, w, g, dw, dx, n, n_in, n_out, _block_edge(n_in, blocks, p),
                               _block_edge(n_in, blocks, p + 1), u)
         fpenv_restore(state)
 
