@@ -170,25 +170,41 @@ cdef int _MAX_BLOCKS = 4
 cdef int _MIN_BLOCK = 48
 
 
+cdef inline int _blocks_along(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
+                              Py_ssize_t width) noexcept nogil:
+    """How many blocks a dense layer of ``n`` rows would cut its kernel into along a side of
+    ``width`` (1: too small to pay for a fork)."""
+    cdef Py_ssize_t blocks = width // _MIN_BLOCK
+    if n * n_in * n_out < _MIN_SPLIT_PRODUCT or blocks < 2:
+        return 1
+    return <int>(blocks if blocks < _MAX_BLOCKS else _MAX_BLOCKS)
+
+
 cdef inline int _row_blocks(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
     """How many blocks of kernel rows (inputs) a dense layer is cut into for a batch of n rows.
 
     The count depends on the shapes only, never on the thread count, so every element is summed
     the same way however many threads run (BLAS may pick other inner kernels for other sizes).
     """
-    cdef Py_ssize_t blocks = n_in // _MIN_BLOCK
-    if n * n_in * n_out < _MIN_SPLIT_PRODUCT or blocks < 2:
-        return 1
-    return <int>(blocks if blocks < _MAX_BLOCKS else _MAX_BLOCKS)
+    return _blocks_along(n, n_in, n_out, n_in)
 
 
 cdef inline int _column_blocks(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
     """How many blocks of kernel columns (units) a large layer with too few inputs to cut by rows
     is cut into (1: not cut; see ``_row_blocks``)."""
-    cdef Py_ssize_t blocks = n_out // _MIN_BLOCK
-    if _row_blocks(n, n_in, n_out) > 1 or n * n_in * n_out < _MIN_SPLIT_PRODUCT or blocks < 2:
+    if _row_blocks(n, n_in, n_out) > 1:
         return 1
-    return <int>(blocks if blocks < _MAX_BLOCKS else _MAX_BLOCKS)
+    return _blocks_along(n, n_in, n_out, n_out)
+
+
+cdef inline void _add_parts(floating* out, const floating* parts, int count,
+                            Py_ssize_t size) noexcept nogil:
+    """IN/OUT out[0:size] += each of the ``count`` partial results in parts, in order."""
+    cdef Py_ssize_t i
+    cdef int k
+    for k in range(count):
+        for i in range(size):
+            out[i] += parts[k * size + i]
 
 
 cdef inline Py_ssize_t _block_edge(Py_ssize_t rows, int blocks, int p) noexcept nogil:
@@ -418,9 +434,7 @@ cdef void _dense_forward(const floating* x, const floating* w, const floating* b
             _gemm(c'N', c'N', <int>n_out, <int>n, <int>(hi - lo), 1, w + lo * n_out, <int>n_out,
                   x + lo, <int>n_in, 0, a if p == 0 else parts + (p - 1) * size, <int>n_out)
             fpenv_restore(state)
-        for p in range(1, blocks):
-            for i in range(size):
-                a[i] += parts[(p - 1) * size + i]
+        _add_parts(a, parts, blocks - 1, size)
     if b != NULL:
         for i in range(n):
             for j in range(n_out):
@@ -495,9 +509,7 @@ cdef void _dense_backward(const floating* x, const floating* w, const floating* 
                                     _block_edge(n_out, columns, p + 1), u)
             fpenv_restore(state)
         if dx != NULL:
-            for p in range(1, columns):
-                for i in range(size):
-                    dx[i] += parts[(p - 1) * size + i]
+            _add_parts(dx, parts, columns - 1, size)
         return
     if blocks == 1:
         _dense_backward_rows(x, w, g, dw, dx, n, n_in, n_out, 0, n_in, u)
@@ -865,7 +877,8 @@ def dense_forward(x, w, b, out, activation="linear"):
     _no_overlap({"out": out}, {"x": x, "w": w, "b": b})
     cdef int act = _activation_code(activation)
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
-    parts = np.empty((_row_blocks(n, n_in, n_out) - 1) * n * n_out, dtype)
+    cdef int blocks = _row_blocks(n, n_in, n_out)
+    parts = np.empty((blocks - 1) * n * n_out, dtype) if blocks > 1 else None
     cdef void* px = _data(x)
     cdef void* pw = _data(w)
     cdef void* pb = _data(b)
@@ -912,8 +925,8 @@ def dense_backward(x, w, a, grad, dw, db, dx=None, activation="linear"):
     _no_overlap({"grad": grad, "dw": dw, "db": db, "dx": dx}, {"x": x, "w": w, "a": a})
     cdef int act = _activation_code(activation)
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
-    parts = np.empty((_column_blocks(n, n_in, n_out) - 1) * n * n_in if dx is not None else 0,
-                     dtype)
+    cdef int columns = _column_blocks(n, n_in, n_out)
+    parts = np.empty((columns - 1) * n * n_in, dtype) if columns > 1 and dx is not None else None
     cdef void* px = _data(x)
     cdef void* pw = _data(w)
     cdef void* pa = _data(a)
