@@ -352,18 +352,21 @@ def test_early_stopping_end_to_end_on_a_constant_loss(capsys):
     assert capsys.readouterr().out == "Epoch 3: early stopping\n"
 
 
+class WeightSnapshots(cbs.Callback):
+    """Keeps a copy of the model's weights at the end of every epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append(self.model.get_weights())
+
+
 def test_early_stopping_end_to_end_restores_the_best_weights():
     # The loss goes down while training; mode='max' makes epoch 0 the best, so training stops
     # after epoch 1 and the weights at the end of epoch 0 come back.
-    class Snapshots(cbs.Callback):
-        def __init__(self):
-            super().__init__()
-            self.weights = []
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.weights.append(self.model.get_weights())
-
-    snapshots = Snapshots()
+    snapshots = WeightSnapshots()
     model = compiled(keras.optimizers.SGD(learning_rate=0.5))
     history = model.fit(*DATA, batch_size=2, epochs=10, shuffle=False, verbose=0, callbacks=[
         snapshots, cbs.EarlyStopping(monitor="loss", mode="max", patience=1,
@@ -389,15 +392,7 @@ def test_model_checkpoint_formats_file_names_from_epoch_and_logs(tmp_path):
 
 
 def test_model_checkpoint_weights_file_holds_that_epochs_weights(tmp_path):
-    class Snapshots(cbs.Callback):
-        def __init__(self):
-            super().__init__()
-            self.weights = []
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.weights.append(self.model.get_weights())
-
-    snapshots = Snapshots()
+    snapshots = WeightSnapshots()
     model = compiled()
     model.fit(*DATA, batch_size=2, epochs=2, verbose=0, callbacks=[
         snapshots, cbs.ModelCheckpoint(str(tmp_path / "w{epoch}.weights.fastdnn"),

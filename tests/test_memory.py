@@ -194,16 +194,12 @@ SCRIPT = os.path.join(ROOT, ".ci", "memcheck.sh")
 
 
 @pytest.mark.skipif(not MEMCHECK, reason="opt-in: FASTDNN_MEMCHECK=1 (see tests/README.md)")
-def test_kernel_tests_run_clean_under_address_sanitizer():
-    proc = subprocess.run(["bash", SCRIPT, "asan"], capture_output=True, text=True,
+@pytest.mark.parametrize("mode, verdict",
+                         [("asan", "ASAN: clean"), ("valgrind", "VALGRIND: clean")],
+                         ids=["address_sanitizer", "valgrind"])
+def test_kernel_tests_run_clean_under_a_memory_checker(mode, verdict):
+    """AddressSanitizer build, or valgrind memcheck: no invalid read or write in the kernels."""
+    proc = subprocess.run(["bash", SCRIPT, mode], capture_output=True, text=True,
                           timeout=3600, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
-    assert "ASAN: clean" in proc.stdout
-
-
-@pytest.mark.skipif(not MEMCHECK, reason="opt-in: FASTDNN_MEMCHECK=1 (see tests/README.md)")
-def test_valgrind_reports_no_invalid_reads_or_writes_in_the_kernel_tests():
-    proc = subprocess.run(["bash", SCRIPT, "valgrind"], capture_output=True, text=True,
-                          timeout=3600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
-    assert "VALGRIND: clean" in proc.stdout
+    assert verdict in proc.stdout
