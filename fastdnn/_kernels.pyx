@@ -28,7 +28,7 @@ import numpy as np
 cimport cython
 cimport numpy as cnp
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.math cimport exp, expf, fabs, isfinite, log, log1p, log1pf, logf, pow, powf, sqrt, sqrtf, tanh, tanhf
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.string cimport memcpy
@@ -39,6 +39,11 @@ cnp.import_array()
 cdef extern from "_fpenv.h" nogil:
     unsigned int fpenv_flush_denormals()
     void fpenv_restore(unsigned int state)
+
+cdef extern from "_team.h" nogil:
+    void team_barrier()
+    int team_index()
+    int team_size()
 
 
 # --- constants shared with the Python layer
@@ -197,16 +202,6 @@ cdef inline int _column_blocks(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out) 
     return _blocks_along(n, n_in, n_out, n_out)
 
 
-cdef inline void _add_parts(floating* out, const floating* parts, int count,
-                            Py_ssize_t size) noexcept nogil:
-    """IN/OUT out[0:size] += each of the ``count`` partial results in parts, in order."""
-    cdef Py_ssize_t i
-    cdef int k
-    for k in range(count):
-        for i in range(size):
-            out[i] += parts[k * size + i]
-
-
 cdef inline Py_ssize_t _block_edge(Py_ssize_t rows, int blocks, int p) noexcept nogil:
     """First row of block p (``rows`` for p == blocks); multiples of 8 keep BLAS's tiles whole."""
     return rows if p >= blocks else (rows * p // blocks) & ~7
@@ -214,6 +209,13 @@ cdef inline Py_ssize_t _block_edge(Py_ssize_t rows, int blocks, int p) noexcept 
 
 cdef inline int _block_threads(int blocks) noexcept nogil:
     return _n_threads if _n_threads < blocks else blocks
+
+
+cdef inline Py_ssize_t _share(Py_ssize_t count, int t, int nt) noexcept nogil:
+    """First of the ``count`` items (blocks, rows) thread t of a team of nt takes; its share
+    ends where thread t + 1's starts. One rule everywhere, so a thread owns the same blocks in
+    every phase of a step."""
+    return count * t // nt
 
 
 # --- activations
@@ -379,12 +381,15 @@ cdef void _update(const OptConfig* c, floating* w, const floating* g, floating* 
 #
 # A layer cut into blocks (``_row_blocks``) gives block p the kernel rows lo:hi, i.e. the inputs
 # lo:hi: the forward pass's share x[:, lo:hi] @ w[lo:hi], the backward pass's dw[lo:hi] and
-# dx[:, lo:hi], and the optimizer step on w[lo:hi]. With the static schedule one thread owns the
-# same rows in all three, and the rows are contiguous in the flat buffers, so a layer's weights,
-# gradients and slots stay in the cache of the core that uses them and no cache line is written
-# by two cores (but at block edges). A layer with too few inputs for that is cut into blocks of
-# columns instead (``_column_blocks``): block p owns the units lo:hi, a[:, lo:hi], dw[:, lo:hi],
-# its share of dx, and the step on w[:, lo:hi] (the few rows' edges are shared lines).
+# dx[:, lo:hi], and the optimizer step on w[lo:hi]. A team's thread t owns the same blocks
+# (``_share``) in all three, and the rows are contiguous in the flat buffers, so a layer's
+# weights, gradients and slots stay in the cache of the core that uses them and no cache line is
+# written by two cores (but at block edges). A layer with too few inputs for that is cut into
+# blocks of columns instead (``_column_blocks``): block p owns the units lo:hi, a[:, lo:hi],
+# dw[:, lo:hi], its share of dx, and the step on w[:, lo:hi] (the few rows' edges are shared
+# lines). The layer functions are called by every thread of a team (``_team.h``); a layer that
+# is not cut runs on thread 0 alone, and its results are complete for thread 0 on return: the
+# threads meet at a barrier before a cut layer reads what others wrote.
 
 cdef struct Update:
     # The optimizer step a layer's backward pass applies to its own weights once it has used them.
@@ -404,43 +409,69 @@ cdef void _apply_update(const Update* u, floating* like, Py_ssize_t lo,
                   <floating*>u.slots[0], <floating*>u.slots[1], <floating*>u.slots[2], lo, hi)
 
 
+cdef inline int _cut(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
+    """How many blocks a dense layer is cut into, by rows or by columns (1: not cut)."""
+    cdef int blocks = _row_blocks(n, n_in, n_out)
+    return blocks if blocks > 1 else _column_blocks(n, n_in, n_out)
+
+
+cdef void _finish_rows(floating* a, const floating* parts, int count, const floating* b,
+                       Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t n, Py_ssize_t c,
+                       int act) noexcept nogil:
+    """IN/OUT rows r0:r1 of a (n x c): add the ``count`` partial results in parts (each n x c,
+    in block order), then the bias b (NULL: none), then apply the activation."""
+    cdef Py_ssize_t i, j
+    cdef int k
+    for k in range(count):
+        for i in range(r0 * c, r1 * c):
+            a[i] += parts[k * n * c + i]
+    if b != NULL:
+        for i in range(r0, r1):
+            for j in range(c):
+                a[i * c + j] += b[j]
+    if act != _LINEAR:
+        _activation_forward(a + r0 * c, a + r0 * c, r1 - r0, c, act)
+
+
 cdef void _dense_forward(const floating* x, const floating* w, const floating* b, floating* a,
                          floating* parts, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
-                         int act) noexcept nogil:
+                         int act, bint first, int t, int nt) noexcept nogil:
     """OUT a (n, n_out) := act(x (n, n_in) @ w (n_in, n_out) + b (n_out,)); b may be NULL.
 
-    Cut into blocks, block 0 writes its share x[:, lo:hi] @ w[lo:hi] to a, the others to
-    ``parts`` ((blocks - 1) x n x n_out scratch), added to a in block order.
+    Team call (thread t of nt). ``first``: no thread has written x since the team's last
+    barrier but the owners of its row blocks, their own columns (``_gather_rows``). Cut by rows,
+    block 0 writes its share x[:, lo:hi] @ w[lo:hi] to a, the others to ``parts``
+    ((blocks - 1) x n x n_out scratch), added to a in block order.
     """
-    cdef int p, blocks = _row_blocks(n, n_in, n_out), columns = _column_blocks(n, n_in, n_out)
-    cdef Py_ssize_t i, j, lo, hi, size = n * n_out
-    cdef unsigned int state
-    if columns > 1:
-        for p in prange(columns, num_threads=_block_threads(columns), schedule="static"):
-            state = fpenv_flush_denormals()
-            lo = _block_edge(n_out, columns, p)
-            hi = _block_edge(n_out, columns, p + 1)
+    cdef int p, blocks = _row_blocks(n, n_in, n_out), cut = _cut(n, n_in, n_out)
+    cdef Py_ssize_t lo, hi, size = n * n_out
+    cdef int count = blocks - 1
+    if cut == 1:
+        if t == 0:
+            _gemm(c'N', c'N', <int>n_out, <int>n, <int>n_in, 1, w, <int>n_out, x, <int>n_in, 0,
+                  a, <int>n_out)
+            _finish_rows(a, parts, 0, b, 0, n, n, n_out, act)
+        return
+    if blocks == 1 or not first:
+        team_barrier()
+    for p in range(_share(cut, t, nt), _share(cut, t + 1, nt)):
+        if blocks == 1:  # cut by columns
+            lo = _block_edge(n_out, cut, p)
+            hi = _block_edge(n_out, cut, p + 1)
             _gemm(c'N', c'N', <int>(hi - lo), <int>n, <int>n_in, 1, w + lo, <int>n_out, x,
                   <int>n_in, 0, a + lo, <int>n_out)
-            fpenv_restore(state)
-    elif blocks == 1:
-        _gemm(c'N', c'N', <int>n_out, <int>n, <int>n_in, 1, w, <int>n_out, x, <int>n_in, 0, a,
-              <int>n_out)
-    else:
-        for p in prange(blocks, num_threads=_block_threads(blocks), schedule="static"):
-            state = fpenv_flush_denormals()  # the FP state is per thread
+        else:
             lo = _block_edge(n_in, blocks, p)
             hi = _block_edge(n_in, blocks, p + 1)
             _gemm(c'N', c'N', <int>n_out, <int>n, <int>(hi - lo), 1, w + lo * n_out, <int>n_out,
                   x + lo, <int>n_in, 0, a if p == 0 else parts + (p - 1) * size, <int>n_out)
-            fpenv_restore(state)
-        _add_parts(a, parts, blocks - 1, size)
-    if b != NULL:
-        for i in range(n):
-            for j in range(n_out):
-                a[i * n_out + j] += b[j]
-    if act != _LINEAR:
-        _activation_forward(a, a, n, n_out, act)
+    team_barrier()
+    if size * blocks < _MIN_CHUNK:
+        if t == 0:
+            _finish_rows(a, parts, count, b, 0, n, n, n_out, act)
+    else:  # large enough to share the rows out, and meet again
+        _finish_rows(a, parts, count, b, _share(n, t, nt), _share(n, t + 1, nt), n, n_out, act)
+        team_barrier()
 
 
 cdef void _dense_backward_rows(const floating* x, const floating* w, const floating* g,
@@ -479,46 +510,46 @@ cdef void _dense_backward_columns(const floating* x, const floating* w, const fl
 
 cdef void _dense_backward(const floating* x, const floating* w, const floating* a, floating* g,
                           floating* dw, floating* db, floating* dx, floating* parts, Py_ssize_t n,
-                          Py_ssize_t n_in, Py_ssize_t n_out, int act,
-                          const Update* u) noexcept nogil:
+                          Py_ssize_t n_in, Py_ssize_t n_out, int act, const Update* u, int t,
+                          int nt) noexcept nogil:
     """From IN g = dL/dA (n, n_out), overwritten with dL/dZ: OUT dw = x^T g, db = column sums
     of g, dx = g w^T; then, with u, the optimizer step on this layer's kernel and bias.
 
-    db and dx may be NULL (no bias; first layer, whose input needs no gradient). Cut into blocks
-    of columns, block 0 writes its share of dx to dx, the others to ``parts``
-    ((blocks - 1) x n x n_in scratch), added to dx in block order.
+    Team call (thread t of nt): x, a and g must be complete for thread 0; dx is complete for
+    thread 0 on return. db and dx may be NULL (no bias; first layer, whose input needs no
+    gradient). Cut into blocks of columns, block 0 writes its share of dx to dx, the others to
+    ``parts`` ((blocks - 1) x n x n_in scratch), added to dx in block order.
     """
-    cdef int p, blocks = _row_blocks(n, n_in, n_out), columns = _column_blocks(n, n_in, n_out)
-    cdef Py_ssize_t i, j, size = n * n_in
-    cdef unsigned int state
-    _activation_backward(a, g, n, n_out, act)
-    if db != NULL:
-        for j in range(n_out):
-            db[j] = 0
-        for i in range(n):
+    cdef int p, blocks = _row_blocks(n, n_in, n_out), cut = _cut(n, n_in, n_out)
+    cdef Py_ssize_t i, j, lo, hi
+    if t == 0:
+        _activation_backward(a, g, n, n_out, act)
+        if db != NULL:
             for j in range(n_out):
-                db[j] += g[i * n_out + j]
-        if u != NULL:
-            _apply_update(u, db, u.b_off, u.b_off + n_out)
-    if columns > 1:
-        for p in prange(columns, num_threads=_block_threads(columns), schedule="static"):
-            state = fpenv_flush_denormals()
-            _dense_backward_columns(x, w, g, dw, NULL if dx == NULL else (dx if p == 0 else
-                                    parts + (p - 1) * size), n, n_in, n_out,
-                                    _block_edge(n_out, columns, p),
-                                    _block_edge(n_out, columns, p + 1), u)
-            fpenv_restore(state)
-        if dx != NULL:
-            _add_parts(dx, parts, columns - 1, size)
+                db[j] = 0
+            for i in range(n):
+                for j in range(n_out):
+                    db[j] += g[i * n_out + j]
+            if u != NULL:
+                _apply_update(u, db, u.b_off, u.b_off + n_out)
+        if cut == 1:
+            _dense_backward_rows(x, w, g, dw, dx, n, n_in, n_out, 0, n_in, u)
+    if cut == 1:
         return
-    if blocks == 1:
-        _dense_backward_rows(x, w, g, dw, dx, n, n_in, n_out, 0, n_in, u)
-        return
-    for p in prange(blocks, num_threads=_block_threads(blocks), schedule="static"):
-        state = fpenv_flush_denormals()
-        _dense_backward_rows(x, w, g, dw, dx, n, n_in, n_out, _block_edge(n_in, blocks, p),
-                              _block_edge(n_in, blocks, p + 1), u)
-        fpenv_restore(state)
+    team_barrier()
+    for p in range(_share(cut, t, nt), _share(cut, t + 1, nt)):
+        if blocks == 1:  # cut by columns
+            lo = _block_edge(n_out, cut, p)
+            hi = _block_edge(n_out, cut, p + 1)
+            _dense_backward_columns(x, w, g, dw, NULL if dx == NULL else (
+                dx if p == 0 else parts + (p - 1) * n * n_in), n, n_in, n_out, lo, hi, u)
+        else:
+            _dense_backward_rows(x, w, g, dw, dx, n, n_in, n_out, _block_edge(n_in, blocks, p),
+                                 _block_edge(n_in, blocks, p + 1), u)
+    if dx != NULL:
+        team_barrier()
+        if blocks == 1 and t == 0:
+            _finish_rows(dx, parts, cut - 1, NULL, 0, n, n, n_in, _LINEAR)
 
 
 # --- losses (mean over the batch; gradients already divided by the batch size)
@@ -886,14 +917,14 @@ def dense_forward(x, w, b, out, activation="linear"):
     cdef void* pparts = _data(parts)
     cdef unsigned int state
     cdef bint f32 = dtype == np.float32
-    with nogil:
-        state = fpenv_flush_denormals()
+    with nogil, parallel(num_threads=_block_threads(_cut(n, n_in, n_out))):
+        state = fpenv_flush_denormals()  # the FP state is per thread
         if f32:
             _dense_forward(<float*>px, <float*>pw, <float*>pb, <float*>pout, <float*>pparts, n,
-                           n_in, n_out, act)
+                           n_in, n_out, act, True, team_index(), team_size())
         else:
             _dense_forward(<double*>px, <double*>pw, <double*>pb, <double*>pout, <double*>pparts,
-                           n, n_in, n_out, act)
+                           n, n_in, n_out, act, True, team_index(), team_size())
         fpenv_restore(state)
 
 
@@ -937,15 +968,16 @@ def dense_backward(x, w, a, grad, dw, db, dx=None, activation="linear"):
     cdef void* pparts = _data(parts)
     cdef unsigned int state
     cdef bint f32 = dtype == np.float32
-    with nogil:
+    with nogil, parallel(num_threads=_block_threads(_cut(n, n_in, n_out))):
         state = fpenv_flush_denormals()
         if f32:
             _dense_backward(<float*>px, <float*>pw, <float*>pa, <float*>pg, <float*>pdw,
-                            <float*>pdb, <float*>pdx, <float*>pparts, n, n_in, n_out, act, NULL)
+                            <float*>pdb, <float*>pdx, <float*>pparts, n, n_in, n_out, act, NULL,
+                            team_index(), team_size())
         else:
             _dense_backward(<double*>px, <double*>pw, <double*>pa, <double*>pg, <double*>pdw,
                             <double*>pdb, <double*>pdx, <double*>pparts, n, n_in, n_out, act,
-                            NULL)
+                            NULL, team_index(), team_size())
         fpenv_restore(state)
 
 
@@ -1322,10 +1354,11 @@ cdef inline int _op_act(const Plan* p, int i) noexcept nogil:
 
 cdef floating* _forward(const Plan* p, const floating* params, floating* ws, floating* parts,
                         const floating* x, Py_ssize_t n, bint training, uint64_t seed,
-                        uint64_t* counter) noexcept nogil:
+                        uint64_t* counter, int t, int nt) noexcept nogil:
     """Run every op on x (n rows); return a pointer to the output (logits when fused).
 
-    parts is the scratch of ``_dense_forward``.
+    Team call (thread t of nt; see ``_dense_forward``): the output is complete for thread 0 on
+    return. parts is the scratch of ``_dense_forward``.
     """
     cdef const floating* cur = x
     cdef floating* out
@@ -1336,12 +1369,15 @@ cdef floating* _forward(const Plan* p, const floating* params, floating* ws, flo
         out = ws + p.out_off[i]
         if p.kind[i] == _OP_DENSE:
             _dense_forward(cur, params + p.w_off[i], params + p.b_off[i] if p.b_off[i] >= 0 else NULL,
-                           out, parts, n, width, units, _op_act(p, i))
+                           out, parts, n, width, units, _op_act(p, i), i == 0, t, nt)
         elif p.kind[i] == _OP_ACTIVATION:
-            _activation_forward(cur, out, n, units, _op_act(p, i))
+            if t == 0:
+                _activation_forward(cur, out, n, units, _op_act(p, i))
         elif training:
-            _dropout_forward(cur, out, ws + p.mask_off[i], n * units, p.rate[i], seed, counter[0])
-            counter[0] += <uint64_t>(n * units)
+            if t == 0:
+                _dropout_forward(cur, out, ws + p.mask_off[i], n * units, p.rate[i], seed,
+                                 counter[0])
+                counter[0] += <uint64_t>(n * units)
         else:
             out = <floating*>cur  # dropout is the identity at inference
         cur = out
@@ -1351,11 +1387,12 @@ cdef floating* _forward(const Plan* p, const floating* params, floating* ws, flo
 
 cdef void _backward(const Plan* p, floating* params, floating* grads, floating* ws,
                     floating* g, floating* g_other, floating* parts, const floating* x,
-                    Py_ssize_t n, Update* u) noexcept nogil:
+                    Py_ssize_t n, Update* u, int t, int nt) noexcept nogil:
     """Backpropagate IN g = dL/d(output) through every op, writing OUT grads (flat, like params),
     and apply the optimizer step ``u`` to each dense layer once its weights have been used.
 
-    g and g_other are two scratch buffers of capacity x max width, used in turn; parts is
+    Team call (thread t of nt, each with its own ``u``; see ``_dense_backward``). g and g_other
+    are two scratch buffers of capacity x max width, used in turn; parts is
     ``_dense_backward``'s scratch.
     """
     cdef const floating* inp
@@ -1375,10 +1412,12 @@ cdef void _backward(const Plan* p, floating* params, floating* grads, floating* 
             u.w_off, u.b_off = p.w_off[i], p.b_off[i]
             _dense_backward(inp, params + p.w_off[i], out, g, grads + p.w_off[i],
                             grads + p.b_off[i] if p.b_off[i] >= 0 else NULL, dx, parts, n,
-                            width_in, units, _op_act(p, i), u)
+                            width_in, units, _op_act(p, i), u, t, nt)
             tmp = g
             g = g_other
             g_other = tmp
+        elif t != 0:
+            pass
         elif p.kind[i] == _OP_ACTIVATION:
             _activation_backward(out, g, n, units, _op_act(p, i))
         else:
@@ -1404,93 +1443,147 @@ cdef void _slot_pointers(const OptConfig* c, floating* slots, Py_ssize_t n_param
 
 
 cdef inline int _first_blocks(const Plan* p, Py_ssize_t n) noexcept nogil:
-    """Blocks the first op cuts its input into (1 unless it is a dense layer cut into blocks)."""
+    """Blocks the first op cuts its input into (1 unless it is a dense layer cut by rows)."""
     if p.kind[0] != _OP_DENSE:
         return 1
     return _row_blocks(n, p.n_inputs, p.units[0])
 
 
+cdef int _team_threads(const Plan* p, Py_ssize_t n) noexcept nogil:
+    """Threads worth starting for batches of up to n rows: as many as the most-cut layer has
+    blocks, at most the thread count (1: no layer is cut)."""
+    cdef Py_ssize_t width = p.n_inputs
+    cdef int i, cut, most = 1
+    for i in range(p.n_ops):
+        if p.kind[i] == _OP_DENSE:
+            cut = _cut(n, width, p.units[i])
+            most = cut if cut > most else most
+        width = p.units[i]
+    return _block_threads(most)
+
+
 cdef void _gather_rows(floating* out, const floating* x, const int64_t* rows, Py_ssize_t n,
-                       Py_ssize_t width, int blocks) noexcept nogil:
-    """OUT out[r] = x[rows[r]] for r < n, each row ``width`` wide; with blocks > 1, block p's
-    columns are copied by the thread that owns them in the first layer (``_dense_forward``)."""
-    cdef Py_ssize_t r, lo, hi
-    cdef int p
-    if blocks == 1:
-        for r in range(n):
-            memcpy(out + r * width, x + rows[r] * width, width * sizeof(floating))
+                       Py_ssize_t width, int blocks, int t, int nt) noexcept nogil:
+    """OUT out[r] = x[rows[r]] for r < n, each row ``width`` wide. Team call: with blocks > 1,
+    block p's columns are copied by the thread that owns them in the first layer
+    (``_dense_forward``); else thread 0 copies everything."""
+    cdef Py_ssize_t r, lo = 0, hi = width
+    if blocks == 1 and t != 0:
         return
-    for p in prange(blocks, num_threads=_block_threads(blocks), schedule="static"):
-        lo = _block_edge(width, blocks, p)
-        hi = _block_edge(width, blocks, p + 1)
-        for r in range(n):
-            memcpy(out + r * width + lo, x + rows[r] * width + lo, (hi - lo) * sizeof(floating))
+    if blocks > 1:
+        lo = _block_edge(width, blocks, <int>_share(blocks, t, nt))
+        hi = _block_edge(width, blocks, <int>_share(blocks, t + 1, nt))
+    for r in range(n):
+        memcpy(out + r * width + lo, x + rows[r] * width + lo, (hi - lo) * sizeof(floating))
 
 
-cdef Py_ssize_t _train_batches(const Plan* p, const OptConfig* opt, floating* params,
-                               floating* grads, floating* slots, Py_ssize_t n_params,
-                               floating* ws, floating* g0, floating* g1, floating* parts,
-                               floating* xbuf, floating* ybuf, int32_t* lbuf, const floating* x,
-                               const floating* y, const int32_t* labels, const int64_t* order,
-                               Py_ssize_t n_samples, Py_ssize_t batch_size, Py_ssize_t first,
-                               Py_ssize_t count, int64_t* iteration, uint64_t seed,
-                               uint64_t* counter, double* loss_out,
-                               double* correct_out) noexcept nogil:
+cdef struct TrainCall:
+    # One ``Network.train`` call's arguments, shared by the team's threads (read-only but for
+    # the outputs, which thread 0 writes).
+    const Plan* plan
+    const OptConfig* opt
+    void* params
+    void* grads
+    void* slots
+    Py_ssize_t n_params
+    void* ws
+    void* g0
+    void* g1
+    void* parts
+    void* xbuf
+    void* ybuf
+    int32_t* lbuf
+    const void* x
+    const void* y
+    const int32_t* labels
+    const int64_t* order
+    Py_ssize_t n_samples
+    Py_ssize_t batch_size
+    Py_ssize_t first
+    Py_ssize_t count
+    int64_t iteration       # the optimizer's step counter before the call
+    uint64_t seed
+    uint64_t counter        # IN/OUT: the dropout generator's position
+    double* loss_out
+    double* correct_out
+    Py_ssize_t done         # OUT: batches applied (fewer than count: a non-finite loss)
+
+
+cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept nogil:
     """Train batches first .. first+count-1 of ``order`` (or of the data as it lies, when order
-    is NULL). Return how many were applied: a non-finite loss stops before that batch's update.
+    is NULL); OUT c.done: how many were applied (a non-finite loss stops before that batch's
+    update). Team call (thread t of nt; ``like`` only selects the precision).
+
+    Per step the threads meet three times: after the forward pass's cut products, after the
+    loss (thread 0's verdict on it), and before the first layer's cut backward pass. The next
+    step's gather and first-layer products need no meeting: each thread reads and writes only
+    the blocks it owns.
     """
-    cdef Py_ssize_t b, start, n, r, j, row, n_out = p.units[p.n_ops - 1]
-    cdef Py_ssize_t n_in = p.n_inputs
+    cdef const Plan* p = c.plan
+    cdef Py_ssize_t b, start, n, r, row, n_out = p.units[p.n_ops - 1], n_in = p.n_inputs
+    cdef floating* xbuf = <floating*>c.xbuf
+    cdef floating* ybuf = <floating*>c.ybuf
+    cdef const floating* x = <const floating*>c.x
+    cdef const floating* y = <const floating*>c.y
     cdef const floating* xb
     cdef const floating* yb
     cdef const int32_t* lb
     cdef floating* out
     cdef floating* s[3]
     cdef double total
+    cdef int64_t iteration = c.iteration
     cdef Update u
     cdef int k
-    _slot_pointers(opt, slots, n_params, s)
-    u.config, u.params, u.grads = opt, params, grads
+    _slot_pointers(c.opt, <floating*>c.slots, c.n_params, s)
+    u.config, u.params, u.grads = c.opt, c.params, c.grads
     for k in range(3):
         u.slots[k] = s[k]
-    for b in range(count):
-        start = (first + b) * batch_size
-        n = batch_size if start + batch_size <= n_samples else n_samples - start
-        if order == NULL:
+    for b in range(c.count):
+        start = (c.first + b) * c.batch_size
+        n = c.batch_size if start + c.batch_size <= c.n_samples else c.n_samples - start
+        if c.order == NULL:
             xb = x + start * n_in
             yb = y + start * n_out if y != NULL else NULL
-            lb = labels + start if labels != NULL else NULL
+            lb = c.labels + start if c.labels != NULL else NULL
         else:
-            _gather_rows(xbuf, x, order + start, n, n_in, _first_blocks(p, n))
-            for r in range(n):
-                row = order[start + r]
-                if y != NULL:
-                    memcpy(ybuf + r * n_out, y + row * n_out, n_out * sizeof(floating))
-                else:
-                    lbuf[r] = labels[row]
+            _gather_rows(xbuf, x, c.order + start, n, n_in, _first_blocks(p, n), t, nt)
+            if t == 0:
+                for r in range(n):
+                    row = c.order[start + r]
+                    if y != NULL:
+                        memcpy(ybuf + r * n_out, y + row * n_out, n_out * sizeof(floating))
+                    else:
+                        c.lbuf[r] = c.labels[row]
             xb = xbuf
             yb = ybuf if y != NULL else NULL
-            lb = lbuf if y == NULL else NULL
-        out = _forward(p, params, ws, parts, xb, n, True, seed, counter)
-        total = _loss(p.loss, out, lb, yb, g0, n, n_out, <floating>(1.0 / n))
-        loss_out[b] = total
-        correct_out[b] = _count_correct(p.metric, out, lb, yb, n, n_out,
-                                        <int>p.act[p.n_ops - 1] if p.fused else _LINEAR)
-        if not isfinite(total):
-            return b
-        u.alpha = _adam_step_size(opt, iteration[0], params)
-        _backward(p, params, grads, ws, g0, g1, parts, xb, n, &u)
-        iteration[0] += 1
-    return count
+            lb = c.lbuf if y == NULL else NULL
+        out = _forward(p, <floating*>c.params, <floating*>c.ws, <floating*>c.parts, xb, n, True,
+                       c.seed, &c.counter, t, nt)
+        if t == 0:
+            total = _loss(p.loss, out, lb, yb, <floating*>c.g0, n, n_out, <floating>(1.0 / n))
+            c.loss_out[b] = total
+            c.correct_out[b] = _count_correct(p.metric, out, lb, yb, n, n_out,
+                                              <int>p.act[p.n_ops - 1] if p.fused else _LINEAR)
+            if not isfinite(total):
+                c.done = b
+        team_barrier()
+        if c.done == b:
+            return
+        u.alpha = _adam_step_size(c.opt, iteration, <floating*>c.params)
+        _backward(p, <floating*>c.params, <floating*>c.grads, <floating*>c.ws, <floating*>c.g0,
+                  <floating*>c.g1, <floating*>c.parts, xb, n, &u, t, nt)
+        iteration += 1
 
 
 cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* parts,
                  const floating* x, const floating* y, const int32_t* labels, floating* pred,
-                 Py_ssize_t n_samples, double* loss_sum, double* correct) noexcept nogil:
+                 Py_ssize_t n_samples, double* loss_sum, double* correct, int t,
+                 int nt) noexcept nogil:
     """Forward pass over all samples in workspace-sized batches, in inference mode.
 
     OUT pred (n_samples x n_out) gets the model's outputs (the fused activation applied), unless
-    NULL; with targets (y or labels), OUT loss_sum and correct accumulate loss and hits.
+    NULL; with targets (y or labels), OUT loss_sum and correct accumulate loss and hits. Team
+    call (thread t of nt); thread 0 writes the outputs.
     """
     cdef Py_ssize_t start, n, n_out = p.units[p.n_ops - 1], n_in = p.n_inputs
     cdef floating* out
@@ -1499,15 +1592,18 @@ cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* 
     start = 0
     while start < n_samples:
         n = p.capacity if start + p.capacity <= n_samples else n_samples - start
-        out = _forward(p, params, ws, parts, x + start * n_in, n, False, 0, &unused)
-        if labels != NULL or y != NULL:
-            loss_sum[0] += _loss(p.loss, out, labels + start if labels != NULL else NULL,
-                                 y + start * n_out if y != NULL else NULL, NULL, n, n_out, 1)
-            correct[0] += _count_correct(p.metric, out, labels + start if labels != NULL else NULL,
-                                         y + start * n_out if y != NULL else NULL, n, n_out,
-                                         last_act)
-        if pred != NULL:
-            _activation_forward(out, pred + start * n_out, n, n_out, last_act)
+        out = _forward(p, params, ws, parts, x + start * n_in, n, False, 0, &unused, t, nt)
+        if t == 0:
+            if labels != NULL or y != NULL:
+                loss_sum[0] += _loss(p.loss, out, labels + start if labels != NULL else NULL,
+                                     y + start * n_out if y != NULL else NULL, NULL, n, n_out, 1)
+                correct[0] += _count_correct(p.metric, out,
+                                             labels + start if labels != NULL else NULL,
+                                             y + start * n_out if y != NULL else NULL, n, n_out,
+                                             last_act)
+            if pred != NULL:
+                _activation_forward(out, pred + start * n_out, n, n_out, last_act)
+        team_barrier()  # the next batch overwrites the workspace
         start += n
 
 
@@ -1702,44 +1798,30 @@ cdef class Network:
         if iteration < 0:
             raise ValueError(f"iteration must be >= 0, got {iteration}")
         g0, g1, parts, xbuf, ybuf, lbuf = self._scratch
-        cdef void* pp = _data(self.params)
-        cdef void* pg = _data(self.grads)
-        cdef void* ps = _data(slots) if needed else NULL
-        cdef void* pws = _data(self._ws)
-        cdef void* pg0 = _data(g0)
-        cdef void* pg1 = _data(g1)
-        cdef void* pparts = _data(parts)
-        cdef void* px = _data(x)
-        cdef void* pxb = _data(xbuf)
-        cdef void* py = _data(targets)
-        cdef void* pyb = _data(ybuf)
-        cdef int32_t* pl = <int32_t*>_data(labels)
-        cdef int32_t* plb = <int32_t*>_data(lbuf)
-        cdef int64_t* po = <int64_t*>_data(order)
-        cdef double* plo = <double*>_data(loss_out)
-        cdef double* pco = <double*>_data(correct_out)
-        cdef int64_t it = iteration
-        cdef uint64_t counter = self.counter
-        cdef Py_ssize_t done
+        cdef TrainCall call
+        call.plan, call.opt = &self.plan, &c
+        call.params, call.grads = _data(self.params), _data(self.grads)
+        call.slots, call.n_params = (_data(slots) if needed else NULL), n_params
+        call.ws, call.g0, call.g1, call.parts = _data(self._ws), _data(g0), _data(g1), _data(parts)
+        call.xbuf, call.ybuf, call.lbuf = _data(xbuf), _data(ybuf), <int32_t*>_data(lbuf)
+        call.x, call.y, call.labels = _data(x), _data(targets), <int32_t*>_data(labels)
+        call.order = <int64_t*>_data(order)
+        call.n_samples, call.batch_size, call.first, call.count = n, batch_size, first, count
+        call.iteration, call.seed, call.counter = iteration, self.seed, self.counter
+        call.loss_out = <double*>_data(loss_out)
+        call.correct_out = <double*>_data(correct_out)
+        call.done = count
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
-        with nogil:
-            state = fpenv_flush_denormals()
+        with nogil, parallel(num_threads=_team_threads(&self.plan, batch_size)):
+            state = fpenv_flush_denormals()  # the FP state is per thread
             if f32:
-                done = _train_batches(&self.plan, &c, <float*>pp, <float*>pg, <float*>ps, n_params,
-                                      <float*>pws, <float*>pg0, <float*>pg1, <float*>pparts,
-                                      <float*>pxb, <float*>pyb, plb, <float*>px, <float*>py, pl,
-                                      po, n, batch_size, first, count, &it, self.seed, &counter,
-                                      plo, pco)
+                _train_batches(&call, <float*>NULL, team_index(), team_size())
             else:
-                done = _train_batches(&self.plan, &c, <double*>pp, <double*>pg, <double*>ps,
-                                      n_params, <double*>pws, <double*>pg0, <double*>pg1,
-                                      <double*>pparts, <double*>pxb, <double*>pyb, plb,
-                                      <double*>px, <double*>py, pl, po, n, batch_size, first,
-                                      count, &it, self.seed, &counter, plo, pco)
+                _train_batches(&call, <double*>NULL, team_index(), team_size())
             fpenv_restore(state)
-        self.counter = counter
-        return done, it
+        self.counter = call.counter
+        return call.done, iteration + call.done
 
     def evaluate(self, x, y):
         """Return ``(loss_sum, correct)`` over all samples, in inference mode, without the GIL."""
@@ -1764,14 +1846,16 @@ cdef class Network:
         cdef void* pout = _data(out)
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
-        with nogil:
+        with nogil, parallel(num_threads=_team_threads(&self.plan, self.plan.capacity)):
             state = fpenv_flush_denormals()
             if f32:
                 _infer(&self.plan, <float*>pp, <float*>pws, <float*>pparts, <float*>px,
-                       <float*>py, pl, <float*>pout, n, &loss_sum, &correct)
+                       <float*>py, pl, <float*>pout, n, &loss_sum, &correct, team_index(),
+                       team_size())
             else:
                 _infer(&self.plan, <double*>pp, <double*>pws, <double*>pparts, <double*>px,
-                       <double*>py, pl, <double*>pout, n, &loss_sum, &correct)
+                       <double*>py, pl, <double*>pout, n, &loss_sum, &correct, team_index(),
+                       team_size())
             fpenv_restore(state)
         return loss_sum, correct
 

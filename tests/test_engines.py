@@ -127,17 +127,18 @@ BLOCKED = {
 }
 
 
-def run_blocked(engine, optimizer, threads, widths):
-    """Input -> Dense(relu) -> Dense(tanh) -> Dense(10, softmax) at batch 64, both hidden layers
-    large enough (2^20 multiply-adds) for their products, gradients and optimizer steps to run
-    in blocks owned by threads (see fastdnn._kernels, dense layer)."""
+def run_blocked(engine, optimizer, threads, widths, dropout=0.0):
+    """Input -> Dense(relu) [-> Dropout] -> Dense(tanh) -> Dense(10, softmax) at batch 64, both
+    hidden layers large enough (2^20 multiply-adds) for their products, gradients and optimizer
+    steps to run in blocks owned by threads (see fastdnn._kernels, dense layer)."""
     keras.utils.clear_session()
     keras.utils.set_random_seed(321)
     keras.set_num_threads(threads)
     n_in, first, second = widths
-    model = keras.Sequential([keras.Input((n_in,)), keras.layers.Dense(first, activation="relu"),
-                              keras.layers.Dense(second, activation="tanh"),
-                              keras.layers.Dense(10, activation="softmax")])
+    between = [keras.layers.Dropout(dropout)] if dropout else []
+    model = keras.Sequential([keras.Input((n_in,)), keras.layers.Dense(first, activation="relu")]
+                             + between + [keras.layers.Dense(second, activation="tanh"),
+                                          keras.layers.Dense(10, activation="softmax")])
     model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"],
                   engine=engine)
     rng = np.random.default_rng(8)
@@ -159,3 +160,24 @@ def test_engines_agree_on_layers_cut_into_blocks(name, layout, float64, kernel_t
         np.testing.assert_allclose(fast[0].optimizer.slots, slow[0].optimizer.slots, rtol=1e-9,
                                    atol=1e-12)
         assert fast[0].optimizer.iterations == slow[0].optimizer.iterations == 15
+
+
+@pytest.mark.parametrize("layout", sorted(BLOCKED))
+def test_engines_agree_on_cut_layers_around_dropout_and_in_inference(layout, float64,
+                                                                     kernel_threads):
+    # the dropout runs on one thread between two layers whose blocks run on all of them; predict
+    # and evaluate cut the layers too (batches of 32 and 64 rows)
+    slow, slow_history, x, y = run_blocked("numpy", keras.optimizers.Adam(), 1, BLOCKED[layout],
+                                           dropout=0.3)
+    for threads in (1, 2, 3):
+        fast, fast_history, _, _ = run_blocked("fastdnn", keras.optimizers.Adam(), threads,
+                                               BLOCKED[layout], dropout=0.3)
+        for key in slow_history:
+            np.testing.assert_allclose(fast_history[key], slow_history[key], rtol=1e-10,
+                                       err_msg=key)
+        for wf, ws in zip(fast.get_weights(), slow.get_weights()):
+            np.testing.assert_allclose(wf, ws, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(fast.predict(x, verbose=0), slow.predict(x, verbose=0),
+                                   rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(fast.evaluate(x, y, batch_size=64, verbose=0),
+                                   slow.evaluate(x, y, batch_size=64, verbose=0), rtol=1e-10)

@@ -1,0 +1,21 @@
+/* The thread team a training call runs on: one OpenMP parallel region per call, its threads
+ * meeting at barriers between phases instead of forking and joining once per phase.
+ * An orphaned barrier binds to the innermost enclosing parallel region; outside one (or in a
+ * build without OpenMP) the team is the calling thread alone and the barrier does nothing. */
+#ifndef FASTDNN_TEAM_H
+#define FASTDNN_TEAM_H
+
+#ifdef _OPENMP
+#include <omp.h>
+static inline void team_barrier(void) {
+    _Pragma("omp barrier")
+}
+static inline int team_index(void) { return omp_get_thread_num(); }
+static inline int team_size(void) { return omp_get_num_threads(); }
+#else
+static inline void team_barrier(void) {}
+static inline int team_index(void) { return 0; }
+static inline int team_size(void) { return 1; }
+#endif
+
+#endif
