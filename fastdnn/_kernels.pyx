@@ -415,16 +415,55 @@ cdef inline int _cut(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out) noexcept n
     return blocks if blocks > 1 else _column_blocks(n, n_in, n_out)
 
 
-cdef void _finish_rows(floating* a, const floating* parts, int count, const floating* b,
-                       Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t n, Py_ssize_t c,
-                       int act) noexcept nogil:
-    """IN/OUT rows r0:r1 of a (n x c): add the ``count`` partial results in parts (each n x c,
-    in block order), then the bias b (NULL: none), then apply the activation."""
+cdef inline floating* _partial(floating* first, floating* parts, int p,
+                               Py_ssize_t size) noexcept nogil:
+    """Where block p of a product cut into blocks leaves its partial result (each ``size``
+    long): in the output itself for block 0, else in ``parts``."""
+    return first if p == 0 else parts + (p - 1) * size
+
+
+cdef inline int _owner(int p, int blocks, int nt) noexcept nogil:
+    """The thread of a team of nt that owns block p (see ``_share``)."""
+    cdef int t = 0
+    while _share(blocks, t + 1, nt) <= p:
+        t += 1
+    return t
+
+
+cdef void _sum_partials(floating* first, floating* parts, int blocks, Py_ssize_t size,
+                        Py_ssize_t lo, Py_ssize_t hi, bint own, int t, int nt) noexcept nogil:
+    """Add up the partial results of a product cut into blocks, elements lo:hi, into ``first``.
+
+    The sum is one fixed tree, ((p0 + p1) + (p2 + p3)) and so on, whoever adds: with ``own``,
+    thread t adds the pairs (p, p + 1) whose both blocks it owns, right after computing them, in
+    its own cache; then, after a barrier, the rest (``own`` false) by the threads that finish.
+    """
+    cdef int k, owner, step = 1
+    cdef Py_ssize_t i
+    cdef floating* into
+    cdef const floating* add
+    while step < blocks:
+        k = 0
+        while k + step < blocks:
+            owner = _owner(k, blocks, nt)
+            if step > 1 or own == (owner == _owner(k + 1, blocks, nt)) and (not own or owner == t):
+                into = _partial(first, parts, k, size)
+                add = _partial(first, parts, k + step, size)
+                for i in range(lo, hi):
+                    into[i] += add[i]
+            k += 2 * step
+        if own:
+            return
+        step *= 2
+
+
+cdef void _finish_rows(floating* a, floating* parts, int blocks, const floating* b,
+                       Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t n, Py_ssize_t c, int act, int t,
+                       int nt) noexcept nogil:
+    """IN/OUT rows r0:r1 of a (n x c): finish the sum of a product cut into ``blocks`` blocks
+    (``_sum_partials``), then add the bias b (NULL: none) and apply the activation."""
     cdef Py_ssize_t i, j
-    cdef int k
-    for k in range(count):
-        for i in range(r0 * c, r1 * c):
-            a[i] += parts[k * n * c + i]
+    _sum_partials(a, parts, blocks, n * c, r0 * c, r1 * c, False, t, nt)
     if b != NULL:
         for i in range(r0, r1):
             for j in range(c):
@@ -441,16 +480,15 @@ cdef void _dense_forward(const floating* x, const floating* w, const floating* b
     Team call (thread t of nt). ``first``: no thread has written x since the team's last
     barrier but the owners of its row blocks, their own columns (``_gather_rows``). Cut by rows,
     block 0 writes its share x[:, lo:hi] @ w[lo:hi] to a, the others to ``parts``
-    ((blocks - 1) x n x n_out scratch), added to a in block order.
+    ((blocks - 1) x n x n_out scratch), summed as ``_sum_partials`` says.
     """
     cdef int p, blocks = _row_blocks(n, n_in, n_out), cut = _cut(n, n_in, n_out)
     cdef Py_ssize_t lo, hi, size = n * n_out
-    cdef int count = blocks - 1
     if cut == 1:
         if t == 0:
             _gemm(c'N', c'N', <int>n_out, <int>n, <int>n_in, 1, w, <int>n_out, x, <int>n_in, 0,
                   a, <int>n_out)
-            _finish_rows(a, parts, 0, b, 0, n, n, n_out, act)
+            _finish_rows(a, parts, 1, b, 0, n, n, n_out, act, t, nt)
         return
     if blocks == 1 or not first:
         team_barrier()
@@ -464,13 +502,15 @@ cdef void _dense_forward(const floating* x, const floating* w, const floating* b
             lo = _block_edge(n_in, blocks, p)
             hi = _block_edge(n_in, blocks, p + 1)
             _gemm(c'N', c'N', <int>n_out, <int>n, <int>(hi - lo), 1, w + lo * n_out, <int>n_out,
-                  x + lo, <int>n_in, 0, a if p == 0 else parts + (p - 1) * size, <int>n_out)
+                  x + lo, <int>n_in, 0, _partial(a, parts, p, size), <int>n_out)
+    _sum_partials(a, parts, blocks, size, 0, size, True, t, nt)
     team_barrier()
     if size * blocks < _MIN_CHUNK:
         if t == 0:
-            _finish_rows(a, parts, count, b, 0, n, n, n_out, act)
+            _finish_rows(a, parts, blocks, b, 0, n, n, n_out, act, t, nt)
     else:  # large enough to share the rows out, and meet again
-        _finish_rows(a, parts, count, b, _share(n, t, nt), _share(n, t + 1, nt), n, n_out, act)
+        _finish_rows(a, parts, blocks, b, _share(n, t, nt), _share(n, t + 1, nt), n, n_out, act,
+                     t, nt)
         team_barrier()
 
 
@@ -518,7 +558,7 @@ cdef void _dense_backward(const floating* x, const floating* w, const floating* 
     Team call (thread t of nt): x, a and g must be complete for thread 0; dx is complete for
     thread 0 on return. db and dx may be NULL (no bias; first layer, whose input needs no
     gradient). Cut into blocks of columns, block 0 writes its share of dx to dx, the others to
-    ``parts`` ((blocks - 1) x n x n_in scratch), added to dx in block order.
+    ``parts`` ((blocks - 1) x n x n_in scratch), summed as ``_sum_partials`` says.
     """
     cdef int p, blocks = _row_blocks(n, n_in, n_out), cut = _cut(n, n_in, n_out)
     cdef Py_ssize_t i, j, lo, hi
@@ -541,34 +581,39 @@ cdef void _dense_backward(const floating* x, const floating* w, const floating* 
         if blocks == 1:  # cut by columns
             lo = _block_edge(n_out, cut, p)
             hi = _block_edge(n_out, cut, p + 1)
-            _dense_backward_columns(x, w, g, dw, NULL if dx == NULL else (
-                dx if p == 0 else parts + (p - 1) * n * n_in), n, n_in, n_out, lo, hi, u)
+            _dense_backward_columns(x, w, g, dw, NULL if dx == NULL else
+                                    _partial(dx, parts, p, n * n_in), n, n_in, n_out, lo, hi, u)
         else:
             _dense_backward_rows(x, w, g, dw, dx, n, n_in, n_out, _block_edge(n_in, blocks, p),
                                  _block_edge(n_in, blocks, p + 1), u)
     if dx != NULL:
+        if blocks == 1:
+            _sum_partials(dx, parts, cut, n * n_in, 0, n * n_in, True, t, nt)
         team_barrier()
         if blocks == 1 and t == 0:
-            _finish_rows(dx, parts, cut - 1, NULL, 0, n, n, n_in, _LINEAR)
+            _finish_rows(dx, parts, cut, NULL, 0, n, n, n_in, _LINEAR, t, nt)
 
 
 # --- losses (mean over the batch; gradients already divided by the batch size)
 
-cdef floating _log_sum_exp_row(const floating* z, floating* p, Py_ssize_t c) noexcept nogil:
-    """Return log Σ exp(z) computed stably; OUT p = softmax(z) unless p is NULL."""
+cdef floating _log_sum_exp_row(const floating* z, floating* p, Py_ssize_t c,
+                               floating scale) noexcept nogil:
+    """Return log Σ exp(z) computed stably; OUT p = scale·softmax(z) unless p is NULL."""
     cdef Py_ssize_t j
-    cdef floating m = z[0], s = 0, e
+    cdef floating m = z[0], s = 0
     for j in range(1, c):
         if z[j] > m:
             m = z[j]
-    for j in range(c):
-        e = _exp(z[j] - m)
-        s += e
-        if p != NULL:
-            p[j] = e
-    if p != NULL:
+    if p == NULL:
         for j in range(c):
-            p[j] /= s
+            s += _exp(z[j] - m)
+    else:
+        for j in range(c):
+            p[j] = _exp(z[j] - m)
+            s += p[j]
+        scale /= s
+        for j in range(c):
+            p[j] *= scale
     return _log(s) + m
 
 
@@ -581,9 +626,8 @@ cdef double _sparse_softmax_xent(const floating* z, const int32_t* labels, float
     for i in range(n):
         if grad != NULL:
             g = grad + i * c
-        total += _log_sum_exp_row(z + i * c, g, c) - z[i * c + labels[i]]
+        total += _log_sum_exp_row(z + i * c, g, c, scale) - z[i * c + labels[i]]
         if g != NULL:
-            _scale_row(g, c, scale)
             g[labels[i]] -= scale
     return total
 
@@ -598,7 +642,7 @@ cdef double _softmax_xent(const floating* z, const floating* y, floating* grad, 
     for i in range(n):
         if grad != NULL:
             g = grad + i * c
-        lse = _log_sum_exp_row(z + i * c, g, c)
+        lse = _log_sum_exp_row(z + i * c, g, c, scale)
         ysum = 0
         for j in range(c):
             ysum += y[i * c + j]
@@ -606,14 +650,8 @@ cdef double _softmax_xent(const floating* z, const floating* y, floating* grad, 
                 total += y[i * c + j] * (lse - z[i * c + j])
         if g != NULL:
             for j in range(c):
-                g[j] = scale * (g[j] * ysum - y[i * c + j])
+                g[j] = g[j] * ysum - scale * y[i * c + j]
     return total
-
-
-cdef inline void _scale_row(floating* g, Py_ssize_t c, floating scale) noexcept nogil:
-    cdef Py_ssize_t j
-    for j in range(c):
-        g[j] *= scale
 
 
 cdef double _sigmoid_bce(const floating* z, const floating* y, floating* grad, Py_ssize_t n,
