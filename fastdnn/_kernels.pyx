@@ -44,6 +44,9 @@ cdef extern from "_team.h" nogil:
     void team_barrier()
     int team_index()
     int team_size()
+    long long team_load(const long long* p)
+    void team_store(long long* p, long long v)
+    long long team_take(long long* p)
 
 
 # --- constants shared with the Python layer
@@ -377,6 +380,41 @@ cdef void _update(const OptConfig* c, floating* w, const floating* g, floating* 
         fpenv_restore(state)
 
 
+# --- helping thread 0: while it works alone (small layers, the loss), the others copy the next
+# shuffled batch into a second buffer, so that less of the gather is left for the next step
+
+cdef struct Helpers:
+    # One thread's view of the next batch; claimed and closed are shared by the team.
+    const void* x           # the data, rows ``width`` wide
+    const int64_t* rows     # the next batch's rows of x (NULL: no helping this step)
+    void* out               # the next batch's buffer
+    Py_ssize_t n            # its rows
+    Py_ssize_t width
+    long long* claimed      # rows of it taken so far
+    long long* closed       # windows thread 0 has closed
+    long long window        # windows this thread has reached
+
+
+cdef void _help(Helpers* h, floating* like, int t) noexcept nogil:
+    """Call before a barrier at which the team waits for thread 0 alone (``like`` only selects
+    the precision). Thread 0 closes the window; each other thread copies whole rows of the next
+    batch meanwhile, taking one at a time from the shared counter, until thread 0 has closed it
+    or no row is left. A row taken is copied before its taker reaches the barrier."""
+    cdef long long r
+    h.window += 1
+    if t == 0:
+        team_store(h.closed, h.window)
+        return
+    if h.rows == NULL:
+        return
+    while team_load(h.closed) < h.window:
+        r = team_take(h.claimed)
+        if r >= h.n:
+            return
+        memcpy(<floating*>h.out + r * h.width, <const floating*>h.x + h.rows[r] * h.width,
+               h.width * sizeof(floating))
+
+
 # --- dense layer
 #
 # A layer cut into blocks (``_row_blocks``) gives block p the kernel rows lo:hi, i.e. the inputs
@@ -550,13 +588,13 @@ cdef void _dense_backward_columns(const floating* x, const floating* w, const fl
 
 cdef void _dense_backward(const floating* x, const floating* w, const floating* a, floating* g,
                           floating* dw, floating* db, floating* dx, floating* parts, Py_ssize_t n,
-                          Py_ssize_t n_in, Py_ssize_t n_out, int act, const Update* u, int t,
-                          int nt) noexcept nogil:
+                          Py_ssize_t n_in, Py_ssize_t n_out, int act, const Update* u,
+                          Helpers* h, int t, int nt) noexcept nogil:
     """From IN g = dL/dA (n, n_out), overwritten with dL/dZ: OUT dw = x^T g, db = column sums
     of g, dx = g w^T; then, with u, the optimizer step on this layer's kernel and bias.
 
     Team call (thread t of nt): x, a and g must be complete for thread 0; dx is complete for
-    thread 0 on return. db and dx may be NULL (no bias; first layer, whose input needs no
+    thread 0 on return. With h, the others help (``_help``) while thread 0 starts alone. db and dx may be NULL (no bias; first layer, whose input needs no
     gradient). Cut into blocks of columns, block 0 writes its share of dx to dx, the others to
     ``parts`` ((blocks - 1) x n x n_in scratch), summed as ``_sum_partials`` says.
     """
@@ -576,6 +614,8 @@ cdef void _dense_backward(const floating* x, const floating* w, const floating* 
             _dense_backward_rows(x, w, g, dw, dx, n, n_in, n_out, 0, n_in, u)
     if cut == 1:
         return
+    if h != NULL:
+        _help(h, g, t)
     team_barrier()
     for p in range(_share(cut, t, nt), _share(cut, t + 1, nt)):
         if blocks == 1:  # cut by columns
@@ -1011,11 +1051,11 @@ def dense_backward(x, w, a, grad, dw, db, dx=None, activation="linear"):
         if f32:
             _dense_backward(<float*>px, <float*>pw, <float*>pa, <float*>pg, <float*>pdw,
                             <float*>pdb, <float*>pdx, <float*>pparts, n, n_in, n_out, act, NULL,
-                            team_index(), team_size())
+                            NULL, team_index(), team_size())
         else:
             _dense_backward(<double*>px, <double*>pw, <double*>pa, <double*>pg, <double*>pdw,
                             <double*>pdb, <double*>pdx, <double*>pparts, n, n_in, n_out, act,
-                            NULL, team_index(), team_size())
+                            NULL, NULL, team_index(), team_size())
         fpenv_restore(state)
 
 
@@ -1425,12 +1465,12 @@ cdef floating* _forward(const Plan* p, const floating* params, floating* ws, flo
 
 cdef void _backward(const Plan* p, floating* params, floating* grads, floating* ws,
                     floating* g, floating* g_other, floating* parts, const floating* x,
-                    Py_ssize_t n, Update* u, int t, int nt) noexcept nogil:
+                    Py_ssize_t n, Update* u, Helpers* h, int t, int nt) noexcept nogil:
     """Backpropagate IN g = dL/d(output) through every op, writing OUT grads (flat, like params),
     and apply the optimizer step ``u`` to each dense layer once its weights have been used.
 
-    Team call (thread t of nt, each with its own ``u``; see ``_dense_backward``). g and g_other
-    are two scratch buffers of capacity x max width, used in turn; parts is
+    Team call (thread t of nt, each with its own ``u`` and ``h``; see ``_dense_backward``). g
+    and g_other are two scratch buffers of capacity x max width, used in turn; parts is
     ``_dense_backward``'s scratch.
     """
     cdef const floating* inp
@@ -1450,7 +1490,7 @@ cdef void _backward(const Plan* p, floating* params, floating* grads, floating* 
             u.w_off, u.b_off = p.w_off[i], p.b_off[i]
             _dense_backward(inp, params + p.w_off[i], out, g, grads + p.w_off[i],
                             grads + p.b_off[i] if p.b_off[i] >= 0 else NULL, dx, parts, n,
-                            width_in, units, _op_act(p, i), u, t, nt)
+                            width_in, units, _op_act(p, i), u, h, t, nt)
             tmp = g
             g = g_other
             g_other = tmp
@@ -1528,7 +1568,7 @@ cdef struct TrainCall:
     void* g0
     void* g1
     void* parts
-    void* xbuf
+    void* xbuf              # two buffers of capacity x n_inputs: this batch's, the next's
     void* ybuf
     int32_t* lbuf
     const void* x
@@ -1545,6 +1585,8 @@ cdef struct TrainCall:
     double* loss_out
     double* correct_out
     Py_ssize_t done         # OUT: batches applied (fewer than count: a non-finite loss)
+    long long claimed[2]    # rows of the next batch copied ahead (``_help``), per buffer
+    long long closed
 
 
 cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept nogil:
@@ -1552,14 +1594,17 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
     is NULL); OUT c.done: how many were applied (a non-finite loss stops before that batch's
     update). Team call (thread t of nt; ``like`` only selects the precision).
 
-    Per step the threads meet three times: after the forward pass's cut products, after the
-    loss (thread 0's verdict on it), and before the first layer's cut backward pass. The next
-    step's gather and first-layer products need no meeting: each thread reads and writes only
-    the blocks it owns.
+    Per step the threads meet three times for the chapter's model: after the forward pass's cut
+    products, after the loss (thread 0's verdict on it), and before the first layer's cut
+    backward pass. Waiting at the last two for thread 0, the others copy rows of the next
+    shuffled batch into the other buffer (``_help``); each thread then gathers the rest of its
+    own blocks' columns. The next step's first-layer products need no meeting: each thread reads
+    and writes only the blocks it owns.
     """
     cdef const Plan* p = c.plan
-    cdef Py_ssize_t b, start, n, r, row, n_out = p.units[p.n_ops - 1], n_in = p.n_inputs
-    cdef floating* xbuf = <floating*>c.xbuf
+    cdef Py_ssize_t b, start, n, r, row, ready, n_out = p.units[p.n_ops - 1], n_in = p.n_inputs
+    cdef Py_ssize_t buffer_size = p.capacity * n_in
+    cdef floating* xbuf
     cdef floating* ybuf = <floating*>c.ybuf
     cdef const floating* x = <const floating*>c.x
     cdef const floating* y = <const floating*>c.y
@@ -1571,20 +1616,33 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
     cdef double total
     cdef int64_t iteration = c.iteration
     cdef Update u
-    cdef int k
+    cdef Helpers h
+    cdef int k, cur
+    cdef bint helped = False
     _slot_pointers(c.opt, <floating*>c.slots, c.n_params, s)
     u.config, u.params, u.grads = c.opt, c.params, c.grads
     for k in range(3):
         u.slots[k] = s[k]
+    h.x, h.width, h.closed, h.window = c.x, n_in, &c.closed, 0
     for b in range(c.count):
         start = (c.first + b) * c.batch_size
         n = c.batch_size if start + c.batch_size <= c.n_samples else c.n_samples - start
+        if n < c.batch_size and b > 0:
+            # a short last batch is cut into other blocks (or none): the threads that owned the
+            # full batches' blocks must be done with them
+            team_barrier()
+        cur = b % 2
+        xbuf = <floating*>c.xbuf + cur * buffer_size
+        h.rows = NULL
         if c.order == NULL:
             xb = x + start * n_in
             yb = y + start * n_out if y != NULL else NULL
             lb = c.labels + start if c.labels != NULL else NULL
         else:
-            _gather_rows(xbuf, x, c.order + start, n, n_in, _first_blocks(p, n), t, nt)
+            # rows the others copied while this thread waited in the last step
+            ready = min(team_load(&c.claimed[cur]), n) if helped else 0
+            _gather_rows(xbuf + ready * n_in, x, c.order + start + ready, n - ready, n_in,
+                         _first_blocks(p, n), t, nt)
             if t == 0:
                 for r in range(n):
                     row = c.order[start + r]
@@ -1595,6 +1653,15 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
             xb = xbuf
             yb = ybuf if y != NULL else NULL
             lb = c.lbuf if y == NULL else NULL
+            # the next batch, while this one is full (its cut layers meet before any window)
+            if b + 1 < c.count and n == c.batch_size and start + n < c.n_samples:
+                if t == 0:
+                    team_store(&c.claimed[1 - cur], 0)
+                h.rows = c.order + start + n
+                h.n = min(c.batch_size, c.n_samples - start - n)
+                h.out = <floating*>c.xbuf + (1 - cur) * buffer_size
+                h.claimed = &c.claimed[1 - cur]
+        helped = h.rows != NULL
         out = _forward(p, <floating*>c.params, <floating*>c.ws, <floating*>c.parts, xb, n, True,
                        c.seed, &c.counter, t, nt)
         if t == 0:
@@ -1604,12 +1671,13 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
                                               <int>p.act[p.n_ops - 1] if p.fused else _LINEAR)
             if not isfinite(total):
                 c.done = b
+        _help(&h, xbuf, t)
         team_barrier()
         if c.done == b:
             return
         u.alpha = _adam_step_size(c.opt, iteration, <floating*>c.params)
         _backward(p, <floating*>c.params, <floating*>c.grads, <floating*>c.ws, <floating*>c.g0,
-                  <floating*>c.g1, <floating*>c.parts, xb, n, &u, t, nt)
+                  <floating*>c.g1, <floating*>c.parts, xb, n, &u, &h, t, nt)
         iteration += 1
 
 
@@ -1767,7 +1835,7 @@ cdef class Network:
         ws = np.zeros(offset, self.dtype)
         scratch = (np.zeros(capacity * widest, self.dtype), np.zeros(capacity * widest, self.dtype),
                    np.zeros((_MAX_BLOCKS - 1) * capacity * widest, self.dtype),
-                   np.zeros(capacity * self.plan.n_inputs, self.dtype),
+                   np.zeros(2 * capacity * self.plan.n_inputs, self.dtype),
                    np.zeros(capacity * self.n_outputs, self.dtype), np.zeros(capacity, np.int32))
         out_off[:] = new_out
         mask_off[:] = new_mask
@@ -1849,6 +1917,7 @@ cdef class Network:
         call.loss_out = <double*>_data(loss_out)
         call.correct_out = <double*>_data(correct_out)
         call.done = count
+        call.claimed[0] = call.claimed[1] = call.closed = 0
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
         with nogil, parallel(num_threads=_team_threads(&self.plan, batch_size)):

@@ -18,4 +18,9 @@ static inline int team_index(void) { return 0; }
 static inline int team_size(void) { return 1; }
 #endif
 
+/* A shared counter and a shared signal between the team's threads (barriers order the rest). */
+static inline long long team_load(const long long* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void team_store(long long* p, long long v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline long long team_take(long long* p) { return __atomic_fetch_add(p, 1, __ATOMIC_RELAXED); }
+
 #endif

@@ -419,3 +419,46 @@ def test_predict_and_evaluate_reject_bad_arguments_naming_them():
         net.predict(np.zeros((5, N_INPUTS + 1)), np.zeros((5, 4)))
     with pytest.raises(ValueError, match="labels"):
         net.evaluate(x, np.array([0, 1, 2, 3, 4], np.int32))
+
+
+# --- layers cut into blocks run on a team of threads; while thread 0 works alone, the others copy
+# rows of the next shuffled batch ahead: no result may depend on the thread count or the timing
+
+CUT_LAYERS = {
+    # n_inputs and layers; at batch 64 both hidden layers are cut (2^20 multiply-adds)
+    "rows": (200, [("dense", 256, "relu", True), ("dropout", 0.2), ("dense", 128, "tanh", True),
+                   ("dense", 10, "softmax", True)]),
+    "columns": (300, [("dense", 80, "relu", True), ("dense", 1024, "tanh", True),
+                      ("dense", 10, "softmax", True)]),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(CUT_LAYERS))
+def test_cut_layers_train_and_predict_bit_identically_on_any_thread_count(layout,
+                                                                          kernel_threads):
+    n_inputs, layers = CUT_LAYERS[layout]
+    rng = np.random.default_rng(5)
+    ops, params = init_params(rng, n_inputs, layers, np.float64)
+    x, y = network_data(rng, kernels.LOSS_SPARSE_CE, 330, n_inputs, 10)  # 5 batches of 64 + 10
+    orders = [rng.permutation(330).astype(np.int64) for _ in range(2)]
+    opt = {"kind": "adam", "learning_rate": 0.01}
+    results = []
+    for threads in (1, 2, 3):
+        kernel_threads(threads)
+        net = kernels.Network(n_inputs, ops, params.copy(), kernels.LOSS_SPARSE_CE,
+                              kernels.METRIC_SPARSE_ACC, True, 64, seed=3)
+        slots, iteration, losses = init_slots(opt, params.size, np.float64), 0, []
+        for order, calls in zip(orders, [[(0, 2), (2, 4)], [(0, 6)]]):
+            for first, count in calls:
+                loss_out, correct_out = np.zeros(count), np.zeros(count)
+                done, iteration = net.train(x, y, order, 64, first, count, opt, slots,
+                                            iteration, loss_out, correct_out)
+                assert done == count
+                losses.extend(loss_out)
+        out = np.empty((330, 10))
+        net.predict(x, out)
+        results.append((net.params, slots, np.array(losses), out, net.evaluate(x, y)))
+    assert not np.array_equal(results[0][0], params)
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):
+            np.testing.assert_array_equal(got, want)
