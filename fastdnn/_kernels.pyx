@@ -1627,9 +1627,11 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
     for b in range(c.count):
         start = (c.first + b) * c.batch_size
         n = c.batch_size if start + c.batch_size <= c.n_samples else c.n_samples - start
-        if n < c.batch_size and b > 0:
-            # a short last batch is cut into other blocks (or none): the threads that owned the
-            # full batches' blocks must be done with them
+        if b > 0 and (n < c.batch_size or _first_blocks(p, n) == 1):
+            # Unless the first op is a dense layer cut by rows, which each thread starts on its
+            # own blocks (gather, products), thread 0's first writes (a whole gather, a dropout's
+            # output) or a short last batch's other blocks could meet threads still on the last
+            # step's blocks.
             team_barrier()
         cur = b % 2
         xbuf = <floating*>c.xbuf + cur * buffer_size

@@ -430,6 +430,9 @@ CUT_LAYERS = {
                    ("dense", 10, "softmax", True)]),
     "columns": (300, [("dense", 80, "relu", True), ("dense", 1024, "tanh", True),
                       ("dense", 10, "softmax", True)]),
+    # the first dense layer reads what thread 0 writes each step (the dropout's output)
+    "dropout_first": (200, [("dropout", 0.1), ("dense", 256, "relu", True),
+                            ("dense", 10, "softmax", True)]),
 }
 
 
