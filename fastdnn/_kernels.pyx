@@ -168,31 +168,56 @@ cdef inline void _blas_gemm(char transa, char transb, int m, int n, int k, float
         dgemm(&transa, &transb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb, &beta, c, &ldc)
 
 
-# OpenBLAS multiplies a product of at most 10^6 multiply-adds with its "small matrix" kernels,
-# straight from the operands; a larger one is first copied into packed panels, which costs more
-# than the arithmetic when one side is a batch of a few dozen rows (measured, one thread:
-# 32x256x1024 forward 284 us in one call, 186 us in chunks under the limit; its input gradient
-# 580 us against 212 us). Such skinny products are issued in chunks of C's rows under the limit.
+# OpenBLAS (its SkylakeX kernels, which SciPy's build picks on AVX-512 CPUs) multiplies a product
+# of at most 10^6 multiply-adds with "small matrix" kernels, straight from the operands; a larger
+# one is first copied into packed panels, which costs more than the arithmetic on the products of
+# a dense layer's blocks. Measured, one thread, one call against chunks under the limit:
+# 32x256x1024 forward 284 -> 186 us, its input gradient 580 -> 212 us (skinny: a batch of 32);
+# 256x196x100 forward 146 -> 92 us. So a product is issued in chunks of C's rows or columns under
+# the limit, where a chunk stays at least _MIN_CHUNK_WIDTH wide (narrower ones re-read the other
+# operand too often: 256x196x1024 in chunks of 16 took 2.5x longer) or the product is skinny.
+# Elsewhere the chunks cost a few calls more. Chunks depend on the shapes only.
 cdef int _SMALL_GEMM = 1000000
 cdef int _SKINNY = 64
+cdef int _MIN_CHUNK_WIDTH = 32
 
 
 cdef inline void _gemm(char transa, char transb, int m, int n, int k, floating alpha,
                        const floating* a, int lda, const floating* b, int ldb, floating beta,
                        floating* c, int ldc) noexcept nogil:
-    """C := alpha*op(A)@op(B) + beta*C, column-major (the BLAS convention); a skinny product
-    above OpenBLAS's small-matrix limit in chunks of m (each element still one call's sum)."""
-    cdef int lo = 0, chunk = m
-    if <int64_t>m * n * k > _SMALL_GEMM and (n <= _SKINNY or k <= _SKINNY):
-        chunk = (_SMALL_GEMM // (n * k)) & ~7
-    if chunk < 8 or chunk >= m:
+    """C := alpha*op(A)@op(B) + beta*C, column-major (the BLAS convention); a product above
+    OpenBLAS's small-matrix limit in chunks of C's rows or columns under it, where chunks stay
+    wide enough (each element still one call's sum)."""
+    cdef int lo = 0, step
+    cdef int by_m = _chunk_for(m, n, k), by_n = _chunk_for(n, m, k)
+    if by_m == 0 and by_n == 0:
         _blas_gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-        return
-    while lo < m:
-        _blas_gemm(transa, transb, chunk if lo + chunk <= m else m - lo, n, k, alpha,
-                   a + (lo if transa == c'N' else <int64_t>lo * lda), lda, b, ldb, beta, c + lo,
-                   ldc)
-        lo += chunk
+    elif by_m >= by_n:
+        while lo < m:
+            step = by_m if lo + by_m <= m else m - lo
+            _blas_gemm(transa, transb, step, n, k, alpha,
+                       a + (lo if transa == c'N' else <int64_t>lo * lda), lda, b, ldb, beta,
+                       c + lo, ldc)
+            lo += by_m
+    else:
+        while lo < n:
+            step = by_n if lo + by_n <= n else n - lo
+            _blas_gemm(transa, transb, m, step, k, alpha, a, lda,
+                       b + (<int64_t>lo * ldb if transb == c'N' else lo), ldb, beta,
+                       c + <int64_t>lo * ldc, ldc)
+            lo += by_n
+
+
+cdef inline int _chunk_for(int side, int other, int k) noexcept nogil:
+    """Chunk of ``side`` that keeps a product under the small-matrix limit (0: none needed, or
+    none wide enough to pay)."""
+    cdef int64_t size = <int64_t>side * other * k, chunk
+    if size <= _SMALL_GEMM:
+        return 0
+    chunk = (_SMALL_GEMM // (<int64_t>other * k)) & ~7
+    if chunk < _MIN_CHUNK_WIDTH and not (other <= _SKINNY or k <= _SKINNY):
+        return 0
+    return <int>chunk if chunk >= 8 else 0
 
 
 # A dense layer whose products reach this many multiply-adds is cut into blocks of its input rows,

@@ -17,8 +17,12 @@ from fastdnn import reference
 DTYPE_IDS = ["float32", "float64"]
 ROWS = [(1, 5), (7, 13), (512, 100)]
 ROW_IDS = ["batch1", "odd", "large"]
-DENSE_SHAPES = [(1, 7, 5), (7, 13, 5), (512, 784, 100), (64, 40, 2000)]
-DENSE_IDS = ["batch1", "odd_7x13x5", "large_512x784x100", "few_inputs_64x40x2000"]
+# the last four are cut into blocks whose products go to BLAS in chunks (see _kernels._gemm), along
+# either side of the result, with either operand transposed
+DENSE_SHAPES = [(1, 7, 5), (7, 13, 5), (512, 784, 100), (64, 40, 2000), (256, 784, 100),
+                (32, 784, 1024)]
+DENSE_IDS = ["batch1", "odd_7x13x5", "large_512x784x100", "few_inputs_64x40x2000",
+             "chunked_256x784x100", "chunked_32x784x1024"]
 
 
 def normal(rng, shape, dtype, scale=1.0):
