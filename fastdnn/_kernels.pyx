@@ -173,7 +173,7 @@ cdef inline void _blas_gemm(char transa, char transb, int m, int n, int k, float
 # one is first copied into packed panels, which costs more than the arithmetic on the products of
 # a dense layer's blocks. Measured, one thread, one call against chunks under the limit:
 # 32x256x1024 forward 284 -> 186 us, its input gradient 580 -> 212 us (skinny: a batch of 32);
-# 256x196x100 forward 146 -> 92 us. So a product is issued in chunks of C's rows or columns under
+# 256x196x100 forward 130 -> 110 us (chunks of 48 rows). So a product is issued in chunks of C's rows or columns under
 # the limit, where a chunk stays at least _MIN_CHUNK_WIDTH wide (narrower ones re-read the other
 # operand too often: 256x196x1024 in chunks of 16 took 2.5x longer) or the product is skinny.
 # Elsewhere the chunks cost a few calls more. Chunks depend on the shapes only.
