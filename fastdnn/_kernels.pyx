@@ -29,7 +29,7 @@ cimport cython
 cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.math cimport exp, expf, fabs, isfinite, log, log1p, log1pf, logf, pow, powf, sqrt, sqrtf, tanh, tanhf
+from libc.math cimport INFINITY, exp, expf, fabs, isfinite, log, log1p, log1pf, logf, pow, powf, sqrt, sqrtf, tanh, tanhf
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -414,7 +414,7 @@ cdef void _update_range(const OptConfig* c, floating alpha, floating* w, const f
 cdef void _update(const OptConfig* c, floating* w, const floating* g, floating* s0, floating* s1,
                   floating* s2, Py_ssize_t size, int64_t iteration) noexcept nogil:
     """One optimizer step over w[0:size], split across threads when it is large enough to pay."""
-    cdef Py_ssize_t k, lo, hi
+    cdef Py_ssize_t k
     cdef unsigned int state
     cdef int chunks = _n_threads
     cdef floating alpha = _adam_step_size(c, iteration, w)
@@ -423,11 +423,11 @@ cdef void _update(const OptConfig* c, floating* w, const floating* g, floating* 
     if chunks <= 1:
         _update_range(c, alpha, w, g, s0, s1, s2, 0, size)
         return
-    for k in prange(chunks, num_threads=chunks, schedule="static"):
-        lo = size * k // chunks
-        hi = size * (k + 1) // chunks
+    with parallel(num_threads=chunks):  # no worksharing loop: one meeting, at the end
         state = fpenv_flush_denormals()  # the FP state is per thread
-        _update_range(c, alpha, w, g, s0, s1, s2, lo, hi)
+        k = team_index()
+        _update_range(c, alpha, w, g, s0, s1, s2, _share(size, <int>k, team_size()),
+                      _share(size, <int>k + 1, team_size()))
         fpenv_restore(state)
 
 
@@ -952,11 +952,11 @@ def _no_overlap(outputs, inputs):
         seen.append((name, out))
 
 
-cdef double _finite_scalar(str name, object value, object low=None, object high=None) except? -1:
-    cdef double v = float(value)
+cdef double _finite_scalar(str name, double v, double low=-INFINITY,
+                           double high=INFINITY) except? -1:
     if not isfinite(v):
         raise ValueError(f"{name} must be finite, got {v}")
-    if (low is not None and v < low) or (high is not None and v > high):
+    if v < low or v > high:
         raise ValueError(f"{name} must lie in [{low}, {high}], got {v}")
     return v
 
@@ -1301,22 +1301,25 @@ def dropout_forward(x, out, mask, double rate, seed, counter):
             _dropout_forward(<double*>px, <double*>po, <double*>pm, size, rate, c_seed, c_counter)
 
 
-cdef object _run_update(OptConfig* c, params, grads, slots, names, int64_t iteration):
+cdef object _run_update(OptConfig* c, params, grads, tuple slots, tuple names,
+                        int64_t iteration):
     """Shared body of the public optimizer updates: check buffers, update without the GIL."""
     dtype = _check("params", params, 1, None, None, True)
-    _check("grads", grads, 1, dtype, params.shape)
+    cdef tuple shape = params.shape
+    _check("grads", grads, 1, dtype, shape)
     cdef void* ptr[3]
-    cdef int k
+    cdef Py_ssize_t k, j
     for k in range(3):
         ptr[k] = NULL
-    seen = [params, grads]
-    for k, (name, slot) in enumerate(zip(names, slots)):
-        if slot is not None:
-            _check(name, slot, 1, dtype, params.shape, writable=True)
-            if any(_overlap(slot, other) for other in seen):
-                raise ValueError(f"{name} must not overlap params, grads or another slot")
-            seen.append(slot)
-            ptr[k] = _data(slot)
+    for k in range(len(slots)):
+        slot = slots[k]
+        if slot is None:
+            continue
+        _check(names[k], slot, 1, dtype, shape, writable=True)
+        if _overlap(slot, params) or _overlap(slot, grads) or any(
+                slots[j] is not None and _overlap(slot, slots[j]) for j in range(k)):
+            raise ValueError(f"{names[k]} must not overlap params, grads or another slot")
+        ptr[k] = _data(slot)
     if iteration < 0:
         raise ValueError(f"iteration must be >= 0, got {iteration}")
     cdef Py_ssize_t size = params.shape[0]
