@@ -19,10 +19,10 @@ ROWS = [(1, 5), (7, 13), (512, 100)]
 ROW_IDS = ["batch1", "odd", "large"]
 # the last four are cut into blocks whose products go to BLAS in chunks (see _kernels._gemm), along
 # either side of the result, with either operand transposed
-DENSE_SHAPES = [(1, 7, 5), (7, 13, 5), (512, 784, 100), (64, 40, 2000), (256, 784, 100),
-                (32, 784, 1024)]
+DENSE_SHAPES = [(1, 7, 5), (7, 13, 5), (512, 784, 100), (64, 40, 2000), (32, 96, 1024),
+                (256, 392, 50)]
 DENSE_IDS = ["batch1", "odd_7x13x5", "large_512x784x100", "few_inputs_64x40x2000",
-             "chunked_256x784x100", "chunked_32x784x1024"]
+             "chunks_of_units_32x96x1024", "chunks_of_rows_256x392x50"]
 
 
 def normal(rng, shape, dtype, scale=1.0):
