@@ -25,6 +25,7 @@ Groups:
 
 import contextlib
 import math
+import time
 
 import numpy as np
 import pytest
@@ -155,15 +156,23 @@ def test_step(benchmark, data, opt, bs, role):
 
 # --- one epoch
 
+# Untimed pause before each epoch round. A shared host's slow spells last a second or more (a
+# whole row of back-to-back rounds can fall into one, whichever engine it is); spreading the rounds
+# over a few seconds lets each row's fastest round come from an ordinary moment.
+ROUND_PAUSE = 0.4
+
+
 def _epoch(benchmark, widths, opt, bs, role, x, y, rounds):
-    """Time one epoch of ``role`` (pedantic: ``rounds`` rounds after one untimed warm-up)."""
+    """Time one epoch of ``role`` (pedantic: ``rounds`` rounds after one untimed warm-up, each
+    after an untimed pause of ROUND_PAUSE seconds)."""
     if role == "floor":
         floor = Floor(widths, bs)
         fn = lambda: floor.epoch(x, bs)  # noqa: E731
     else:
         model = build_model(widths, opt, ENGINE[role])
         fn = lambda: model.fit(x, y, epochs=1, batch_size=bs, verbose=0, shuffle=True)  # noqa
-    benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(fn, setup=lambda: time.sleep(ROUND_PAUSE), rounds=rounds, iterations=1,
+                       warmup_rounds=1)
 
 
 EPOCH = [(opt, bs, role) for bs in (32, 256) for opt in OPTIMIZERS for role in ROLES]
