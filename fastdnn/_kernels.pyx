@@ -173,10 +173,10 @@ cdef inline void _blas_gemm(char transa, char transb, int m, int n, int k, float
 # one is first copied into packed panels, which costs more than the arithmetic on the products of
 # a dense layer's blocks. Measured, one thread, one call against chunks under the limit:
 # 32x256x1024 forward 284 -> 186 us, its input gradient 580 -> 212 us (skinny: a batch of 32);
-# 256x196x100 forward 130 -> 110 us (chunks of 48 rows). So a product is issued in chunks of C's rows or columns under
-# the limit, where a chunk stays at least _MIN_CHUNK_WIDTH wide (narrower ones re-read the other
-# operand too often: 256x196x1024 in chunks of 16 took 2.5x longer) or the product is skinny.
-# Elsewhere the chunks cost a few calls more. Chunks depend on the shapes only.
+# 256x196x100 forward 130 -> 110 us (chunks of 48 rows). So a product is issued in chunks of C's
+# rows or columns under the limit, where a chunk stays at least _MIN_CHUNK_WIDTH wide (narrower
+# ones re-read the other operand too often: 256x196x1024 in chunks of 16 took 2.5x longer) or the
+# product is skinny. Elsewhere the chunks cost a few calls more. Chunks depend on the shapes only.
 cdef int _SMALL_GEMM = 1000000
 cdef int _SKINNY = 64
 cdef int _MIN_CHUNK_WIDTH = 32
@@ -528,18 +528,23 @@ cdef void _sum_partials(floating* first, floating* parts, int blocks, Py_ssize_t
     its own cache; then, after a barrier, the rest (``own`` false) by the threads that finish.
     """
     cdef int k, owner, step = 1
+    cdef bint one_owner
     cdef Py_ssize_t i
     cdef floating* into
     cdef const floating* add
     while step < blocks:
         k = 0
         while k + step < blocks:
-            owner = _owner(k, blocks, nt)
-            if step > 1 or own == (owner == _owner(k + 1, blocks, nt)) and (not own or owner == t):
-                into = _partial(first, parts, k, size)
-                add = _partial(first, parts, k + step, size)
-                for i in range(lo, hi):
-                    into[i] += add[i]
+            if step == 1:
+                owner = _owner(k, blocks, nt)
+                one_owner = owner == _owner(k + 1, blocks, nt)
+                if (own and not (one_owner and owner == t)) or (not own and one_owner):
+                    k += 2
+                    continue
+            into = _partial(first, parts, k, size)
+            add = _partial(first, parts, k + step, size)
+            for i in range(lo, hi):
+                into[i] += add[i]
             k += 2 * step
         if own:
             return
@@ -645,9 +650,10 @@ cdef void _dense_backward(const floating* x, const floating* w, const floating* 
     of g, dx = g w^T; then, with u, the optimizer step on this layer's kernel and bias.
 
     Team call (thread t of nt): x, a and g must be complete for thread 0; dx is complete for
-    thread 0 on return. With h, the others help (``_help``) while thread 0 starts alone. db and dx may be NULL (no bias; first layer, whose input needs no
-    gradient). Cut into blocks of columns, block 0 writes its share of dx to dx, the others to
-    ``parts`` ((blocks - 1) x n x n_in scratch), summed as ``_sum_partials`` says.
+    thread 0 on return. With h, the others help (``_help``) while thread 0 starts alone. db and
+    dx may be NULL (no bias; first layer, whose input needs no gradient). Cut into blocks of
+    columns, block 0 writes its share of dx to dx, the others to ``parts``
+    ((blocks - 1) x n x n_in scratch), summed as ``_sum_partials`` says.
     """
     cdef int p, blocks = _row_blocks(n, n_in, n_out), cut = _cut(n, n_in, n_out)
     cdef Py_ssize_t i, j, lo, hi
