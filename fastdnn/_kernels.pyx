@@ -47,6 +47,7 @@ cdef extern from "_team.h" nogil:
     long long team_load(const long long* p)
     void team_store(long long* p, long long v)
     long long team_take(long long* p)
+    long long team_take_end(long long* run, int from_back)
 
 
 # --- constants shared with the Python layer
@@ -411,23 +412,42 @@ cdef void _update_range(const OptConfig* c, floating alpha, floating* w, const f
                 w[i] -= (s0[i] * alpha) / (_sqrt(s1[i]) + eps)
 
 
+# A standalone update's share per thread is cut into this many pieces: a thread that finishes
+# its own share takes pieces from the back of the others' (a core in one of a shared host's slow
+# spells would otherwise hold the whole step back), while with cores alike each share stays on
+# the core whose cache holds it.
+cdef int _PIECES = 8
+cdef int _MAX_UPDATE_THREADS = 64
+
+
 cdef void _update(const OptConfig* c, floating* w, const floating* g, floating* s0, floating* s1,
                   floating* s2, Py_ssize_t size, int64_t iteration) noexcept nogil:
     """One optimizer step over w[0:size], split across threads when it is large enough to pay."""
-    cdef Py_ssize_t k
+    cdef Py_ssize_t k, n_pieces
+    cdef long long piece
+    cdef long long runs[64]  # _MAX_UPDATE_THREADS: thread k's pieces still to take, packed
     cdef unsigned int state
-    cdef int chunks = _n_threads
+    cdef int chunks = min(_n_threads, _MAX_UPDATE_THREADS), j, other
     cdef floating alpha = _adam_step_size(c, iteration, w)
     if size // _MIN_CHUNK < chunks:
         chunks = <int>(size // _MIN_CHUNK) if size >= 2 * _MIN_CHUNK else 1
     if chunks <= 1:
         _update_range(c, alpha, w, g, s0, s1, s2, 0, size)
         return
+    n_pieces = <Py_ssize_t>chunks * _PIECES
+    for k in range(chunks):
+        runs[k] = ((k * _PIECES) << 32) | ((k + 1) * _PIECES)
     with parallel(num_threads=chunks):  # no worksharing loop: one meeting, at the end
         state = fpenv_flush_denormals()  # the FP state is per thread
         k = team_index()
-        _update_range(c, alpha, w, g, s0, s1, s2, _share(size, <int>k, team_size()),
-                      _share(size, <int>k + 1, team_size()))
+        for j in range(chunks):  # its own share first, then the others' from their backs
+            other = (<int>k + j) % chunks
+            while True:
+                piece = team_take_end(&runs[other], other != k)
+                if piece < 0:
+                    break
+                _update_range(c, alpha, w, g, s0, s1, s2, _share(size, <int>piece, <int>n_pieces),
+                              _share(size, <int>piece + 1, <int>n_pieces))
         fpenv_restore(state)
 
 

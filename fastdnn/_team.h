@@ -23,4 +23,18 @@ static inline long long team_load(const long long* p) { return __atomic_load_n(p
 static inline void team_store(long long* p, long long v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 static inline long long team_take(long long* p) { return __atomic_fetch_add(p, 1, __ATOMIC_RELAXED); }
 
+/* A run of pieces [front, back) packed in one word, taken from either end: the owner of the run
+ * takes from the front, a thread that has finished its own run from the back. Returns the piece
+ * taken, or -1 when none is left. */
+static inline long long team_take_end(long long* run, int from_back) {
+    long long old = __atomic_load_n(run, __ATOMIC_RELAXED), next, front, back;
+    do {
+        front = old >> 32;
+        back = old & 0xffffffffLL;
+        if (front >= back) return -1;
+        next = from_back ? (front << 32) | (back - 1) : ((front + 1) << 32) | back;
+    } while (!__atomic_compare_exchange_n(run, &old, next, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return from_back ? back - 1 : front;
+}
+
 #endif
