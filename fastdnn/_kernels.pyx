@@ -417,7 +417,8 @@ cdef void _update_range(const OptConfig* c, floating alpha, floating* w, const f
 # spells would otherwise hold the whole step back), while with cores alike each share stays on
 # the core whose cache holds it.
 cdef int _PIECES = 8
-cdef int _MAX_UPDATE_THREADS = 64
+cdef enum:
+    _MAX_UPDATE_THREADS = 64
 
 
 cdef void _update(const OptConfig* c, floating* w, const floating* g, floating* s0, floating* s1,
@@ -425,7 +426,7 @@ cdef void _update(const OptConfig* c, floating* w, const floating* g, floating* 
     """One optimizer step over w[0:size], split across threads when it is large enough to pay."""
     cdef Py_ssize_t k, n_pieces
     cdef long long piece
-    cdef long long runs[64]  # _MAX_UPDATE_THREADS: thread k's pieces still to take, packed
+    cdef long long runs[_MAX_UPDATE_THREADS]  # thread k's pieces still to take, packed
     cdef unsigned int state
     cdef int chunks = min(_n_threads, _MAX_UPDATE_THREADS), j, other
     cdef floating alpha = _adam_step_size(c, iteration, w)
