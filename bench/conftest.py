@@ -8,10 +8,17 @@ targets in its extra_info: ``max_vs_floor`` (fastdnn/floor at most this) and ``m
 (reference/fastdnn at least this). The threads group has the roles ``1-thread``/``2-threads``
 and ``min_thread_speedup``.
 
+A row with targets is timed by the ``interleaved`` fixture: its rounds alternate with rounds of
+the roles it is compared with, so that the host's slow spells (seconds long) fall on both sides
+of a ratio alike; the companions' fastest rounds go in ``extra_info["interleaved"]``.
+
 After the run, ``pytest_terminal_summary`` prints one line per group from this session's own
 fastest rounds (the minimum: on a shared machine noise only ever adds time, so the minimum is the
-estimate that noise disturbs least); the ratios are informational: a MISS never fails the run.
+estimate that noise disturbs least), from the interleaved rounds where a row has them; the
+ratios are informational: a MISS never fails the run.
 """
+
+import time
 
 import numpy as np
 import pytest
@@ -48,6 +55,43 @@ def data():
     return np.ascontiguousarray(x), y, np.ascontiguousarray(xt)
 
 
+# --- rows timed round by round with the rows they are compared with
+
+@pytest.fixture
+def interleaved(benchmark):
+    """``run(target, companions, rounds, block=1, pause=0.0)``: time ``target`` as this row,
+    its rounds interleaved with the ``companions`` (``{role: callable}``) it is compared with.
+
+    Before every ``block``-th round (the warm-up round included), for each companion: an untimed
+    sleep of ``pause`` seconds, then ``block`` calls, each timed alone with ``time.perf_counter``
+    (pytest-benchmark's clock); then another pause, and pytest-benchmark times ``target``'s
+    round as usual (``pedantic``, one call per round, one warm-up round). A block of a few
+    calls lets a short kernel find its data in cache again after a companion's turn; a slow
+    spell of the host lasts far longer than a block. Each companion's fastest call after the
+    warm-up goes in ``benchmark.extra_info["interleaved"][role]``, which the RATIO table uses
+    in place of that role's own row.
+    """
+    def run(target, companions, rounds, block=1, pause=0.0):
+        times = {role: [] for role in companions}
+        turn = [0]
+
+        def setup():
+            if turn[0] % block == 0:
+                for role, fn in companions.items():
+                    time.sleep(pause)
+                    for _ in range(block):
+                        start = time.perf_counter()
+                        fn()
+                        times[role].append(time.perf_counter() - start)
+                time.sleep(pause)
+            turn[0] += 1
+
+        benchmark.pedantic(target, setup=setup, rounds=rounds, warmup_rounds=1)
+        benchmark.extra_info["interleaved"] = {role: min(t[block:]) for role, t in times.items()
+                                               if len(t) > block}
+    return run
+
+
 # --- the ratio table
 
 def _fastest(benchmarks):
@@ -77,30 +121,47 @@ def _fmt_time(seconds):
     return f"{seconds * 1e9:.3g} ns"
 
 
+def _compared(rows, role, info):
+    """``role``'s fastest seconds to compare a row with: from the row's own interleaved rounds
+    when it has them (and ``True``), else from ``role``'s own row (and ``False``)."""
+    if role in info.get("interleaved", {}):
+        return info["interleaved"][role], True
+    return (rows[role][0] if role in rows else None), False
+
+
+def _ratio(value, same_rounds):
+    """A ratio's text; ``*`` marks one from interleaved rounds."""
+    return "-" if value is None else f"{value:.2f}{'*' if same_rounds else ' '}"
+
+
 def ratio_lines(benchmarks):
     """The RATIO table as a list of lines: every group, then the groups with targets again."""
     groups = _fastest(benchmarks)
     width = max([len(g) for g in groups] + [5])
-    head = (f"{'group':<{width}}  {'fastdnn':>9}  {'fastdnn/floor':>13} {'target':<11}  "
-            f"{'reference/fastdnn':>17} target")
+    head = (f"{'group':<{width}}  {'fastdnn':>9}  {'fastdnn/floor':>14} {'target':<11}  "
+            f"{'reference/fastdnn':>18} target")
     lines, targeted = [], []
     misses = passes = 0
     for group, rows in groups.items():
-        if "1-thread" in rows and "2-threads" in rows:
-            (t1, _), (t2, info) = rows["1-thread"], rows["2-threads"]
+        if "2-threads" in rows:
+            t2, info = rows["2-threads"]
+            t1, same = _compared(rows, "1-thread", info)
+            if t1 is None:
+                continue
             checks = [_check(t1 / t2, info.get("min_thread_speedup"), at_most=False)]
             line = (f"{group:<{width}}  {_fmt_time(t2):>9}  "
-                    f"1-thread/2-threads = {t1 / t2:.2f} {checks[0]}")
+                    f"1-thread/2-threads = {_ratio(t1 / t2, same)} {checks[0]}")
         elif "fastdnn" in rows:
             fast, info = rows["fastdnn"]
-            vs_floor = fast / rows["floor"][0] if "floor" in rows else None
-            speedup = rows["reference"][0] / fast if "reference" in rows else None
+            floor, floor_same = _compared(rows, "floor", info)
+            ref, ref_same = _compared(rows, "reference", info)
+            vs_floor = fast / floor if floor else None
+            speedup = ref / fast if ref else None
             checks = [_check(vs_floor, info.get("max_vs_floor"), at_most=True),
                       _check(speedup, info.get("min_speedup"), at_most=False)]
-            f1 = f"{vs_floor:.2f}" if vs_floor is not None else "-"
-            f2 = f"{speedup:.2f}" if speedup is not None else "-"
-            line = (f"{group:<{width}}  {_fmt_time(fast):>9}  {f1:>13} {checks[0]:<11}  "
-                    f"{f2:>17} {checks[1]}")
+            line = (f"{group:<{width}}  {_fmt_time(fast):>9}  "
+                    f"{_ratio(vs_floor, floor_same):>14} {checks[0]:<11}  "
+                    f"{_ratio(speedup, ref_same):>18} {checks[1]}")
         else:
             continue
         lines.append(line.rstrip())
@@ -109,8 +170,10 @@ def ratio_lines(benchmarks):
         misses += sum("MISS" in c for c in checks)
         passes += sum("PASS" in c for c in checks)
     rule = "-" * len(head)
+    legend = ("* from rounds interleaved with the compared role's (the same moments of the "
+              "host); others from rows timed apart")
     return ([head, rule] + lines + ["", "issue targets:", head, rule] + targeted
-            + [f"targets: {passes} PASS, {misses} MISS"])
+            + [f"targets: {passes} PASS, {misses} MISS", legend])
 
 
 @pytest.hookimpl(trylast=True)

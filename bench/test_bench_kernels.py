@@ -134,15 +134,31 @@ UPDATES = {
 PARAM_COUNTS = {79_510: 3.0, 1_864_690: None, 10_000_000: 3.0}
 OPT = [(name, n, role) for n in PARAM_COUNTS for name in UPDATES
        for role in ("fastdnn", "reference")]
+# A targeted fastdnn row alternates with the reference in blocks of calls (see ``interleaved``):
+# (rounds, calls per block), about half a second of each.
+INTERLEAVED_UPDATES = {79_510: (8_000, 50), 10_000_000: (40, 1)}
 
 
-@pytest.mark.parametrize("name,n,role", OPT, ids=[f"{o}-{n}-{r}" for o, n, r in OPT])
-def test_update(benchmark, name, n, role):
+def _update_arrays(name, n):
     rng = np.random.default_rng(0)
     params = (rng.standard_normal(n, dtype=np.float32) * 0.05)
     grads = (rng.standard_normal(n, dtype=np.float32) * 1e-3)
-    n_slots, call = UPDATES[name]
-    slots = [np.full(n, 0.1 if name == "adagrad" else 0.0, np.float32) for _ in range(n_slots)]
+    slots = [np.full(n, 0.1 if name == "adagrad" else 0.0, np.float32)
+             for _ in range(UPDATES[name][0])]
+    return params, grads, slots
+
+
+@pytest.mark.parametrize("name,n,role", OPT, ids=[f"{o}-{n}-{r}" for o, n, r in OPT])
+def test_update(benchmark, interleaved, name, n, role):
+    call = UPDATES[name][1]
+    params, grads, slots = _update_arrays(name, n)
     engine = ENGINES[role]
-    _run(benchmark, f"update {name} {n:,} params", role,
-         lambda: call(engine, params, grads, slots), min_speedup=PARAM_COUNTS[n])
+    target = lambda: call(engine, params, grads, slots)  # noqa: E731
+    if role == "fastdnn" and PARAM_COUNTS[n]:
+        benchmark.group = f"update {name} {n:,} params"
+        benchmark.extra_info.update(role=role, min_speedup=PARAM_COUNTS[n])
+        twin = _update_arrays(name, n)  # the reference's own arrays, as in its own row
+        rounds, block = INTERLEAVED_UPDATES[n]
+        interleaved(target, {"reference": lambda: call(reference, *twin)}, rounds, block=block)
+    else:
+        _run(benchmark, f"update {name} {n:,} params", role, target)

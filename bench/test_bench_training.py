@@ -156,37 +156,50 @@ def test_step(benchmark, data, opt, bs, role):
 
 # --- one epoch
 
-# Untimed pause before each epoch round. A shared host's slow spells last a second or more (a
-# whole row of back-to-back rounds can fall into one, whichever engine it is); spreading the rounds
-# over a few seconds lets each row's fastest round come from an ordinary moment.
+# Untimed pause before each timed epoch (of every role). A shared host's slow spells last a second
+# or more; spreading a row's rounds over several seconds lets its fastest round come from an
+# ordinary moment. The pause also lets the previous epoch's idle BLAS and OpenMP threads stop
+# spinning before the next one starts.
 ROUND_PAUSE = 0.4
 
 
-def _epoch(benchmark, widths, opt, bs, role, x, y, rounds):
-    """Time one epoch of ``role`` (pedantic: ``rounds`` rounds after one untimed warm-up, each
-    after an untimed pause of ROUND_PAUSE seconds)."""
+def _epoch_fn(widths, opt, bs, role, x, y):
+    """One warm-able epoch of ``role`` as a callable (a floor epoch, or ``Model.fit``)."""
     if role == "floor":
         floor = Floor(widths, bs)
-        fn = lambda: floor.epoch(x, bs)  # noqa: E731
-    else:
-        model = build_model(widths, opt, ENGINE[role])
-        fn = lambda: model.fit(x, y, epochs=1, batch_size=bs, verbose=0, shuffle=True)  # noqa
-    benchmark.pedantic(fn, setup=lambda: time.sleep(ROUND_PAUSE), rounds=rounds, iterations=1,
-                       warmup_rounds=1)
+        return lambda: floor.epoch(x, bs)
+    model = build_model(widths, opt, ENGINE[role])
+    return lambda: model.fit(x, y, epochs=1, batch_size=bs, verbose=0, shuffle=True)
+
+
+def _epoch(interleaved, widths, opt, bs, role, x, y, rounds, compare_with=()):
+    """Time one epoch of ``role``: ``rounds`` rounds after one warm-up, each after an untimed
+    pause of ROUND_PAUSE seconds, interleaved with one epoch (also paused) of each role in
+    ``compare_with``."""
+    companions = {other: _epoch_fn(widths, opt, bs, other, x, y) for other in compare_with}
+    interleaved(_epoch_fn(widths, opt, bs, role, x, y), companions, rounds, pause=ROUND_PAUSE)
+
+
+def _compared_roles(role, targets):
+    """The roles a fastdnn row with these targets is interleaved with."""
+    if role != "fastdnn":
+        return ()
+    return tuple(other for other, key in (("floor", "max_vs_floor"), ("reference", "min_speedup"))
+                 if targets.get(key))
 
 
 EPOCH = [(opt, bs, role) for bs in (32, 256) for opt in OPTIMIZERS for role in ROLES]
 
 
 @pytest.mark.parametrize("opt,bs,role", EPOCH, ids=[f"{o}-bs{b}-{r}" for o, b, r in EPOCH])
-def test_epoch(benchmark, data, opt, bs, role):
+def test_epoch(benchmark, interleaved, data, opt, bs, role):
     x, y, _ = data
     targets = {}
     if opt == "adam":
         targets = {"max_vs_floor": 1.25, "min_speedup": 6.0 if bs == 32 else None}
     _tag(benchmark, f"epoch 784-100-10 {opt} bs{bs}", role, **targets)
     rounds = {"fastdnn": 7, "reference": 3, "floor": 7}[role]
-    _epoch(benchmark, CHAPTER, opt, bs, role, x, y, rounds)
+    _epoch(interleaved, CHAPTER, opt, bs, role, x, y, rounds, _compared_roles(role, targets))
 
 
 LARGE_EPOCH = [(bs, role) for bs in (32, 256) for role in ROLES]
@@ -194,27 +207,45 @@ LARGE_EPOCH = [(bs, role) for bs in (32, 256) for role in ROLES]
 
 @pytest.mark.parametrize("bs,role", LARGE_EPOCH,
                          ids=[f"adam-bs{b}-{LARGE_SAMPLES}-{r}" for b, r in LARGE_EPOCH])
-def test_epoch_large(benchmark, data, bs, role):
+def test_epoch_large(benchmark, interleaved, data, bs, role):
     x, y, _ = data
     x, y = x[:LARGE_SAMPLES], y[:LARGE_SAMPLES]
+    targets = {"max_vs_floor": 1.3 if bs == 32 else None}
     _tag(benchmark, f"epoch {_label(LARGE)} adam bs{bs} ({LARGE_SAMPLES} samples)", role,
-         max_vs_floor=1.3 if bs == 32 else None)
-    _epoch(benchmark, LARGE, "adam", bs, role, x, y, rounds=2 if role == "reference" else 3)
+         **targets)
+    _epoch(interleaved, LARGE, "adam", bs, role, x, y, rounds=2 if role == "reference" else 3,
+           compare_with=_compared_roles(role, targets))
+
+
+@contextlib.contextmanager
+def _num_threads(n):
+    saved = fastdnn.get_num_threads()
+    fastdnn.set_num_threads(n)
+    try:
+        yield
+    finally:
+        fastdnn.set_num_threads(saved)
 
 
 @pytest.mark.parametrize("n_threads", [1, 2], ids=["1-thread", "2-threads"])
-def test_threads(benchmark, data, n_threads):
+def test_threads(benchmark, interleaved, data, n_threads):
+    """The large model's epoch at 1 and 2 threads; the 2-threads row interleaved with 1 thread."""
     x, y, _ = data
     x, y = x[:LARGE_SAMPLES], y[:LARGE_SAMPLES]
-    role = "1-thread" if n_threads == 1 else "2-threads"
     benchmark.group = f"threads {_label(LARGE)} adam bs32 ({LARGE_SAMPLES} samples)"
-    benchmark.extra_info.update(role=role, min_thread_speedup=1.6)
-    saved = fastdnn.get_num_threads()
-    fastdnn.set_num_threads(n_threads)
-    try:
-        _epoch(benchmark, LARGE, "adam", 32, "fastdnn", x, y, rounds=3)
-    finally:
-        fastdnn.set_num_threads(saved)
+    benchmark.extra_info["role"] = "1-thread" if n_threads == 1 else "2-threads"
+    companions = {}
+    if n_threads == 2:
+        benchmark.extra_info["min_thread_speedup"] = 1.6
+        one_thread_epoch = _epoch_fn(LARGE, "adam", 32, "fastdnn", x, y)
+
+        def one_thread():
+            with _num_threads(1):
+                one_thread_epoch()
+        companions["1-thread"] = one_thread
+    epoch = _epoch_fn(LARGE, "adam", 32, "fastdnn", x, y)
+    with _num_threads(n_threads):
+        interleaved(epoch, companions, rounds=3, pause=ROUND_PAUSE)
 
 
 # --- predict
