@@ -65,9 +65,9 @@ def interleaved(benchmark):
     Before every ``block``-th round (the warm-up round included), for each companion: an untimed
     sleep of ``pause`` seconds, then ``block`` calls, each timed alone with ``time.perf_counter``
     (pytest-benchmark's clock); then another pause, and pytest-benchmark times ``target``'s
-    round as usual (``pedantic``, one call per round, one warm-up round). A block of a few
-    calls lets a short kernel find its data in cache again after a companion's turn; a slow
-    spell of the host lasts far longer than a block. Each companion's fastest call after the
+    round as usual (``pedantic``, one call per round, one warm-up round). A block of calls
+    lets a short kernel find its data in cache again after a companion's turn; a slow spell of
+    the host lasts far longer than a block. Each companion's fastest call after the
     warm-up goes in ``benchmark.extra_info["interleaved"][role]``, which the RATIO table uses
     in place of that role's own row.
     """
