@@ -452,39 +452,42 @@ cdef void _update(const OptConfig* c, floating* w, const floating* g, floating* 
         fpenv_restore(state)
 
 
-# --- helping thread 0: while it works alone (small layers, the loss), the others copy the next
-# shuffled batch into a second buffer, so that less of the gather is left for the next step
+# --- meetings that put the wait to use: a thread that reaches a barrier before the others
+# (thread 0 alone on the small layers and the loss, or the other side of an uneven split) copies
+# rows of the next shuffled batch into a second buffer meanwhile, so that less of the gather is
+# left for the next step. The gather of a random row waits on memory, not on arithmetic.
 
 cdef struct Helpers:
-    # One thread's view of the next batch; claimed and closed are shared by the team.
+    # One thread's view of the next batch and of the meetings; claimed and arrived are shared.
     const void* x           # the data, rows ``width`` wide
-    const int64_t* rows     # the next batch's rows of x (NULL: no helping this step)
+    const int64_t* rows     # the next batch's rows of x (NULL: nothing to copy this step)
     void* out               # the next batch's buffer
     Py_ssize_t n            # its rows
     Py_ssize_t width
     long long* claimed      # rows of it taken so far
-    long long* closed       # windows thread 0 has closed
-    long long window        # windows this thread has reached
+    long long* arrived      # arrivals at the team's meetings so far, all threads together
+    long long meetings      # meetings this thread has come to
+    int nt                  # threads in the team
 
 
-cdef void _help(Helpers* h, floating* like, int t) noexcept nogil:
-    """Call before a barrier at which the team waits for thread 0 alone (``like`` only selects
-    the precision). Thread 0 closes the window; each other thread copies whole rows of the next
-    batch meanwhile, taking one at a time from the shared counter, until thread 0 has closed it
-    or no row is left. A row taken is copied before its taker reaches the barrier."""
-    cdef long long r
-    h.window += 1
-    if t == 0:
-        team_store(h.closed, h.window)
-        return
-    if h.rows == NULL:
-        return
-    while team_load(h.closed) < h.window:
-        r = team_take(h.claimed)
-        if r >= h.n:
-            return
-        memcpy(<floating*>h.out + r * h.width, <const floating*>h.x + h.rows[r] * h.width,
-               h.width * sizeof(floating))
+cdef void _meet(Helpers* h, floating* like) noexcept nogil:
+    """Meet the team at a barrier (``like`` only selects the precision). With h, a thread that
+    arrives before the others copies whole rows of the next batch while it waits, taking one at
+    a time from the shared counter, until all have arrived or no row is left. A row taken is
+    copied before its taker reaches the barrier, which orders the copies before their readers.
+    Every thread of a team passes h to the same meetings, or none does."""
+    cdef long long r, everyone
+    if h != NULL:
+        h.meetings += 1
+        everyone = h.meetings * h.nt  # no thread passes meeting k before all have reached it
+        if team_take(h.arrived) + 1 < everyone and h.rows != NULL:
+            while team_load(h.arrived) < everyone:
+                r = team_take(h.claimed)
+                if r >= h.n:
+                    break
+                memcpy(<floating*>h.out + r * h.width, <const floating*>h.x + h.rows[r] * h.width,
+                       h.width * sizeof(floating))
+    team_barrier()
 
 
 # --- dense layer
@@ -589,11 +592,12 @@ cdef void _finish_rows(floating* a, floating* parts, int blocks, const floating*
 
 cdef void _dense_forward(const floating* x, const floating* w, const floating* b, floating* a,
                          floating* parts, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
-                         int act, bint first, int t, int nt) noexcept nogil:
+                         int act, bint first, Helpers* h, int t, int nt) noexcept nogil:
     """OUT a (n, n_out) := act(x (n, n_in) @ w (n_in, n_out) + b (n_out,)); b may be NULL.
 
-    Team call (thread t of nt). ``first``: no thread has written x since the team's last
-    barrier but the owners of its row blocks, their own columns (``_gather_rows``). Cut by rows,
+    Team call (thread t of nt; h: the meetings' helpers, or NULL). ``first``: no thread has
+    written x since the team's last barrier but the owners of its row blocks, their own columns
+    (``_gather_rows``). Cut by rows,
     block 0 writes its share x[:, lo:hi] @ w[lo:hi] to a, the others to ``parts``
     ((blocks - 1) x n x n_out scratch), summed as ``_sum_partials`` says.
     """
@@ -606,7 +610,7 @@ cdef void _dense_forward(const floating* x, const floating* w, const floating* b
             _finish_rows(a, parts, 1, b, 0, n, n, n_out, act, t, nt)
         return
     if blocks == 1 or not first:
-        team_barrier()
+        _meet(h, a)
     for p in range(_share(cut, t, nt), _share(cut, t + 1, nt)):
         if blocks == 1:  # cut by columns
             lo = _block_edge(n_out, cut, p)
@@ -619,14 +623,14 @@ cdef void _dense_forward(const floating* x, const floating* w, const floating* b
             _gemm(c'N', c'N', <int>n_out, <int>n, <int>(hi - lo), 1, w + lo * n_out, <int>n_out,
                   x + lo, <int>n_in, 0, _partial(a, parts, p, size), <int>n_out)
     _sum_partials(a, parts, blocks, size, 0, size, True, t, nt)
-    team_barrier()
+    _meet(h, a)
     if size * blocks < _MIN_CHUNK:
         if t == 0:
             _finish_rows(a, parts, blocks, b, 0, n, n, n_out, act, t, nt)
     else:  # large enough to share the rows out, and meet again
         _finish_rows(a, parts, blocks, b, _share(n, t, nt), _share(n, t + 1, nt), n, n_out, act,
                      t, nt)
-        team_barrier()
+        _meet(h, a)
 
 
 cdef void _dense_backward_rows(const floating* x, const floating* w, const floating* g,
@@ -671,7 +675,7 @@ cdef void _dense_backward(const floating* x, const floating* w, const floating* 
     of g, dx = g w^T; then, with u, the optimizer step on this layer's kernel and bias.
 
     Team call (thread t of nt): x, a and g must be complete for thread 0; dx is complete for
-    thread 0 on return. With h, the others help (``_help``) while thread 0 starts alone. db and
+    thread 0 on return. With h, threads waiting at the meetings help (``_meet``). db and
     dx may be NULL (no bias; first layer, whose input needs no gradient). Cut into blocks of
     columns, block 0 writes its share of dx to dx, the others to ``parts``
     ((blocks - 1) x n x n_in scratch), summed as ``_sum_partials`` says.
@@ -692,9 +696,7 @@ cdef void _dense_backward(const floating* x, const floating* w, const floating* 
             _dense_backward_rows(x, w, g, dw, dx, n, n_in, n_out, 0, n_in, u)
     if cut == 1:
         return
-    if h != NULL:
-        _help(h, g, t)
-    team_barrier()
+    _meet(h, g)
     for p in range(_share(cut, t, nt), _share(cut, t + 1, nt)):
         if blocks == 1:  # cut by columns
             lo = _block_edge(n_out, cut, p)
@@ -707,7 +709,7 @@ cdef void _dense_backward(const floating* x, const floating* w, const floating* 
     if dx != NULL:
         if blocks == 1:
             _sum_partials(dx, parts, cut, n * n_in, 0, n * n_in, True, t, nt)
-        team_barrier()
+        _meet(h, g)
         if blocks == 1 and t == 0:
             _finish_rows(dx, parts, cut, NULL, 0, n, n, n_in, _LINEAR, t, nt)
 
@@ -1077,10 +1079,10 @@ def dense_forward(x, w, b, out, activation="linear"):
         state = fpenv_flush_denormals()  # the FP state is per thread
         if f32:
             _dense_forward(<float*>px, <float*>pw, <float*>pb, <float*>pout, <float*>pparts, n,
-                           n_in, n_out, act, True, team_index(), team_size())
+                           n_in, n_out, act, True, NULL, team_index(), team_size())
         else:
             _dense_forward(<double*>px, <double*>pw, <double*>pb, <double*>pout, <double*>pparts,
-                           n, n_in, n_out, act, True, team_index(), team_size())
+                           n, n_in, n_out, act, True, NULL, team_index(), team_size())
         fpenv_restore(state)
 
 
@@ -1513,11 +1515,11 @@ cdef inline int _op_act(const Plan* p, int i) noexcept nogil:
 
 cdef floating* _forward(const Plan* p, const floating* params, floating* ws, floating* parts,
                         const floating* x, Py_ssize_t n, bint training, uint64_t seed,
-                        uint64_t* counter, int t, int nt) noexcept nogil:
+                        uint64_t* counter, Helpers* h, int t, int nt) noexcept nogil:
     """Run every op on x (n rows); return a pointer to the output (logits when fused).
 
-    Team call (thread t of nt; see ``_dense_forward``): the output is complete for thread 0 on
-    return. parts is the scratch of ``_dense_forward``.
+    Team call (thread t of nt, h the meetings' helpers or NULL; see ``_dense_forward``): the
+    output is complete for thread 0 on return. parts is the scratch of ``_dense_forward``.
     """
     cdef const floating* cur = x
     cdef floating* out
@@ -1528,7 +1530,7 @@ cdef floating* _forward(const Plan* p, const floating* params, floating* ws, flo
         out = ws + p.out_off[i]
         if p.kind[i] == _OP_DENSE:
             _dense_forward(cur, params + p.w_off[i], params + p.b_off[i] if p.b_off[i] >= 0 else NULL,
-                           out, parts, n, width, units, _op_act(p, i), i == 0, t, nt)
+                           out, parts, n, width, units, _op_act(p, i), i == 0, h, t, nt)
         elif p.kind[i] == _OP_ACTIVATION:
             if t == 0:
                 _activation_forward(cur, out, n, units, _op_act(p, i))
@@ -1636,6 +1638,13 @@ cdef void _gather_rows(floating* out, const floating* x, const int64_t* rows, Py
         memcpy(out + r * width + lo, x + rows[r] * width + lo, (hi - lo) * sizeof(floating))
 
 
+# Batches in turn fill three input buffers: helpers (``_meet``) copy batch b + 1 into its buffer
+# from step b's first meeting on, while a thread that has passed step b - 1's last meeting may
+# still read batch b - 1's buffer, never batch b - 2's.
+cdef enum:
+    _X_BUFFERS = 3
+
+
 cdef struct TrainCall:
     # One ``Network.train`` call's arguments, shared by the team's threads (read-only but for
     # the outputs, which thread 0 writes).
@@ -1649,7 +1658,7 @@ cdef struct TrainCall:
     void* g0
     void* g1
     void* parts
-    void* xbuf              # two buffers of capacity x n_inputs: this batch's, the next's
+    void* xbuf              # _X_BUFFERS buffers of capacity x n_inputs, one per batch in turn
     void* ybuf
     int32_t* lbuf
     const void* x
@@ -1666,8 +1675,8 @@ cdef struct TrainCall:
     double* loss_out
     double* correct_out
     Py_ssize_t done         # OUT: batches applied (fewer than count: a non-finite loss)
-    long long claimed[2]    # rows of the next batch copied ahead (``_help``), per buffer
-    long long closed
+    long long claimed[_X_BUFFERS]  # rows of the batch copied ahead (``_meet``), per buffer
+    long long arrived       # the team's arrivals at meetings (``_meet``)
 
 
 cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept nogil:
@@ -1677,10 +1686,10 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
 
     Per step the threads meet three times for the chapter's model: after the forward pass's cut
     products, after the loss (thread 0's verdict on it), and before the first layer's cut
-    backward pass. Waiting at the last two for thread 0, the others copy rows of the next
-    shuffled batch into the other buffer (``_help``); each thread then gathers the rest of its
-    own blocks' columns. The next step's first-layer products need no meeting: each thread reads
-    and writes only the blocks it owns.
+    backward pass. A thread waiting at a meeting copies rows of the next shuffled batch into its
+    buffer (``_meet``); each thread then gathers the rest of its own blocks' columns. The next
+    step's first-layer products need no meeting: each thread reads and writes only the blocks it
+    owns.
     """
     cdef const Plan* p = c.plan
     cdef Py_ssize_t b, start, n, r, row, ready, n_out = p.units[p.n_ops - 1], n_in = p.n_inputs
@@ -1704,7 +1713,7 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
     u.config, u.params, u.grads = c.opt, c.params, c.grads
     for k in range(3):
         u.slots[k] = s[k]
-    h.x, h.width, h.closed, h.window = c.x, n_in, &c.closed, 0
+    h.x, h.width, h.arrived, h.meetings, h.nt = c.x, n_in, &c.arrived, 0, nt
     for b in range(c.count):
         start = (c.first + b) * c.batch_size
         n = c.batch_size if start + c.batch_size <= c.n_samples else c.n_samples - start
@@ -1714,7 +1723,7 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
             # output) or a short last batch's other blocks could meet threads still on the last
             # step's blocks.
             team_barrier()
-        cur = b % 2
+        cur = b % _X_BUFFERS
         xbuf = <floating*>c.xbuf + cur * buffer_size
         h.rows = NULL
         if c.order == NULL:
@@ -1736,17 +1745,15 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
             xb = xbuf
             yb = ybuf if y != NULL else NULL
             lb = c.lbuf if y == NULL else NULL
-            # the next batch, while this one is full (its cut layers meet before any window)
+            # the next batch, while this one is full
             if b + 1 < c.count and n == c.batch_size and start + n < c.n_samples:
-                if t == 0:
-                    team_store(&c.claimed[1 - cur], 0)
                 h.rows = c.order + start + n
                 h.n = min(c.batch_size, c.n_samples - start - n)
-                h.out = <floating*>c.xbuf + (1 - cur) * buffer_size
-                h.claimed = &c.claimed[1 - cur]
+                h.out = <floating*>c.xbuf + (b + 1) % _X_BUFFERS * buffer_size
+                h.claimed = &c.claimed[(b + 1) % _X_BUFFERS]
         helped = h.rows != NULL
         out = _forward(p, <floating*>c.params, <floating*>c.ws, <floating*>c.parts, xb, n, True,
-                       c.seed, &c.counter, t, nt)
+                       c.seed, &c.counter, &h, t, nt)
         if t == 0:
             total = _loss(p.loss, out, lb, yb, <floating*>c.g0, n, n_out, <floating>(1.0 / n))
             c.loss_out[b] = total
@@ -1754,10 +1761,11 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
                                               <int>p.act[p.n_ops - 1] if p.fused else _LINEAR)
             if not isfinite(total):
                 c.done = b
-        _help(&h, xbuf, t)
-        team_barrier()
+        _meet(&h, xbuf)
         if c.done == b:
             return
+        if t == 0:  # every thread has read this buffer's count; batch b + 3 starts it anew
+            team_store(&c.claimed[cur], 0)
         u.alpha = _adam_step_size(c.opt, iteration, <floating*>c.params)
         _backward(p, <floating*>c.params, <floating*>c.grads, <floating*>c.ws, <floating*>c.g0,
                   <floating*>c.g1, <floating*>c.parts, xb, n, &u, &h, t, nt)
@@ -1781,7 +1789,8 @@ cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* 
     start = 0
     while start < n_samples:
         n = p.capacity if start + p.capacity <= n_samples else n_samples - start
-        out = _forward(p, params, ws, parts, x + start * n_in, n, False, 0, &unused, t, nt)
+        out = _forward(p, params, ws, parts, x + start * n_in, n, False, 0, &unused, NULL, t,
+                       nt)
         if t == 0:
             if labels != NULL or y != NULL:
                 loss_sum[0] += _loss(p.loss, out, labels + start if labels != NULL else NULL,
@@ -1918,7 +1927,7 @@ cdef class Network:
         ws = np.zeros(offset, self.dtype)
         scratch = (np.zeros(capacity * widest, self.dtype), np.zeros(capacity * widest, self.dtype),
                    np.zeros((_MAX_BLOCKS - 1) * capacity * widest, self.dtype),
-                   np.zeros(2 * capacity * self.plan.n_inputs, self.dtype),
+                   np.zeros(_X_BUFFERS * capacity * self.plan.n_inputs, self.dtype),
                    np.zeros(capacity * self.n_outputs, self.dtype), np.zeros(capacity, np.int32))
         out_off[:] = new_out
         mask_off[:] = new_mask
@@ -2000,7 +2009,7 @@ cdef class Network:
         call.loss_out = <double*>_data(loss_out)
         call.correct_out = <double*>_data(correct_out)
         call.done = count
-        call.claimed[0] = call.claimed[1] = call.closed = 0
+        call.claimed[0] = call.claimed[1] = call.claimed[2] = call.arrived = 0
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
         with nogil, parallel(num_threads=_team_threads(&self.plan, batch_size)):
