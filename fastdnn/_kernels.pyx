@@ -513,6 +513,9 @@ cdef struct Update:
     void* params
     void* grads
     void* slots[3]          # the update's slots (NULL where unused), flat like params
+    bint hand_off           # this layer (not cut) leaves dw, db and its step to the last thread
+    int64_t pending[4]      # a handed-off layer's w_off, b_off, kernel and bias sizes, whose step
+                            # waits for the next meeting (pending[0] -1: none)
 
 
 cdef void _apply_update(const Update* u, floating* like, Py_ssize_t lo,
@@ -520,6 +523,27 @@ cdef void _apply_update(const Update* u, floating* like, Py_ssize_t lo,
     """Apply ``u`` to the flat parameters lo:hi (``like`` only selects the precision)."""
     _update_range(u.config, <floating>u.alpha, <floating*>u.params, <floating*>u.grads,
                   <floating*>u.slots[0], <floating*>u.slots[1], <floating*>u.slots[2], lo, hi)
+
+
+cdef void _apply_pending(Update* u, floating* like) noexcept nogil:
+    """Apply the step a handed-off layer left for after the meeting, if any."""
+    if u.pending[0] < 0:
+        return
+    _apply_update(u, like, u.pending[0], u.pending[0] + u.pending[2])
+    if u.pending[1] >= 0:
+        _apply_update(u, like, u.pending[1], u.pending[1] + u.pending[3])
+    u.pending[0] = -1
+
+
+cdef void _bias_gradient(const floating* g, floating* db, Py_ssize_t n,
+                         Py_ssize_t c) noexcept nogil:
+    """OUT db = the column sums of g (n x c)."""
+    cdef Py_ssize_t i, j
+    for j in range(c):
+        db[j] = 0
+    for i in range(n):
+        for j in range(c):
+            db[j] += g[i * c + j]
 
 
 cdef inline int _cut(Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
@@ -669,7 +693,7 @@ cdef void _dense_backward_columns(const floating* x, const floating* w, const fl
 
 cdef void _dense_backward(const floating* x, const floating* w, const floating* a, floating* g,
                           floating* dw, floating* db, floating* dx, floating* parts, Py_ssize_t n,
-                          Py_ssize_t n_in, Py_ssize_t n_out, int act, const Update* u,
+                          Py_ssize_t n_in, Py_ssize_t n_out, int act, Update* u,
                           Helpers* h, int t, int nt) noexcept nogil:
     """From IN g = dL/dA (n, n_out), overwritten with dL/dZ: OUT dw = x^T g, db = column sums
     of g, dx = g w^T; then, with u, the optimizer step on this layer's kernel and bias.
@@ -678,25 +702,44 @@ cdef void _dense_backward(const floating* x, const floating* w, const floating* 
     thread 0 on return. With h, threads waiting at the meetings help (``_meet``). db and
     dx may be NULL (no bias; first layer, whose input needs no gradient). Cut into blocks of
     columns, block 0 writes its share of dx to dx, the others to ``parts``
-    ((blocks - 1) x n x n_in scratch), summed as ``_sum_partials`` says.
+    ((blocks - 1) x n x n_in scratch), summed as ``_sum_partials`` says. A cut layer's db and
+    bias step are the last thread's, after the meeting.
+
+    A layer that is not cut runs on thread 0, which carries the gradient down (dx), unless
+    ``u.hand_off``: then thread nt - 1 computes dw and db meanwhile (act must be linear and g
+    complete for every thread), and applies the step after the next meeting (``u.pending``),
+    once dx no longer needs w: the next layer down must be cut.
     """
     cdef int p, blocks = _row_blocks(n, n_in, n_out), cut = _cut(n, n_in, n_out)
-    cdef Py_ssize_t i, j, lo, hi
+    cdef bint hand_off = u != NULL and u.hand_off
+    cdef Py_ssize_t lo, hi
     if t == 0:
         _activation_backward(a, g, n, n_out, act)
-        if db != NULL:
-            for j in range(n_out):
-                db[j] = 0
-            for i in range(n):
-                for j in range(n_out):
-                    db[j] += g[i * n_out + j]
-            if u != NULL:
-                _apply_update(u, db, u.b_off, u.b_off + n_out)
-        if cut == 1:
-            _dense_backward_rows(x, w, g, dw, dx, n, n_in, n_out, 0, n_in, u)
     if cut == 1:
+        if t == 0 and dx != NULL:
+            _gemm(c'T', c'N', <int>n_in, <int>n, <int>n_out, 1, w, <int>n_out, g, <int>n_out, 0,
+                  dx, <int>n_in)
+        if t == (nt - 1 if hand_off else 0):
+            _gemm(c'N', c'T', <int>n_out, <int>n_in, <int>n, 1, g, <int>n_out, x, <int>n_in, 0,
+                  dw, <int>n_out)
+            if db != NULL:
+                _bias_gradient(g, db, n, n_out)
+            if hand_off:
+                u.pending[0], u.pending[1] = u.w_off, u.b_off if db != NULL else -1
+                u.pending[2], u.pending[3] = n_in * n_out, n_out
+            elif u != NULL:
+                _apply_update(u, dw, u.w_off, u.w_off + n_in * n_out)
+                if db != NULL:
+                    _apply_update(u, dw, u.b_off, u.b_off + n_out)
         return
     _meet(h, g)
+    if t == nt - 1:
+        if u != NULL:
+            _apply_pending(u, g)
+        if db != NULL:
+            _bias_gradient(g, db, n, n_out)
+            if u != NULL:
+                _apply_update(u, db, u.b_off, u.b_off + n_out)
     for p in range(_share(cut, t, nt), _share(cut, t + 1, nt)):
         if blocks == 1:  # cut by columns
             lo = _block_edge(n_out, cut, p)
@@ -1554,7 +1597,10 @@ cdef void _backward(const Plan* p, floating* params, floating* grads, floating* 
 
     Team call (thread t of nt, each with its own ``u`` and ``h``; see ``_dense_backward``). g
     and g_other are two scratch buffers of capacity x max width, used in turn; parts is
-    ``_dense_backward``'s scratch.
+    ``_dense_backward``'s scratch. g must be complete for every thread (the loss's meeting):
+    so the output layer, when it is not cut, its activation is fused into the loss and the
+    layer below it is cut, hands its weight gradient to the last thread while thread 0 carries
+    the gradient down.
     """
     cdef const floating* inp
     cdef floating* out
@@ -1571,6 +1617,10 @@ cdef void _backward(const Plan* p, floating* params, floating* grads, floating* 
             width_in = p.n_inputs if i == 0 else p.units[i - 1]
             dx = g_other if i > p.first_dense else NULL
             u.w_off, u.b_off = p.w_off[i], p.b_off[i]
+            u.hand_off = (nt > 1 and i == p.n_ops - 1 and i - 1 >= p.first_dense
+                          and _op_act(p, i) == _LINEAR and _cut(n, width_in, units) == 1
+                          and p.kind[i - 1] == _OP_DENSE and _cut(
+                              n, p.n_inputs if i == 1 else p.units[i - 2], width_in) > 1)
             _dense_backward(inp, params + p.w_off[i], out, g, grads + p.w_off[i],
                             grads + p.b_off[i] if p.b_off[i] >= 0 else NULL, dx, parts, n,
                             width_in, units, _op_act(p, i), u, h, t, nt)
@@ -1710,7 +1760,7 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
     cdef int k, cur
     cdef bint helped = False
     _slot_pointers(c.opt, <floating*>c.slots, c.n_params, s)
-    u.config, u.params, u.grads = c.opt, c.params, c.grads
+    u.config, u.params, u.grads, u.pending[0] = c.opt, c.params, c.grads, -1
     for k in range(3):
         u.slots[k] = s[k]
     h.x, h.width, h.arrived, h.meetings, h.nt = c.x, n_in, &c.arrived, 0, nt
