@@ -454,7 +454,7 @@ cdef void _update(const OptConfig* c, floating* w, const floating* g, floating* 
 
 # --- meetings that put the wait to use: a thread that reaches a barrier before the others
 # (thread 0 alone on the small layers and the loss, or the other side of an uneven split) copies
-# rows of the next shuffled batch into a second buffer meanwhile, so that less of the gather is
+# rows of the next shuffled batch into its own buffer meanwhile, so that less of the gather is
 # left for the next step. The gather of a random row waits on memory, not on arithmetic.
 
 cdef struct Helpers:
@@ -1597,10 +1597,10 @@ cdef void _backward(const Plan* p, floating* params, floating* grads, floating* 
 
     Team call (thread t of nt, each with its own ``u`` and ``h``; see ``_dense_backward``). g
     and g_other are two scratch buffers of capacity x max width, used in turn; parts is
-    ``_dense_backward``'s scratch. g must be complete for every thread (the loss's meeting):
-    so the output layer, when it is not cut, its activation is fused into the loss and the
-    layer below it is cut, hands its weight gradient to the last thread while thread 0 carries
-    the gradient down.
+    ``_dense_backward``'s scratch. g must be complete for every thread (the loss's meeting),
+    so that the output layer can hand its weight gradient and step to the last thread while
+    thread 0 carries the gradient down: when that layer is not cut, its activation is linear
+    (fused into the loss) and the layer below it is cut (its meeting orders the step after dx).
     """
     cdef const floating* inp
     cdef floating* out
