@@ -621,9 +621,8 @@ cdef void _dense_forward(const floating* x, const floating* w, const floating* b
 
     Team call (thread t of nt; h: the meetings' helpers, or NULL). ``first``: no thread has
     written x since the team's last barrier but the owners of its row blocks, their own columns
-    (``_gather_rows``). Cut by rows,
-    block 0 writes its share x[:, lo:hi] @ w[lo:hi] to a, the others to ``parts``
-    ((blocks - 1) x n x n_out scratch), summed as ``_sum_partials`` says.
+    (``_gather_rows``). Cut by rows, block 0 writes its share x[:, lo:hi] @ w[lo:hi] to a, the
+    others to ``parts`` ((blocks - 1) x n x n_out scratch), summed as ``_sum_partials`` says.
     """
     cdef int p, blocks = _row_blocks(n, n_in, n_out), cut = _cut(n, n_in, n_out)
     cdef Py_ssize_t lo, hi, size = n * n_out
