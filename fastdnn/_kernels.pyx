@@ -661,10 +661,11 @@ cdef void _dense_backward_rows(const floating* x, const floating* w, const float
                                Py_ssize_t n_out, Py_ssize_t lo, Py_ssize_t hi,
                                const Update* u) noexcept nogil:
     """Kernel rows lo:hi of the backward pass from IN g = dL/dZ: OUT dw[lo:hi] = x[:, lo:hi]^T g,
-    OUT dx[:, lo:hi] = g w[lo:hi]^T (dx NULL: skip); then, with u, the optimizer step on
-    w[lo:hi]."""
-    _gemm(c'N', c'T', <int>n_out, <int>(hi - lo), <int>n, 1, g, <int>n_out, x + lo, <int>n_in, 0,
-          dw + lo * n_out, <int>n_out)
+    OUT dx[:, lo:hi] = g w[lo:hi]^T (either NULL: skip it); then, with u, the optimizer step on
+    w[lo:hi] (u needs dw)."""
+    if dw != NULL:
+        _gemm(c'N', c'T', <int>n_out, <int>(hi - lo), <int>n, 1, g, <int>n_out, x + lo, <int>n_in,
+              0, dw + lo * n_out, <int>n_out)
     if dx != NULL:
         _gemm(c'T', c'N', <int>(hi - lo), <int>n, <int>n_out, 1, w + lo * n_out, <int>n_out, g,
               <int>n_out, 0, dx + lo, <int>n_in)
@@ -716,11 +717,9 @@ cdef void _dense_backward(const floating* x, const floating* w, const floating* 
         _activation_backward(a, g, n, n_out, act)
     if cut == 1:
         if t == 0 and dx != NULL:
-            _gemm(c'T', c'N', <int>n_in, <int>n, <int>n_out, 1, w, <int>n_out, g, <int>n_out, 0,
-                  dx, <int>n_in)
+            _dense_backward_rows(x, w, g, NULL, dx, n, n_in, n_out, 0, n_in, NULL)
         if t == (nt - 1 if hand_off else 0):
-            _gemm(c'N', c'T', <int>n_out, <int>n_in, <int>n, 1, g, <int>n_out, x, <int>n_in, 0,
-                  dw, <int>n_out)
+            _dense_backward_rows(x, w, g, dw, NULL, n, n_in, n_out, 0, n_in, NULL)
             if db != NULL:
                 _bias_gradient(g, db, n, n_out)
             if hand_off:
