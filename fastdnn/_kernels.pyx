@@ -31,7 +31,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, exp, expf, fabs, isfinite, log, log1p, log1pf, logf, pow, powf, sqrt, sqrtf, tanh, tanhf
 from libc.stdint cimport int32_t, int64_t, uint64_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 cnp.import_array()
@@ -2057,7 +2057,8 @@ cdef class Network:
         call.loss_out = <double*>_data(loss_out)
         call.correct_out = <double*>_data(correct_out)
         call.done = count
-        call.claimed[0] = call.claimed[1] = call.claimed[2] = call.arrived = 0
+        memset(call.claimed, 0, sizeof(call.claimed))
+        call.arrived = 0
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
         with nogil, parallel(num_threads=_team_threads(&self.plan, batch_size)):
