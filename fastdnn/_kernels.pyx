@@ -872,11 +872,12 @@ cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
                            const floating* y, Py_ssize_t n, Py_ssize_t c, int act) noexcept nogil:
     """Return the number of correct samples (binary: mean over the row of element hits).
 
-    ``act`` is applied to the scores first where it matters (a fused sigmoid for binary accuracy).
+    ``act`` is applied to the scores first where it matters (a fused sigmoid or softmax for
+    binary accuracy, which thresholds the probabilities).
     """
     cdef Py_ssize_t i, j
     cdef double hits = 0, row
-    cdef floating p
+    cdef floating p, m = 0, scale = 1
     if metric == _METRIC_SPARSE_ACC:
         for i in range(n):
             hits += _argmax_row(s + i * c, c) == labels[i]
@@ -886,8 +887,18 @@ cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
     elif metric == _METRIC_BINARY_ACC:
         for i in range(n):
             row = 0
+            if act == _SOFTMAX:  # as _activation_forward computes it
+                m = s[i * c + _argmax_row(s + i * c, c)]
+                scale = 0
+                for j in range(c):
+                    scale += _exp(s[i * c + j] - m)
+                scale = 1 / scale
             for j in range(c):
-                p = _sigmoid(s[i * c + j]) if act == _SIGMOID else s[i * c + j]
+                p = s[i * c + j]
+                if act == _SIGMOID:
+                    p = _sigmoid(p)
+                elif act == _SOFTMAX:
+                    p = _exp(p - m) * scale
                 row += (1 if p > 0.5 else 0) == y[i * c + j]
             hits += row / c
     return hits

@@ -345,6 +345,24 @@ def test_binary_accuracy_by_name():
     assert model.evaluate(data(), y, verbose=0)[1] == pytest.approx(expected)
 
 
+def test_binary_accuracy_thresholds_the_probabilities_of_a_softmax_fused_into_the_loss():
+    # the kernels fold the softmax into the cross-entropy and keep logits: the metric must see
+    # the probabilities, as Keras' does
+    model = dense_model(4, 3, "softmax")
+    model.compile(keras.optimizers.SGD(learning_rate=0.0), "categorical_crossentropy",
+                  metrics=["binary_accuracy"])
+    w1, b1, w2, b2 = model.get_weights()
+    model.set_weights([w1, b1, w2 * 4, b2 + 1])
+    y = np.eye(3)[np.arange(20) % 3]
+    logits = np.tanh(data() @ w1 + b1) @ (w2 * 4) + (b2 + 1)
+    p = model.predict(data(), verbose=0)
+    expected = float(np.mean((p > 0.5) == y))
+    assert expected != pytest.approx(float(np.mean((logits > 0.5) == y)))
+    assert model.evaluate(data(), y, verbose=0)[1] == pytest.approx(expected)
+    history = model.fit(data(), y, batch_size=20, verbose=0)
+    assert history.history["binary_accuracy"][0] == pytest.approx(expected)
+
+
 @pytest.mark.parametrize("value", ["accuracy", {"accuracy"}, "acc"])
 def test_metrics_must_be_a_list_or_tuple(value):
     model = dense_model(4, 3, "softmax")
