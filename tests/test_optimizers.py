@@ -315,11 +315,13 @@ def test_kernel_update_matches_reference_on_large_buffers(case, dtype, kernel_th
         np.testing.assert_array_equal(parallel_slots[name], serial_slots[name])
 
 
+# 3 threads' shares of 8 pieces each, and of one piece each (a piece holds at least 2**15
+# weights), both with a ragged end
+@pytest.mark.parametrize("size", [2 * 2**22 + 5, 2**17 + 3])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_parallel_adam_update_is_bit_identical_to_serial(dtype, kernel_threads):
+def test_parallel_adam_update_is_bit_identical_to_serial(dtype, size, kernel_threads):
     # 3 threads on this 2-core machine: a thread that is not running has its pieces taken by the
     # others (see _kernels._update); every piece must be updated exactly once
-    size = 2 * 2**22 + 5  # large enough for every thread's share, with a ragged end
     rng = np.random.default_rng(5)
     start = rng.normal(size=size).astype(dtype)
     grads = rng.normal(size=size).astype(dtype)
