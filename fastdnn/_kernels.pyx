@@ -436,7 +436,7 @@ cdef void _update(const OptConfig* c, floating* w, const floating* g, floating* 
     if chunks <= 1:
         _update_range(c, alpha, w, g, s0, s1, s2, 0, size)
         return
-    pieces = <int>min(_PIECES, size // (chunks * _MIN_CHUNK))  # >= 1, as chunks <= that
+    pieces = <int>min(_PIECES, size // (chunks * _MIN_CHUNK))  # >= 1: chunks <= size // _MIN_CHUNK
     n_pieces = <Py_ssize_t>chunks * pieces
     for k in range(chunks):
         runs[k] = ((k * pieces) << 32) | ((k + 1) * pieces)
