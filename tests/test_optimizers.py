@@ -337,6 +337,53 @@ def test_parallel_adam_update_is_bit_identical_to_serial(dtype, size, kernel_thr
             np.testing.assert_array_equal(got, want)
 
 
+def test_float32_adam_step_is_within_a_few_ulp_of_the_exact_quotient():
+    # float32 Adam divides by a refined reciprocal estimate where the build has AVX2 (fastdnn/
+    # _adam.h): its step must stay within the rounding of the exact one, over magnitudes from
+    # underflowing second moments to large gradients, and over a ragged end (1,003 weights)
+    rng = np.random.default_rng(11)
+    size = 1_003
+    w = rng.normal(size=size).astype(np.float32)
+    g = (rng.normal(size=size) * 10.0 ** rng.uniform(-6, 3, size)).astype(np.float32)
+    m = (rng.normal(size=size) * 10.0 ** rng.uniform(-6, 2, size)).astype(np.float32)
+    v = (10.0 ** rng.uniform(-12, 4, size)).astype(np.float32)
+    before = w.copy()
+    kernels.adam_update(w, g, m, v, 3, learning_rate=0.01)
+    alpha = np.float32(0.01) * np.sqrt(np.float32(1) - np.float32(0.999) ** np.float32(4)) / (
+        np.float32(1) - np.float32(0.9) ** np.float32(4))
+    step = (m.astype(np.float64) * np.float64(np.float32(alpha))) / (
+        np.sqrt(v.astype(np.float64)) + np.float64(np.float32(1e-7)))
+    exact = before.astype(np.float64) - step
+    # the exact step rounded at each of its float32 operations: about 2 ulp, plus the reciprocal
+    # (1.5 ulp); then the subtraction's half ulp of the result
+    allowed = 4 * 2.0 ** -23 * np.abs(step) + 0.5 * np.spacing(np.abs(w))
+    assert np.all(np.abs(w - exact) <= allowed)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_adam_special_values_follow_the_exact_quotient(dtype):
+    # epsilon 0: sqrt(v) + eps is 0 where v is 0 (an infinite step, or NaN for 0/0); an
+    # overflowing gradient makes v infinite (a zero step); the elements sit in the vector body
+    # and in the tail
+    huge = np.finfo(dtype).max / 4
+    g = np.array([1.0, 0.0, huge, -1.0, 2.0, 0.0, huge, 1.0, 3.0, -huge, 0.0], dtype)
+    m = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0], dtype)
+    v = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], dtype)
+    results = []
+    for update in (kernels.adam_update, reference.adam_update):
+        w, mk, vk = np.ones_like(g), m.copy(), v.copy()
+        with np.errstate(all="ignore"):
+            update(w, g, mk, vk, 0, epsilon=0.0)
+        results.append(w)
+    kernel, expected = results
+    assert not np.isfinite(expected).all()  # the case is the one meant
+    np.testing.assert_array_equal(np.isnan(kernel), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(kernel), np.isinf(expected))
+    finite = np.isfinite(expected)
+    assert_close(kernel[finite], expected[finite], dtype)
+    np.testing.assert_array_equal(np.sign(kernel), np.sign(expected))
+
+
 def test_set_num_threads_rejects_zero():
     with pytest.raises(ValueError, match="n must be at least 1"):
         kernels.set_num_threads(0)

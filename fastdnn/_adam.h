@@ -1,0 +1,79 @@
+/* Adam's float32 step with the division done by a reciprocal estimate and one Newton step.
+ *
+ * The plain loop waits on the divider, which the square root and the division share: 39,755
+ * weights (a thread's half of the chapter's model) take 11.9 us in cache on the machine this was
+ * measured on, 8.0 us with the reciprocal. The refined reciprocal is within 1.5 ulp of 1/d
+ * (measured over 2^24 values of d), so each step is within about 2 ulp of the exact quotient.
+ *
+ * Every element goes through the same instructions, eight at a time and then one at a time, so a
+ * weight's result does not depend on where the range it is updated in starts or ends (the threads
+ * split the buffer differently). Special values follow the exact quotient: d = 0 gives an
+ * infinite step, d = inf a zero step (the Newton step alone would give NaN for both).
+ *
+ * Built only with AVX2 and FMA (setup.py); elsewhere ADAM_F32_RECIPROCAL is 0 and the kernels keep
+ * their exact loop. */
+#ifndef FASTDNN_ADAM_H
+#define FASTDNN_ADAM_H
+
+#include <stddef.h>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+
+#define ADAM_F32_RECIPROCAL 1
+
+/* 1/d from the estimate r0 = rcp(d): r0 + r0(1 - d r0), unless 1 - d r0 is NaN (d = 0 or inf,
+ * where r0 is already exact). */
+static inline __m256 adam_reciprocal8(__m256 d) {
+    __m256 r0 = _mm256_rcp_ps(d);
+    __m256 e = _mm256_fnmadd_ps(d, r0, _mm256_set1_ps(1.0f));
+    return _mm256_blendv_ps(_mm256_fmadd_ps(r0, e, r0), r0, _mm256_cmp_ps(e, e, _CMP_UNORD_Q));
+}
+
+static inline __m128 adam_reciprocal1(__m128 d) {
+    __m128 r0 = _mm_rcp_ss(d);
+    __m128 e = _mm_fnmadd_ss(d, r0, _mm_set_ss(1.0f));
+    return _mm_blendv_ps(_mm_fmadd_ss(r0, e, r0), r0, _mm_cmp_ss(e, e, _CMP_UNORD_Q));
+}
+
+/* IN/OUT w[lo:hi], m[lo:hi], v[lo:hi]: m += (g - m)(1 - b1); v += (g² - v)(1 - b2);
+ * w -= (m alpha) / (sqrt(v) + eps). */
+static inline void adam_f32(float* w, const float* g, float* m, float* v, ptrdiff_t lo,
+                            ptrdiff_t hi, float alpha, float one_minus_b1, float one_minus_b2,
+                            float eps) {
+    ptrdiff_t i = lo;
+    const __m256 b1 = _mm256_set1_ps(one_minus_b1), b2 = _mm256_set1_ps(one_minus_b2);
+    const __m256 a = _mm256_set1_ps(alpha), e = _mm256_set1_ps(eps);
+    for (; i + 8 <= hi; i += 8) {
+        __m256 gi = _mm256_loadu_ps(g + i), mi = _mm256_loadu_ps(m + i);
+        __m256 vi = _mm256_loadu_ps(v + i);
+        mi = _mm256_fmadd_ps(_mm256_sub_ps(gi, mi), b1, mi);
+        vi = _mm256_fmadd_ps(_mm256_fmsub_ps(gi, gi, vi), b2, vi);
+        __m256 r = adam_reciprocal8(_mm256_add_ps(_mm256_sqrt_ps(vi), e));
+        _mm256_storeu_ps(m + i, mi);
+        _mm256_storeu_ps(v + i, vi);
+        _mm256_storeu_ps(w + i, _mm256_fnmadd_ps(_mm256_mul_ps(mi, a), r, _mm256_loadu_ps(w + i)));
+    }
+    for (; i < hi; i++) {
+        __m128 gi = _mm_set_ss(g[i]), mi = _mm_set_ss(m[i]), vi = _mm_set_ss(v[i]);
+        mi = _mm_fmadd_ss(_mm_sub_ss(gi, mi), _mm_set_ss(one_minus_b1), mi);
+        vi = _mm_fmadd_ss(_mm_fmsub_ss(gi, gi, vi), _mm_set_ss(one_minus_b2), vi);
+        __m128 r = adam_reciprocal1(_mm_add_ss(_mm_sqrt_ss(vi), _mm_set_ss(eps)));
+        m[i] = _mm_cvtss_f32(mi);
+        v[i] = _mm_cvtss_f32(vi);
+        w[i] = _mm_cvtss_f32(_mm_fnmadd_ss(_mm_mul_ss(mi, _mm_set_ss(alpha)), r, _mm_set_ss(w[i])));
+    }
+}
+
+#else
+#define ADAM_F32_RECIPROCAL 0
+/* Never called: the kernels' exact loop runs instead. */
+static inline void adam_f32(float* w, const float* g, float* m, float* v, ptrdiff_t lo,
+                            ptrdiff_t hi, float alpha, float one_minus_b1, float one_minus_b2,
+                            float eps) {
+    (void)w; (void)g; (void)m; (void)v; (void)lo; (void)hi;
+    (void)alpha; (void)one_minus_b1; (void)one_minus_b2; (void)eps;
+}
+#endif
+
+#endif
