@@ -7,8 +7,8 @@
  *
  * Every element goes through the same instructions, eight at a time and then one at a time, so a
  * weight's result does not depend on where the range it is updated in starts or ends (the threads
- * split the buffer differently). Special values follow the exact quotient: d = 0 gives an
- * infinite step, d = inf a zero step (the Newton step alone would give NaN for both).
+ * split the buffer differently). It needs eps > 0, so that d = sqrt(v) + eps is never 0 (the
+ * kernels take the exact loop for eps = 0).
  *
  * Built only with AVX2 and FMA (setup.py); elsewhere ADAM_F32_RECIPROCAL is 0 and the kernels keep
  * their exact loop. */
@@ -18,26 +18,28 @@
 #include <stddef.h>
 
 #if defined(__AVX2__) && defined(__FMA__)
+#include <float.h>
 #include <immintrin.h>
 
 #define ADAM_F32_RECIPROCAL 1
 
-/* 1/d from the estimate r0 = rcp(d): r0 + r0(1 - d r0), unless 1 - d r0 is NaN (d = 0 or inf,
- * where r0 is already exact). */
+/* 1/d for d > 0: the estimate r0 = rcp(d) refined to r0 + r0(1 - d r0). An infinite d (v has
+ * overflowed) is first clamped to FLT_MAX, whose estimate is 0 (tiny estimates are flushed), so
+ * that the step is 0 as with the exact quotient, not the NaN of inf·0 in the Newton step. */
 static inline __m256 adam_reciprocal8(__m256 d) {
+    d = _mm256_min_ps(_mm256_set1_ps(FLT_MAX), d);  /* a NaN d stays NaN */
     __m256 r0 = _mm256_rcp_ps(d);
-    __m256 e = _mm256_fnmadd_ps(d, r0, _mm256_set1_ps(1.0f));
-    return _mm256_blendv_ps(_mm256_fmadd_ps(r0, e, r0), r0, _mm256_cmp_ps(e, e, _CMP_UNORD_Q));
+    return _mm256_fmadd_ps(r0, _mm256_fnmadd_ps(d, r0, _mm256_set1_ps(1.0f)), r0);
 }
 
 static inline __m128 adam_reciprocal1(__m128 d) {
+    d = _mm_min_ss(_mm_set_ss(FLT_MAX), d);
     __m128 r0 = _mm_rcp_ss(d);
-    __m128 e = _mm_fnmadd_ss(d, r0, _mm_set_ss(1.0f));
-    return _mm_blendv_ps(_mm_fmadd_ss(r0, e, r0), r0, _mm_cmp_ss(e, e, _CMP_UNORD_Q));
+    return _mm_fmadd_ss(r0, _mm_fnmadd_ss(d, r0, _mm_set_ss(1.0f)), r0);
 }
 
 /* IN/OUT w[lo:hi], m[lo:hi], v[lo:hi]: m += (g - m)(1 - b1); v += (g² - v)(1 - b2);
- * w -= (m alpha) / (sqrt(v) + eps). */
+ * w -= (m alpha) / (sqrt(v) + eps), for eps > 0. */
 static inline void adam_f32(float* w, const float* g, float* m, float* v, ptrdiff_t lo,
                             ptrdiff_t hi, float alpha, float one_minus_b1, float one_minus_b2,
                             float eps) {
@@ -46,13 +48,13 @@ static inline void adam_f32(float* w, const float* g, float* m, float* v, ptrdif
     const __m256 a = _mm256_set1_ps(alpha), e = _mm256_set1_ps(eps);
     for (; i + 8 <= hi; i += 8) {
         __m256 gi = _mm256_loadu_ps(g + i), mi = _mm256_loadu_ps(m + i);
-        __m256 vi = _mm256_loadu_ps(v + i);
+        __m256 vi = _mm256_loadu_ps(v + i), wi = _mm256_loadu_ps(w + i);
         mi = _mm256_fmadd_ps(_mm256_sub_ps(gi, mi), b1, mi);
         vi = _mm256_fmadd_ps(_mm256_fmsub_ps(gi, gi, vi), b2, vi);
         __m256 r = adam_reciprocal8(_mm256_add_ps(_mm256_sqrt_ps(vi), e));
         _mm256_storeu_ps(m + i, mi);
         _mm256_storeu_ps(v + i, vi);
-        _mm256_storeu_ps(w + i, _mm256_fnmadd_ps(_mm256_mul_ps(mi, a), r, _mm256_loadu_ps(w + i)));
+        _mm256_storeu_ps(w + i, _mm256_fnmadd_ps(_mm256_mul_ps(mi, a), r, wi));
     }
     for (; i < hi; i++) {
         __m128 gi = _mm_set_ss(g[i]), mi = _mm_set_ss(m[i]), vi = _mm_set_ss(v[i]);

@@ -407,7 +407,7 @@ cdef void _update_range(const OptConfig* c, floating alpha, floating* w, const f
                 w[i] -= u
     elif c.kind == _OPT_ADAM:
         if floating is float:
-            if ADAM_F32_RECIPROCAL and not c.amsgrad:  # the divider bounds the loop below
+            if ADAM_F32_RECIPROCAL and not c.amsgrad and eps > 0:  # the divider bounds the loop
                 adam_f32(w, g, s0, s1, lo, hi, alpha, one_minus_b1, one_minus_b2, eps)
                 return
         # s0 first moment m, s1 second moment v, s2 max of v (amsgrad)
@@ -1521,8 +1521,8 @@ def adam_update(params, grads, m, v, iteration, double learning_rate=0.001,
     ``a = lr·sqrt(1 - beta_2^t) / (1 - beta_1^t)``; ``m += (1-beta_1)(g - m)``;
     ``v += (1-beta_2)(g² - v)``; amsgrad: ``v̂ = max(v̂, v)`` used instead of v;
     ``w -= a·m / (sqrt(v) + ε)`` (ε outside the root, on the uncorrected v). In float32 without
-    amsgrad, on a build with AVX2, the division is a reciprocal estimate refined by a Newton
-    step, within about 2 ulp of the exact quotient (``_adam.h``).
+    amsgrad and with ε > 0, on a build with AVX2, the division is a reciprocal estimate refined
+    by a Newton step, within about 2 ulp of the exact quotient (``_adam.h``).
 
     Args:
         params: IN/OUT 1-D float32/float64 parameters.

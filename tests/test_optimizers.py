@@ -360,20 +360,21 @@ def test_float32_adam_step_is_within_a_few_ulp_of_the_exact_quotient():
     assert np.all(np.abs(w - exact) <= allowed)
 
 
+@pytest.mark.parametrize("epsilon", [0.0, 1e-7], ids=["eps0", "eps1e-7"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_adam_special_values_follow_the_exact_quotient(dtype):
+def test_adam_special_values_follow_the_exact_quotient(dtype, epsilon):
     # epsilon 0: sqrt(v) + eps is 0 where v is 0 (an infinite step, or NaN for 0/0); an
-    # overflowing gradient makes v infinite (a zero step); the elements sit in the vector body
-    # and in the tail
+    # overflowing gradient makes v infinite (a zero step); a NaN gradient or second moment a NaN
+    # weight; the elements sit in the vector body and in the tail
     huge = np.finfo(dtype).max / 4
-    g = np.array([1.0, 0.0, huge, -1.0, 2.0, 0.0, huge, 1.0, 3.0, -huge, 0.0], dtype)
+    g = np.array([1.0, 0.0, huge, -1.0, 2.0, 0.0, huge, np.nan, 3.0, -huge, 0.0], dtype)
     m = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0], dtype)
-    v = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], dtype)
+    v = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, np.nan, 0.0, 0.0], dtype)
     results = []
     for update in (kernels.adam_update, reference.adam_update):
         w, mk, vk = np.ones_like(g), m.copy(), v.copy()
         with np.errstate(all="ignore"):
-            update(w, g, mk, vk, 0, epsilon=0.0)
+            update(w, g, mk, vk, 0, epsilon=epsilon)
         results.append(w)
     kernel, expected = results
     assert not np.isfinite(expected).all()  # the case is the one meant
@@ -381,7 +382,8 @@ def test_adam_special_values_follow_the_exact_quotient(dtype):
     np.testing.assert_array_equal(np.isinf(kernel), np.isinf(expected))
     finite = np.isfinite(expected)
     assert_close(kernel[finite], expected[finite], dtype)
-    np.testing.assert_array_equal(np.sign(kernel), np.sign(expected))
+    np.testing.assert_array_equal(np.sign(kernel[~np.isnan(kernel)]),
+                                  np.sign(expected[~np.isnan(expected)]))
 
 
 def test_set_num_threads_rejects_zero():
