@@ -1522,7 +1522,7 @@ def adam_update(params, grads, m, v, iteration, double learning_rate=0.001,
     ``v += (1-beta_2)(g² - v)``; amsgrad: ``v̂ = max(v̂, v)`` used instead of v;
     ``w -= a·m / (sqrt(v) + ε)`` (ε outside the root, on the uncorrected v). In float32 without
     amsgrad and with ε > 0, on a build with AVX2, the division is a reciprocal estimate refined
-    by a Newton step, within about 2 ulp of the exact quotient (``_adam.h``).
+    by a Newton step, within a few ulp of the exact quotient (``_adam.h``).
 
     Args:
         params: IN/OUT 1-D float32/float64 parameters.
