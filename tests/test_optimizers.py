@@ -349,6 +349,7 @@ def test_float32_adam_step_is_within_a_few_ulp_of_the_exact_quotient():
     v = (10.0 ** rng.uniform(-12, 4, size)).astype(np.float32)
     before = w.copy()
     kernels.adam_update(w, g, m, v, 3, learning_rate=0.01)
+    # m and v now hold the moments the step divided, so the exact step is computed from them
     alpha = np.float32(0.01) * np.sqrt(np.float32(1) - np.float32(0.999) ** np.float32(4)) / (
         np.float32(1) - np.float32(0.9) ** np.float32(4))
     step = (m.astype(np.float64) * np.float64(np.float32(alpha))) / (
