@@ -171,7 +171,7 @@ k.activation_forward(z, np.empty((1, 64)), 'relu')
     [ -n "$VALGRIND_K" ] && kflag=(-k "$VALGRIND_K")
     log "VALGRIND: memcheck over: $VALGRIND_TESTS ${kflag[*]}"
     (cd "$ROOT" && \
-        PYTHONMALLOC=malloc OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
+        PYTHONMALLOC=malloc OPENBLAS_NUM_THREADS=1 \
         valgrind --tool=memcheck --leak-check=no --track-origins=no --error-limit=no \
             --trace-children=no --log-file="$WORK/valgrind.%p.log" \
             "$PY" -m pytest -q -p no:cacheprovider -m "not xfail" -o addopts="" \

@@ -49,6 +49,7 @@ cdef extern from "_team.h" nogil:
     void team_barrier()
     int team_index()
     int team_size()
+    int team_default_size()
     long long team_load(const long long* p)
     void team_store(long long* p, long long v)
     long long team_take(long long* p)
@@ -108,6 +109,12 @@ def set_num_threads(int n):
 def get_num_threads():
     """Return the number of threads the kernels' own parallel loops may use."""
     return _n_threads
+
+
+def openmp_default_threads():
+    """Return OpenMP's default thread count (``OMP_NUM_THREADS`` when set, else the CPUs the
+    process could run on when the OpenMP runtime started), or 0 in a build without OpenMP."""
+    return team_default_size()
 
 
 # --- scalar helpers: one name for both precisions

@@ -12,10 +12,14 @@ static inline void team_barrier(void) {
 }
 static inline int team_index(void) { return omp_get_thread_num(); }
 static inline int team_size(void) { return omp_get_num_threads(); }
+/* OpenMP's own default team size: OMP_NUM_THREADS when set, else the CPUs the process could run
+ * on when the runtime started (OMP_PROC_BIND then pins the starting thread to one of them). */
+static inline int team_default_size(void) { return omp_get_max_threads(); }
 #else
 static inline void team_barrier(void) {}
 static inline int team_index(void) { return 0; }
 static inline int team_size(void) { return 1; }
+static inline int team_default_size(void) { return 0; }  /* no OpenMP: no default to report */
 #endif
 
 /* A shared counter and a shared signal between the team's threads (barriers order the rest). */

@@ -11,25 +11,27 @@ OpenBLAS (the one the kernels call), apart from NumPy's; threadpoolctl reaches i
 """
 
 import contextlib
-import os
 
 from fastdnn import _kernels
 
 _controller = None
 
 
-def _available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+def _default_threads() -> int:
+    """OpenMP's default, as OpenMP libraries take it: ``OMP_NUM_THREADS`` when set, else the CPUs
+    the process could run on, counted by the OpenMP runtime as it started (the importing thread's
+    own affinity may show fewer: with ``OMP_PROC_BIND`` set, the runtime pins it to one CPU).
+    1 in a build without OpenMP, whose loops run on the calling thread."""
+    return _kernels.openmp_default_threads() or 1
 
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads for fastdnn's parallel work (matrix products and optimizer updates).
 
     Args:
-        n: a positive int. Defaults, at import, to the number of cores available.
+        n: a positive int. Defaults, at import, to OpenMP's default: the ``OMP_NUM_THREADS``
+            environment variable when set, else the number of CPUs the process may run on (1 in
+            a build without OpenMP).
 
     Raises:
         ValueError: if n is not a positive int.
@@ -56,4 +58,4 @@ def single_threaded_blas():
         yield
 
 
-_kernels.set_num_threads(_available_cores())
+_kernels.set_num_threads(_default_threads())

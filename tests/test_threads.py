@@ -1,4 +1,5 @@
-"""Threads: the kernels release the GIL, and concurrent use gives the serial results.
+"""Threads: the kernels release the GIL, concurrent use gives the serial results, and the default
+thread count is OpenMP's.
 
 GIL release is shown without any timing threshold: the interpreter's switch interval is raised
 to 100 s, so a second Python thread (incrementing a counter) can only run while the main thread
@@ -6,6 +7,7 @@ releases the GIL on its own. A pure-Python loop in the main thread then lets the
 by (almost) nothing -- the control -- while one long kernel call lets it advance a lot.
 """
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -255,3 +257,54 @@ def test_concurrent_fits_leave_the_blas_thread_limit_as_they_found_it():
     run_in_threads([lambda m=m: m.fit(x, y, epochs=3, batch_size=16, verbose=0)
                     for m in models])
     assert blas_threads() == before
+
+
+# --- the default thread count (taken at import, so each case runs in a fresh interpreter)
+
+DEFAULT_THREADS = textwrap.dedent("""
+    import os
+    cpus = len(os.sched_getaffinity(0))  # before the OpenMP runtime starts
+    import fastdnn
+    print(cpus, fastdnn.get_num_threads())
+""")
+
+needs_openmp = pytest.mark.skipif(K.openmp_default_threads() == 0,
+                                  reason="a build without OpenMP runs on one thread")
+needs_affinity = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"),
+                                    reason="CPU affinity is Linux's")
+
+
+def default_threads(**env):
+    """(CPUs the process may run on, fastdnn's default thread count) in a fresh interpreter whose
+    environment has no OMP_* variables but ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+    proc = subprocess.run([sys.executable, "-c", DEFAULT_THREADS], capture_output=True, text=True,
+                          env={**clean, **env}, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    cpus, threads = map(int, proc.stdout.split())
+    return cpus, threads
+
+
+@needs_openmp
+@needs_affinity
+def test_the_default_is_every_cpu_the_process_may_run_on():
+    cpus, threads = default_threads()
+    assert threads == cpus
+
+
+@needs_openmp
+@needs_affinity
+def test_the_default_stays_every_cpu_when_openmp_pins_the_importing_thread():
+    # OMP_PROC_BIND makes the runtime pin the thread that starts it to one CPU; that thread's
+    # affinity then shows one CPU, not the process's.
+    cpus, threads = default_threads(OMP_PROC_BIND="true")
+    assert threads == cpus
+
+
+@needs_openmp
+@needs_affinity
+@pytest.mark.parametrize("n", [1, 3])
+def test_the_default_follows_omp_num_threads(n):
+    # e.g. joblib's workers set OMP_NUM_THREADS so that their libraries do not oversubscribe
+    _, threads = default_threads(OMP_NUM_THREADS=str(n))
+    assert threads == n
