@@ -281,8 +281,7 @@ def default_threads(**env):
     proc = subprocess.run([sys.executable, "-c", DEFAULT_THREADS], capture_output=True, text=True,
                           env={**clean, **env}, timeout=120)
     assert proc.returncode == 0, proc.stderr[-1000:]
-    cpus, threads = map(int, proc.stdout.split())
-    return cpus, threads
+    return tuple(map(int, proc.stdout.split()))
 
 
 @needs_openmp
