@@ -47,6 +47,7 @@ cdef extern from "_adam.h" nogil:
 
 cdef extern from "_sparse.h" nogil:
     bint SPARSE_F32
+    enum: SPARSE_DEPTH
     int64_t sparse_count_nonzeros(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
                                   Py_ssize_t hi)
     void sparse_product_f32(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
@@ -276,18 +277,6 @@ cdef inline void _input_product(const floating* x, const floating* w, floating* 
     else:
         _gemm(c'N', c'N', <int>n_out, <int>n, <int>(hi - lo), 1, w + lo * n_out, <int>n_out,
               x + lo, <int>n_in, 0, out, <int>n_out)
-
-
-cdef inline void _weight_gradient(const floating* x, const floating* g, floating* dw, Py_ssize_t n,
-                                  Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t lo,
-                                  Py_ssize_t hi) noexcept nogil:
-    """OUT dw[lo:hi] := x[:, lo:hi]^T g, for x (n, n_in), g (n, n_out), dw (n_in, n_out)."""
-    if _sparse_pays(x, n, n_in, lo, hi):
-        sparse_weight_gradient_f32(<const float*>x, n_in, n, lo, hi, <const float*>g, n_out,
-                                   <float*>dw)
-    else:
-        _gemm(c'N', c'T', <int>n_out, <int>(hi - lo), <int>n, 1, g, <int>n_out, x + lo,
-              <int>n_in, 0, dw + lo * n_out, <int>n_out)
 
 
 # A dense layer whose products reach this many multiply-adds is cut into blocks of its input rows,
@@ -732,16 +721,31 @@ cdef void _dense_backward_rows(const floating* x, const floating* w, const float
                                floating* dw, floating* dx, Py_ssize_t n, Py_ssize_t n_in,
                                Py_ssize_t n_out, Py_ssize_t lo, Py_ssize_t hi,
                                const Update* u) noexcept nogil:
-    """Kernel rows lo:hi of the backward pass from IN g = dL/dZ: OUT dw[lo:hi] = x[:, lo:hi]^T g,
-    OUT dx[:, lo:hi] = g w[lo:hi]^T (either NULL: skip it); then, with u, the optimizer step on
-    w[lo:hi] (u needs dw)."""
-    if dw != NULL:
-        _weight_gradient(x, g, dw, n, n_in, n_out, lo, hi)
+    """Kernel rows lo:hi of the backward pass from IN g = dL/dZ: OUT dx[:, lo:hi] = g w[lo:hi]^T,
+    OUT dw[lo:hi] = x[:, lo:hi]^T g (either NULL: skip it); then, with u, the optimizer step on
+    w[lo:hi] (u needs dw). dx comes first: it reads the weights before their step. With sparse
+    inputs (``_sparse_pays``), each SPARSE_DEPTH rows of dw take their step as soon as they are
+    computed, while they are in the L1 cache."""
+    cdef Py_ssize_t k0, k1
     if dx != NULL:
         _gemm(c'T', c'N', <int>(hi - lo), <int>n, <int>n_out, 1, w + lo * n_out, <int>n_out, g,
               <int>n_out, 0, dx + lo, <int>n_in)
-    if u != NULL:
-        _apply_update(u, dw, u.w_off + lo * n_out, u.w_off + hi * n_out)
+    if dw == NULL:
+        return
+    if not _sparse_pays(x, n, n_in, lo, hi):
+        _gemm(c'N', c'T', <int>n_out, <int>(hi - lo), <int>n, 1, g, <int>n_out, x + lo,
+              <int>n_in, 0, dw + lo * n_out, <int>n_out)
+        if u != NULL:
+            _apply_update(u, dw, u.w_off + lo * n_out, u.w_off + hi * n_out)
+        return
+    k0 = lo
+    while k0 < hi:
+        k1 = min(k0 + SPARSE_DEPTH, hi)
+        sparse_weight_gradient_f32(<const float*>x, n_in, n, k0, k1, <const float*>g, n_out,
+                                   <float*>dw)
+        if u != NULL:
+            _apply_update(u, dw, u.w_off + k0 * n_out, u.w_off + k1 * n_out)
+        k0 = k1
 
 
 cdef void _dense_backward_columns(const floating* x, const floating* w, const floating* g,
