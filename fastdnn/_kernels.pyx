@@ -250,20 +250,26 @@ cdef inline int _chunk_for(int side, int other, int k) noexcept nogil:
 
 
 # An input block with less than this fraction of nonzeros is multiplied with its zeros skipped
-# (``_sparse.h``). Measured on an AVX2 machine (Zen 3), one thread, 32 rows against 192 x 100 of
-# a kernel, sparse time over OpenBLAS's at densities 0.5 / 0.7 / 0.8 / 1.0: x @ w 0.46 / 0.60 /
-# 0.68 / 0.73, x^T g 0.60 / 0.75 / 0.80 / 0.87. Where BLAS runs nearer the FMA units' peak (90%
-# of it on an AVX-512 Zen 4, against about 50% here), skipping pays only at lower densities, so
-# dense inputs stay with BLAS. In Fashion-MNIST's batches of 32 the densest
-# quarter of the pixels averages 0.66 (std 0.03); 0.75 keeps 99.5% of those blocks sparse.
+# (``_sparse.h``), if the layer has at least _SPARSE_MIN_WIDTH units: each nonzero input costs a
+# few instructions to find, paid back by one multiply-add per 8 units. Measured on an AVX2
+# machine (Zen 3), one thread, sparse time over OpenBLAS's: 32 rows against 192 x 100 of a
+# kernel at densities 0.5 / 0.7 / 0.8 / 1.0, x @ w 0.46 / 0.60 / 0.68 / 0.73, x^T g 0.60 / 0.75 /
+# 0.80 / 0.87; at density 0.5 against 256 x n_out, for n_out 16 / 24 / 32 / 64, x @ w 1.15 / 0.87
+# / 0.70 / 0.53 and x^T g 0.99 / 0.84 / 0.79 / 0.59 (100 x 10: 1.34 and 1.24). Where BLAS runs
+# nearer the FMA units' peak (90% of it on an AVX-512 Zen 4, against about 50% here), skipping
+# pays only at lower densities and on wider layers, hence the margins. In Fashion-MNIST's batches
+# of 32 the densest quarter of the pixels averages 0.66 (std 0.03); 0.75 keeps 99.5% of those
+# blocks sparse.
 cdef double _SPARSE_DENSITY = 0.75
+cdef Py_ssize_t _SPARSE_MIN_WIDTH = 32
 
 
-cdef inline bint _sparse_pays(const floating* x, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t lo,
-                              Py_ssize_t hi) noexcept nogil:
-    """Whether x[:, lo:hi] (n rows n_in wide) is sparse enough for ``_sparse.h``'s products (a
-    float32 build with AVX2 only; the choice depends on the data, not on the threads)."""
-    if floating is double or not SPARSE_F32:
+cdef inline bint _sparse_pays(const floating* x, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
+                              Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """Whether x[:, lo:hi] (n rows n_in wide) times a kernel n_out wide is for ``_sparse.h``'s
+    products (a float32 build with AVX2 only; the choice depends on the data and the shapes,
+    not on the threads)."""
+    if floating is double or not SPARSE_F32 or n_out < _SPARSE_MIN_WIDTH:
         return False
     return sparse_count_nonzeros(<const float*>x, n_in, n, lo, hi) < _SPARSE_DENSITY * n * (hi - lo)
 
@@ -272,7 +278,7 @@ cdef inline void _input_product(const floating* x, const floating* w, floating* 
                                 Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t lo,
                                 Py_ssize_t hi) noexcept nogil:
     """OUT out (n, n_out) := x[:, lo:hi] @ w[lo:hi], for x (n, n_in) and w (n_in, n_out)."""
-    if _sparse_pays(x, n, n_in, lo, hi):
+    if _sparse_pays(x, n, n_in, n_out, lo, hi):
         sparse_product_f32(<const float*>x, n_in, n, lo, hi, <const float*>w, n_out, <float*>out)
     else:
         _gemm(c'N', c'N', <int>n_out, <int>n, <int>(hi - lo), 1, w + lo * n_out, <int>n_out,
@@ -732,7 +738,7 @@ cdef void _dense_backward_rows(const floating* x, const floating* w, const float
               <int>n_out, 0, dx + lo, <int>n_in)
     if dw == NULL:
         return
-    if not _sparse_pays(x, n, n_in, lo, hi):
+    if not _sparse_pays(x, n, n_in, n_out, lo, hi):
         _gemm(c'N', c'T', <int>n_out, <int>(hi - lo), <int>n, 1, g, <int>n_out, x + lo,
               <int>n_in, 0, dw + lo * n_out, <int>n_out)
         if u != NULL:

@@ -1,10 +1,10 @@
 """The dense layer's products with mostly-zero float32 inputs, which skip the zeros (``_sparse.h``).
 
-Such inputs (under 75% nonzeros) take the sparse products in a build with AVX2 and BLAS
-elsewhere; either way the results must be the float64 products' to float32 rounding. The shapes
-walk the edges of the sparse kernels' tiling: output widths around their 8-wide vectors and
-their 96-column tiles, inputs around their 64-input depth, batches around their 32-row groups,
-and layers cut into blocks of inputs.
+Such inputs (under 75% nonzeros) of layers of 32 units or more take the sparse products in a
+build with AVX2, BLAS elsewhere; either way the results must be the float64 products' to float32
+rounding. The shapes walk the edges of the sparse kernels' tiling: output widths around their
+8-wide vectors and their 96-column tiles, inputs around their 64-input depth, batches around
+their 32-row groups, and layers cut into blocks of inputs.
 """
 
 import numpy as np
@@ -13,7 +13,7 @@ import pytest
 from _helpers import assert_close
 from fastdnn import _kernels as kernels
 
-WIDTHS = [1, 7, 8, 10, 100, 103, 104, 105, 200]
+WIDTHS = [10, 31, 32, 33, 39, 100, 103, 104, 105, 200, 257]
 INPUTS = [1, 9, 64, 65, 200]
 BATCHES = [1, 31, 32, 33, 70]
 # cut into four blocks of inputs by the kernels (n * n_in * n_out >= 2^20), as the chapter's
@@ -51,8 +51,8 @@ def test_every_output_width_matches_float64(n_out, rng):
 @pytest.mark.parametrize("n_in", INPUTS)
 def test_every_batch_and_input_width_matches_float64(n, n_in, rng):
     x = sparse_input(rng, (n, n_in))
-    product_check(x, rng.normal(size=(n_in, 10)).astype(np.float32),
-                  rng.normal(size=(n, 10)).astype(np.float32))
+    product_check(x, rng.normal(size=(n_in, 37)).astype(np.float32),
+                  rng.normal(size=(n, 37)).astype(np.float32))
 
 
 @pytest.mark.parametrize("shape", CUT, ids=["784x100_bs32", "500x60_bs40", "130x128_bs64"])
@@ -76,8 +76,8 @@ def test_blocks_of_different_density_each_match(rng):
 def test_nan_in_a_sparse_input_reaches_its_outputs(rng):
     x = sparse_input(rng, (32, 130))
     x[3, 7] = np.nan
-    w = rng.normal(size=(130, 20)).astype(np.float32)
-    out = np.empty((32, 20), np.float32)
+    w = rng.normal(size=(130, 40)).astype(np.float32)
+    out = np.empty((32, 40), np.float32)
     kernels.dense_forward(x, w, None, out)
     assert np.isnan(out[3]).all()
     assert np.isfinite(np.delete(out, 3, axis=0)).all()
@@ -89,21 +89,23 @@ def test_a_zero_input_skips_its_infinite_weight(rng):
     (documented in _sparse.h); that the result is finite also shows that the sparse path ran."""
     x = sparse_input(rng, (32, 130))
     x[:, 5] = 0
-    w = rng.normal(size=(130, 20)).astype(np.float32)
+    w = rng.normal(size=(130, 40)).astype(np.float32)
     w[5, 2] = np.inf
-    out = np.empty((32, 20), np.float32)
+    out = np.empty((32, 40), np.float32)
     kernels.dense_forward(x, w, None, out)
     np.testing.assert_allclose(out, x.astype(np.float64) @ np.where(np.isinf(w), 0, w),
                                rtol=1e-5, atol=1e-5)
 
 
-def test_float64_and_dense_float32_inputs_keep_ieee_products(rng):
-    """Dense inputs (and every float64 input) go to BLAS, where 0 * inf is NaN."""
-    for dtype, density in ((np.float64, 0.3), (np.float32, 1.0)):
+def test_float64_dense_and_narrow_keep_ieee_products(rng):
+    """Dense inputs, layers of fewer than 32 units and every float64 input go to BLAS, where
+    0 * inf is NaN."""
+    for dtype, density, units in ((np.float64, 0.3, 40), (np.float32, 1.0, 40),
+                                  (np.float32, 0.3, 31)):
         x = sparse_input(rng, (32, 130), density).astype(dtype)
         x[:, 5] = 0
-        w = rng.normal(size=(130, 20)).astype(dtype)
+        w = rng.normal(size=(130, units)).astype(dtype)
         w[5, 2] = np.inf
-        out = np.empty((32, 20), dtype)
+        out = np.empty((32, units), dtype)
         kernels.dense_forward(x, w, None, out)
         assert np.isnan(out[:, 2]).all()
