@@ -48,8 +48,8 @@ cdef extern from "_adam.h" nogil:
 cdef extern from "_sparse.h" nogil:
     bint SPARSE_F32
     enum: SPARSE_DEPTH
-    int64_t sparse_count_nonzeros(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
-                                  Py_ssize_t hi)
+    bint sparse_nonzeros_below(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
+                               Py_ssize_t hi, double limit)
     void sparse_product_f32(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
                             Py_ssize_t hi, const float* w, Py_ssize_t width, float* out)
     void sparse_weight_gradient_f32(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
@@ -271,7 +271,7 @@ cdef inline bint _sparse_pays(const floating* x, Py_ssize_t n, Py_ssize_t n_in, 
     not on the threads)."""
     if floating is double or not SPARSE_F32 or n_out < _SPARSE_MIN_WIDTH:
         return False
-    return sparse_count_nonzeros(<const float*>x, n_in, n, lo, hi) < _SPARSE_DENSITY * n * (hi - lo)
+    return sparse_nonzeros_below(<const float*>x, n_in, n, lo, hi, _SPARSE_DENSITY * n * (hi - lo))
 
 
 cdef inline void _input_product(const floating* x, const floating* w, floating* out, Py_ssize_t n,
