@@ -129,7 +129,8 @@ def openmp_default_threads():
 
 def sparse_products():
     """Return True if this build multiplies mostly-zero float32 layer inputs with their zeros
-    skipped (``_sparse.h``: built with AVX2 and FMA), False if BLAS takes every product."""
+    skipped (``_sparse.h``: built with AVX2 and FMA, or AVX-512), False if BLAS takes every
+    product."""
     return bool(SPARSE_F32)
 
 
@@ -251,15 +252,16 @@ cdef inline int _chunk_for(int side, int other, int k) noexcept nogil:
 
 # An input block with less than this fraction of nonzeros is multiplied with its zeros skipped
 # (``_sparse.h``), if the layer has at least _SPARSE_MIN_WIDTH units: each nonzero input costs a
-# few instructions to find, paid back by one multiply-add per 8 units. Measured on an AVX2
-# machine (Zen 3), one thread, sparse time over OpenBLAS's: 32 rows against 192 x 100 of a
+# few instructions to find, paid back by one multiply-add per 8 (or 16) units. Measured on an
+# AVX2 machine (Zen 3), one thread, sparse time over OpenBLAS's: 32 rows against 192 x 100 of a
 # kernel at densities 0.5 / 0.7 / 0.8 / 1.0, x @ w 0.46 / 0.60 / 0.68 / 0.73, x^T g 0.60 / 0.75 /
 # 0.80 / 0.87; at density 0.5 against 256 x n_out, for n_out 16 / 24 / 32 / 64, x @ w 1.15 / 0.87
-# / 0.70 / 0.53 and x^T g 0.99 / 0.84 / 0.79 / 0.59 (100 x 10: 1.34 and 1.24). Where BLAS runs
-# nearer the FMA units' peak (90% of it on an AVX-512 Zen 4, against about 50% here), skipping
-# pays only at lower densities and on wider layers, hence the margins. In Fashion-MNIST's batches
-# of 32 the densest quarter of the pixels averages 0.66 (std 0.03); 0.75 keeps 99.5% of those
-# blocks sparse.
+# / 0.70 / 0.53 and x^T g 0.99 / 0.84 / 0.79 / 0.59 (100 x 10: 1.34 and 1.24). On an AVX-512
+# Xeon, whose OpenBLAS runs nearer the FMA units' peak, on Fashion-MNIST's blocks of 192 inputs
+# (densities 0.35 / 0.55 / 0.66): 32 rows, x @ w 0.63 / 0.90 / 1.02, x^T g 0.62 / 0.88 / 0.97;
+# 256 rows at 0.35 / 0.66, x @ w 0.50 / 0.86, x^T g 0.63 / 0.92. In Fashion-MNIST's batches of 32
+# the densest quarter of the pixels averages 0.66 (std 0.03); 0.75 keeps 99.5% of those blocks
+# sparse.
 cdef double _SPARSE_DENSITY = 0.75
 cdef Py_ssize_t _SPARSE_MIN_WIDTH = 32
 
@@ -267,8 +269,8 @@ cdef Py_ssize_t _SPARSE_MIN_WIDTH = 32
 cdef inline bint _sparse_pays(const floating* x, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
                               Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
     """Whether x[:, lo:hi] (n rows n_in wide) times a kernel n_out wide is for ``_sparse.h``'s
-    products (a float32 build with AVX2 only; the choice depends on the data and the shapes,
-    not on the threads)."""
+    products (a float32 build with AVX2 or AVX-512 only; the choice depends on the data and the
+    shapes, not on the threads)."""
     if floating is double or not SPARSE_F32 or n_out < _SPARSE_MIN_WIDTH:
         return False
     return sparse_nonzeros_below(<const float*>x, n_in, n, lo, hi, _SPARSE_DENSITY * n * (hi - lo))

@@ -1,19 +1,22 @@
 /* A dense layer's two products with its input, skipping the input's zeros: for float32 layers
  * whose inputs are mostly zeros (Fashion-MNIST's images are half background, ReLU outputs about
  * half zeros). One thread, 32 rows of Fashion-MNIST against a 784 x 100 kernel, on an AVX2 Zen 3
- * VM: x @ w 48 us against OpenBLAS's 101 us, x^T g 47 us against 75 us.
+ * VM: x @ w 48 us against OpenBLAS's 101 us, x^T g 47 us against 75 us. On an AVX-512 Xeon, whose
+ * OpenBLAS runs near the FMA units' peak, 32 or 256 rows against blocks of 192 inputs take 0.5 to
+ * 1.0 of BLAS's time, by the block's density (0.35 to 0.66).
  *
  * Each output row is kept in registers (up to 12 vectors and a partial one: 100 floats) while
  * the row's nonzero inputs, found by compares into one 64-bit word, are taken one by one, each
  * a broadcast and one multiply-add per vector. The kernel's rows are taken SPARSE_DEPTH (at most
  * 64, the word's bits) at a time, so that the rows in use stay in the L1 cache. Every output
  * element is the sum of its terms in the order of k, however the work is tiled, so the results
- * depend on the data only.
+ * depend on the data only, with 8 lanes or 16 alike.
  *
  * Skipping x = 0 skips its terms: a weight that is inf or NaN there adds 0, not the NaN of
  * 0 * inf (as in sparse matrix products).
  *
- * Built only with AVX2 and FMA (setup.py); elsewhere SPARSE_F32 is 0 and the kernels call BLAS. */
+ * Built only with AVX2 and FMA, 16 lanes wide with AVX-512F (setup.py); elsewhere SPARSE_F32 is 0
+ * and the kernels call BLAS. */
 #ifndef FASTDNN_SPARSE_H
 #define FASTDNN_SPARSE_H
 
@@ -24,27 +27,84 @@
 #include <immintrin.h>
 
 #define SPARSE_F32 1
-
-enum { SPARSE_VECTORS = 12, SPARSE_DEPTH = 64, SPARSE_ROWS = 32 };
-
 #define SPARSE_INLINE static inline __attribute__((always_inline))
 
-/* The first `tail` lanes (0..7) of a vector, as a mask for maskload/maskstore. */
-static inline __m256i sparse_lanes(ptrdiff_t tail) {
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)tail),
+/* One vector of SPARSE_LANES floats, and its operations: 16 lanes where the build has AVX-512,
+ * else 8 (AVX2). A partial vector's lanes are a `sparse_mask` (sparse_lanes). */
+#if defined(__AVX512F__)
+#define SPARSE_LANES 16
+#define SPARSE_PACK 1
+typedef __m512 sparse_vec;
+typedef __mmask16 sparse_mask;
+typedef __m512i sparse_bits;
+SPARSE_INLINE sparse_mask sparse_lanes(ptrdiff_t count) { return (sparse_mask)((1u << count) - 1); }
+SPARSE_INLINE sparse_vec sparse_zero(void) { return _mm512_setzero_ps(); }
+SPARSE_INLINE sparse_vec sparse_load(const float* p) { return _mm512_loadu_ps(p); }
+SPARSE_INLINE sparse_vec sparse_load_part(const float* p, sparse_mask m) {
+    return _mm512_maskz_loadu_ps(m, p);
+}
+SPARSE_INLINE void sparse_store(float* p, sparse_vec v) { _mm512_storeu_ps(p, v); }
+SPARSE_INLINE void sparse_store_part(float* p, sparse_mask m, sparse_vec v) {
+    _mm512_mask_storeu_ps(p, m, v);
+}
+SPARSE_INLINE sparse_vec sparse_broadcast(const float* p) { return _mm512_set1_ps(*p); }
+SPARSE_INLINE sparse_vec sparse_fma(sparse_vec a, sparse_vec b, sparse_vec c) {
+    return _mm512_fmadd_ps(a, b, c);
+}
+/* The nonzeros among x[0:min(count, 16)] as bits (NaN is not 0). */
+SPARSE_INLINE unsigned sparse_nonzeros_vec(const float* x, ptrdiff_t count) {
+    sparse_vec v = count >= 16 ? sparse_load(x) : sparse_load_part(x, sparse_lanes(count));
+    return _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+}
+/* bits | `bit` in the lanes where x[0:16] is not 0. */
+SPARSE_INLINE sparse_bits sparse_mark(sparse_bits bits, const float* x, uint32_t bit) {
+    return _mm512_mask_or_epi32(bits, _mm512_cmp_ps_mask(sparse_load(x), _mm512_setzero_ps(),
+                                                         _CMP_NEQ_UQ),
+                                bits, _mm512_set1_epi32((int)bit));
+}
+SPARSE_INLINE sparse_bits sparse_no_bits(void) { return _mm512_setzero_si512(); }
+SPARSE_INLINE void sparse_store_bits(uint32_t* p, sparse_bits b) { _mm512_storeu_si512(p, b); }
+#else
+#define SPARSE_LANES 8
+#define SPARSE_PACK 0
+typedef __m256 sparse_vec;
+typedef __m256i sparse_mask;
+typedef __m256i sparse_bits;
+SPARSE_INLINE sparse_mask sparse_lanes(ptrdiff_t count) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count),
                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
-
-/* The nonzeros among x[0:min(count, 8)] as bits (NaN is not 0). */
-static inline unsigned sparse_nonzeros8(const float* x, ptrdiff_t count) {
-    unsigned bits = 0;
-    if (count >= 8)
-        return (unsigned)_mm256_movemask_ps(
-            _mm256_cmp_ps(_mm256_loadu_ps(x), _mm256_setzero_ps(), _CMP_NEQ_UQ));
-    for (ptrdiff_t k = 0; k < count; k++)
-        bits |= (unsigned)(x[k] != 0) << k;
-    return bits;
+SPARSE_INLINE sparse_vec sparse_zero(void) { return _mm256_setzero_ps(); }
+SPARSE_INLINE sparse_vec sparse_load(const float* p) { return _mm256_loadu_ps(p); }
+SPARSE_INLINE sparse_vec sparse_load_part(const float* p, sparse_mask m) {
+    return _mm256_maskload_ps(p, m);
 }
+SPARSE_INLINE void sparse_store(float* p, sparse_vec v) { _mm256_storeu_ps(p, v); }
+SPARSE_INLINE void sparse_store_part(float* p, sparse_mask m, sparse_vec v) {
+    _mm256_maskstore_ps(p, m, v);
+}
+SPARSE_INLINE sparse_vec sparse_broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+SPARSE_INLINE sparse_vec sparse_fma(sparse_vec a, sparse_vec b, sparse_vec c) {
+    return _mm256_fmadd_ps(a, b, c);
+}
+/* The nonzeros among x[0:min(count, 8)] as bits (NaN is not 0). */
+SPARSE_INLINE unsigned sparse_nonzeros_vec(const float* x, ptrdiff_t count) {
+    sparse_vec v = count >= 8 ? sparse_load(x) : sparse_load_part(x, sparse_lanes(count));
+    return (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+}
+/* bits | `bit` in the lanes where x[0:8] is not 0. */
+SPARSE_INLINE sparse_bits sparse_mark(sparse_bits bits, const float* x, uint32_t bit) {
+    __m256 nonzero = _mm256_cmp_ps(sparse_load(x), _mm256_setzero_ps(), _CMP_NEQ_UQ);
+    return _mm256_or_si256(bits, _mm256_and_si256(_mm256_castps_si256(nonzero),
+                                                  _mm256_set1_epi32((int)bit)));
+}
+SPARSE_INLINE sparse_bits sparse_no_bits(void) { return _mm256_setzero_si256(); }
+SPARSE_INLINE void sparse_store_bits(uint32_t* p, sparse_bits b) {
+    _mm256_storeu_si256((__m256i*)p, b);
+}
+#endif
+
+enum { SPARSE_VECTORS = 12, SPARSE_DEPTH = 64, SPARSE_ROWS = 32 };
 
 /* Whether fewer than `limit` of x[i, lo:hi], i < n (rows ldx apart), are not 0 (NaN is not 0).
  * The rows are counted in turn until the answer is certain: the nonzeros reach the limit, or the
@@ -55,8 +115,8 @@ static inline int sparse_nonzeros_below(const float* x, ptrdiff_t ldx, ptrdiff_t
     for (ptrdiff_t i = 0; i < n; i++) {
         if ((double)(count + (n - i) * (hi - lo)) < limit)
             return 1;
-        for (ptrdiff_t k = lo; k < hi; k += 8)
-            count += __builtin_popcount(sparse_nonzeros8(x + i * ldx + k, hi - k));
+        for (ptrdiff_t k = lo; k < hi; k += SPARSE_LANES)
+            count += __builtin_popcount(sparse_nonzeros_vec(x + i * ldx + k, hi - k));
         if ((double)count >= limit)
             return 0;
     }
@@ -64,76 +124,100 @@ static inline int sparse_nonzeros_below(const float* x, ptrdiff_t ldx, ptrdiff_t
 }
 
 /* The nonzeros among x[0:count], count <= 64, as bits. */
-static inline uint64_t sparse_nonzeros64(const float* x, ptrdiff_t count) {
+SPARSE_INLINE uint64_t sparse_nonzeros64(const float* x, ptrdiff_t count) {
     uint64_t bits = 0;
-    for (ptrdiff_t k = 0; k < count; k += 8)
-        bits |= (uint64_t)sparse_nonzeros8(x + k, count - k) << k;
+    for (ptrdiff_t k = 0; k < count; k += SPARSE_LANES)
+        bits |= (uint64_t)sparse_nonzeros_vec(x + k, count - k) << k;
     return bits;
 }
 
-/* Columns [0, 8 nv + tail) of the output: o (=, or += unless first) x[k0:k1] @ w[k0:k1] for
- * one input row x (w's rows ldw apart), k1 - k0 <= 64. nv and first are constants where it is
- * called, so acc lives in registers; the nonzeros are taken from one 64-bit word, so that the
- * loop over them ends (a branch the predictor misses) once per 64 inputs. */
-SPARSE_INLINE void sparse_row(const float* x, ptrdiff_t k0, ptrdiff_t k1, const float* w,
-                              ptrdiff_t ldw, float* o, const int nv, ptrdiff_t tail,
-                              __m256i lanes, const int first) {
-    __m256 acc[SPARSE_VECTORS], acc_tail = _mm256_setzero_ps();
-    uint64_t bits = sparse_nonzeros64(x + k0, k1 - k0);
+/* Columns [0, SPARSE_LANES nv + tail) of the output: o (=, or += unless first) x[0:count] @
+ * w[0:count] for one input row x, count <= 64 (w's rows ldw apart, each SPARSE_ALIGN-aligned).
+ * nv and first are constants where it is called, so acc lives in registers; the nonzeros are
+ * taken from one 64-bit word, so that the loop over them ends (a branch the predictor misses)
+ * once per 64 inputs. */
+SPARSE_INLINE void sparse_row(const float* x, ptrdiff_t count, const float* w, ptrdiff_t ldw,
+                              float* o, const int nv, ptrdiff_t tail, sparse_mask lanes,
+                              const int first) {
+    sparse_vec acc[SPARSE_VECTORS], acc_tail = sparse_zero();
+    uint64_t bits = sparse_nonzeros64(x, count);
     for (int v = 0; v < nv; v++)
-        acc[v] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(o + 8 * v);
+        acc[v] = first ? sparse_zero() : sparse_load(o + SPARSE_LANES * v);
     if (tail && !first)
-        acc_tail = _mm256_maskload_ps(o + 8 * nv, lanes);
+        acc_tail = sparse_load_part(o + SPARSE_LANES * nv, lanes);
     while (bits) {
-        ptrdiff_t k = k0 + __builtin_ctzll(bits);
+        ptrdiff_t k = __builtin_ctzll(bits);
         bits &= bits - 1;
-        __m256 xk = _mm256_broadcast_ss(x + k);
+        sparse_vec xk = sparse_broadcast(x + k);
         const float* wk = w + k * ldw;
         for (int v = 0; v < nv; v++)
-            acc[v] = _mm256_fmadd_ps(xk, _mm256_loadu_ps(wk + 8 * v), acc[v]);
+            acc[v] = sparse_fma(xk, sparse_load(wk + SPARSE_LANES * v), acc[v]);
         if (tail)
-            acc_tail = _mm256_fmadd_ps(xk, _mm256_maskload_ps(wk + 8 * nv, lanes), acc_tail);
+            acc_tail = sparse_fma(xk, sparse_load_part(wk + SPARSE_LANES * nv, lanes), acc_tail);
     }
     for (int v = 0; v < nv; v++)
-        _mm256_storeu_ps(o + 8 * v, acc[v]);
+        sparse_store(o + SPARSE_LANES * v, acc[v]);
     if (tail)
-        _mm256_maskstore_ps(o + 8 * nv, lanes, acc_tail);
+        sparse_store_part(o + SPARSE_LANES * nv, lanes, acc_tail);
 }
 
-/* Columns [0, 8 nv + tail) of dw's row k: d (=, or += unless first) the sum over the rows i of
- * x[i, k] g[i] (x's rows ldx apart, g's ldg) for the rows whose bit is set in `rows` (bit r is
- * row i0 + r). The same loop as sparse_row's, kept apart: one version for both, with the
- * scalar's and the row's strides as arguments, left gcc a register short in sparse_row, which
- * then took 61 us instead of 48 for 32 x 784 x 100. */
-SPARSE_INLINE void sparse_gradient_row(const float* x, ptrdiff_t ldx, ptrdiff_t k,
-                                       uint32_t rows, ptrdiff_t i0, const float* g,
-                                       ptrdiff_t ldg, float* d, const int nv, ptrdiff_t tail,
-                                       __m256i lanes, const int first) {
-    __m256 acc[SPARSE_VECTORS], acc_tail = _mm256_setzero_ps();
+/* Columns [0, SPARSE_LANES nv + tail) of one row of dw: d (=, or += unless first) the sum over
+ * the rows i of x[i] g[i] (x's rows ldx apart; g's ldg, each SPARSE_ALIGN-aligned) for the
+ * rows whose bit is set in `rows`. The same loop as sparse_row's, kept apart: one version for
+ * both, with the scalar's and the row's strides as arguments, left gcc a register short in
+ * sparse_row (AVX2), which then took 61 us instead of 48 for 32 x 784 x 100. */
+SPARSE_INLINE void sparse_gradient_row(const float* x, ptrdiff_t ldx, uint32_t rows,
+                                       const float* g, ptrdiff_t ldg, float* d, const int nv,
+                                       ptrdiff_t tail, sparse_mask lanes, const int first) {
+    sparse_vec acc[SPARSE_VECTORS], acc_tail = sparse_zero();
     for (int v = 0; v < nv; v++)
-        acc[v] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(d + 8 * v);
+        acc[v] = first ? sparse_zero() : sparse_load(d + SPARSE_LANES * v);
     if (tail && !first)
-        acc_tail = _mm256_maskload_ps(d + 8 * nv, lanes);
+        acc_tail = sparse_load_part(d + SPARSE_LANES * nv, lanes);
     while (rows) {
-        ptrdiff_t i = i0 + __builtin_ctz(rows);
+        ptrdiff_t i = __builtin_ctz(rows);
         rows &= rows - 1;
-        __m256 xik = _mm256_broadcast_ss(x + i * ldx + k);
+        sparse_vec xik = sparse_broadcast(x + i * ldx);
         const float* gi = g + i * ldg;
         for (int v = 0; v < nv; v++)
-            acc[v] = _mm256_fmadd_ps(xik, _mm256_loadu_ps(gi + 8 * v), acc[v]);
+            acc[v] = sparse_fma(xik, sparse_load(gi + SPARSE_LANES * v), acc[v]);
         if (tail)
-            acc_tail = _mm256_fmadd_ps(xik, _mm256_maskload_ps(gi + 8 * nv, lanes), acc_tail);
+            acc_tail = sparse_fma(xik, sparse_load_part(gi + SPARSE_LANES * nv, lanes), acc_tail);
     }
     for (int v = 0; v < nv; v++)
-        _mm256_storeu_ps(d + 8 * v, acc[v]);
+        sparse_store(d + SPARSE_LANES * v, acc[v]);
     if (tail)
-        _mm256_maskstore_ps(d + 8 * nv, lanes, acc_tail);
+        sparse_store_part(d + SPARSE_LANES * nv, lanes, acc_tail);
 }
 
-/* Width of the column tile that starts `left` columns before the end: 12 vectors, or all
- * that is left when that fits 12 vectors and a partial one. */
+/* Width of the column tile that starts `left` columns before the end: SPARSE_VECTORS vectors,
+ * or all that is left when that fits them and a partial one. */
 static inline ptrdiff_t sparse_tile(ptrdiff_t left) {
-    return left < 8 * SPARSE_VECTORS + 8 ? left : 8 * SPARSE_VECTORS;
+    const ptrdiff_t full = SPARSE_LANES * SPARSE_VECTORS;
+    return left < full + SPARSE_LANES ? left : full;
+}
+
+/* The widest tile's row, rounded up to whole vectors: the row stride of the packed copies. */
+#define SPARSE_PACKED (SPARSE_LANES * (SPARSE_VECTORS + 1))
+#define SPARSE_ALIGN 64
+
+/* OUT pack := src[0:rows, 0:cols] (src's rows ld apart), its rows `stride` apart, each padded
+ * with zeros to whole vectors. The products read their rows of w and g from such copies,
+ * aligned: most rows of a layer 100 wide start inside a cache line, and a load that crosses a
+ * line costs two (AVX-512 on a Xeon, 256 x 192 inputs of Fashion-MNIST against 100 units:
+ * x @ w 105 us with the rows in place, 71 us from the copy; BLAS 80 us). */
+SPARSE_INLINE void sparse_pack(const float* src, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t cols,
+                               float* pack, ptrdiff_t stride) {
+    ptrdiff_t full = cols - cols % SPARSE_LANES;
+    sparse_mask lanes = sparse_lanes(cols - full);
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float* s = src + r * ld;
+        float* d = pack + r * stride;
+        for (ptrdiff_t c = 0; c < full; c += SPARSE_LANES)
+            sparse_store(d + c, sparse_load(s + c));
+        if (full < cols)
+            sparse_store(d + full, sparse_load_part(s + full, lanes));
+    }
 }
 
 #define SPARSE_CASES(CALL) \
@@ -145,19 +229,27 @@ static inline ptrdiff_t sparse_tile(ptrdiff_t left) {
 static inline void sparse_product_f32(const float* x, ptrdiff_t ldx, ptrdiff_t n, ptrdiff_t lo,
                                       ptrdiff_t hi, const float* w, ptrdiff_t width,
                                       float* out) {
+    float pack[SPARSE_DEPTH * SPARSE_PACKED] __attribute__((aligned(SPARSE_ALIGN)));
     for (ptrdiff_t k0 = lo; k0 < hi; k0 += SPARSE_DEPTH) {
-        ptrdiff_t k1 = k0 + SPARSE_DEPTH < hi ? k0 + SPARSE_DEPTH : hi, cw;
+        ptrdiff_t depth = hi - k0 < SPARSE_DEPTH ? hi - k0 : SPARSE_DEPTH, cw;
         for (ptrdiff_t c0 = 0; c0 < width; c0 += cw) {
             cw = sparse_tile(width - c0);
-            ptrdiff_t tail = cw % 8;
-            __m256i lanes = sparse_lanes(tail);
+            ptrdiff_t tail = cw % SPARSE_LANES, stride = cw - tail + (tail ? SPARSE_LANES : 0);
+            sparse_mask lanes = sparse_lanes(tail);
+            const float* wt = w + k0 * width + c0;
+            ptrdiff_t ldw = width;
+            if (SPARSE_PACK) {
+                sparse_pack(wt, width, depth, cw, pack, stride);
+                wt = pack;
+                ldw = stride;
+            }
             for (ptrdiff_t i = 0; i < n; i++) {
-                const float* xi = x + i * ldx;
+                const float* xi = x + i * ldx + k0;
                 float* o = out + i * width + c0;
-                switch ((cw / 8) * 2 + (k0 == lo)) {
+                switch ((cw / SPARSE_LANES) * 2 + (k0 == lo)) {
 #define SPARSE_ROW(N)                                                                             \
-    case 2 * N: sparse_row(xi, k0, k1, w + c0, width, o, N, tail, lanes, 0); break;              \
-    case 2 * N + 1: sparse_row(xi, k0, k1, w + c0, width, o, N, tail, lanes, 1); break;
+    case 2 * N: sparse_row(xi, depth, wt, ldw, o, N, tail, lanes, 0); break;                     \
+    case 2 * N + 1: sparse_row(xi, depth, wt, ldw, o, N, tail, lanes, 1); break;
                     SPARSE_CASES(SPARSE_ROW)
 #undef SPARSE_ROW
                 }
@@ -171,20 +263,17 @@ static inline void sparse_product_f32(const float* x, ptrdiff_t ldx, ptrdiff_t n
 static inline void sparse_weight_gradient_f32(const float* x, ptrdiff_t ldx, ptrdiff_t n,
                                               ptrdiff_t lo, ptrdiff_t hi, const float* g,
                                               ptrdiff_t width, float* dw) {
+    float pack[SPARSE_ROWS * SPARSE_PACKED] __attribute__((aligned(SPARSE_ALIGN)));
     uint32_t rows[SPARSE_DEPTH];  /* rows[k - k0]: bit r set where x[i0 + r, k] != 0 */
     for (ptrdiff_t k0 = lo; k0 < hi; k0 += SPARSE_DEPTH) {
         ptrdiff_t k1 = k0 + SPARSE_DEPTH < hi ? k0 + SPARSE_DEPTH : hi, cw;
         for (ptrdiff_t i0 = 0; i0 < n; i0 += SPARSE_ROWS) {
             ptrdiff_t i1 = i0 + SPARSE_ROWS < n ? i0 + SPARSE_ROWS : n, k = k0;
-            for (; k + 8 <= k1; k += 8) {
-                __m256i bits = _mm256_setzero_si256();
-                for (ptrdiff_t i = i0; i < i1; i++) {
-                    __m256 nonzero = _mm256_cmp_ps(_mm256_loadu_ps(x + i * ldx + k),
-                                                   _mm256_setzero_ps(), _CMP_NEQ_UQ);
-                    bits = _mm256_or_si256(bits, _mm256_and_si256(
-                        _mm256_castps_si256(nonzero), _mm256_set1_epi32((int)(1u << (i - i0)))));
-                }
-                _mm256_storeu_si256((__m256i*)(rows + (k - k0)), bits);
+            for (; k + SPARSE_LANES <= k1; k += SPARSE_LANES) {
+                sparse_bits bits = sparse_no_bits();
+                for (ptrdiff_t i = i0; i < i1; i++)
+                    bits = sparse_mark(bits, x + i * ldx + k, 1u << (i - i0));
+                sparse_store_bits(rows + (k - k0), bits);
             }
             for (; k < k1; k++) {
                 rows[k - k0] = 0;
@@ -193,16 +282,24 @@ static inline void sparse_weight_gradient_f32(const float* x, ptrdiff_t ldx, ptr
             }
             for (ptrdiff_t c0 = 0; c0 < width; c0 += cw) {
                 cw = sparse_tile(width - c0);
-                ptrdiff_t tail = cw % 8;
-                __m256i lanes = sparse_lanes(tail);
+                ptrdiff_t tail = cw % SPARSE_LANES, stride = cw - tail + (tail ? SPARSE_LANES : 0);
+                sparse_mask lanes = sparse_lanes(tail);
+                const float* gt = g + i0 * width + c0;
+                ptrdiff_t ldg = width;
+                if (SPARSE_PACK) {
+                    sparse_pack(gt, width, i1 - i0, cw, pack, stride);
+                    gt = pack;
+                    ldg = stride;
+                }
                 for (k = k0; k < k1; k++) {
+                    const float* xk = x + i0 * ldx + k;
                     float* d = dw + k * width + c0;
-                    switch ((cw / 8) * 2 + (i0 == 0)) {
+                    switch ((cw / SPARSE_LANES) * 2 + (i0 == 0)) {
 #define SPARSE_GRADIENT_ROW(N)                                                                   \
-    case 2 * N: sparse_gradient_row(x, ldx, k, rows[k - k0], i0, g + c0, width, d, N, tail,      \
-                                    lanes, 0); break;                                          \
-    case 2 * N + 1: sparse_gradient_row(x, ldx, k, rows[k - k0], i0, g + c0, width, d, N, tail,  \
-                                        lanes, 1); break;
+    case 2 * N: sparse_gradient_row(xk, ldx, rows[k - k0], gt, ldg, d, N, tail, lanes, 0);        \
+        break;                                                                                 \
+    case 2 * N + 1: sparse_gradient_row(xk, ldx, rows[k - k0], gt, ldg, d, N, tail, lanes,        \
+                                        1); break;
                         SPARSE_CASES(SPARSE_GRADIENT_ROW)
 #undef SPARSE_GRADIENT_ROW
                     }

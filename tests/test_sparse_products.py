@@ -3,8 +3,9 @@
 Such inputs (under 75% nonzeros) of layers of 32 units or more take the sparse products in a
 build with AVX2, BLAS elsewhere; either way the results must be the float64 products' to float32
 rounding. The shapes walk the edges of the sparse kernels' tiling: output widths around their
-8-wide vectors and their 96-column tiles, inputs around their 64-input depth, batches around
-their 32-row groups, and layers cut into blocks of inputs.
+vectors (8 wide with AVX2, 16 with AVX-512) and their column tiles (96 or 192 columns), inputs
+around their 64-input depth, batches around their 32-row groups, and layers cut into blocks of
+inputs.
 """
 
 import numpy as np
@@ -13,7 +14,8 @@ import pytest
 from _helpers import assert_close
 from fastdnn import _kernels as kernels
 
-WIDTHS = [10, 31, 32, 33, 39, 100, 103, 104, 105, 200, 257]
+WIDTHS = [10, 31, 32, 33, 39, 47, 48, 49, 100, 103, 104, 105, 191, 192, 193, 200, 207, 208,
+          209, 257, 400]
 INPUTS = [1, 9, 64, 65, 200]
 BATCHES = [1, 31, 32, 33, 70]
 # cut into four blocks of inputs by the kernels (n * n_in * n_out >= 2^20), as the chapter's
