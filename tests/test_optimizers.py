@@ -315,6 +315,40 @@ def test_kernel_update_matches_reference_on_large_buffers(case, dtype, kernel_th
         np.testing.assert_array_equal(parallel_slots[name], serial_slots[name])
 
 
+def at_offset(values, offset):
+    """A copy of ``values`` that starts ``offset`` elements past a 64-byte boundary."""
+    per_line = 64 // values.itemsize
+    buf = np.empty(values.size + 2 * per_line, values.dtype)
+    start = (-buf.ctypes.data // values.itemsize) % per_line + offset
+    out = buf[start:start + values.size]
+    out[...] = values
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", ["sgd", "sgd_nesterov", "adagrad", "rmsprop_centered_momentum",
+                                  "adam", "adam_amsgrad"])
+def test_update_does_not_depend_on_where_the_buffers_start(case, dtype):
+    """The first elements before a cache-line boundary take a step of their own
+    (``_update_range``): every start within a line, and sizes around one line, give the same
+    numbers, bit for bit."""
+    kind, hyper = CASES[case]
+    rng = np.random.default_rng(11)
+    per_line = 64 // np.dtype(dtype).itemsize
+    for size in (1, per_line - 1, per_line + 1, 3 * per_line + 5, 1000):
+        params, grads = rng.normal(size=size).astype(dtype), rng.normal(size=size).astype(dtype)
+        slots = new_slots(kind, hyper, size, dtype)
+        want = [params.copy(), {k: v.copy() for k, v in slots.items()}]
+        apply_update(kernels, kind, hyper, want[0], grads, want[1], iteration=3)
+        for offset in range(per_line):
+            got = [at_offset(params, offset), {k: at_offset(v, offset) for k, v in slots.items()}]
+            apply_update(kernels, kind, hyper, got[0], at_offset(grads, offset), got[1],
+                         iteration=3)
+            np.testing.assert_array_equal(got[0], want[0])
+            for name in slots:
+                np.testing.assert_array_equal(got[1][name], want[1][name])
+
+
 # 3 threads' shares of 8 pieces each, and of one piece each (a piece holds at least 2**15
 # weights), both with a ragged end
 @pytest.mark.parametrize("size", [2 * 2**22 + 5, 2**17 + 3])
