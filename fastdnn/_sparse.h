@@ -30,7 +30,9 @@
 #define SPARSE_INLINE static inline __attribute__((always_inline))
 
 /* One vector of SPARSE_LANES floats, and its operations: 16 lanes where the build has AVX-512,
- * else 8 (AVX2). A partial vector's lanes are a `sparse_mask` (sparse_lanes). */
+ * else 8 (AVX2). A partial vector's lanes are a `sparse_mask` (sparse_lanes). SPARSE_PACK: the
+ * rows of w and g are read from aligned copies (sparse_pack); with 8 lanes the copies cost more
+ * than they saved at 32 rows (on the Xeon; the Zen 3 figures above are without them). */
 #if defined(__AVX512F__)
 #define SPARSE_LANES 16
 #define SPARSE_PACK 1
