@@ -34,28 +34,34 @@
  * rows of w and g are read from aligned copies (sparse_pack); with 8 lanes the copies cost more
  * than they saved at 32 rows (on the Xeon; the Zen 3 figures above are without them). */
 #if defined(__AVX512F__)
+#define SPARSE_MM(op) _mm512_##op  /* the operations named alike in both, but for the prefix */
+typedef __m512 sparse_vec;
+#else
+#define SPARSE_MM(op) _mm256_##op
+typedef __m256 sparse_vec;
+#endif
+SPARSE_INLINE sparse_vec sparse_zero(void) { return SPARSE_MM(setzero_ps)(); }
+SPARSE_INLINE sparse_vec sparse_load(const float* p) { return SPARSE_MM(loadu_ps)(p); }
+SPARSE_INLINE void sparse_store(float* p, sparse_vec v) { SPARSE_MM(storeu_ps)(p, v); }
+SPARSE_INLINE sparse_vec sparse_broadcast(const float* p) { return SPARSE_MM(set1_ps)(*p); }
+SPARSE_INLINE sparse_vec sparse_fma(sparse_vec a, sparse_vec b, sparse_vec c) {
+    return SPARSE_MM(fmadd_ps)(a, b, c);
+}
+
+#if defined(__AVX512F__)
 #define SPARSE_LANES 16
 #define SPARSE_PACK 1
-typedef __m512 sparse_vec;
 typedef __mmask16 sparse_mask;
 typedef __m512i sparse_bits;
 SPARSE_INLINE sparse_mask sparse_lanes(ptrdiff_t count) { return (sparse_mask)((1u << count) - 1); }
-SPARSE_INLINE sparse_vec sparse_zero(void) { return _mm512_setzero_ps(); }
-SPARSE_INLINE sparse_vec sparse_load(const float* p) { return _mm512_loadu_ps(p); }
 SPARSE_INLINE sparse_vec sparse_load_part(const float* p, sparse_mask m) {
     return _mm512_maskz_loadu_ps(m, p);
 }
-SPARSE_INLINE void sparse_store(float* p, sparse_vec v) { _mm512_storeu_ps(p, v); }
 SPARSE_INLINE void sparse_store_part(float* p, sparse_mask m, sparse_vec v) {
     _mm512_mask_storeu_ps(p, m, v);
 }
-SPARSE_INLINE sparse_vec sparse_broadcast(const float* p) { return _mm512_set1_ps(*p); }
-SPARSE_INLINE sparse_vec sparse_fma(sparse_vec a, sparse_vec b, sparse_vec c) {
-    return _mm512_fmadd_ps(a, b, c);
-}
-/* The nonzeros among x[0:min(count, 16)] as bits (NaN is not 0). */
-SPARSE_INLINE unsigned sparse_nonzeros_vec(const float* x, ptrdiff_t count) {
-    sparse_vec v = count >= 16 ? sparse_load(x) : sparse_load_part(x, sparse_lanes(count));
+/* The lanes of v that are not 0 as bits (NaN is not 0). */
+SPARSE_INLINE unsigned sparse_nonzero_lanes(sparse_vec v) {
     return _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
 }
 /* bits | `bit` in the lanes where x[0:16] is not 0. */
@@ -69,29 +75,20 @@ SPARSE_INLINE void sparse_store_bits(uint32_t* p, sparse_bits b) { _mm512_storeu
 #else
 #define SPARSE_LANES 8
 #define SPARSE_PACK 0
-typedef __m256 sparse_vec;
 typedef __m256i sparse_mask;
 typedef __m256i sparse_bits;
 SPARSE_INLINE sparse_mask sparse_lanes(ptrdiff_t count) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count),
                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
-SPARSE_INLINE sparse_vec sparse_zero(void) { return _mm256_setzero_ps(); }
-SPARSE_INLINE sparse_vec sparse_load(const float* p) { return _mm256_loadu_ps(p); }
 SPARSE_INLINE sparse_vec sparse_load_part(const float* p, sparse_mask m) {
     return _mm256_maskload_ps(p, m);
 }
-SPARSE_INLINE void sparse_store(float* p, sparse_vec v) { _mm256_storeu_ps(p, v); }
 SPARSE_INLINE void sparse_store_part(float* p, sparse_mask m, sparse_vec v) {
     _mm256_maskstore_ps(p, m, v);
 }
-SPARSE_INLINE sparse_vec sparse_broadcast(const float* p) { return _mm256_broadcast_ss(p); }
-SPARSE_INLINE sparse_vec sparse_fma(sparse_vec a, sparse_vec b, sparse_vec c) {
-    return _mm256_fmadd_ps(a, b, c);
-}
-/* The nonzeros among x[0:min(count, 8)] as bits (NaN is not 0). */
-SPARSE_INLINE unsigned sparse_nonzeros_vec(const float* x, ptrdiff_t count) {
-    sparse_vec v = count >= 8 ? sparse_load(x) : sparse_load_part(x, sparse_lanes(count));
+/* The lanes of v that are not 0 as bits (NaN is not 0). */
+SPARSE_INLINE unsigned sparse_nonzero_lanes(sparse_vec v) {
     return (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));
 }
 /* bits | `bit` in the lanes where x[0:8] is not 0. */
@@ -105,6 +102,12 @@ SPARSE_INLINE void sparse_store_bits(uint32_t* p, sparse_bits b) {
     _mm256_storeu_si256((__m256i*)p, b);
 }
 #endif
+
+/* The nonzeros among x[0:min(count, SPARSE_LANES)] as bits (NaN is not 0). */
+SPARSE_INLINE unsigned sparse_nonzeros_vec(const float* x, ptrdiff_t count) {
+    return sparse_nonzero_lanes(count >= SPARSE_LANES ? sparse_load(x)
+                                                      : sparse_load_part(x, sparse_lanes(count)));
+}
 
 enum { SPARSE_VECTORS = 12, SPARSE_DEPTH = 64, SPARSE_ROWS = 32 };
 
