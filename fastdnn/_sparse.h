@@ -31,7 +31,7 @@
 
 /* One vector of SPARSE_LANES floats, and its operations: 16 lanes where the build has AVX-512,
  * else 8 (AVX2). A partial vector's lanes are a `sparse_mask` (sparse_lanes). SPARSE_PACK: the
- * rows of w and g are read from aligned copies (sparse_pack); with 8 lanes the copies cost more
+ * rows of w and g are read from aligned copies (sparse_rows); with 8 lanes the copies cost more
  * than they saved at 32 rows (on the Xeon; the Zen 3 figures above are without them). */
 #if defined(__AVX512F__)
 #define SPARSE_MM(op) _mm512_##op  /* the operations named alike in both, but for the prefix */
@@ -137,7 +137,7 @@ SPARSE_INLINE uint64_t sparse_nonzeros64(const float* x, ptrdiff_t count) {
 }
 
 /* Columns [0, SPARSE_LANES nv + tail) of the output: o (=, or += unless first) x[0:count] @
- * w[0:count] for one input row x, count <= 64 (w's rows ldw apart, each SPARSE_ALIGN-aligned).
+ * w[0:count] for one input row x, count <= 64 (w's rows ldw apart; see sparse_rows).
  * nv and first are constants where it is called, so acc lives in registers; the nonzeros are
  * taken from one 64-bit word, so that the loop over them ends (a branch the predictor misses)
  * once per 64 inputs. */
@@ -167,7 +167,7 @@ SPARSE_INLINE void sparse_row(const float* x, ptrdiff_t count, const float* w, p
 }
 
 /* Columns [0, SPARSE_LANES nv + tail) of one row of dw: d (=, or += unless first) the sum over
- * the rows i of x[i] g[i] (x's rows ldx apart; g's ldg, each SPARSE_ALIGN-aligned) for the
+ * the rows i of x[i] g[i] (x's rows ldx apart; g's ldg, see sparse_rows) for the
  * rows whose bit is set in `rows`. The same loop as sparse_row's, kept apart: one version for
  * both, with the scalar's and the row's strides as arguments, left gcc a register short in
  * sparse_row (AVX2), which then took 61 us instead of 48 for 32 x 784 x 100. */
@@ -206,23 +206,27 @@ static inline ptrdiff_t sparse_tile(ptrdiff_t left) {
 #define SPARSE_PACKED (SPARSE_LANES * (SPARSE_VECTORS + 1))
 #define SPARSE_ALIGN 64
 
-/* OUT pack := src[0:rows, 0:cols] (src's rows ld apart), its rows `stride` apart, each padded
- * with zeros to whole vectors. The products read their rows of w and g from such copies,
- * aligned: most rows of a layer 100 wide start inside a cache line, and a load that crosses a
- * line costs two (AVX-512 on a Xeon, 256 x 192 inputs of Fashion-MNIST against 100 units:
- * x @ w 105 us with the rows in place, 71 us from the copy; BLAS 80 us). */
-SPARSE_INLINE void sparse_pack(const float* src, ptrdiff_t ld, ptrdiff_t rows, ptrdiff_t cols,
-                               float* pack, ptrdiff_t stride) {
-    ptrdiff_t full = cols - cols % SPARSE_LANES;
+/* Where to read src[0:rows, 0:cols] (its rows *ld apart) from: src itself, or with SPARSE_PACK
+ * a copy in `pack`, each row padded with zeros to whole vectors (*ld becomes the copy's row
+ * stride). The copy is aligned: most rows of a layer 100 wide start inside a cache line, and a
+ * load that crosses a line costs two (AVX-512 on a Xeon, 256 x 192 inputs of Fashion-MNIST
+ * against 100 units: x @ w 105 us with the rows in place, 71 us from the copy; BLAS 80 us). */
+SPARSE_INLINE const float* sparse_rows(const float* src, ptrdiff_t* ld, ptrdiff_t rows,
+                                       ptrdiff_t cols, float* pack) {
+    ptrdiff_t full = cols - cols % SPARSE_LANES, stride = full + (full < cols ? SPARSE_LANES : 0);
     sparse_mask lanes = sparse_lanes(cols - full);
+    if (!SPARSE_PACK)
+        return src;
     for (ptrdiff_t r = 0; r < rows; r++) {
-        const float* s = src + r * ld;
+        const float* s = src + r * *ld;
         float* d = pack + r * stride;
         for (ptrdiff_t c = 0; c < full; c += SPARSE_LANES)
             sparse_store(d + c, sparse_load(s + c));
         if (full < cols)
             sparse_store(d + full, sparse_load_part(s + full, lanes));
     }
+    *ld = stride;
+    return pack;
 }
 
 #define SPARSE_CASES(CALL) \
@@ -239,15 +243,9 @@ static inline void sparse_product_f32(const float* x, ptrdiff_t ldx, ptrdiff_t n
         ptrdiff_t depth = hi - k0 < SPARSE_DEPTH ? hi - k0 : SPARSE_DEPTH, cw;
         for (ptrdiff_t c0 = 0; c0 < width; c0 += cw) {
             cw = sparse_tile(width - c0);
-            ptrdiff_t tail = cw % SPARSE_LANES, stride = cw - tail + (tail ? SPARSE_LANES : 0);
+            ptrdiff_t tail = cw % SPARSE_LANES, ldw = width;
             sparse_mask lanes = sparse_lanes(tail);
-            const float* wt = w + k0 * width + c0;
-            ptrdiff_t ldw = width;
-            if (SPARSE_PACK) {
-                sparse_pack(wt, width, depth, cw, pack, stride);
-                wt = pack;
-                ldw = stride;
-            }
+            const float* wt = sparse_rows(w + k0 * width + c0, &ldw, depth, cw, pack);
             for (ptrdiff_t i = 0; i < n; i++) {
                 const float* xi = x + i * ldx + k0;
                 float* o = out + i * width + c0;
@@ -287,15 +285,9 @@ static inline void sparse_weight_gradient_f32(const float* x, ptrdiff_t ldx, ptr
             }
             for (ptrdiff_t c0 = 0; c0 < width; c0 += cw) {
                 cw = sparse_tile(width - c0);
-                ptrdiff_t tail = cw % SPARSE_LANES, stride = cw - tail + (tail ? SPARSE_LANES : 0);
+                ptrdiff_t tail = cw % SPARSE_LANES, ldg = width;
                 sparse_mask lanes = sparse_lanes(tail);
-                const float* gt = g + i0 * width + c0;
-                ptrdiff_t ldg = width;
-                if (SPARSE_PACK) {
-                    sparse_pack(gt, width, i1 - i0, cw, pack, stride);
-                    gt = pack;
-                    ldg = stride;
-                }
+                const float* gt = sparse_rows(g + i0 * width + c0, &ldg, i1 - i0, cw, pack);
                 for (k = k0; k < k1; k++) {
                     const float* xk = x + i0 * ldx + k;
                     float* d = dw + k * width + c0;
