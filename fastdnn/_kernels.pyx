@@ -23,7 +23,11 @@ state is restored afterwards. Reductions (loss means, bias gradients) run in a f
 results do not depend on the number of threads.
 """
 
+import time
+
 import numpy as np
+
+from fastdnn._team_size import TeamSizer
 
 cimport cython
 cimport numpy as cnp
@@ -56,6 +60,14 @@ cdef extern from "_sparse.h" nogil:
                                     Py_ssize_t hi, const float* g, Py_ssize_t width, float* dw)
 
 cdef extern from "_team.h" nogil:
+    ctypedef struct team_t:
+        int arrived
+        int sleepers
+    void team_join(team_t* team, int size)
+    void team_leave()
+    int team_arrive()
+    bint team_all_arrived(int everyone)
+    void team_wait(int everyone)
     void team_barrier()
     int team_index()
     int team_size()
@@ -548,36 +560,44 @@ cdef void _update(const OptConfig* c, floating* w, const floating* g, floating* 
 # left for the next step. The gather of a random row waits on memory, not on arithmetic.
 
 cdef struct Helpers:
-    # One thread's view of the next batch and of the meetings; claimed and arrived are shared.
+    # One thread's view of the next batch; claimed is shared.
     const void* x           # the data, rows ``width`` wide
     const int64_t* rows     # the next batch's rows of x (NULL: nothing to copy this step)
     void* out               # the next batch's buffer
     Py_ssize_t n            # its rows
     Py_ssize_t width
     long long* claimed      # rows of it taken so far
-    long long* arrived      # arrivals at the team's meetings so far, all threads together
-    long long meetings      # meetings this thread has come to
-    int nt                  # threads in the team
 
 
 cdef void _meet(Helpers* h, floating* like) noexcept nogil:
-    """Meet the team at a barrier (``like`` only selects the precision). With h, a thread that
-    arrives before the others copies whole rows of the next batch while it waits, taking one at
-    a time from the shared counter, until all have arrived or no row is left. A row taken is
-    copied before its taker reaches the barrier, which orders the copies before their readers.
-    Every thread of a team passes h to the same meetings, or none does."""
-    cdef long long r, everyone
-    if h != NULL:
-        h.meetings += 1
-        everyone = h.meetings * h.nt  # no thread passes meeting k before all have reached it
-        if team_take(h.arrived) + 1 < everyone and h.rows != NULL:
-            while team_load(h.arrived) < everyone:
-                r = team_take(h.claimed)
-                if r >= h.n:
-                    break
-                memcpy(<floating*>h.out + r * h.width, <const floating*>h.x + h.rows[r] * h.width,
-                       h.width * sizeof(floating))
-    team_barrier()
+    """Meet the team at a barrier (``_team.h``; ``like`` only selects the precision). With h, a
+    thread that arrives before the others copies whole rows of the next batch while it waits,
+    taking one at a time from the shared counter, until all have arrived or no row is left. A
+    row taken is copied before its taker reaches the barrier, which orders the copies before
+    their readers."""
+    cdef long long r
+    cdef int everyone = team_arrive()
+    if h != NULL and h.rows != NULL:
+        while not team_all_arrived(everyone):
+            r = team_take(h.claimed)
+            if r >= h.n:
+                break
+            memcpy(<floating*>h.out + r * h.width, <const floating*>h.x + h.rows[r] * h.width,
+                   h.width * sizeof(floating))
+    team_wait(everyone)
+
+
+cdef inline unsigned int _team_start(team_t* team) noexcept nogil:
+    """Join ``team`` (zeroed before the parallel region) as one of the region's threads and
+    flush denormals in this thread (the FP state is per thread); returns the state to restore."""
+    team_join(team, team_size())
+    return fpenv_flush_denormals()
+
+
+cdef inline void _team_end(unsigned int state) noexcept nogil:
+    """Leave the team joined by ``_team_start`` and restore this thread's FP state."""
+    team_leave()
+    fpenv_restore(state)
 
 
 # --- dense layer
@@ -1227,16 +1247,17 @@ def dense_forward(x, w, b, out, activation="linear"):
     cdef void* pout = _data(out)
     cdef void* pparts = _data(parts)
     cdef unsigned int state
+    cdef team_t team = team_t(0, 0)
     cdef bint f32 = dtype == np.float32
     with nogil, parallel(num_threads=_block_threads(_cut(n, n_in, n_out))):
-        state = fpenv_flush_denormals()  # the FP state is per thread
+        state = _team_start(&team)
         if f32:
             _dense_forward(<float*>px, <float*>pw, <float*>pb, <float*>pout, <float*>pparts, n,
                            n_in, n_out, act, True, NULL, team_index(), team_size())
         else:
             _dense_forward(<double*>px, <double*>pw, <double*>pb, <double*>pout, <double*>pparts,
                            n, n_in, n_out, act, True, NULL, team_index(), team_size())
-        fpenv_restore(state)
+        _team_end(state)
 
 
 def dense_backward(x, w, a, grad, dw, db, dx=None, activation="linear"):
@@ -1278,9 +1299,10 @@ def dense_backward(x, w, a, grad, dw, db, dx=None, activation="linear"):
     cdef void* pdx = _data(dx)
     cdef void* pparts = _data(parts)
     cdef unsigned int state
+    cdef team_t team = team_t(0, 0)
     cdef bint f32 = dtype == np.float32
     with nogil, parallel(num_threads=_block_threads(_cut(n, n_in, n_out))):
-        state = fpenv_flush_denormals()
+        state = _team_start(&team)
         if f32:
             _dense_backward(<float*>px, <float*>pw, <float*>pa, <float*>pg, <float*>pdw,
                             <float*>pdb, <float*>pdx, <float*>pparts, n, n_in, n_out, act, NULL,
@@ -1289,7 +1311,7 @@ def dense_backward(x, w, a, grad, dw, db, dx=None, activation="linear"):
             _dense_backward(<double*>px, <double*>pw, <double*>pa, <double*>pg, <double*>pdw,
                             <double*>pdb, <double*>pdx, <double*>pparts, n, n_in, n_out, act,
                             NULL, NULL, team_index(), team_size())
-        fpenv_restore(state)
+        _team_end(state)
 
 
 def _loss_entry(int kind, name_out, out, labels, targets, grad):
@@ -1838,7 +1860,7 @@ cdef struct TrainCall:
     double* correct_out
     Py_ssize_t done         # OUT: batches applied (fewer than count: a non-finite loss)
     long long claimed[_X_BUFFERS]  # rows of the batch copied ahead (``_meet``), per buffer
-    long long arrived       # the team's arrivals at meetings (``_meet``)
+    team_t team             # the team's meetings (``_team.h``)
 
 
 cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept nogil:
@@ -1875,7 +1897,7 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
     u.config, u.params, u.grads, u.pending[0] = c.opt, c.params, c.grads, -1
     for k in range(3):
         u.slots[k] = s[k]
-    h.x, h.width, h.arrived, h.meetings, h.nt = c.x, n_in, &c.arrived, 0, nt
+    h.x, h.width = c.x, n_in
     for b in range(c.count):
         start = (c.first + b) * c.batch_size
         n = c.batch_size if start + c.batch_size <= c.n_samples else c.n_samples - start
@@ -1994,6 +2016,7 @@ cdef class Network:
     cdef object _arrays       # int/float plan arrays the Plan points into
     cdef object _ws
     cdef object _scratch      # g0, g1, parts, xbuf, ybuf, lbuf
+    cdef dict _sizers         # work ('train', 'infer'): (its key, its TeamSizer)
     cdef readonly int n_outputs
     cdef public uint64_t seed
     cdef public uint64_t counter
@@ -2166,24 +2189,47 @@ cdef class Network:
         call.xbuf, call.ybuf, call.lbuf = _data(xbuf), _data(ybuf), <int32_t*>_data(lbuf)
         call.x, call.y, call.labels = _data(x), _data(targets), <int32_t*>_data(labels)
         call.order = <int64_t*>_data(order)
-        call.n_samples, call.batch_size, call.first, call.count = n, batch_size, first, count
-        call.iteration, call.seed, call.counter = iteration, self.seed, self.counter
-        call.loss_out = <double*>_data(loss_out)
-        call.correct_out = <double*>_data(correct_out)
-        call.done = count
-        memset(call.claimed, 0, sizeof(call.claimed))
-        call.arrived = 0
+        call.n_samples, call.batch_size = n, batch_size
+        call.seed, call.counter = self.seed, self.counter
+        cdef double* losses = <double*>_data(loss_out)
+        cdef double* hits = <double*>_data(correct_out)
+        cdef Py_ssize_t done = 0
+        cdef int threads
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
-        with nogil, parallel(num_threads=_team_threads(&self.plan, batch_size)):
-            state = fpenv_flush_denormals()  # the FP state is per thread
-            if f32:
-                _train_batches(&call, <float*>NULL, team_index(), team_size())
-            else:
-                _train_batches(&call, <double*>NULL, team_index(), team_size())
-            fpenv_restore(state)
+        sizer = self._sizer("train", _team_threads(&self.plan, batch_size), batch_size)
+        while done < count:  # in stretches, each on the thread count the sizer chooses
+            threads, call.count = sizer.next_run(count - done)
+            call.first, call.iteration = first + done, iteration + done
+            call.loss_out, call.correct_out = losses + done, hits + done
+            call.done = call.count
+            memset(call.claimed, 0, sizeof(call.claimed))
+            call.team = team_t(0, 0)
+            started = time.perf_counter()
+            with nogil, parallel(num_threads=threads):
+                state = _team_start(&call.team)
+                if f32:
+                    _train_batches(&call, <float*>NULL, team_index(), team_size())
+                else:
+                    _train_batches(&call, <double*>NULL, team_index(), team_size())
+                _team_end(state)
+            sizer.record(threads, call.done, time.perf_counter() - started)
+            done += call.done
+            if call.done < call.count:
+                break
         self.counter = call.counter
-        return call.done, iteration + call.done
+        return done, iteration + done
+
+    def _sizer(self, work, team, rows):
+        """The ``TeamSizer`` of ``work`` ('train' or 'infer') on batches of ``rows`` rows, for a
+        team of ``team`` threads (a new one when the team or the batch size changes)."""
+        key = (work, team, rows)
+        if self._sizers is None:
+            self._sizers = {}
+        sizer = self._sizers.get(work)
+        if sizer is None or sizer[0] != key:
+            sizer = self._sizers[work] = (key, TeamSizer(team))
+        return sizer[1]
 
     def evaluate(self, x, y):
         """Return ``(loss_sum, correct)`` over all samples, in inference mode, without the GIL."""
@@ -2198,27 +2244,45 @@ cdef class Network:
 
     def _infer(self, x, labels, targets, out):
         cdef double loss_sum = 0, correct = 0
-        cdef Py_ssize_t n = x.shape[0]
-        cdef void* pp = _data(self.params)
-        cdef void* pws = _data(self._ws)
-        cdef void* pparts = _data(self._scratch[2])
-        cdef void* px = _data(x)
-        cdef void* py = _data(targets)
+        cdef Py_ssize_t n = x.shape[0], start = 0, rows, capacity = self.plan.capacity
+        cdef Py_ssize_t n_in = self.plan.n_inputs, n_out = self.n_outputs
+        cdef char* pp = <char*>_data(self.params)
+        cdef char* pws = <char*>_data(self._ws)
+        cdef char* pparts = <char*>_data(self._scratch[2])
+        cdef char* px = <char*>_data(x)
+        cdef char* py = <char*>_data(targets)
         cdef int32_t* pl = <int32_t*>_data(labels)
-        cdef void* pout = _data(out)
+        cdef char* pout = <char*>_data(out)
+        cdef Py_ssize_t item = self.dtype.itemsize
+        cdef int threads
         cdef unsigned int state
+        cdef team_t team
         cdef bint f32 = self.dtype == np.float32
-        with nogil, parallel(num_threads=_team_threads(&self.plan, self.plan.capacity)):
-            state = fpenv_flush_denormals()
-            if f32:
-                _infer(&self.plan, <float*>pp, <float*>pws, <float*>pparts, <float*>px,
-                       <float*>py, pl, <float*>pout, n, &loss_sum, &correct, team_index(),
-                       team_size())
-            else:
-                _infer(&self.plan, <double*>pp, <double*>pws, <double*>pparts, <double*>px,
-                       <double*>py, pl, <double*>pout, n, &loss_sum, &correct, team_index(),
-                       team_size())
-            fpenv_restore(state)
+        sizer = self._sizer("infer", _team_threads(&self.plan, capacity), capacity)
+        while start < n:  # in stretches of whole batches, as in ``train``
+            threads, batches = sizer.next_run((n - start + capacity - 1) // capacity)
+            rows = min(n - start, batches * capacity)
+            team = team_t(0, 0)
+            started = time.perf_counter()
+            with nogil, parallel(num_threads=threads):
+                state = _team_start(&team)
+                if f32:
+                    _infer(&self.plan, <float*>pp, <float*>pws, <float*>pparts,
+                           <float*>(px + start * n_in * item),
+                           <float*>(py + start * n_out * item) if py != NULL else NULL,
+                           pl + start if pl != NULL else NULL,
+                           <float*>(pout + start * n_out * item) if pout != NULL else NULL, rows,
+                           &loss_sum, &correct, team_index(), team_size())
+                else:
+                    _infer(&self.plan, <double*>pp, <double*>pws, <double*>pparts,
+                           <double*>(px + start * n_in * item),
+                           <double*>(py + start * n_out * item) if py != NULL else NULL,
+                           pl + start if pl != NULL else NULL,
+                           <double*>(pout + start * n_out * item) if pout != NULL else NULL,
+                           rows, &loss_sum, &correct, team_index(), team_size())
+                _team_end(state)
+            sizer.record(threads, batches, time.perf_counter() - started)
+            start += rows
         return loss_sum, correct
 
 
