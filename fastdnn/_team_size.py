@@ -13,14 +13,21 @@ Results do not depend on the thread count (``_kernels``), so switching changes s
 RUN_SECONDS = 0.005  # a stretch: short enough to notice a neighbour, long enough to pay a fork
 PROBE_SECONDS = 0.001
 PROBE_SHARE = 0.02
-FIRST_WAIT = 0.02  # seconds run before the first probe of the choice not taken
+FIRST_WAIT = 0.02  # seconds run before a probe of the team, after it last held for a while
 MAX_WAIT = 0.5  # longest wait between probes, unless their cost asks for more
+HELD = 4  # stretches the team must last after a winning probe for it to count as held
 WARM_BATCHES = 2  # the first stretch (cold caches, first touches) is not timed
 FIRST_BATCHES = 4
 
 
 class TeamSizer:
     """Chooses the thread count of each stretch of batches: ``team`` or 1.
+
+    A team stretch slower per batch than one thread's latest makes the next stretch a probe of
+    one thread (cheap: one thread never waits for another). A probe of the team comes after
+    ``wait`` seconds of one thread; the wait doubles (up to MAX_WAIT) with every probe that
+    loses and every team that did not hold, and stretches so that what they lost is at most
+    PROBE_SHARE of the time, and starts again at FIRST_WAIT once a team has held.
 
     Args:
         team: the whole team's thread count (1: every stretch runs on one thread).
@@ -30,8 +37,11 @@ class TeamSizer:
         self.team = team
         self.threads = team  # the current choice
         self.per_batch = {}  # thread count: seconds per batch of its latest stretch
+        self.behind = 0.0  # seconds the latest team stretch took beyond one thread's rate
+        self.stretches = 0  # ordinary stretches since the last switch
         self.since_probe = 0.0  # seconds run on the current choice since the last probe
         self.wait = FIRST_WAIT  # seconds to run before the next probe
+        self.probe_now = False
         self.warm = False
 
     def _other(self, threads):
@@ -44,7 +54,7 @@ class TeamSizer:
         if not self.warm:
             return self.threads, min(WARM_BATCHES, remaining)
         threads, seconds = self.threads, RUN_SECONDS
-        if self.threads in self.per_batch and self.since_probe >= self.wait:
+        if self.probe_now or (self.threads in self.per_batch and self.since_probe >= self.wait):
             threads, seconds = self._other(self.threads), PROBE_SECONDS
         rate = self.per_batch.get(threads)
         batches = max(1, int(seconds / rate)) if rate else FIRST_BATCHES
@@ -59,26 +69,34 @@ class TeamSizer:
             self.warm = True
             return
         rate = seconds / batches
+        if threads != self.threads:
+            self._probed(threads, batches, seconds, rate)
+            return
         self.per_batch[threads] = rate
-        other = self._other(threads)
-        if threads == self.threads:  # an ordinary stretch
-            self.since_probe += seconds
-            other_rate = self.per_batch.get(other)
-            if other_rate is None or rate <= other_rate:
-                return
-            # the choice has become the slower one: switch, and count this stretch's loss
-            self.threads, self.since_probe = other, 0.0
-            self._space_probes(seconds - batches * other_rate, grow=False)
-        else:  # a probe
-            current = self.per_batch[self.threads]
-            self.since_probe = 0.0
-            if rate < current:
-                self.threads = threads
-            else:
-                self._space_probes(seconds - batches * current, grow=True)
+        self.since_probe += seconds
+        self.stretches += 1
+        one = self.per_batch.get(1)
+        if threads == self.team and one is not None and rate > one:
+            self.behind = seconds - batches * one
+            self.probe_now = True
 
-    def _space_probes(self, lost, grow):
-        """Wait long enough before the next probe that what was ``lost`` (seconds) stays within
-        PROBE_SHARE of the time; after a losing probe, also twice as long as last time."""
-        wait = min(2 * self.wait, MAX_WAIT) if grow else self.wait
-        self.wait = max(wait, lost / PROBE_SHARE)
+    def _probed(self, threads, batches, seconds, rate):
+        current = self.per_batch.get(self.threads)
+        self.per_batch[threads] = rate
+        self.since_probe, self.probe_now = 0.0, False
+        if current is None:
+            return
+        if rate >= current:
+            self._space_probes(seconds - batches * current)
+            return
+        if threads == 1:  # the team has fallen behind
+            if self.stretches < HELD:
+                self._space_probes(self.behind)
+            else:
+                self.wait = FIRST_WAIT
+        self.threads, self.stretches = threads, 0
+
+    def _space_probes(self, lost):
+        """Wait twice as long as last time before the next probe, and long enough that what was
+        ``lost`` (seconds) stays within PROBE_SHARE of the time."""
+        self.wait = max(min(2 * self.wait, MAX_WAIT), lost / PROBE_SHARE)

@@ -11,27 +11,85 @@ OpenBLAS (the one the kernels call), apart from NumPy's; threadpoolctl reaches i
 """
 
 import contextlib
+import math
+import os
 
 from fastdnn import _kernels
 
 _controller = None
+_OPENMP_BINDING = ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY", "KMP_AFFINITY")
+
+
+def _quota(directory, v2):
+    """The CPUs a cgroup directory's own quota allows (a float), or None if it sets none."""
+    try:
+        if v2:
+            with open(os.path.join(directory, "cpu.max")) as f:
+                quota, period = f.read().split()[:2]
+        else:
+            with open(os.path.join(directory, "cpu.cfs_quota_us")) as f:
+                quota = f.read().strip()
+            with open(os.path.join(directory, "cpu.cfs_period_us")) as f:
+                period = f.read().strip()
+        if quota in ("max", "-1") or int(period) <= 0:
+            return None
+        return int(quota) / int(period)
+    except (OSError, ValueError):
+        return None
+
+
+def _cgroup_cpus(root="/sys/fs/cgroup", membership="/proc/self/cgroup"):
+    """The CPU time the process's cgroups allow, in CPUs (e.g. 1.5), or None without a quota.
+
+    Reads cgroup v2's ``cpu.max`` and v1's ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` in the
+    process's own cgroup, its ancestors, and at the top of the mount (where a container sees its
+    own cgroup); the smallest quota wins."""
+    try:
+        with open(membership) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    found = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            tops, v2 = [root, os.path.join(root, "unified")], True
+        elif "cpu" in controllers.split(","):
+            tops, v2 = [os.path.join(root, controllers), os.path.join(root, "cpu")], False
+        else:
+            continue
+        for top in tops:
+            parts = [p for p in path.split("/") if p]
+            for depth in range(len(parts), -1, -1):
+                found.append(_quota(os.path.join(top, *parts[:depth]), v2))
+    found = [q for q in found if q is not None]
+    return min(found) if found else None
 
 
 def _default_threads() -> int:
-    """OpenMP's default, as OpenMP libraries take it: ``OMP_NUM_THREADS`` when set, else the CPUs
-    the process could run on, counted by the OpenMP runtime as it started (the importing thread's
-    own affinity may show fewer: with ``OMP_PROC_BIND`` set, the runtime pins it to one CPU).
-    1 in a build without OpenMP, whose loops run on the calling thread."""
-    return _kernels.openmp_default_threads() or 1
+    """The threads the process may really use: ``OMP_NUM_THREADS`` when set (as OpenMP
+    libraries take it), else the fewest of the CPUs the OpenMP runtime counted as it started,
+    the CPUs the process may run on now (``os.sched_getaffinity``; skipped when an OpenMP
+    binding variable is set, since the runtime then pins the importing thread to one CPU), and
+    the CPU quota of its cgroup, rounded up. 1 in a build without OpenMP."""
+    threads = _kernels.openmp_default_threads() or 1
+    if os.environ.get("OMP_NUM_THREADS", "").strip():
+        return threads
+    if hasattr(os, "sched_getaffinity") and not any(os.environ.get(v) for v in _OPENMP_BINDING):
+        threads = min(threads, len(os.sched_getaffinity(0)))
+    quota = _cgroup_cpus()
+    if quota is not None:
+        threads = min(threads, max(1, math.ceil(quota)))
+    return threads
 
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads for fastdnn's parallel work (matrix products and optimizer updates).
 
     Args:
-        n: a positive int. Defaults, at import, to OpenMP's default: the ``OMP_NUM_THREADS``
-            environment variable when set, else the number of CPUs the process may run on (1 in
-            a build without OpenMP).
+        n: a positive int. Defaults, at import, to the ``OMP_NUM_THREADS`` environment
+            variable when set, else the number of CPUs the process may run on (its CPU
+            affinity, and its cgroup's CPU quota rounded up; 1 in a build without OpenMP).
 
     Raises:
         ValueError: if n is not a positive int.
