@@ -3,7 +3,13 @@
 fastdnn parallelises its own work (OpenMP): a large dense layer's kernel rows (or, with few
 inputs, its columns) are cut into blocks, and each thread owns the same blocks in the forward
 pass, the backward pass and the optimizer step, each product by single-threaded BLAS; large
-standalone optimizer updates are split too.
+standalone optimizer updates are split too. A training call's threads meet at fastdnn's own
+barrier (``_team.h``: a short spin, then a futex sleep, so that a thread whose partner lost its
+core gives its own core back), and run their batches in stretches of a few milliseconds, each
+on the whole team or on one thread, whichever ran its latest stretch faster (``_team_size``):
+on a shared machine a busy neighbour costs at most one thread's speed, not the team's collapse.
+The default thread count respects the CPU affinity, a cgroup's CPU quota and
+``OMP_NUM_THREADS``; fastdnn sets no environment variable and no global OpenMP setting.
 OpenBLAS's own threads are kept at one while the kernels run, because they hand off badly on the
 skinny products of small batches (measured on 2 cores: 32x784x100 ten times slower with 2 BLAS
 threads than with 1) and would fight the kernels' threads for the cores. SciPy bundles its own
