@@ -76,7 +76,7 @@ cdef extern from "simd/dispatch.h" nogil:
                                            Py_ssize_t lo, Py_ssize_t hi, const float* g,
                                            Py_ssize_t width, float* dw) noexcept nogil
     enum: SIMD_VARIANTS
-    const simd_kernels simd_variants[]
+    const simd_kernels _simd_table "simd_variants"[]
     const simd_kernels* simd  # the variant in use
     bint simd_supported(int i)
     int simd_use(const char* name)
@@ -162,9 +162,15 @@ def simd_variant():
     return simd.name.decode()
 
 
+def simd_variants():
+    """Return the names of the SIMD variants this CPU runs, slowest first (``FASTDNN_SIMD``'s
+    choices here)."""
+    return [_simd_table[i].name.decode() for i in range(SIMD_VARIANTS) if simd_supported(i)]
+
+
 def _use_simd(str name):
     """Use the SIMD variant called ``name`` (``''``: the fastest this CPU supports), at import."""
-    names = [simd_variants[i].name.decode() for i in range(SIMD_VARIANTS)]
+    names = [_simd_table[i].name.decode() for i in range(SIMD_VARIANTS)]
     rc = simd_use(name.encode())
     if rc == -1:
         raise ValueError(f"FASTDNN_SIMD must be one of {', '.join(names)} on this machine (or "
