@@ -1,11 +1,12 @@
-"""The dense layer's products with mostly-zero float32 inputs, which skip the zeros (``simd/sparse.h``).
+"""The dense layer's products with mostly-zero float32 inputs, which skip the zeros
+(``simd/sparse.h``).
 
 Such inputs (under 75% nonzeros) of layers of 32 units or more take the sparse products in the
-AVX2 and AVX-512 variants, BLAS in the baseline one; either way the results must be the float64 products' to float32
-rounding. The shapes walk the edges of the sparse kernels' tiling: output widths around their
-vectors (8 wide with AVX2, 16 with AVX-512) and their column tiles (96 or 192 columns), inputs
-around their 64-input depth, batches around their 32-row groups, and layers cut into blocks of
-inputs.
+AVX2 and AVX-512 variants, BLAS in the baseline one; either way the results must be the float64
+products' to float32 rounding. The shapes walk the edges of the sparse kernels' tiling: output
+widths around their vectors (8 wide with AVX2, 16 with AVX-512) and their column tiles (96 or 192
+columns), inputs around their 64-input depth, batches around their 32-row groups, and layers cut
+into blocks of inputs.
 """
 
 import numpy as np
