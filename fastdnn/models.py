@@ -244,20 +244,23 @@ class Sequential:
         """Set every weight from a list like ``get_weights()``'s; nothing changes on error.
 
         Raises:
-            ValueError: for a wrong count, a wrong shape or a non-finite value.
+            TypeError: for values that are not real numbers (complex, dates, text).
+            ValueError: for a wrong count, a wrong shape, or a value that is NaN, infinite or
+                beyond the model's float type.
         """
-        mine, weights = self.weights, [np.asarray(w) for w in weights]
+        mine, weights = self.weights, list(weights)
         if len(weights) != len(mine):
             raise ValueError(f"You called `set_weights(weights)` on model {self.name} with a "
                              f"weight list of length {len(weights)}, but the model was expecting "
                              f"{len(mine)} weights.")
+        values = []
         for target, value in zip(mine, weights):
+            value = np.asarray(value)
             if target.shape != value.shape:
                 raise ValueError(f"Weight shape {value.shape} is not compatible with the model's "
                                  f"weight shape {target.shape}")
-            if not np.all(np.isfinite(value)):
-                raise ValueError("set_weights: weights must be finite")
-        for target, value in zip(mine, weights):
+            values.append(layers_module.weight_value(value, target.dtype, "set_weights: weights"))
+        for target, value in zip(mine, values):
             target[...] = value
 
     def count_params(self) -> int:
