@@ -491,28 +491,30 @@ class Sequential:
         with self._building_from_data():
             x_all = self._prepare_x(x)
             y_all = self._prepare_y(y, x_all.shape[0])
-        metric_name, metric_code = self._metric(y)
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("`validation_data` must be a tuple (x_val, y_val)")
-            xv = self._prepare_x(validation_data[0], "validation_data[0]")
-            val = (xv, self._prepare_y(validation_data[1], xv.shape[0], "validation_data[1]"))
-        elif validation_split:
-            n = x_all.shape[0]
-            k = int(n * (1.0 - validation_split))
-            if k == 0 or k == n:
-                raise ValueError(f"Training data contains {n} samples, which is not sufficient to "
-                                 "split it into a validation and training set as specified by "
-                                 f"`validation_split={validation_split}`. Either provide more data,"
-                                 " or a different value for the `validation_split` argument.")
-            x_all, val = x_all[:k], (x_all[k:], y_all[k:])
-            y_all = y_all[:k]
-        val_batch = _positive_int("validation_batch_size", validation_batch_size or batch_size)
-        steps = math.ceil(x_all.shape[0] / batch_size)
-        batch_size = min(batch_size, x_all.shape[0])  # one batch of everything: the same steps
-        val_rows = val[0].shape[0] if val is not None else 1
-        network = self._engine(max(batch_size, min(val_batch, val_rows)), metric_code)
+            metric_name, metric_code = self._metric(y)
+            val = None
+            if validation_data is not None:
+                if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                    raise ValueError("`validation_data` must be a tuple (x_val, y_val)")
+                xv = self._prepare_x(validation_data[0], "validation_data[0]")
+                val = (xv, self._prepare_y(validation_data[1], xv.shape[0], "validation_data[1]"))
+            elif validation_split:
+                n = x_all.shape[0]
+                k = int(n * (1.0 - validation_split))
+                if k == 0 or k == n:
+                    raise ValueError(f"Training data contains {n} samples, which is not sufficient"
+                                     " to split it into a validation and training set as specified"
+                                     f" by `validation_split={validation_split}`. Either provide "
+                                     "more data, or a different value for the `validation_split` "
+                                     "argument.")
+                x_all, val = x_all[:k], (x_all[k:], y_all[k:])
+                y_all = y_all[:k]
+            val_batch = _positive_int("validation_batch_size",
+                                      validation_batch_size or batch_size)
+            steps = math.ceil(x_all.shape[0] / batch_size)
+            batch_size = min(batch_size, x_all.shape[0])  # one batch of everything: same steps
+            val_rows = val[0].shape[0] if val is not None else 1
+            network = self._engine(max(batch_size, min(val_batch, val_rows)), metric_code)
         self.optimizer.build(self.params.size, self._dtype)
         history = callbacks_module.History()
         automatic = [history] + ([callbacks_module.ProgbarLogger()] if verbose_flag else [])
@@ -623,8 +625,8 @@ class Sequential:
         with self._building_from_data():
             xs = self._prepare_x(x)
             ys = self._prepare_y(y, xs.shape[0])
-        metric_name, metric_code = self._metric(y)
-        network = self._engine(min(batch_size, xs.shape[0]), metric_code)
+            metric_name, metric_code = self._metric(y)
+            network = self._engine(min(batch_size, xs.shape[0]), metric_code)
         self.optimizer.build(self.params.size, self._dtype)
         n_steps = math.ceil(xs.shape[0] / batch_size)
         cb = callbacks_module.CallbackList(callbacks, self,
@@ -656,8 +658,9 @@ class Sequential:
             raise NotImplementedError("fastdnn's predict does not support `steps`")
         batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size)
         verbose_flag = _verbose(verbose)
-        xs = self._prepare_x(x)
-        network = self._engine(min(batch_size, xs.shape[0]), training=False)
+        with self._building_from_data():
+            xs = self._prepare_x(x)
+            network = self._engine(min(batch_size, xs.shape[0]), training=False)
         out = np.empty((xs.shape[0], self.output_shape[-1]), self._dtype)
         n_steps = math.ceil(xs.shape[0] / batch_size)
         cb = callbacks_module.CallbackList(callbacks, self,

@@ -1,0 +1,85 @@
+"""The README's guarantees under hostile use: values that do not fit, failing calls on unbuilt
+models, re-initialised networks, out-of-range hyper-parameters, steps that would write non-finite
+weights, stale temporary files, and calls made from callbacks during fit.
+
+Interrupts (Ctrl-C) are in ``test_interrupts.py``; random versions of these attacks run in the
+fuzzer (``test_fuzz_api.py``).
+"""
+
+import datetime
+import os
+
+import numpy as np
+import pytest
+
+import fastdnn as keras
+from fastdnn import _kernels as K
+
+
+def small_model(units=3, activation="softmax", inputs=4, loss="sparse_categorical_crossentropy",
+                optimizer="adam", build=True):
+    layers = [keras.layers.Dense(8, activation="relu"),
+              keras.layers.Dense(units, activation=activation)]
+    model = keras.Sequential(([keras.Input((inputs,))] if build else []) + layers)
+    model.compile(optimizer, loss, metrics=["accuracy"])
+    return model
+
+
+def data(n=32, inputs=4, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, inputs)).astype(np.float32), rng.integers(0, classes, n)
+
+
+# --- set_weights: values that overflow float32, and arrays that are not real numbers
+
+
+@pytest.mark.parametrize("bad", [1e39, -1e39, np.nan, np.inf])
+def test_set_weights_refuses_values_beyond_float32(bad):
+    model = small_model()
+    before = model.get_weights()
+    weights = [w.astype(np.float64) for w in before]
+    weights[0][0, 0] = bad
+    with pytest.raises(ValueError, match="finite"):
+        model.set_weights(weights)
+    with pytest.raises(ValueError, match="finite"):
+        model.layers[0].set_weights(weights[:2])
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+
+
+@pytest.mark.parametrize("make", [
+    lambda w: w.astype(np.complex64),
+    lambda w: np.full(w.shape, np.datetime64("2024-01-01")),
+    lambda w: np.full(w.shape, datetime.timedelta(seconds=1), dtype="timedelta64[s]"),
+    lambda w: np.full(w.shape, "1.0"),
+], ids=["complex", "datetime", "timedelta", "str"])
+def test_set_weights_refuses_arrays_that_are_not_real_numbers(make):
+    model = small_model()
+    before = model.get_weights()
+    weights = [make(w) for w in before]
+    with pytest.raises(TypeError, match="weights"):
+        model.set_weights(weights)
+    with pytest.raises(TypeError, match="weights"):
+        model.layers[0].set_weights(weights[:2])
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+
+
+# --- a failing call on an unbuilt model leaves it unbuilt
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, x, y: m.predict(np.full((4, 5), np.nan), verbose=0),
+    lambda m, x, y: m.fit(x[:, :5].repeat(2, 1)[:, :5], y, verbose=0,
+                          validation_data=(np.zeros((4, 6)), y[:4])),
+    lambda m, x, y: m.fit(np.hstack([x, x[:, :1]]), y, verbose=0, validation_split=0.999),
+    lambda m, x, y: m.evaluate(np.hstack([x, x[:, :1]]), np.full(len(y), 7), verbose=0),
+], ids=["predict-nan", "fit-bad-validation-data", "fit-validation-split", "evaluate-bad-labels"])
+def test_a_failing_call_does_not_build_the_model(call):
+    model = small_model(build=False)
+    x, y = data(inputs=4)
+    with pytest.raises(ValueError):
+        call(model, x, y)
+    assert not model.built and model.input_shape is None
+    model.fit(x, y, epochs=1, verbose=0)  # the corrected call builds it with its own shape
+    assert model.input_shape == (None, 4)
