@@ -7,7 +7,12 @@ fuzzer (``test_fuzz_api.py``).
 """
 
 import datetime
+import hashlib
 import os
+import socket
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -83,3 +88,78 @@ def test_a_failing_call_does_not_build_the_model(call):
     assert not model.built and model.input_shape is None
     model.fit(x, y, epochs=1, verbose=0)  # the corrected call builds it with its own shape
     assert model.input_shape == (None, 4)
+
+
+# --- files: stale temporary files of killed saves, headers nested too deep
+
+
+def _dead_pid():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _temp_name(target, pid, host=None):
+    return f".{os.path.basename(target)}.tmp-{pid}-{host or socket.gethostname()}-abc123xy"
+
+
+@pytest.mark.parametrize("then", ["save", "load"])
+def test_a_later_save_or_load_clears_only_dead_writers_temporary_files(tmp_path, then):
+    model = small_model()
+    target = tmp_path / "m.fastdnn"
+    model.save(target)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead = tmp_path / _temp_name(target, _dead_pid())
+        live = tmp_path / _temp_name(target, sleeper.pid)
+        elsewhere = tmp_path / _temp_name(target, _dead_pid(), host="another-host")
+        other_target = tmp_path / _temp_name(tmp_path / "other.fastdnn", _dead_pid())
+        for f in (dead, live, elsewhere, other_target):
+            f.write_bytes(b"partial")
+        if then == "save":
+            model.save(target)
+        else:
+            keras.models.load_model(target)
+        assert not dead.exists()
+        assert live.exists() and elsewhere.exists() and other_target.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_save_killed_mid_write_leaves_a_temporary_file_the_next_save_removes(tmp_path):
+    target = tmp_path / "big.fastdnn"
+    script = ("import sys, fastdnn as keras\n"
+              "m = keras.Sequential([keras.Input((2000,)), keras.layers.Dense(4000)])\n"
+              "m.save(sys.argv[1])\nprint('ready', flush=True)\n"
+              "while True:\n    m.save(sys.argv[1])\n")
+    child = subprocess.Popen([sys.executable, "-c", script, str(target)], stdout=subprocess.PIPE,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        assert child.stdout.readline().strip() == b"ready"
+        deadline = time.monotonic() + 30
+        while not list(tmp_path.glob(".big.fastdnn.tmp-*")) and time.monotonic() < deadline:
+            time.sleep(0.001)
+    finally:
+        child.kill()
+        child.wait()
+    assert list(tmp_path.glob(".big.fastdnn.tmp-*")), "the kill never landed mid-write"
+    keras.models.load_model(target)  # the previous file is intact ...
+    small_model().save(target)  # ... and the next save clears the dead writer's file
+    assert not list(tmp_path.glob(".big.fastdnn.tmp-*"))
+
+
+def _file_with_header(path, text):
+    from fastdnn import saving
+    body = saving._PREFIX.pack(saving.MAGIC, saving.VERSION, len(text)) + text
+    path.write_bytes(body + hashlib.sha256(body).digest())
+
+
+def test_a_header_nested_100000_deep_is_refused_with_value_error(tmp_path):
+    path = tmp_path / "deep.fastdnn"
+    _file_with_header(path, b'{"kind": "model", "arrays": [], "x": ' + b"[" * 100_000
+                      + b"]" * 100_000 + b"}")
+    with pytest.raises(ValueError, match="corrupted"):
+        keras.models.load_model(path)
+    with pytest.raises(ValueError, match="corrupted"):
+        small_model().load_weights(path)
