@@ -971,7 +971,8 @@ cdef inline Py_ssize_t _argmax_row(const floating* s, Py_ssize_t c) noexcept nog
 
 cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
                            const floating* y, Py_ssize_t n, Py_ssize_t c, int act) noexcept nogil:
-    """Return the number of correct samples (binary: mean over the row of element hits).
+    """Return the number of correct samples (binary: mean over the row of element hits; with
+    labels instead of y, as Keras for a one-unit output, the label is the row's target).
 
     ``act`` is applied to the scores first where it matters (a fused sigmoid or softmax for
     binary accuracy, which thresholds the probabilities).
@@ -1000,7 +1001,7 @@ cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
                     p = _sigmoid(p)
                 elif act == _SOFTMAX:
                     p = _exp(p - m) * scale
-                row += (1 if p > 0.5 else 0) == y[i * c + j]
+                row += (1 if p > 0.5 else 0) == (y[i * c + j] if y != NULL else labels[i])
             hits += row / c
     return hits
 
@@ -1982,7 +1983,8 @@ cdef class Network:
             applies the optimizer step to its own weights.
         params: the flat parameter buffer (1-D float32 or float64, C-contiguous).
         loss: LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE or LOSS_MSE (the cross-entropies from logits).
-        metric: METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or METRIC_BINARY_ACC.
+        metric: METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or METRIC_BINARY_ACC
+            (with the sparse loss only for a one-unit output, whose label is its target).
         fused: the last op's activation (softmax or sigmoid) is folded into the loss.
         capacity: rows per batch the workspace holds.
         seed: seed of the dropout generator.
@@ -2009,15 +2011,16 @@ cdef class Network:
             raise ValueError(f"unknown loss code {loss}")
         if metric not in (_METRIC_NONE, _METRIC_SPARSE_ACC, _METRIC_CATEGORICAL_ACC, _METRIC_BINARY_ACC):
             raise ValueError(f"unknown metric code {metric}")
-        if metric != _METRIC_NONE and (metric == _METRIC_SPARSE_ACC) != (loss == _LOSS_SPARSE_CE):
-            raise ValueError("metric and loss must both read integer labels (sparse) or both "
-                             "read target arrays")
         kind, units, act, rate, w_off, b_off = (np.array(col) for col in zip(*ops))
         kind, units, act, w_off, b_off = (a.astype(np.int64) for a in (kind, units, act, w_off, b_off))
         rate = rate.astype(np.float64)
         width_in = np.concatenate([[n_inputs], units[:-1]])
         if np.any(units < 1) or np.any((kind != _OP_DENSE) & (units != width_in)):
             raise ValueError("ops have inconsistent widths")
+        if metric != _METRIC_NONE and (metric == _METRIC_SPARSE_ACC) != (loss == _LOSS_SPARSE_CE) \
+                and not (metric == _METRIC_BINARY_ACC and units[-1] == 1):
+            raise ValueError("metric and loss must both read integer labels (sparse) or both "
+                             "read target arrays (binary accuracy reads labels for one output)")
         if np.any((kind < 0) | (kind > 2)) or np.any((act < 0) | (act > 4)):
             raise ValueError("ops have an unknown kind or activation")
         if np.any((rate < 0) | (rate > 1)):

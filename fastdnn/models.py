@@ -70,6 +70,20 @@ def _exclusive(method):
     return locked
 
 
+def _not_while_fitting(method):
+    """Refuse a method that would change what a running ``fit`` trains (called from one of its
+    callbacks): fit holds the plan, the optimizer's slots and the parameter buffer."""
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        if self._fitting:
+            raise RuntimeError(f"`{method.__name__}()` cannot be called on model {self.name} "
+                               "while `fit()` is running (from one of its callbacks): call it "
+                               "after fit returns, or stop training with "
+                               "`model.stop_training = True`")
+        return method(self, *args, **kwargs)
+    return guarded
+
+
 def _logs(loss_sum, correct, seen, metric_name):
     """Running logs, in Keras' alphabetical order: the mean loss and metric over ``seen`` samples."""
     logs = {"loss": loss_sum / seen}
@@ -112,6 +126,7 @@ class Sequential:
         self._network_key = None
         # One network (and workspace) serves the model: calls from several threads take turns.
         self._lock = threading.RLock()
+        self._fitting = False  # fit is running: its callbacks may not change structure or compile
         for layer in layers or []:
             self.add(layer)
 
@@ -127,6 +142,7 @@ class Sequential:
         raise AttributeError("`Sequential.layers` attribute is reserved and should not be used. "
                              "Use `add()` and `pop()` to change the layers in this model.")
 
+    @_not_while_fitting
     def add(self, layer) -> None:
         """Add a layer on top of the stack (or an ``Input`` at the bottom).
 
@@ -160,6 +176,7 @@ class Sequential:
                 self._layers.pop()
                 raise
 
+    @_not_while_fitting
     def pop(self):
         """Remove and return the top layer (``IndexError`` on an empty model)."""
         layer = self._layers.pop()
@@ -167,6 +184,7 @@ class Sequential:
             self._lay_out()
         return layer
 
+    @_not_while_fitting
     def build(self, input_shape=None) -> None:
         """Create the weights for inputs of ``input_shape`` (batch axis first, e.g. (None, 784)).
 
@@ -269,6 +287,7 @@ class Sequential:
 
     # --- compile
 
+    @_not_while_fitting
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, engine="fastdnn",
                 run_eagerly=False, jit_compile="auto", steps_per_execution=1):
         """Configure the model for training.
@@ -521,11 +540,16 @@ class Sequential:
         cb = callbacks_module.CallbackList(callbacks, self, {"verbose": verbose, "epochs": epochs,
                                                              "steps": steps}, automatic)
         self.stop_training = False
-        cb.on_train_begin()
-        with _threads.single_threaded_blas():
-            logs = self._run_epochs(network, x_all, y_all, val, batch_size, steps, initial_epoch,
-                                    epochs, shuffle, validation_freq, val_batch, cb, metric_name)
-        cb.on_train_end(logs)
+        fitting, self._fitting = self._fitting, True
+        try:
+            cb.on_train_begin()
+            with _threads.single_threaded_blas():
+                logs = self._run_epochs(network, x_all, y_all, val, batch_size, steps,
+                                        initial_epoch, epochs, shuffle, validation_freq, val_batch,
+                                        cb, metric_name)
+            cb.on_train_end(logs)
+        finally:
+            self._fitting = fitting
         return history
 
     def _run_epochs(self, network, x_all, y_all, val, batch_size, steps, initial_epoch, epochs,

@@ -163,3 +163,51 @@ def test_a_header_nested_100000_deep_is_refused_with_value_error(tmp_path):
         keras.models.load_model(path)
     with pytest.raises(ValueError, match="corrupted"):
         small_model().load_weights(path)
+
+
+# --- callbacks that change the model during fit; Keras-valid models fastdnn refused
+
+
+class CallDuringFit(keras.callbacks.Callback):
+    """Call ``action(model)`` at the end of the second training batch; keep what it raised."""
+
+    def __init__(self, action):
+        super().__init__()
+        self.action, self.raised = action, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 1:
+            try:
+                self.action(self.model)
+            except Exception as e:  # noqa: BLE001 - the test inspects it
+                self.raised = e
+                raise
+
+
+@pytest.mark.parametrize("action", [
+    lambda m: m.compile("sgd", "sparse_categorical_crossentropy"),
+    lambda m: m.add(keras.layers.Dense(3)),
+    lambda m: m.pop(),
+    lambda m: m.build((None, 4)),
+], ids=["compile", "add", "pop", "build"])
+def test_changing_the_model_from_a_callback_during_fit_is_a_clear_error(action):
+    model = small_model()
+    x, y = data()
+    callback = CallDuringFit(action)
+    with pytest.raises(RuntimeError, match="while `fit\\(\\)` is running"):
+        model.fit(x, y, batch_size=4, verbose=0, callbacks=[callback])
+    assert isinstance(callback.raised, RuntimeError)
+    assert model.optimizer.iterations == 2 and len(model.layers) == 2
+    model.compile("sgd", "sparse_categorical_crossentropy")  # allowed again once fit is over
+    model.fit(x, y, verbose=0)
+
+
+def test_one_unit_softmax_with_sparse_cross_entropy_and_accuracy_trains_as_in_keras():
+    # Keras: the loss of a one-class softmax is 0 (up to its clipping), and 'accuracy' on a
+    # one-unit output is binary accuracy: the output 1.0 > 0.5 never equals the label 0.
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, _ = data()
+    history = model.fit(x, np.zeros(len(x), int), verbose=0).history
+    assert history == {"accuracy": [0.0], "loss": [0.0]}
+    assert model.evaluate(x, np.zeros(len(x), int), verbose=0) == [0.0, 0.0]
