@@ -211,3 +211,53 @@ def test_one_unit_softmax_with_sparse_cross_entropy_and_accuracy_trains_as_in_ke
     history = model.fit(x, np.zeros(len(x), int), verbose=0).history
     assert history == {"accuracy": [0.0], "loss": [0.0]}
     assert model.evaluate(x, np.zeros(len(x), int), verbose=0) == [0.0, 0.0]
+
+
+# --- Network: re-initialisation and calls on a network whose __init__ did not complete
+
+
+def _network(units=(8, 3), inputs=4, capacity=4, seed=0):
+    ops, offset, width = [], 0, inputs
+    for u in units:
+        ops.append((K.OP_DENSE, u, K.RELU, 0.0, offset, offset + width * u))
+        offset += width * u + u
+        width = u
+    params = np.random.default_rng(0).normal(size=offset).astype(np.float32)
+    return K.Network(inputs, ops, params, K.LOSS_MSE, K.METRIC_NONE, False, capacity, seed), ops
+
+
+def test_network_init_again_is_refused_and_the_network_keeps_working():
+    net, _ = _network()
+    x = np.ones((64, 4), np.float32)
+    before = np.empty((64, 3), np.float32)
+    net.predict(x, before)
+    bigger, bigger_ops = _network(units=(512, 3), capacity=256)
+    for args in ((4, _network()[1], net.params, K.LOSS_MSE, K.METRIC_NONE, False, 4, -1),
+                 (4, bigger_ops, bigger.params, K.LOSS_MSE, K.METRIC_NONE, False, 256)):
+        with pytest.raises(RuntimeError, match="already initialised"):
+            net.__init__(*args)
+    after = np.empty((64, 3), np.float32)
+    net.predict(x, after)
+    np.testing.assert_array_equal(before, after)
+    assert net.capacity == 4
+
+
+def test_a_network_whose_init_failed_or_never_ran_refuses_every_call():
+    x, y = np.ones((8, 4), np.float32), np.ones((8, 3), np.float32)
+    failed = K.Network.__new__(K.Network)
+    _, ops = _network()
+    params = np.zeros(4 * 8 + 8 + 8 * 3 + 3, np.float32)
+    with pytest.raises(ValueError, match="seed"):
+        failed.__init__(4, ops, params, K.LOSS_MSE, K.METRIC_NONE, False, 4, -1)
+    for net in (failed, K.Network.__new__(K.Network)):
+        with pytest.raises(RuntimeError, match="not initialised"):
+            net.predict(x, np.empty((8, 3), np.float32))
+        with pytest.raises(RuntimeError, match="not initialised"):
+            net.evaluate(x, y)
+        with pytest.raises(RuntimeError, match="not initialised"):
+            net.reserve(8)
+        with pytest.raises(RuntimeError, match="not initialised"):
+            net.train(x, y, None, 4, 0, 2, {"kind": "sgd"}, np.zeros((0, params.size), np.float32),
+                      0, np.zeros(2), np.zeros(2))
+    failed.__init__(4, ops, params, K.LOSS_MSE, K.METRIC_NONE, False, 4, 0)  # now it completes
+    failed.predict(x, np.empty((8, 3), np.float32))
