@@ -958,7 +958,8 @@ cdef inline Py_ssize_t _argmax_row(const floating* s, Py_ssize_t c) noexcept nog
 
 cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
                            const floating* y, Py_ssize_t n, Py_ssize_t c, int act) noexcept nogil:
-    """Return the number of correct samples (binary: mean over the row of element hits).
+    """Return the number of correct samples (binary: mean over the row of element hits; with
+    labels instead of y, as Keras for a one-unit output, the label is the row's target).
 
     ``act`` is applied to the scores first where it matters (a fused sigmoid or softmax for
     binary accuracy, which thresholds the probabilities).
@@ -987,7 +988,7 @@ cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
                     p = _sigmoid(p)
                 elif act == _SOFTMAX:
                     p = _exp(p - m) * scale
-                row += (1 if p > 0.5 else 0) == y[i * c + j]
+                row += (1 if p > 0.5 else 0) == (y[i * c + j] if y != NULL else labels[i])
             hits += row / c
     return hits
 
@@ -1969,7 +1970,8 @@ cdef class Network:
             applies the optimizer step to its own weights.
         params: the flat parameter buffer (1-D float32 or float64, C-contiguous).
         loss: LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE or LOSS_MSE (the cross-entropies from logits).
-        metric: METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or METRIC_BINARY_ACC.
+        metric: METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or METRIC_BINARY_ACC
+            (with the sparse loss only for a one-unit output, whose label is its target).
         fused: the last op's activation (softmax or sigmoid) is folded into the loss.
         capacity: rows per batch the workspace holds.
         seed: seed of the dropout generator.
@@ -1984,9 +1986,14 @@ cdef class Network:
     cdef readonly int n_outputs
     cdef public uint64_t seed
     cdef public uint64_t counter
+    cdef bint _ready          # __init__ completed: the plan, params and workspace match
+    cdef int _busy            # calls running without the GIL on the workspace
 
     @cython.wraparound(True)
     def __init__(self, n_inputs, ops, params, loss, metric, bint fused, capacity, seed=0):
+        if self._ready:
+            raise RuntimeError("this Network is already initialised: create a new one (its "
+                               "buffers belong to its plan)")
         self.dtype = _check("params", params, 1, None, None, True)
         n_inputs = _int_in("n_inputs", n_inputs, 1, _INT_MAX)
         capacity = _int_in("capacity", capacity, 1, _INT_MAX)
@@ -1996,15 +2003,16 @@ cdef class Network:
             raise ValueError(f"unknown loss code {loss}")
         if metric not in (_METRIC_NONE, _METRIC_SPARSE_ACC, _METRIC_CATEGORICAL_ACC, _METRIC_BINARY_ACC):
             raise ValueError(f"unknown metric code {metric}")
-        if metric != _METRIC_NONE and (metric == _METRIC_SPARSE_ACC) != (loss == _LOSS_SPARSE_CE):
-            raise ValueError("metric and loss must both read integer labels (sparse) or both "
-                             "read target arrays")
         kind, units, act, rate, w_off, b_off = (np.array(col) for col in zip(*ops))
         kind, units, act, w_off, b_off = (a.astype(np.int64) for a in (kind, units, act, w_off, b_off))
         rate = rate.astype(np.float64)
         width_in = np.concatenate([[n_inputs], units[:-1]])
         if np.any(units < 1) or np.any((kind != _OP_DENSE) & (units != width_in)):
             raise ValueError("ops have inconsistent widths")
+        if metric != _METRIC_NONE and (metric == _METRIC_SPARSE_ACC) != (loss == _LOSS_SPARSE_CE) \
+                and not (metric == _METRIC_BINARY_ACC and units[-1] == 1):
+            raise ValueError("metric and loss must both read integer labels (sparse) or both "
+                             "read target arrays (binary accuracy reads labels for one output)")
         if np.any((kind < 0) | (kind > 2)) or np.any((act < 0) | (act > 4)):
             raise ValueError("ops have an unknown kind or activation")
         if np.any((rate < 0) | (rate > 1)):
@@ -2052,7 +2060,9 @@ cdef class Network:
         p.b_off = <int64_t*>_data(b_off)
         p.out_off = <int64_t*>_data(out_off)
         p.mask_off = <int64_t*>_data(mask_off)
-        self.reserve(capacity)
+        self._ws = None
+        self._reserve(capacity)
+        self._ready = True
 
     def reserve(self, capacity):
         """Size the workspace for batches of up to ``capacity`` rows (it only ever grows).
@@ -2060,6 +2070,21 @@ cdef class Network:
         The new buffers are allocated before anything changes: if that fails (MemoryError), the
         network keeps its previous, consistent workspace.
         """
+        self._check_ready()
+        if self._busy:
+            raise RuntimeError("the workspace is in use by a running call; reserve after it")
+        self._reserve(capacity)
+
+    def _check_ready(self):
+        """Refuse a call on a network whose __init__ did not complete, or whose buffers do not
+        match its plan."""
+        if not self._ready:
+            raise RuntimeError("this Network is not initialised (its __init__ failed or was "
+                               "never called)")
+        if self.params.shape[0] != self.grads.shape[0] or self._ws is None:
+            raise RuntimeError("this Network's buffers do not match its plan")
+
+    def _reserve(self, capacity):
         capacity = _int_in("capacity", capacity, 1, _INT_MAX)
         if self._ws is not None and capacity <= self.plan.capacity:
             return
@@ -2085,8 +2110,8 @@ cdef class Network:
 
     @property
     def capacity(self):
-        """Rows per batch the workspace holds."""
-        return self.plan.capacity
+        """Rows per batch the workspace holds (0 before __init__ completes)."""
+        return self.plan.capacity if self._ready else 0
 
     def _check_data(self, x, y):
         """Check x and y against the plan; return the labels and float targets (one is None)."""
@@ -2121,6 +2146,7 @@ cdef class Network:
             ``(batches_applied, iteration)``: fewer batches than asked when a batch's loss was not
             finite (that batch's loss is in loss_out; its update was not applied).
         """
+        self._check_ready()
         labels, targets = self._check_data(x, y)
         cdef Py_ssize_t n = x.shape[0], n_params = self.params.shape[0]
         if batch_size < 1 or batch_size > self.plan.capacity:
@@ -2162,6 +2188,7 @@ cdef class Network:
         call.arrived = 0
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
+        self._busy += 1
         with nogil, parallel(num_threads=_team_threads(&self.plan, batch_size)):
             state = fpenv_flush_denormals()  # the FP state is per thread
             if f32:
@@ -2169,16 +2196,19 @@ cdef class Network:
             else:
                 _train_batches(&call, <double*>NULL, team_index(), team_size())
             fpenv_restore(state)
+        self._busy -= 1
         self.counter = call.counter
         return call.done, iteration + call.done
 
     def evaluate(self, x, y):
         """Return ``(loss_sum, correct)`` over all samples, in inference mode, without the GIL."""
+        self._check_ready()
         labels, targets = self._check_data(x, y)
         return self._infer(x, labels, targets, None)
 
     def predict(self, x, out):
         """Write the model's outputs for x into OUT ``out`` (n, n_outputs), without the GIL."""
+        self._check_ready()
         _check("x", x, 2, self.dtype, (None, self.plan.n_inputs))
         _check("out", out, 2, self.dtype, (x.shape[0], self.n_outputs), writable=True)
         self._infer(x, None, None, out)
@@ -2195,6 +2225,7 @@ cdef class Network:
         cdef void* pout = _data(out)
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
+        self._busy += 1
         with nogil, parallel(num_threads=_team_threads(&self.plan, self.plan.capacity)):
             state = fpenv_flush_denormals()
             if f32:
@@ -2206,6 +2237,7 @@ cdef class Network:
                        <double*>py, pl, <double*>pout, n, &loss_sum, &correct, team_index(),
                        team_size())
             fpenv_restore(state)
+        self._busy -= 1
         return loss_sum, correct
 
 
