@@ -587,9 +587,9 @@ class Sequential:
             if every_batch:
                 cb.on_train_batch_begin(batch)
             started = time.perf_counter()
-            done, self.optimizer.iterations = network.train(
-                x, y, order, batch_size, batch, count, settings, slots, self.optimizer.iterations,
-                loss_out[batch:batch + count], correct_out[batch:batch + count])
+            done, _ = network.train(x, y, order, batch_size, batch, count, settings, slots,
+                                    self.optimizer.iteration_buffer,
+                                    loss_out[batch:batch + count], correct_out[batch:batch + count])
             elapsed = time.perf_counter() - started
             ran = min(count, done + 1)  # a stopped call still reports its bad batch
             loss_sum += float(loss_out[batch:batch + ran].sum())
@@ -599,7 +599,9 @@ class Sequential:
             logs = _logs(loss_sum, correct, seen, metric_name)
             cb.on_train_batch_end(batch - 1, logs)
             if done < count and not self.stop_training:
-                print(f"Batch {batch - 1}: Invalid loss, terminating training", flush=True)
+                what = ("loss" if not np.isfinite(loss_out[batch - 1]) else
+                        "step (it would make weights or optimizer slots NaN or infinite)")
+                print(f"Batch {batch - 1}: Invalid {what}, terminating training", flush=True)
                 self.stop_training = True
             if not every_batch:
                 per_batch = max(elapsed / count, 1e-7)

@@ -261,3 +261,66 @@ def test_a_network_whose_init_failed_or_never_ran_refuses_every_call():
                       0, np.zeros(2), np.zeros(2))
     failed.__init__(4, ops, params, K.LOSS_MSE, K.METRIC_NONE, False, 4, 0)  # now it completes
     failed.predict(x, np.empty((8, 3), np.float32))
+
+
+# --- hyper-parameters out of range; a step that would write non-finite weights or slots
+
+
+@pytest.mark.parametrize("settings", [
+    {"kind": "adam", "beta_2": 5.0}, {"kind": "adam", "beta_1": 1.0},
+    {"kind": "rmsprop", "rho": 2.0}, {"kind": "rmsprop", "epsilon": -1e-7},
+    {"kind": "sgd", "learning_rate": -0.1}, {"kind": "rmsprop", "momentum": -0.5},
+], ids=["beta_2", "beta_1", "rho", "epsilon", "learning_rate", "momentum"])
+def test_network_train_refuses_hyper_parameters_out_of_range(settings):
+    net, _ = _network()
+    x, y = np.ones((8, 4), np.float32), np.ones((8, 3), np.float32)
+    name = next(k for k in settings if k != "kind")
+    rows = {"adam": 2, "rmsprop": 1 + (settings.get("momentum", 0) > 0), "sgd": 0}
+    slots = np.zeros((rows[settings["kind"]], net.params.size), np.float32)
+    before = net.params.copy()
+    with pytest.raises(ValueError, match=name):
+        net.train(x, y, None, 4, 0, 2, settings, slots, 0, np.zeros(2), np.zeros(2))
+    np.testing.assert_array_equal(net.params, before)
+
+
+def test_network_train_caps_the_iteration_counter_like_adam_update():
+    net, _ = _network()
+    x, y = np.ones((8, 4), np.float32), np.ones((8, 3), np.float32)
+    slots = np.zeros((2, net.params.size), np.float32)
+    with pytest.raises(ValueError, match="iteration"):
+        net.train(x, y, None, 4, 0, 2, {"kind": "adam"}, slots, 2**62 - 1, np.zeros(2), np.zeros(2))
+    counter = np.array([2**62 - 2], np.int64)
+    assert net.train(x, y, None, 4, 0, 2, {"kind": "adam"}, slots, counter, np.zeros(2),
+                     np.zeros(2)) == (2, 2**62)
+    assert counter[0] == 2**62
+
+
+def _diverging_data(good, n_features=4):
+    """``good`` ordinary samples, then one whose finite loss has a gradient whose square
+    overflows float32 (Adam's second moment would become inf, then the weights NaN)."""
+    rng = np.random.default_rng(1)
+    x = np.abs(rng.normal(size=(good + 4, n_features))).astype(np.float32)
+    y = rng.normal(size=good + 4).astype(np.float32)
+    x[good:] *= 1e4
+    y[good:] = 1e17
+    return x, y
+
+
+@pytest.mark.parametrize("engine", ["fastdnn", "numpy"])
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop", "adagrad"])
+def test_a_step_that_would_make_weights_or_slots_non_finite_is_never_applied(engine, optimizer):
+    x, y = _diverging_data(good=10)
+    models = []
+    for rows in (len(x), 10):  # all the data (the bad step is batch 10), and the good part alone
+        keras.utils.set_random_seed(7)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                                  keras.layers.Dense(1)])
+        model.compile(optimizer, "mse", engine=engine)
+        model.fit(x[:rows], y[:rows], batch_size=1, shuffle=False, verbose=0)
+        models.append(model)
+    stopped, reference = models
+    assert stopped.optimizer.iterations == reference.optimizer.iterations == 10
+    for a, b in zip(stopped.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(stopped.optimizer.slots, reference.optimizer.slots)
+    assert np.isfinite(stopped.optimizer.slots).all()
