@@ -32,6 +32,7 @@ from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, exp, expf, fabs, isfinite, log, log1p, log1pf, logf, pow, powf, sqrt, sqrtf, tanh, tanhf
 from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
+from cpython.exc cimport PyErr_CheckSignals
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 cnp.import_array()
@@ -2302,31 +2303,65 @@ cdef class Network:
         self._infer(x, None, None, out)
 
     def _infer(self, x, labels, targets, out):
+        """Run ``_infer`` over x in calls of about ``_CALL_FLOPS`` each (whole batches of
+        ``capacity`` rows when a batch is cheaper than that, so the results do not change),
+        handling signals between calls: Ctrl-C stops a long predict or evaluate promptly."""
         cdef double loss_sum = 0, correct = 0
-        cdef Py_ssize_t n = x.shape[0]
-        cdef void* pp = _data(self.params)
-        cdef void* pws = _data(self._ws)
-        cdef void* pparts = _data(self._scratch[2])
-        cdef void* px = _data(x)
-        cdef void* py = _data(targets)
+        cdef Py_ssize_t n = x.shape[0], n_out = self.n_outputs, start = 0, rows
+        cdef Py_ssize_t step = _rows_per_call(&self.plan)
+        cdef Py_ssize_t item = self.dtype.itemsize, x_row = self.plan.n_inputs * item
+        cdef char* pp = <char*>_data(self.params)
+        cdef char* pws = <char*>_data(self._ws)
+        cdef char* pparts = <char*>_data(self._scratch[2])
+        cdef char* px = <char*>_data(x)
+        cdef char* py = <char*>_data(targets)
         cdef int32_t* pl = <int32_t*>_data(labels)
-        cdef void* pout = _data(out)
+        cdef char* pout = <char*>_data(out)
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
-        self._busy += 1
-        with nogil, parallel(num_threads=_team_threads(&self.plan, self.plan.capacity)):
-            state = fpenv_flush_denormals()
-            if f32:
-                _infer(&self.plan, <float*>pp, <float*>pws, <float*>pparts, <float*>px,
-                       <float*>py, pl, <float*>pout, n, &loss_sum, &correct, team_index(),
-                       team_size())
-            else:
-                _infer(&self.plan, <double*>pp, <double*>pws, <double*>pparts, <double*>px,
-                       <double*>py, pl, <double*>pout, n, &loss_sum, &correct, team_index(),
-                       team_size())
-            fpenv_restore(state)
-        self._busy -= 1
+        while start < n:
+            rows = min(step, n - start)
+            self._busy += 1
+            with nogil, parallel(num_threads=_team_threads(&self.plan, self.plan.capacity)):
+                state = fpenv_flush_denormals()
+                if f32:
+                    _infer(&self.plan, <float*>pp, <float*>pws, <float*>pparts,
+                           <float*>(px + start * x_row),
+                           <float*>(py + start * n_out * item) if py != NULL else NULL,
+                           pl + start if pl != NULL else NULL,
+                           <float*>(pout + start * n_out * item) if pout != NULL else NULL,
+                           rows, &loss_sum, &correct, team_index(), team_size())
+                else:
+                    _infer(&self.plan, <double*>pp, <double*>pws, <double*>pparts,
+                           <double*>(px + start * x_row),
+                           <double*>(py + start * n_out * item) if py != NULL else NULL,
+                           pl + start if pl != NULL else NULL,
+                           <double*>(pout + start * n_out * item) if pout != NULL else NULL,
+                           rows, &loss_sum, &correct, team_index(), team_size())
+                fpenv_restore(state)
+            self._busy -= 1
+            start += rows
+            if start < n:
+                PyErr_CheckSignals()
         return loss_sum, correct
+
+
+# A call into the kernels from predict or evaluate does about this many flops before Python
+# handles signals (Ctrl-C): tenths of a second even on a slow, shared core.
+cdef double _CALL_FLOPS = 2e9
+
+
+cdef Py_ssize_t _rows_per_call(const Plan* p) noexcept:
+    """Rows per inference call: whole batches of ``capacity`` rows within ``_CALL_FLOPS``, or
+    fewer rows than a batch when a batch alone would exceed it."""
+    cdef double row_flops = 0
+    cdef Py_ssize_t width = p.n_inputs, rows
+    cdef int i
+    for i in range(p.n_ops):
+        row_flops += 2.0 * width * p.units[i] if p.kind[i] == _OP_DENSE else p.units[i]
+        width = p.units[i]
+    rows = max(1, <Py_ssize_t>(_CALL_FLOPS / row_flops))
+    return rows - rows % p.capacity if rows >= p.capacity else rows
 
 
 _OPT_KINDS = {"sgd": _OPT_SGD, "adagrad": _OPT_ADAGRAD, "rmsprop": _OPT_RMSPROP, "adam": _OPT_ADAM}

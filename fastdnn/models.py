@@ -22,8 +22,11 @@ from fastdnn._progbar import Progbar
 
 ENGINES = {"fastdnn": _kernels, "numpy": reference}
 
-# A call into the kernels runs about this long before fit returns to Python for progress.
+# A call into the kernels runs about this long before fit returns to Python for progress
+# (and for signals: Ctrl-C). The first call's batches are estimated from their flops (about 6
+# per weight and sample: forward, backward, update) before a measured call can set the pace.
 _SECONDS_PER_CALL = 0.05
+_FIRST_CALL_FLOPS = 2e9
 # The kernels index arrays with C ints (BLAS's own limit).
 _MAX_PARAMS = 2**31 - 1
 
@@ -580,7 +583,8 @@ class Sequential:
         settings = self.optimizer.settings()
         slots = self.optimizer.slots
         batch, seen, loss_sum, correct = 0, 0, 0.0, 0.0
-        chunk = 1 if every_batch else 8
+        chunk = 1 if every_batch else max(1, min(8, int(
+            _FIRST_CALL_FLOPS / (6 * batch_size * self.params.size))))
         logs = {}
         while batch < steps and not self.stop_training:
             count = min(chunk, steps - batch)
