@@ -324,3 +324,54 @@ def test_a_step_that_would_make_weights_or_slots_non_finite_is_never_applied(eng
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(stopped.optimizer.slots, reference.optimizer.slots)
     assert np.isfinite(stopped.optimizer.slots).all()
+
+
+# --- what holds after an exception from fit (the README's sentence)
+
+
+class RaiseAt(keras.callbacks.Callback):
+    def __init__(self, batch):
+        super().__init__()
+        self.batch = batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.batch:
+            raise ValueError("raised by a callback")
+
+
+def _trained(batches, x, y, callbacks=()):
+    keras.utils.set_random_seed(5)
+    model = small_model()
+    rows = batches * 4
+    model.fit(x[:rows], y[:rows], batch_size=4, shuffle=False, verbose=0, callbacks=list(callbacks))
+    return model
+
+
+def test_after_an_exception_from_fit_the_state_is_that_of_the_batches_applied():
+    x, y = data()
+    keras.utils.set_random_seed(5)
+    raised = small_model()
+    with pytest.raises(ValueError, match="raised by a callback"):
+        raised.fit(x, y, batch_size=4, shuffle=False, verbose=0, callbacks=[RaiseAt(2)])
+    applied = _trained(3, x, y)  # batches 0, 1 and 2 ran before the callback raised
+    assert raised.optimizer.iterations == applied.optimizer.iterations == 3
+    for a, b in zip(raised.get_weights(), applied.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(raised.optimizer.slots, applied.optimizer.slots)
+
+
+@pytest.mark.parametrize("bad", [
+    {"validation_split": 0.999}, {"validation_data": (np.zeros((4, 5)), np.zeros(4))},
+    {"batch_size": 0}, {"x": np.full((8, 4), np.nan)}, {"y": np.full(32, 9)},
+], ids=["split", "validation-shape", "batch_size", "nan-x", "labels"])
+def test_an_exception_from_fit_before_training_changes_nothing(bad):
+    x, y = data()
+    model = _trained(4, x, y)
+    before = model.get_weights(), model.optimizer.slots.copy(), model.optimizer.iterations
+    args = {"x": x, "y": y, **bad}
+    with pytest.raises(ValueError):
+        model.fit(args.pop("x"), args.pop("y"), verbose=0, **args)
+    for a, b in zip(before[0], model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(before[1], model.optimizer.slots)
+    assert model.optimizer.iterations == before[2]
