@@ -23,6 +23,8 @@ state is restored afterwards. Reductions (loss means, bias gradients) run in a f
 results do not depend on the number of threads.
 """
 
+import os
+
 import numpy as np
 
 cimport cython
@@ -40,20 +42,44 @@ cdef extern from "_fpenv.h" nogil:
     unsigned int fpenv_flush_denormals()
     void fpenv_restore(unsigned int state)
 
-cdef extern from "_adam.h" nogil:
-    bint ADAM_F32_RECIPROCAL
-    void adam_f32(float* w, const float* g, float* m, float* v, Py_ssize_t lo, Py_ssize_t hi,
-                  float alpha, float one_minus_b1, float one_minus_b2, float eps)
-
-cdef extern from "_sparse.h" nogil:
-    bint SPARSE_F32
-    enum: SPARSE_DEPTH
-    bint sparse_nonzeros_below(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
-                               Py_ssize_t hi, double limit)
-    void sparse_product_f32(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
-                            Py_ssize_t hi, const float* w, Py_ssize_t width, float* out)
-    void sparse_weight_gradient_f32(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
-                                    Py_ssize_t hi, const float* g, Py_ssize_t width, float* dw)
+cdef extern from "simd/dispatch.h" nogil:
+    enum:
+        SPARSE_DEPTH
+        _OPT_SGD "OPT_SGD"
+        _OPT_ADAGRAD "OPT_ADAGRAD"
+        _OPT_RMSPROP "OPT_RMSPROP"
+        _OPT_ADAM "OPT_ADAM"
+    ctypedef struct OptConfig:
+        int kind
+        double learning_rate
+        double momentum
+        double rho
+        double beta_1
+        double beta_2
+        double epsilon
+        bint nesterov
+        bint centered
+        bint amsgrad
+    ctypedef struct simd_kernels:
+        const char* name
+        void (*update_f32)(const OptConfig* c, float alpha, float* w, const float* g, float* s0,
+                           float* s1, float* s2, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
+        void (*update_f64)(const OptConfig* c, double alpha, double* w, const double* g,
+                           double* s0, double* s1, double* s2, Py_ssize_t lo,
+                           Py_ssize_t hi) noexcept nogil
+        bint (*sparse_nonzeros_below)(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
+                                      Py_ssize_t hi, double limit) noexcept nogil
+        void (*sparse_product_f32)(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
+                                   Py_ssize_t hi, const float* w, Py_ssize_t width,
+                                   float* out) noexcept nogil
+        void (*sparse_weight_gradient_f32)(const float* x, Py_ssize_t ldx, Py_ssize_t n,
+                                           Py_ssize_t lo, Py_ssize_t hi, const float* g,
+                                           Py_ssize_t width, float* dw) noexcept nogil
+    enum: SIMD_VARIANTS
+    const simd_kernels _simd_table "simd_variants"[]
+    const simd_kernels* simd  # the variant in use
+    bint simd_supported(int i)
+    int simd_use(const char* name)
 
 cdef extern from "_team.h" nogil:
     void team_barrier()
@@ -93,10 +119,6 @@ cdef enum:
     _METRIC_SPARSE_ACC = 1
     _METRIC_CATEGORICAL_ACC = 2
     _METRIC_BINARY_ACC = 3
-    _OPT_SGD = 0
-    _OPT_ADAGRAD = 1
-    _OPT_RMSPROP = 2
-    _OPT_ADAM = 3
 
 # Below this many elements per thread, an OpenMP fork costs more than it saves.
 cdef Py_ssize_t _MIN_CHUNK = 1 << 15
@@ -129,10 +151,37 @@ def openmp_default_threads():
 
 
 def sparse_products():
-    """Return True if this build multiplies mostly-zero float32 layer inputs with their zeros
-    skipped (``_sparse.h``: built with AVX2 and FMA, or AVX-512), False if BLAS takes every
-    product."""
-    return bool(SPARSE_F32)
+    """Return True if the SIMD variant in use multiplies mostly-zero float32 layer inputs with
+    their zeros skipped (``simd/sparse.h``: the AVX2 and AVX-512 variants), False if BLAS takes
+    every product."""
+    return simd.sparse_product_f32 != NULL
+
+
+def simd_variant():
+    """Return the name of the SIMD variant in use: ``'baseline'``, ``'avx2'`` or ``'avx512'``."""
+    return simd.name.decode()
+
+
+def simd_variants():
+    """Return the names of the SIMD variants this CPU runs, slowest first (``FASTDNN_SIMD``'s
+    choices here)."""
+    return [_simd_table[i].name.decode() for i in range(SIMD_VARIANTS) if simd_supported(i)]
+
+
+def _use_simd(str name):
+    """Use the SIMD variant called ``name`` (``''``: the fastest this CPU supports), at import."""
+    names = [_simd_table[i].name.decode() for i in range(SIMD_VARIANTS)]
+    rc = simd_use(name.encode())
+    if rc == -1:
+        raise ValueError(f"FASTDNN_SIMD must be one of {', '.join(names)} on this machine (or "
+                         f"unset), got {name!r}")
+    if rc == -2:
+        supported = [names[i] for i in range(SIMD_VARIANTS) if simd_supported(i)]
+        raise RuntimeError(f"FASTDNN_SIMD={name}: this CPU lacks the instructions of the "
+                           f"{name!r} variant; it runs {', '.join(supported)}")
+
+
+_use_simd(os.environ.get("FASTDNN_SIMD", ""))
 
 
 # --- scalar helpers: one name for both precisions
@@ -252,7 +301,7 @@ cdef inline int _chunk_for(int side, int other, int k) noexcept nogil:
 
 
 # An input block with less than this fraction of nonzeros is multiplied with its zeros skipped
-# (``_sparse.h``), if the layer has at least _SPARSE_MIN_WIDTH units: each nonzero input costs a
+# (``simd/sparse.h``), if the layer has at least _SPARSE_MIN_WIDTH units: each nonzero input costs a
 # few instructions to find, paid back by one multiply-add per 8 (or 16) units. Measured on an
 # AVX2 machine (Zen 3), one thread, sparse time over OpenBLAS's: 32 rows against 192 x 100 of a
 # kernel at densities 0.5 / 0.7 / 0.8 / 1.0, x @ w 0.46 / 0.60 / 0.68 / 0.73, x^T g 0.60 / 0.75 /
@@ -269,12 +318,13 @@ cdef Py_ssize_t _SPARSE_MIN_WIDTH = 32
 
 cdef inline bint _sparse_pays(const floating* x, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
                               Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
-    """Whether x[:, lo:hi] (n rows n_in wide) times a kernel n_out wide is for ``_sparse.h``'s
-    products (a float32 build with AVX2 or AVX-512 only; the choice depends on the data and the
+    """Whether x[:, lo:hi] (n rows n_in wide) times a kernel n_out wide is for ``simd/sparse.h``'s
+    products (float32, in the AVX2 and AVX-512 variants; the choice depends on the data and the
     shapes, not on the threads)."""
-    if floating is double or not SPARSE_F32 or n_out < _SPARSE_MIN_WIDTH:
+    if floating is double or simd.sparse_product_f32 == NULL or n_out < _SPARSE_MIN_WIDTH:
         return False
-    return sparse_nonzeros_below(<const float*>x, n_in, n, lo, hi, _SPARSE_DENSITY * n * (hi - lo))
+    return simd.sparse_nonzeros_below(<const float*>x, n_in, n, lo, hi,
+                                      _SPARSE_DENSITY * n * (hi - lo))
 
 
 cdef inline void _input_product(const floating* x, const floating* w, floating* out, Py_ssize_t n,
@@ -282,7 +332,8 @@ cdef inline void _input_product(const floating* x, const floating* w, floating* 
                                 Py_ssize_t hi) noexcept nogil:
     """OUT out (n, n_out) := x[:, lo:hi] @ w[lo:hi], for x (n, n_in) and w (n_in, n_out)."""
     if _sparse_pays(x, n, n_in, n_out, lo, hi):
-        sparse_product_f32(<const float*>x, n_in, n, lo, hi, <const float*>w, n_out, <float*>out)
+        simd.sparse_product_f32(<const float*>x, n_in, n, lo, hi, <const float*>w, n_out,
+                                <float*>out)
     else:
         _gemm(c'N', c'N', <int>n_out, <int>n, <int>(hi - lo), 1, w + lo * n_out, <int>n_out,
               x + lo, <int>n_in, 0, out, <int>n_out)
@@ -399,19 +450,6 @@ cdef void _activation_backward(const floating* a, floating* g, Py_ssize_t n, Py_
 
 # --- optimizers: one pass over params, grads and slots, in place, no temporaries
 
-cdef struct OptConfig:
-    int kind
-    double learning_rate
-    double momentum
-    double rho
-    double beta_1
-    double beta_2
-    double epsilon
-    bint nesterov
-    bint centered
-    bint amsgrad
-
-
 cdef inline floating _adam_step_size(const OptConfig* c, int64_t iteration,
                                      const floating* like) noexcept nogil:
     """Adam's ``lr·sqrt(1 - beta_2^t) / (1 - beta_1^t)`` for t = iteration + 1, computed in the
@@ -438,66 +476,15 @@ cdef void _update_range(const OptConfig* c, floating alpha, floating* w, const f
     _update_span(c, alpha, w, g, s0, s1, s2, lo, hi)
 
 
-cdef void _update_span(const OptConfig* c, floating alpha, floating* w, const floating* g,
-                       floating* s0, floating* s1, floating* s2, Py_ssize_t lo,
-                       Py_ssize_t hi) noexcept nogil:
-    """IN/OUT w[lo:hi] and the slots s0..s2 (NULL when unused): one step of Keras 3's rule.
-
-    ``alpha`` is Adam's step size (``_adam_step_size``). Scalars are rounded to the parameter
-    precision first, as Keras does in float32; ``1 - beta`` is formed in double, as Python does
-    before Keras casts it.
-    """
-    cdef Py_ssize_t i
-    cdef floating lr = <floating>c.learning_rate, mom = <floating>c.momentum
-    cdef floating eps = <floating>c.epsilon, rho = <floating>c.rho
-    cdef floating one_minus_rho = <floating>(1 - c.rho)
-    cdef floating one_minus_b1 = <floating>(1 - c.beta_1), one_minus_b2 = <floating>(1 - c.beta_2)
-    cdef floating v, u, d, a, b
-    if c.kind == _OPT_SGD:
-        if s0 == NULL:
-            for i in range(lo, hi):
-                w[i] -= lr * g[i]
-        else:
-            # nesterov: w += mom·v - lr·g ; classic: w += v  (a, b select the form)
-            a = mom if c.nesterov else 1
-            b = lr if c.nesterov else 0
-            for i in range(lo, hi):
-                v = mom * s0[i] - lr * g[i]
-                s0[i] = v
-                w[i] += a * v - b * g[i]
-    elif c.kind == _OPT_ADAGRAD:
-        for i in range(lo, hi):
-            s0[i] += g[i] * g[i]
-            w[i] -= lr * g[i] / _sqrt(s0[i] + eps)
-    elif c.kind == _OPT_RMSPROP:
-        # s0 velocity, s1 momentum buffer (momentum > 0), s2 average gradient (centered)
-        for i in range(lo, hi):
-            s0[i] = rho * s0[i] + one_minus_rho * (g[i] * g[i])
-            if c.centered:
-                s2[i] = rho * s2[i] + one_minus_rho * g[i]
-                d = s0[i] - s2[i] * s2[i] + eps
-            else:
-                d = s0[i] + eps
-            u = lr * g[i] / _sqrt(d)
-            if s1 != NULL:
-                s1[i] = mom * s1[i] + u
-                w[i] -= s1[i]
-            else:
-                w[i] -= u
-    elif c.kind == _OPT_ADAM:
-        if floating is float:
-            if ADAM_F32_RECIPROCAL and not c.amsgrad and eps > 0:  # the divider bounds the loop
-                adam_f32(w, g, s0, s1, lo, hi, alpha, one_minus_b1, one_minus_b2, eps)
-                return
-        # s0 first moment m, s1 second moment v, s2 max of v (amsgrad)
-        for i in range(lo, hi):
-            s0[i] += (g[i] - s0[i]) * one_minus_b1
-            s1[i] += (g[i] * g[i] - s1[i]) * one_minus_b2
-            if c.amsgrad:
-                s2[i] = s2[i] if s2[i] > s1[i] else s1[i]
-                w[i] -= (s0[i] * alpha) / (_sqrt(s2[i]) + eps)
-            else:
-                w[i] -= (s0[i] * alpha) / (_sqrt(s1[i]) + eps)
+cdef inline void _update_span(const OptConfig* c, floating alpha, floating* w, const floating* g,
+                              floating* s0, floating* s1, floating* s2, Py_ssize_t lo,
+                              Py_ssize_t hi) noexcept nogil:
+    """IN/OUT w[lo:hi] and the slots s0..s2 (NULL when unused): one step of Keras 3's rule, by the
+    variant's loops (``simd/update.h``). ``alpha`` is Adam's step size (``_adam_step_size``)."""
+    if floating is float:
+        simd.update_f32(c, alpha, w, g, s0, s1, s2, lo, hi)
+    else:
+        simd.update_f64(c, alpha, w, g, s0, s1, s2, lo, hi)
 
 
 # A standalone update's share per thread is cut into up to this many pieces, each of at least
@@ -767,8 +754,8 @@ cdef void _dense_backward_rows(const floating* x, const floating* w, const float
     k0 = lo
     while k0 < hi:
         k1 = min(k0 + SPARSE_DEPTH, hi)
-        sparse_weight_gradient_f32(<const float*>x, n_in, n, k0, k1, <const float*>g, n_out,
-                                   <float*>dw)
+        simd.sparse_weight_gradient_f32(<const float*>x, n_in, n, k0, k1, <const float*>g, n_out,
+                                        <float*>dw)
         if u != NULL:
             _apply_update(u, dw, u.w_off + k0 * n_out, u.w_off + k1 * n_out)
         k0 = k1
@@ -971,7 +958,8 @@ cdef inline Py_ssize_t _argmax_row(const floating* s, Py_ssize_t c) noexcept nog
 
 cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
                            const floating* y, Py_ssize_t n, Py_ssize_t c, int act) noexcept nogil:
-    """Return the number of correct samples (binary: mean over the row of element hits).
+    """Return the number of correct samples (binary: mean over the row of element hits; with
+    labels instead of y, as Keras for a one-unit output, the label is the row's target).
 
     ``act`` is applied to the scores first where it matters (a fused sigmoid or softmax for
     binary accuracy, which thresholds the probabilities).
@@ -1000,7 +988,7 @@ cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
                     p = _sigmoid(p)
                 elif act == _SOFTMAX:
                     p = _exp(p - m) * scale
-                row += (1 if p > 0.5 else 0) == y[i * c + j]
+                row += (1 if p > 0.5 else 0) == (y[i * c + j] if y != NULL else labels[i])
             hits += row / c
     return hits
 
@@ -1982,7 +1970,8 @@ cdef class Network:
             applies the optimizer step to its own weights.
         params: the flat parameter buffer (1-D float32 or float64, C-contiguous).
         loss: LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE or LOSS_MSE (the cross-entropies from logits).
-        metric: METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or METRIC_BINARY_ACC.
+        metric: METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or METRIC_BINARY_ACC
+            (with the sparse loss only for a one-unit output, whose label is its target).
         fused: the last op's activation (softmax or sigmoid) is folded into the loss.
         capacity: rows per batch the workspace holds.
         seed: seed of the dropout generator.
@@ -1997,9 +1986,14 @@ cdef class Network:
     cdef readonly int n_outputs
     cdef public uint64_t seed
     cdef public uint64_t counter
+    cdef bint _ready          # __init__ completed: the plan, params and workspace match
+    cdef int _busy            # calls running without the GIL on the workspace
 
     @cython.wraparound(True)
     def __init__(self, n_inputs, ops, params, loss, metric, bint fused, capacity, seed=0):
+        if self._ready:
+            raise RuntimeError("this Network is already initialised: create a new one (its "
+                               "buffers belong to its plan)")
         self.dtype = _check("params", params, 1, None, None, True)
         n_inputs = _int_in("n_inputs", n_inputs, 1, _INT_MAX)
         capacity = _int_in("capacity", capacity, 1, _INT_MAX)
@@ -2009,15 +2003,16 @@ cdef class Network:
             raise ValueError(f"unknown loss code {loss}")
         if metric not in (_METRIC_NONE, _METRIC_SPARSE_ACC, _METRIC_CATEGORICAL_ACC, _METRIC_BINARY_ACC):
             raise ValueError(f"unknown metric code {metric}")
-        if metric != _METRIC_NONE and (metric == _METRIC_SPARSE_ACC) != (loss == _LOSS_SPARSE_CE):
-            raise ValueError("metric and loss must both read integer labels (sparse) or both "
-                             "read target arrays")
         kind, units, act, rate, w_off, b_off = (np.array(col) for col in zip(*ops))
         kind, units, act, w_off, b_off = (a.astype(np.int64) for a in (kind, units, act, w_off, b_off))
         rate = rate.astype(np.float64)
         width_in = np.concatenate([[n_inputs], units[:-1]])
         if np.any(units < 1) or np.any((kind != _OP_DENSE) & (units != width_in)):
             raise ValueError("ops have inconsistent widths")
+        if metric != _METRIC_NONE and (metric == _METRIC_SPARSE_ACC) != (loss == _LOSS_SPARSE_CE) \
+                and not (metric == _METRIC_BINARY_ACC and units[-1] == 1):
+            raise ValueError("metric and loss must both read integer labels (sparse) or both "
+                             "read target arrays (binary accuracy reads labels for one output)")
         if np.any((kind < 0) | (kind > 2)) or np.any((act < 0) | (act > 4)):
             raise ValueError("ops have an unknown kind or activation")
         if np.any((rate < 0) | (rate > 1)):
@@ -2065,7 +2060,9 @@ cdef class Network:
         p.b_off = <int64_t*>_data(b_off)
         p.out_off = <int64_t*>_data(out_off)
         p.mask_off = <int64_t*>_data(mask_off)
-        self.reserve(capacity)
+        self._ws = None
+        self._reserve(capacity)
+        self._ready = True
 
     def reserve(self, capacity):
         """Size the workspace for batches of up to ``capacity`` rows (it only ever grows).
@@ -2073,6 +2070,21 @@ cdef class Network:
         The new buffers are allocated before anything changes: if that fails (MemoryError), the
         network keeps its previous, consistent workspace.
         """
+        self._check_ready()
+        if self._busy:
+            raise RuntimeError("the workspace is in use by a running call; reserve after it")
+        self._reserve(capacity)
+
+    def _check_ready(self):
+        """Refuse a call on a network whose __init__ did not complete, or whose buffers do not
+        match its plan."""
+        if not self._ready:
+            raise RuntimeError("this Network is not initialised (its __init__ failed or was "
+                               "never called)")
+        if self.params.shape[0] != self.grads.shape[0] or self._ws is None:
+            raise RuntimeError("this Network's buffers do not match its plan")
+
+    def _reserve(self, capacity):
         capacity = _int_in("capacity", capacity, 1, _INT_MAX)
         if self._ws is not None and capacity <= self.plan.capacity:
             return
@@ -2098,8 +2110,8 @@ cdef class Network:
 
     @property
     def capacity(self):
-        """Rows per batch the workspace holds."""
-        return self.plan.capacity
+        """Rows per batch the workspace holds (0 before __init__ completes)."""
+        return self.plan.capacity if self._ready else 0
 
     def _check_data(self, x, y):
         """Check x and y against the plan; return the labels and float targets (one is None)."""
@@ -2134,6 +2146,7 @@ cdef class Network:
             ``(batches_applied, iteration)``: fewer batches than asked when a batch's loss was not
             finite (that batch's loss is in loss_out; its update was not applied).
         """
+        self._check_ready()
         labels, targets = self._check_data(x, y)
         cdef Py_ssize_t n = x.shape[0], n_params = self.params.shape[0]
         if batch_size < 1 or batch_size > self.plan.capacity:
@@ -2175,6 +2188,7 @@ cdef class Network:
         call.arrived = 0
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
+        self._busy += 1
         with nogil, parallel(num_threads=_team_threads(&self.plan, batch_size)):
             state = fpenv_flush_denormals()  # the FP state is per thread
             if f32:
@@ -2182,16 +2196,19 @@ cdef class Network:
             else:
                 _train_batches(&call, <double*>NULL, team_index(), team_size())
             fpenv_restore(state)
+        self._busy -= 1
         self.counter = call.counter
         return call.done, iteration + call.done
 
     def evaluate(self, x, y):
         """Return ``(loss_sum, correct)`` over all samples, in inference mode, without the GIL."""
+        self._check_ready()
         labels, targets = self._check_data(x, y)
         return self._infer(x, labels, targets, None)
 
     def predict(self, x, out):
         """Write the model's outputs for x into OUT ``out`` (n, n_outputs), without the GIL."""
+        self._check_ready()
         _check("x", x, 2, self.dtype, (None, self.plan.n_inputs))
         _check("out", out, 2, self.dtype, (x.shape[0], self.n_outputs), writable=True)
         self._infer(x, None, None, out)
@@ -2208,6 +2225,7 @@ cdef class Network:
         cdef void* pout = _data(out)
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
+        self._busy += 1
         with nogil, parallel(num_threads=_team_threads(&self.plan, self.plan.capacity)):
             state = fpenv_flush_denormals()
             if f32:
@@ -2219,6 +2237,7 @@ cdef class Network:
                        <double*>py, pl, <double*>pout, n, &loss_sum, &correct, team_index(),
                        team_size())
             fpenv_restore(state)
+        self._busy -= 1
         return loss_sum, correct
 
 
