@@ -143,7 +143,7 @@ def plot_grid(results, path) -> None:
     """Write the grid's validation loss and accuracy per epoch, one curve per point (a colour per
     optimizer, a line style per activation), in one figure."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
     colours = dict(zip(OPTIMIZERS, plt.get_cmap("tab10").colors))
     styles = {"sigmoid": "--", "relu": "-"}
     for result in results:
@@ -158,9 +158,9 @@ def plot_grid(results, path) -> None:
         ax.set_ylabel(metric)
         ax.set_xticks(epochs)
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8, ncol=2)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=6,
+               fontsize=8)
     fig.suptitle("fastdnn on Fashion-MNIST: the chapter's grid")
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

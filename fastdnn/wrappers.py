@@ -15,8 +15,7 @@ joblib can send the fits to other processes or to a Dask cluster::
 Needs scikit-learn (``pip install 'fastdnn[sklearn]'``).
 """
 
-import random
-import threading
+import contextlib
 
 import numpy as np
 
@@ -29,37 +28,18 @@ except ImportError as e:
     raise ImportError("fastdnn.wrappers needs scikit-learn (1.6 or newer): "
                       "pip install 'fastdnn[sklearn]'") from e
 
-from fastdnn import losses, saving, utils
+from fastdnn import _random, losses, saving
 from fastdnn.models import Sequential
 
-# fastdnn draws initial weights, shuffles and dropout masks from the process's global generators:
-# a seeded fit holds them alone, so that concurrent fits in one process stay repeatable.
-_SEEDED_FIT = threading.Lock()
-
-
-class _SeededFit:
-    """Seed the global generators for one fit (if ``random_state`` is not None), then put their
-    previous states back: the fit is repeatable and the caller's random streams are untouched."""
-
-    def __init__(self, random_state):
-        self.seed = None
-        if random_state is not None:
-            seed = random_state
-            if not isinstance(random_state, (int, np.integer)) or isinstance(random_state, bool):
-                seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
-            self.seed = int(seed)
-
-    def __enter__(self):
-        if self.seed is not None:
-            _SEEDED_FIT.acquire()
-            self.saved = random.getstate(), np.random.get_state()
-            utils.set_random_seed(self.seed)
-
-    def __exit__(self, *exc):
-        if self.seed is not None:
-            random.setstate(self.saved[0])
-            np.random.set_state(self.saved[1])
-            _SEEDED_FIT.release()
+def _seeded_fit(random_state):
+    """Seed every generator fastdnn draws from for one fit (nothing for None), putting their
+    states back after it: the fit is repeatable in any process, the caller's streams untouched."""
+    if random_state is None:
+        return contextlib.nullcontext()
+    seed = random_state
+    if not isinstance(random_state, (int, np.integer)) or isinstance(random_state, bool):
+        seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
+    return _random.seeded(int(seed))
 
 
 class _SKLearnWrapper(BaseEstimator):
@@ -102,7 +82,7 @@ class _SKLearnWrapper(BaseEstimator):
     def _fit(self, X, y, model_targets):
         """Build (or reuse) the model from X and y and fit it; ``model_targets(model)`` gives
         the targets as that model learns them and the arguments of its ``fit``."""
-        with _SeededFit(self.random_state):
+        with _seeded_fit(self.random_state):
             model = self._new_model(X, y)
             targets, fit_kwargs = model_targets(model)
             self.history_ = model.fit(X, targets, **fit_kwargs)
