@@ -31,6 +31,7 @@ except ImportError as e:
 from fastdnn import _random, losses, saving
 from fastdnn.models import Sequential
 
+
 def _seeded_fit(random_state):
     """Seed every generator fastdnn draws from for one fit (nothing for None), putting their
     states back after it: the fit is repeatable in any process, the caller's streams untouched."""
@@ -52,11 +53,6 @@ class _SKLearnWrapper(BaseEstimator):
         self.model_kwargs = model_kwargs
         self.fit_kwargs = fit_kwargs
         self.random_state = random_state
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        return tags
 
     def _new_model(self, X, y):
         """The model to fit: the last fit's (warm start), a copy of ``model``, or ``model``'s
