@@ -37,6 +37,7 @@ from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, exp, expf, fabs, isfinite, log, log1p, log1pf, logf, pow, powf, sqrt, sqrtf, tanh, tanhf
 from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
+from cpython.exc cimport PyErr_CheckSignals
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 cnp.import_array()
@@ -1150,6 +1151,15 @@ cdef double _finite_scalar(str name, double v, double low=-INFINITY,
     return v
 
 
+cdef double _decay(str name, double v) except? -1:
+    """A decay factor (Adam's betas, RMSprop's rho) in [0, 1): at 1 or beyond the running
+    averages stop averaging or grow without bound."""
+    _finite_scalar(name, v, 0.0)
+    if v >= 1:
+        raise ValueError(f"{name} must lie in [0, 1), got {v}")
+    return v
+
+
 # --- public kernels: each checks its arguments, then runs without the GIL
 
 def activation_forward(z, out, activation):
@@ -1551,7 +1561,7 @@ def sgd_update(params, grads, double learning_rate=0.01, double momentum=0.0,
     """
     cdef OptConfig c
     c.kind = _OPT_SGD
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
     c.momentum = _finite_scalar("momentum", momentum, 0.0, 1.0)
     c.nesterov = nesterov
     _require_slot("velocity", velocity, momentum > 0)
@@ -1567,12 +1577,12 @@ def adagrad_update(params, grads, accumulator, double learning_rate=0.001,
         grads: gradients, like params.
         accumulator: IN/OUT slot like params (starts at initial_accumulator_value).
         learning_rate: Defaults to 0.001.
-        epsilon: added inside the square root. Defaults to 1e-7.
+        epsilon: added inside the square root, >= 0. Defaults to 1e-7.
     """
     cdef OptConfig c
     c.kind = _OPT_ADAGRAD
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
-    c.epsilon = _finite_scalar("epsilon", epsilon)
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
+    c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
     _require_slot("accumulator", accumulator, True)
     _run_update(&c, params, grads, (accumulator,), ("accumulator",), 0)
 
@@ -1591,19 +1601,19 @@ def rmsprop_update(params, grads, velocity, double learning_rate=0.001, double r
         grads: gradients, like params.
         velocity: IN/OUT slot r, like params.
         learning_rate: Defaults to 0.001.
-        rho: Defaults to 0.9.
+        rho: in [0, 1). Defaults to 0.9.
         momentum: Defaults to 0.0.
-        epsilon: added inside the square root. Defaults to 1e-7.
+        epsilon: added inside the square root, >= 0. Defaults to 1e-7.
         centered: Defaults to False.
         momentum_buffer: IN/OUT slot b; required when momentum > 0, else None.
         average_gradient: IN/OUT slot c; required when centered, else None.
     """
     cdef OptConfig c
     c.kind = _OPT_RMSPROP
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
-    c.rho = _finite_scalar("rho", rho)
-    c.momentum = _finite_scalar("momentum", momentum)
-    c.epsilon = _finite_scalar("epsilon", epsilon)
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
+    c.rho = _decay("rho", rho)
+    c.momentum = _finite_scalar("momentum", momentum, 0.0)
+    c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
     c.centered = centered
     _require_slot("velocity", velocity, True)
     _require_slot("momentum_buffer", momentum_buffer, momentum > 0)
@@ -1630,18 +1640,18 @@ def adam_update(params, grads, m, v, iteration, double learning_rate=0.001,
         v: IN/OUT second-moment slot.
         iteration: steps already taken (Keras' ``optimizer.iterations``), >= 0.
         learning_rate: Defaults to 0.001.
-        beta_1: Defaults to 0.9.
-        beta_2: Defaults to 0.999.
-        epsilon: Defaults to 1e-7.
+        beta_1: in [0, 1). Defaults to 0.9.
+        beta_2: in [0, 1). Defaults to 0.999.
+        epsilon: >= 0. Defaults to 1e-7.
         amsgrad: Defaults to False.
         v_hat: IN/OUT slot, required when amsgrad, else None.
     """
     cdef OptConfig c
     c.kind = _OPT_ADAM
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
-    c.beta_1 = _finite_scalar("beta_1", beta_1)
-    c.beta_2 = _finite_scalar("beta_2", beta_2)
-    c.epsilon = _finite_scalar("epsilon", epsilon)
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
+    c.beta_1 = _decay("beta_1", beta_1)
+    c.beta_2 = _decay("beta_2", beta_2)
+    c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
     c.amsgrad = amsgrad
     _require_slot("m", m, True)
     _require_slot("v", v, True)
@@ -2005,6 +2015,7 @@ cdef class Network:
     cdef object _ws
     cdef object _scratch      # g0, g1, parts, xbuf, ybuf, lbuf
     cdef dict _sizers         # work ('train', 'infer'): (its key, its TeamSizer)
+    cdef object _kept         # spare copies of params and slots (train's non-finite guard)
     cdef readonly int n_outputs
     cdef public uint64_t seed
     cdef public uint64_t counter
@@ -2146,8 +2157,13 @@ cdef class Network:
         return None, y
 
     def train(self, x, y, order, Py_ssize_t batch_size, Py_ssize_t first, Py_ssize_t count,
-              opt, slots, int64_t iteration, loss_out, correct_out):
+              opt, slots, iteration, loss_out, correct_out):
         """Train ``count`` batches, starting at batch ``first``, without the GIL.
+
+        A step that would leave a weight or a slot NaN or infinite is never applied: the call
+        keeps a copy of the parameters, slots and dropout position, checks them once at its end,
+        and when one is not finite restores the copy and runs the batches again one at a time,
+        stopping before the step that broke them (deterministic, so the same steps).
 
         Args:
             x: inputs, (n, n_inputs), the network's dtype, C-contiguous.
@@ -2160,13 +2176,16 @@ cdef class Network:
                 epsilon, nesterov, centered, amsgrad).
             slots: IN/OUT optimizer slots, (n_slots, n_params) of the network's dtype: the slots
                 Keras creates for these settings, in Keras' order (see ``_slot_pointers``).
-            iteration: the optimizer's step counter before this call.
+            iteration: the optimizer's step counter before this call, in [0, 2**62 - count]:
+                an int, or an int64 array of shape (1,), IN/OUT, advanced by this call in the
+                same C code that applies the steps (no signal can land between the two).
             loss_out: OUT float64 (count,): each batch's summed per-sample loss.
             correct_out: OUT float64 (count,): each batch's number of correct samples.
 
         Returns:
             ``(batches_applied, iteration)``: fewer batches than asked when a batch's loss was not
-            finite (that batch's loss is in loss_out; its update was not applied).
+            finite or its step would have made a weight or slot non-finite (that batch's loss is
+            in loss_out; its update was not applied).
         """
         self._check_ready()
         labels, targets = self._check_data(x, y)
@@ -2190,8 +2209,14 @@ cdef class Network:
         needed = _slot_count(c)
         if slots.shape[0] != needed:
             raise ValueError(f"slots must have {needed} rows for this optimizer, got {slots.shape[0]}")
-        if iteration < 0:
-            raise ValueError(f"iteration must be >= 0, got {iteration}")
+        cdef int64_t* step_counter = NULL
+        if isinstance(iteration, np.ndarray):
+            _check("iteration", iteration, 1, np.int64, (1,), writable=True)
+            step_counter = <int64_t*>_data(iteration)
+            start_iteration = int(step_counter[0])
+        else:
+            start_iteration = iteration
+        _int_in("iteration", start_iteration, 0, 2**62 - count)
         g0, g1, parts, xbuf, ybuf, lbuf = self._scratch
         cdef TrainCall call
         call.plan, call.opt = &self.plan, &c
@@ -2201,40 +2226,68 @@ cdef class Network:
         call.xbuf, call.ybuf, call.lbuf = _data(xbuf), _data(ybuf), <int32_t*>_data(lbuf)
         call.x, call.y, call.labels = _data(x), _data(targets), <int32_t*>_data(labels)
         call.order = <int64_t*>_data(order)
-        call.n_samples, call.batch_size = n, batch_size
-        call.seed, call.counter = self.seed, self.counter
-        cdef double* losses = <double*>_data(loss_out)
-        cdef double* hits = <double*>_data(correct_out)
-        cdef Py_ssize_t done = 0
-        cdef int threads
+        call.n_samples, call.batch_size, call.first, call.count = n, batch_size, first, count
+        call.iteration, call.seed, call.counter = start_iteration, self.seed, self.counter
+        call.loss_out = <double*>_data(loss_out)
+        call.correct_out = <double*>_data(correct_out)
+        call.done = count
+        kept = self._keep(slots, call.counter)
+        self._run(&call)
+        cdef Py_ssize_t applied = 0
+        if not self._finite(slots):
+            self._restore(kept, slots)
+            call.counter = kept[2]
+            while applied < count:  # again, one step at a time, each checked before the next
+                kept = self._keep(slots, call.counter)
+                call.first, call.count, call.done = first + applied, 1, 1
+                call.iteration = start_iteration + applied
+                call.loss_out = <double*>_data(loss_out) + applied
+                call.correct_out = <double*>_data(correct_out) + applied
+                self._run(&call)
+                if call.done == 0 or not self._finite(slots):
+                    self._restore(kept, slots)
+                    call.counter = kept[2]
+                    break
+                applied += 1
+            call.done = applied
+        self.counter = call.counter
+        if step_counter != NULL:
+            step_counter[0] = start_iteration + call.done
+        return call.done, start_iteration + call.done
+
+    cdef void _run(self, TrainCall* call) except *:
+        """Run ``call``'s batches without the GIL, in stretches on the thread count the
+        network's ``TeamSizer`` chooses for each; OUT call.done: the batches applied in all."""
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
-        sizer = self._sizer("train", _team_threads(&self.plan, batch_size), batch_size)
-        self._busy += 1
-        try:
-            while done < count:  # in stretches, each on the thread count the sizer chooses
-                threads, call.count = sizer.next_run(count - done)
-                call.first, call.iteration = first + done, iteration + done
-                call.loss_out, call.correct_out = losses + done, hits + done
-                call.done = call.count
-                memset(call.claimed, 0, sizeof(call.claimed))
-                call.team = team_t(0, 0)
-                started = time.perf_counter()
-                with nogil, parallel(num_threads=threads):
-                    state = _team_start(&call.team)
-                    if f32:
-                        _train_batches(&call, <float*>NULL, team_index(), team_size())
-                    else:
-                        _train_batches(&call, <double*>NULL, team_index(), team_size())
-                    _team_end(state)
-                sizer.record(threads, call.done, time.perf_counter() - started)
-                done += call.done
-                if call.done < call.count:
-                    break
-        finally:
+        cdef Py_ssize_t first = call.first, count = call.count, done = 0
+        cdef int64_t iteration = call.iteration
+        cdef double* losses = call.loss_out
+        cdef double* hits = call.correct_out
+        cdef int threads
+        sizer = self._sizer("train", _team_threads(&self.plan, call.batch_size), call.batch_size)
+        while done < count:
+            threads, call.count = sizer.next_run(count - done)
+            call.first, call.iteration = first + done, iteration + done
+            call.loss_out, call.correct_out = losses + done, hits + done
+            call.done = call.count
+            memset(call.claimed, 0, sizeof(call.claimed))
+            call.team = team_t(0, 0)
+            started = time.perf_counter()
+            self._busy += 1
+            with nogil, parallel(num_threads=threads):
+                state = _team_start(&call.team)
+                if f32:
+                    _train_batches(call, <float*>NULL, team_index(), team_size())
+                else:
+                    _train_batches(call, <double*>NULL, team_index(), team_size())
+                _team_end(state)
             self._busy -= 1
-        self.counter = call.counter
-        return done, iteration + done
+            sizer.record(threads, call.done, time.perf_counter() - started)
+            done += call.done
+            if call.done < call.count:
+                break
+        call.done = done
 
     def _sizer(self, work, team, rows):
         """The ``TeamSizer`` of ``work`` ('train' or 'infer') on batches of ``rows`` rows, for a
@@ -2246,6 +2299,33 @@ cdef class Network:
         if sizer is None or sizer[0] != key:
             sizer = self._sizers[work] = (key, TeamSizer(team))
         return sizer[1]
+
+    def _keep(self, slots, uint64_t counter):
+        """Copy the parameters and slots into the network's spare buffers (made once per slots
+        shape); return ``(params copy, slots copy, dropout position)``."""
+        if self._kept is None or self._kept[1].shape != slots.shape:
+            self._kept = (np.empty_like(self.params), np.empty_like(slots))
+        np.copyto(self._kept[0], self.params)
+        np.copyto(self._kept[1], slots)
+        return self._kept + (counter,)
+
+    def _restore(self, kept, slots):
+        np.copyto(self.params, kept[0])
+        np.copyto(slots, kept[1])
+
+    def _finite(self, slots):
+        """Whether every parameter and slot is finite (one pass on this thread: no team to wake
+        for a pass this short)."""
+        cdef void* pp = _data(self.params)
+        cdef void* ps = _data(slots)
+        cdef Py_ssize_t n = self.params.shape[0], n_slots = slots.size, bad
+        if self.dtype == np.float32:
+            with nogil:
+                bad = _count_nonfinite(<float*>pp, n) + _count_nonfinite(<float*>ps, n_slots)
+        else:
+            with nogil:
+                bad = _count_nonfinite(<double*>pp, n) + _count_nonfinite(<double*>ps, n_slots)
+        return bad == 0
 
     def evaluate(self, x, y):
         """Return ``(loss_sum, correct)`` over all samples, in inference mode, without the GIL."""
@@ -2261,9 +2341,15 @@ cdef class Network:
         self._infer(x, None, None, out)
 
     def _infer(self, x, labels, targets, out):
+        """Run ``_infer`` over x in calls of about ``_CALL_FLOPS`` at most (whole batches of
+        ``capacity`` rows when a batch is cheaper than that, so the results do not change),
+        handling signals between calls: Ctrl-C stops a long predict or evaluate promptly. Each
+        call is a stretch on the thread count the network's ``TeamSizer`` chooses."""
         cdef double loss_sum = 0, correct = 0
-        cdef Py_ssize_t n = x.shape[0], start = 0, rows, capacity = self.plan.capacity
-        cdef Py_ssize_t n_in = self.plan.n_inputs, n_out = self.n_outputs
+        cdef Py_ssize_t n = x.shape[0], n_out = self.n_outputs, start = 0, rows
+        cdef Py_ssize_t capacity = self.plan.capacity
+        cdef Py_ssize_t step = _rows_per_call(&self.plan)
+        cdef Py_ssize_t item = self.dtype.itemsize, x_row = self.plan.n_inputs * item
         cdef char* pp = <char*>_data(self.params)
         cdef char* pws = <char*>_data(self._ws)
         cdef char* pparts = <char*>_data(self._scratch[2])
@@ -2271,41 +2357,59 @@ cdef class Network:
         cdef char* py = <char*>_data(targets)
         cdef int32_t* pl = <int32_t*>_data(labels)
         cdef char* pout = <char*>_data(out)
-        cdef Py_ssize_t item = self.dtype.itemsize
         cdef int threads
         cdef unsigned int state
         cdef team_t team
         cdef bint f32 = self.dtype == np.float32
         sizer = self._sizer("infer", _team_threads(&self.plan, capacity), capacity)
-        self._busy += 1
-        try:
-            while start < n:  # in stretches of whole batches, as in ``train``
-                threads, batches = sizer.next_run((n - start + capacity - 1) // capacity)
-                rows = min(n - start, batches * capacity)
-                team = team_t(0, 0)
-                started = time.perf_counter()
-                with nogil, parallel(num_threads=threads):
-                    state = _team_start(&team)
-                    if f32:
-                        _infer(&self.plan, <float*>pp, <float*>pws, <float*>pparts,
-                               <float*>(px + start * n_in * item),
-                               <float*>(py + start * n_out * item) if py != NULL else NULL,
-                               pl + start if pl != NULL else NULL,
-                               <float*>(pout + start * n_out * item) if pout != NULL else NULL,
-                               rows, &loss_sum, &correct, team_index(), team_size())
-                    else:
-                        _infer(&self.plan, <double*>pp, <double*>pws, <double*>pparts,
-                               <double*>(px + start * n_in * item),
-                               <double*>(py + start * n_out * item) if py != NULL else NULL,
-                               pl + start if pl != NULL else NULL,
-                               <double*>(pout + start * n_out * item) if pout != NULL else NULL,
-                               rows, &loss_sum, &correct, team_index(), team_size())
-                    _team_end(state)
-                sizer.record(threads, batches, time.perf_counter() - started)
-                start += rows
-        finally:
+        while start < n:  # in stretches of whole batches as in ``train``, within _CALL_FLOPS
+            rows = min(step, n - start)
+            threads, batches = sizer.next_run((rows + capacity - 1) // capacity)
+            rows = min(rows, batches * capacity)
+            team = team_t(0, 0)
+            started = time.perf_counter()
+            self._busy += 1
+            with nogil, parallel(num_threads=threads):
+                state = _team_start(&team)
+                if f32:
+                    _infer(&self.plan, <float*>pp, <float*>pws, <float*>pparts,
+                           <float*>(px + start * x_row),
+                           <float*>(py + start * n_out * item) if py != NULL else NULL,
+                           pl + start if pl != NULL else NULL,
+                           <float*>(pout + start * n_out * item) if pout != NULL else NULL,
+                           rows, &loss_sum, &correct, team_index(), team_size())
+                else:
+                    _infer(&self.plan, <double*>pp, <double*>pws, <double*>pparts,
+                           <double*>(px + start * x_row),
+                           <double*>(py + start * n_out * item) if py != NULL else NULL,
+                           pl + start if pl != NULL else NULL,
+                           <double*>(pout + start * n_out * item) if pout != NULL else NULL,
+                           rows, &loss_sum, &correct, team_index(), team_size())
+                _team_end(state)
             self._busy -= 1
+            sizer.record(threads, batches, time.perf_counter() - started)
+            start += rows
+            if start < n:
+                PyErr_CheckSignals()
         return loss_sum, correct
+
+
+# A call into the kernels from predict or evaluate does about this many flops before Python
+# handles signals (Ctrl-C): tenths of a second even on a slow, shared core.
+cdef double _CALL_FLOPS = 2e9
+
+
+cdef Py_ssize_t _rows_per_call(const Plan* p) noexcept:
+    """Rows per inference call: whole batches of ``capacity`` rows within ``_CALL_FLOPS``, or
+    fewer rows than a batch when a batch alone would exceed it."""
+    cdef double row_flops = 0
+    cdef Py_ssize_t width = p.n_inputs, rows
+    cdef int i
+    for i in range(p.n_ops):
+        row_flops += 2.0 * width * p.units[i] if p.kind[i] == _OP_DENSE else p.units[i]
+        width = p.units[i]
+    rows = max(1, <Py_ssize_t>(_CALL_FLOPS / row_flops))
+    return rows - rows % p.capacity if rows >= p.capacity else rows
 
 
 _OPT_KINDS = {"sgd": _OPT_SGD, "adagrad": _OPT_ADAGRAD, "rmsprop": _OPT_RMSPROP, "adam": _OPT_ADAM}
@@ -2317,12 +2421,12 @@ cdef OptConfig _opt_config(dict opt) except *:
     if opt.get("kind") not in _OPT_KINDS:
         raise ValueError(f"opt['kind'] must be one of {sorted(_OPT_KINDS)}, got {opt.get('kind')!r}")
     c.kind = _OPT_KINDS[opt["kind"]]
-    c.learning_rate = _finite_scalar("learning_rate", opt.get("learning_rate", 0.001))
+    c.learning_rate = _finite_scalar("learning_rate", opt.get("learning_rate", 0.001), 0.0)
     c.momentum = _finite_scalar("momentum", opt.get("momentum", 0.0), 0.0)
-    c.rho = _finite_scalar("rho", opt.get("rho", 0.9))
-    c.beta_1 = _finite_scalar("beta_1", opt.get("beta_1", 0.9))
-    c.beta_2 = _finite_scalar("beta_2", opt.get("beta_2", 0.999))
-    c.epsilon = _finite_scalar("epsilon", opt.get("epsilon", 1e-7))
+    c.rho = _decay("rho", opt.get("rho", 0.9))
+    c.beta_1 = _decay("beta_1", opt.get("beta_1", 0.9))
+    c.beta_2 = _decay("beta_2", opt.get("beta_2", 0.999))
+    c.epsilon = _finite_scalar("epsilon", opt.get("epsilon", 1e-7), 0.0)
     c.nesterov = bool(opt.get("nesterov", False))
     c.centered = bool(opt.get("centered", False))
     c.amsgrad = bool(opt.get("amsgrad", False))

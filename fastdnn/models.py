@@ -22,8 +22,11 @@ from fastdnn._progbar import Progbar
 
 ENGINES = {"fastdnn": _kernels, "numpy": reference}
 
-# A call into the kernels runs about this long before fit returns to Python for progress.
+# A call into the kernels runs about this long before fit returns to Python for progress
+# (and for signals: Ctrl-C). The first call's batches are estimated from their flops (about 6
+# per weight and sample: forward, backward, update) before a measured call can set the pace.
 _SECONDS_PER_CALL = 0.05
+_FIRST_CALL_FLOPS = 2e9
 # The kernels index arrays with C ints (BLAS's own limit).
 _MAX_PARAMS = 2**31 - 1
 
@@ -580,16 +583,17 @@ class Sequential:
         settings = self.optimizer.settings()
         slots = self.optimizer.slots
         batch, seen, loss_sum, correct = 0, 0, 0.0, 0.0
-        chunk = 1 if every_batch else 8
+        chunk = 1 if every_batch else max(1, min(8, int(
+            _FIRST_CALL_FLOPS / (6 * batch_size * self.params.size))))
         logs = {}
         while batch < steps and not self.stop_training:
             count = min(chunk, steps - batch)
             if every_batch:
                 cb.on_train_batch_begin(batch)
             started = time.perf_counter()
-            done, self.optimizer.iterations = network.train(
-                x, y, order, batch_size, batch, count, settings, slots, self.optimizer.iterations,
-                loss_out[batch:batch + count], correct_out[batch:batch + count])
+            done, _ = network.train(x, y, order, batch_size, batch, count, settings, slots,
+                                    self.optimizer.iteration_buffer,
+                                    loss_out[batch:batch + count], correct_out[batch:batch + count])
             elapsed = time.perf_counter() - started
             ran = min(count, done + 1)  # a stopped call still reports its bad batch
             loss_sum += float(loss_out[batch:batch + ran].sum())
@@ -599,7 +603,9 @@ class Sequential:
             logs = _logs(loss_sum, correct, seen, metric_name)
             cb.on_train_batch_end(batch - 1, logs)
             if done < count and not self.stop_training:
-                print(f"Batch {batch - 1}: Invalid loss, terminating training", flush=True)
+                what = ("loss" if not np.isfinite(loss_out[batch - 1]) else
+                        "step (it would make weights or optimizer slots NaN or infinite)")
+                print(f"Batch {batch - 1}: Invalid {what}, terminating training", flush=True)
                 self.stop_training = True
             if not every_batch:
                 per_batch = max(elapsed / count, 1e-7)
@@ -749,6 +755,11 @@ class Sequential:
 
     def __repr__(self):
         return f"<Sequential name={self.name}, built={self.built}>"
+
+    def __reduce__(self):
+        """Pickle and copy through the model file's bytes (architecture, weights, compile
+        settings, optimizer state), so joblib and Dask can ship a model."""
+        return saving.model_from_bytes, (saving.model_to_bytes(self),)
 
     # --- configuration and files
 
