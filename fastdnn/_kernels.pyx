@@ -2163,7 +2163,10 @@ cdef class Network:
         A step that would leave a weight or a slot NaN or infinite is never applied: the call
         keeps a copy of the parameters, slots and dropout position, checks them once at its end,
         and when one is not finite restores the copy and runs the batches again one at a time,
-        stopping before the step that broke them (deterministic, so the same steps).
+        stopping before the step that broke them (deterministic, so the same steps). A signal's
+        exception (Ctrl-C) landing between the stretches the batches run in (``_run``) stops
+        the call there, and is raised once the parameters, slots, dropout position and an
+        array ``iteration`` agree on the batches applied.
 
         Args:
             x: inputs, (n, n_inputs), the network's dtype, C-contiguous.
@@ -2232,18 +2235,18 @@ cdef class Network:
         call.correct_out = <double*>_data(correct_out)
         call.done = count
         kept = self._keep(slots, call.counter)
-        self._run(&call)
-        cdef Py_ssize_t applied = 0
+        held = self._run(&call)
+        cdef Py_ssize_t applied = 0, ran = call.done if held is not None else count
         if not self._finite(slots):
             self._restore(kept, slots)
             call.counter = kept[2]
-            while applied < count:  # again, one step at a time, each checked before the next
+            while applied < ran:  # again, one step at a time, each checked before the next
                 kept = self._keep(slots, call.counter)
                 call.first, call.count, call.done = first + applied, 1, 1
                 call.iteration = start_iteration + applied
                 call.loss_out = <double*>_data(loss_out) + applied
                 call.correct_out = <double*>_data(correct_out) + applied
-                self._run(&call)
+                held = self._run(&call) or held
                 if call.done == 0 or not self._finite(slots):
                     self._restore(kept, slots)
                     call.counter = kept[2]
@@ -2253,11 +2256,17 @@ cdef class Network:
         self.counter = call.counter
         if step_counter != NULL:
             step_counter[0] = start_iteration + call.done
+        if held is not None:
+            raise held
         return call.done, start_iteration + call.done
 
-    cdef void _run(self, TrainCall* call) except *:
+    cdef object _run(self, TrainCall* call):
         """Run ``call``'s batches without the GIL, in stretches on the thread count the
-        network's ``TeamSizer`` chooses for each; OUT call.done: the batches applied in all."""
+        network's ``TeamSizer`` chooses for each; OUT call.done: the batches applied in all.
+
+        Returns None, or the exception a signal handler (Ctrl-C) raised in the Python code
+        between two stretches: the run stops there, and ``train`` raises it once the
+        parameters, slots and step counter agree on the batches applied."""
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
         cdef Py_ssize_t first = call.first, count = call.count, done = 0
@@ -2265,29 +2274,35 @@ cdef class Network:
         cdef double* losses = call.loss_out
         cdef double* hits = call.correct_out
         cdef int threads
-        sizer = self._sizer("train", _team_threads(&self.plan, call.batch_size), call.batch_size)
-        while done < count:
-            threads, call.count = sizer.next_run(count - done)
-            call.first, call.iteration = first + done, iteration + done
-            call.loss_out, call.correct_out = losses + done, hits + done
-            call.done = call.count
-            memset(call.claimed, 0, sizeof(call.claimed))
-            call.team = team_t(0, 0)
-            started = time.perf_counter()
-            self._busy += 1
-            with nogil, parallel(num_threads=threads):
-                state = _team_start(&call.team)
-                if f32:
-                    _train_batches(call, <float*>NULL, team_index(), team_size())
-                else:
-                    _train_batches(call, <double*>NULL, team_index(), team_size())
-                _team_end(state)
-            self._busy -= 1
-            sizer.record(threads, call.done, time.perf_counter() - started)
-            done += call.done
-            if call.done < call.count:
-                break
+        held = None
+        try:
+            sizer = self._sizer("train", _team_threads(&self.plan, call.batch_size),
+                                call.batch_size)
+            while done < count:
+                threads, call.count = sizer.next_run(count - done)
+                call.first, call.iteration = first + done, iteration + done
+                call.loss_out, call.correct_out = losses + done, hits + done
+                call.done = call.count
+                memset(call.claimed, 0, sizeof(call.claimed))
+                call.team = team_t(0, 0)
+                started = time.perf_counter()
+                self._busy += 1
+                with nogil, parallel(num_threads=threads):
+                    state = _team_start(&call.team)
+                    if f32:
+                        _train_batches(call, <float*>NULL, team_index(), team_size())
+                    else:
+                        _train_batches(call, <double*>NULL, team_index(), team_size())
+                    _team_end(state)
+                self._busy -= 1
+                done += call.done
+                if call.done < call.count:
+                    break
+                sizer.record(threads, call.done, time.perf_counter() - started)
+        except BaseException as e:  # only the Python code between stretches can raise
+            held = e
         call.done = done
+        return held
 
     def _sizer(self, work, team, rows):
         """The ``TeamSizer`` of ``work`` ('train' or 'infer') on batches of ``rows`` rows, for a
