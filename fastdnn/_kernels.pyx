@@ -23,6 +23,8 @@ state is restored afterwards. Reductions (loss means, bias gradients) run in a f
 results do not depend on the number of threads.
 """
 
+import os
+
 import numpy as np
 
 cimport cython
@@ -41,20 +43,44 @@ cdef extern from "_fpenv.h" nogil:
     unsigned int fpenv_flush_denormals()
     void fpenv_restore(unsigned int state)
 
-cdef extern from "_adam.h" nogil:
-    bint ADAM_F32_RECIPROCAL
-    void adam_f32(float* w, const float* g, float* m, float* v, Py_ssize_t lo, Py_ssize_t hi,
-                  float alpha, float one_minus_b1, float one_minus_b2, float eps)
-
-cdef extern from "_sparse.h" nogil:
-    bint SPARSE_F32
-    enum: SPARSE_DEPTH
-    bint sparse_nonzeros_below(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
-                               Py_ssize_t hi, double limit)
-    void sparse_product_f32(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
-                            Py_ssize_t hi, const float* w, Py_ssize_t width, float* out)
-    void sparse_weight_gradient_f32(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
-                                    Py_ssize_t hi, const float* g, Py_ssize_t width, float* dw)
+cdef extern from "simd/dispatch.h" nogil:
+    enum:
+        SPARSE_DEPTH
+        _OPT_SGD "OPT_SGD"
+        _OPT_ADAGRAD "OPT_ADAGRAD"
+        _OPT_RMSPROP "OPT_RMSPROP"
+        _OPT_ADAM "OPT_ADAM"
+    ctypedef struct OptConfig:
+        int kind
+        double learning_rate
+        double momentum
+        double rho
+        double beta_1
+        double beta_2
+        double epsilon
+        bint nesterov
+        bint centered
+        bint amsgrad
+    ctypedef struct simd_kernels:
+        const char* name
+        void (*update_f32)(const OptConfig* c, float alpha, float* w, const float* g, float* s0,
+                           float* s1, float* s2, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
+        void (*update_f64)(const OptConfig* c, double alpha, double* w, const double* g,
+                           double* s0, double* s1, double* s2, Py_ssize_t lo,
+                           Py_ssize_t hi) noexcept nogil
+        bint (*sparse_nonzeros_below)(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
+                                      Py_ssize_t hi, double limit) noexcept nogil
+        void (*sparse_product_f32)(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
+                                   Py_ssize_t hi, const float* w, Py_ssize_t width,
+                                   float* out) noexcept nogil
+        void (*sparse_weight_gradient_f32)(const float* x, Py_ssize_t ldx, Py_ssize_t n,
+                                           Py_ssize_t lo, Py_ssize_t hi, const float* g,
+                                           Py_ssize_t width, float* dw) noexcept nogil
+    enum: SIMD_VARIANTS
+    const simd_kernels _simd_table "simd_variants"[]
+    const simd_kernels* simd  # the variant in use
+    bint simd_supported(int i)
+    int simd_use(const char* name)
 
 cdef extern from "_team.h" nogil:
     void team_barrier()
@@ -94,10 +120,6 @@ cdef enum:
     _METRIC_SPARSE_ACC = 1
     _METRIC_CATEGORICAL_ACC = 2
     _METRIC_BINARY_ACC = 3
-    _OPT_SGD = 0
-    _OPT_ADAGRAD = 1
-    _OPT_RMSPROP = 2
-    _OPT_ADAM = 3
 
 # Below this many elements per thread, an OpenMP fork costs more than it saves.
 cdef Py_ssize_t _MIN_CHUNK = 1 << 15
@@ -130,10 +152,37 @@ def openmp_default_threads():
 
 
 def sparse_products():
-    """Return True if this build multiplies mostly-zero float32 layer inputs with their zeros
-    skipped (``_sparse.h``: built with AVX2 and FMA, or AVX-512), False if BLAS takes every
-    product."""
-    return bool(SPARSE_F32)
+    """Return True if the SIMD variant in use multiplies mostly-zero float32 layer inputs with
+    their zeros skipped (``simd/sparse.h``: the AVX2 and AVX-512 variants), False if BLAS takes
+    every product."""
+    return simd.sparse_product_f32 != NULL
+
+
+def simd_variant():
+    """Return the name of the SIMD variant in use: ``'baseline'``, ``'avx2'`` or ``'avx512'``."""
+    return simd.name.decode()
+
+
+def simd_variants():
+    """Return the names of the SIMD variants this CPU runs, slowest first (``FASTDNN_SIMD``'s
+    choices here)."""
+    return [_simd_table[i].name.decode() for i in range(SIMD_VARIANTS) if simd_supported(i)]
+
+
+def _use_simd(str name):
+    """Use the SIMD variant called ``name`` (``''``: the fastest this CPU supports), at import."""
+    names = [_simd_table[i].name.decode() for i in range(SIMD_VARIANTS)]
+    rc = simd_use(name.encode())
+    if rc == -1:
+        raise ValueError(f"FASTDNN_SIMD must be one of {', '.join(names)} on this machine (or "
+                         f"unset), got {name!r}")
+    if rc == -2:
+        supported = [names[i] for i in range(SIMD_VARIANTS) if simd_supported(i)]
+        raise RuntimeError(f"FASTDNN_SIMD={name}: this CPU lacks the instructions of the "
+                           f"{name!r} variant; it runs {', '.join(supported)}")
+
+
+_use_simd(os.environ.get("FASTDNN_SIMD", ""))
 
 
 # --- scalar helpers: one name for both precisions
@@ -253,7 +302,7 @@ cdef inline int _chunk_for(int side, int other, int k) noexcept nogil:
 
 
 # An input block with less than this fraction of nonzeros is multiplied with its zeros skipped
-# (``_sparse.h``), if the layer has at least _SPARSE_MIN_WIDTH units: each nonzero input costs a
+# (``simd/sparse.h``), if the layer has at least _SPARSE_MIN_WIDTH units: each nonzero input costs a
 # few instructions to find, paid back by one multiply-add per 8 (or 16) units. Measured on an
 # AVX2 machine (Zen 3), one thread, sparse time over OpenBLAS's: 32 rows against 192 x 100 of a
 # kernel at densities 0.5 / 0.7 / 0.8 / 1.0, x @ w 0.46 / 0.60 / 0.68 / 0.73, x^T g 0.60 / 0.75 /
@@ -270,12 +319,13 @@ cdef Py_ssize_t _SPARSE_MIN_WIDTH = 32
 
 cdef inline bint _sparse_pays(const floating* x, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
                               Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
-    """Whether x[:, lo:hi] (n rows n_in wide) times a kernel n_out wide is for ``_sparse.h``'s
-    products (a float32 build with AVX2 or AVX-512 only; the choice depends on the data and the
+    """Whether x[:, lo:hi] (n rows n_in wide) times a kernel n_out wide is for ``simd/sparse.h``'s
+    products (float32, in the AVX2 and AVX-512 variants; the choice depends on the data and the
     shapes, not on the threads)."""
-    if floating is double or not SPARSE_F32 or n_out < _SPARSE_MIN_WIDTH:
+    if floating is double or simd.sparse_product_f32 == NULL or n_out < _SPARSE_MIN_WIDTH:
         return False
-    return sparse_nonzeros_below(<const float*>x, n_in, n, lo, hi, _SPARSE_DENSITY * n * (hi - lo))
+    return simd.sparse_nonzeros_below(<const float*>x, n_in, n, lo, hi,
+                                      _SPARSE_DENSITY * n * (hi - lo))
 
 
 cdef inline void _input_product(const floating* x, const floating* w, floating* out, Py_ssize_t n,
@@ -283,7 +333,8 @@ cdef inline void _input_product(const floating* x, const floating* w, floating* 
                                 Py_ssize_t hi) noexcept nogil:
     """OUT out (n, n_out) := x[:, lo:hi] @ w[lo:hi], for x (n, n_in) and w (n_in, n_out)."""
     if _sparse_pays(x, n, n_in, n_out, lo, hi):
-        sparse_product_f32(<const float*>x, n_in, n, lo, hi, <const float*>w, n_out, <float*>out)
+        simd.sparse_product_f32(<const float*>x, n_in, n, lo, hi, <const float*>w, n_out,
+                                <float*>out)
     else:
         _gemm(c'N', c'N', <int>n_out, <int>n, <int>(hi - lo), 1, w + lo * n_out, <int>n_out,
               x + lo, <int>n_in, 0, out, <int>n_out)
@@ -400,19 +451,6 @@ cdef void _activation_backward(const floating* a, floating* g, Py_ssize_t n, Py_
 
 # --- optimizers: one pass over params, grads and slots, in place, no temporaries
 
-cdef struct OptConfig:
-    int kind
-    double learning_rate
-    double momentum
-    double rho
-    double beta_1
-    double beta_2
-    double epsilon
-    bint nesterov
-    bint centered
-    bint amsgrad
-
-
 cdef inline floating _adam_step_size(const OptConfig* c, int64_t iteration,
                                      const floating* like) noexcept nogil:
     """Adam's ``lr·sqrt(1 - beta_2^t) / (1 - beta_1^t)`` for t = iteration + 1, computed in the
@@ -439,66 +477,15 @@ cdef void _update_range(const OptConfig* c, floating alpha, floating* w, const f
     _update_span(c, alpha, w, g, s0, s1, s2, lo, hi)
 
 
-cdef void _update_span(const OptConfig* c, floating alpha, floating* w, const floating* g,
-                       floating* s0, floating* s1, floating* s2, Py_ssize_t lo,
-                       Py_ssize_t hi) noexcept nogil:
-    """IN/OUT w[lo:hi] and the slots s0..s2 (NULL when unused): one step of Keras 3's rule.
-
-    ``alpha`` is Adam's step size (``_adam_step_size``). Scalars are rounded to the parameter
-    precision first, as Keras does in float32; ``1 - beta`` is formed in double, as Python does
-    before Keras casts it.
-    """
-    cdef Py_ssize_t i
-    cdef floating lr = <floating>c.learning_rate, mom = <floating>c.momentum
-    cdef floating eps = <floating>c.epsilon, rho = <floating>c.rho
-    cdef floating one_minus_rho = <floating>(1 - c.rho)
-    cdef floating one_minus_b1 = <floating>(1 - c.beta_1), one_minus_b2 = <floating>(1 - c.beta_2)
-    cdef floating v, u, d, a, b
-    if c.kind == _OPT_SGD:
-        if s0 == NULL:
-            for i in range(lo, hi):
-                w[i] -= lr * g[i]
-        else:
-            # nesterov: w += mom·v - lr·g ; classic: w += v  (a, b select the form)
-            a = mom if c.nesterov else 1
-            b = lr if c.nesterov else 0
-            for i in range(lo, hi):
-                v = mom * s0[i] - lr * g[i]
-                s0[i] = v
-                w[i] += a * v - b * g[i]
-    elif c.kind == _OPT_ADAGRAD:
-        for i in range(lo, hi):
-            s0[i] += g[i] * g[i]
-            w[i] -= lr * g[i] / _sqrt(s0[i] + eps)
-    elif c.kind == _OPT_RMSPROP:
-        # s0 velocity, s1 momentum buffer (momentum > 0), s2 average gradient (centered)
-        for i in range(lo, hi):
-            s0[i] = rho * s0[i] + one_minus_rho * (g[i] * g[i])
-            if c.centered:
-                s2[i] = rho * s2[i] + one_minus_rho * g[i]
-                d = s0[i] - s2[i] * s2[i] + eps
-            else:
-                d = s0[i] + eps
-            u = lr * g[i] / _sqrt(d)
-            if s1 != NULL:
-                s1[i] = mom * s1[i] + u
-                w[i] -= s1[i]
-            else:
-                w[i] -= u
-    elif c.kind == _OPT_ADAM:
-        if floating is float:
-            if ADAM_F32_RECIPROCAL and not c.amsgrad and eps > 0:  # the divider bounds the loop
-                adam_f32(w, g, s0, s1, lo, hi, alpha, one_minus_b1, one_minus_b2, eps)
-                return
-        # s0 first moment m, s1 second moment v, s2 max of v (amsgrad)
-        for i in range(lo, hi):
-            s0[i] += (g[i] - s0[i]) * one_minus_b1
-            s1[i] += (g[i] * g[i] - s1[i]) * one_minus_b2
-            if c.amsgrad:
-                s2[i] = s2[i] if s2[i] > s1[i] else s1[i]
-                w[i] -= (s0[i] * alpha) / (_sqrt(s2[i]) + eps)
-            else:
-                w[i] -= (s0[i] * alpha) / (_sqrt(s1[i]) + eps)
+cdef inline void _update_span(const OptConfig* c, floating alpha, floating* w, const floating* g,
+                              floating* s0, floating* s1, floating* s2, Py_ssize_t lo,
+                              Py_ssize_t hi) noexcept nogil:
+    """IN/OUT w[lo:hi] and the slots s0..s2 (NULL when unused): one step of Keras 3's rule, by the
+    variant's loops (``simd/update.h``). ``alpha`` is Adam's step size (``_adam_step_size``)."""
+    if floating is float:
+        simd.update_f32(c, alpha, w, g, s0, s1, s2, lo, hi)
+    else:
+        simd.update_f64(c, alpha, w, g, s0, s1, s2, lo, hi)
 
 
 # A standalone update's share per thread is cut into up to this many pieces, each of at least
@@ -768,8 +755,8 @@ cdef void _dense_backward_rows(const floating* x, const floating* w, const float
     k0 = lo
     while k0 < hi:
         k1 = min(k0 + SPARSE_DEPTH, hi)
-        sparse_weight_gradient_f32(<const float*>x, n_in, n, k0, k1, <const float*>g, n_out,
-                                   <float*>dw)
+        simd.sparse_weight_gradient_f32(<const float*>x, n_in, n, k0, k1, <const float*>g, n_out,
+                                        <float*>dw)
         if u != NULL:
             _apply_update(u, dw, u.w_off + k0 * n_out, u.w_off + k1 * n_out)
         k0 = k1

@@ -6,12 +6,11 @@ A layer computes nothing itself. The model lays every weight out in one flat buf
 """
 
 import math
-import random
 import warnings
 
 import numpy as np
 
-from fastdnn import _kernels, _naming, activations
+from fastdnn import _kernels, _naming, _random, activations
 
 _BASE_KWARGS = ("name", "dtype", "trainable", "input_shape", "input_dim", "batch_size")
 
@@ -214,8 +213,8 @@ class Dense(Layer):
         self.units = int(units)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
-        # Keras draws the initializer's seed from Python's random at construction.
-        self._seed = random.randrange(2**31)
+        # Drawn at construction, as Keras does, but from fastdnn's own stream (see _random).
+        self._seed = _random.draw_seed()
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 2:

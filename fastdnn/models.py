@@ -756,6 +756,11 @@ class Sequential:
     def __repr__(self):
         return f"<Sequential name={self.name}, built={self.built}>"
 
+    def __reduce__(self):
+        """Pickle and copy through the model file's bytes (architecture, weights, compile
+        settings, optimizer state), so joblib and Dask can ship a model."""
+        return saving.model_from_bytes, (saving.model_to_bytes(self),)
+
     # --- configuration and files
 
     def get_config(self) -> dict:
