@@ -10,12 +10,13 @@ callbacks.
 import contextlib
 import functools
 import math
+import os
 import threading
 import time
 
 import numpy as np
 
-from fastdnn import (_kernels, _naming, _summary, _threads, callbacks as callbacks_module, config,
+from fastdnn import (_keras_format, _kernels, _naming, _summary, _threads, callbacks as callbacks_module, config,
                      layers as layers_module, losses, metrics as metrics_module, optimizers,
                      reference, saving)
 from fastdnn._progbar import Progbar
@@ -734,30 +735,46 @@ class Sequential:
         return cls([layers_module.deserialize(c) for c in config["layers"]], name=config["name"])
 
     def save(self, filepath, overwrite=True) -> None:
-        """Save architecture, weights, compile settings and optimizer state to a ``.fastdnn``
-        file, atomically (a crash mid-write leaves any previous file intact).
+        """Save architecture, weights, compile settings and optimizer state, atomically (a crash
+        mid-write leaves any previous file intact).
 
         Args:
-            filepath: path ending in ``.fastdnn``.
+            filepath: path ending in ``.keras`` (Keras 3's format, which Keras opens; needs
+                h5py) or ``.fastdnn`` (fastdnn's own, needs nothing more).
             overwrite: Defaults to True.
         """
-        saving.save_model(self, filepath, overwrite=overwrite)
+        if _keras_format.model_file_is_keras(filepath):
+            _keras_format.save_model(self, filepath, overwrite=overwrite)
+        else:
+            saving.save_model(self, filepath, overwrite=overwrite)
 
     def save_weights(self, filepath, overwrite=True) -> None:
-        """Save the weights alone to a ``.weights.fastdnn`` file, atomically."""
-        saving.save_weights(self, filepath, overwrite=overwrite)
+        """Save the weights alone, atomically, to a ``.weights.h5`` file (Keras 3's format,
+        with the optimizer's variables, as Keras) or a ``.weights.fastdnn`` file."""
+        if _keras_format.weights_file_is_keras(filepath):
+            _keras_format.save_weights(self, filepath, overwrite=overwrite)
+        else:
+            saving.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath) -> None:
-        """Load weights saved by ``save_weights`` or ``save``; refuse a file of another
-        architecture, or a damaged one, without changing the model."""
-        saving.load_weights(self, filepath)
+        """Load weights saved by ``save_weights`` or ``save`` (``.weights.h5``, ``.keras``, or
+        fastdnn's files); refuse a file of another architecture, or a damaged one, without
+        changing the model."""
+        if _keras_format.is_keras_path(filepath):
+            _keras_format.load_weights(self, filepath)
+        else:
+            saving.load_weights(self, filepath)
 
 
 def load_model(filepath, compile=True):
-    """Load a model saved with ``model.save``: architecture, weights and, with ``compile=True``,
-    its compile settings and optimizer state, so that training resumes where it stopped.
+    """Load a model saved with ``model.save`` (or a ``.keras`` file from Keras 3): architecture,
+    weights and, with ``compile=True``, its compile settings and optimizer state, so that
+    training resumes where it stopped.
 
     Raises:
-        ValueError: for a missing, truncated, corrupted or unknown-version file.
+        ValueError: for a missing, truncated, corrupted or unknown-version file, or a Keras file
+            holding layers fastdnn lacks (naming them).
     """
+    if os.fspath(filepath).endswith(".keras"):
+        return _keras_format.load_model(filepath, compile=compile)
     return saving.load_model(filepath, compile=compile)
