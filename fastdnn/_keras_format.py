@@ -158,7 +158,7 @@ def _optimizer_arrays(model) -> list:
 
 def _weight_spans(model) -> list:
     return [(offset, w.shape) for layer in model.layers
-            for offset, w in zip(layer._offsets, layer.weights)]
+            for offset, w in zip(layer._offsets, layer._weights)]
 
 
 def _weights_h5(model, with_optimizer) -> bytes:
@@ -171,7 +171,7 @@ def _weights_h5(model, with_optimizer) -> bytes:
         for key, layer in zip(_layer_keys(model.layers), model.layers):
             group = f.create_group(f"layers/{key}/vars")
             group.attrs["name"] = layer.name
-            for i, w in enumerate(layer.weights):
+            for i, w in enumerate(layer._weights):
                 group.create_dataset(str(i), data=w)
         if with_optimizer and model.compiled:
             group = f.create_group("optimizer/vars")
@@ -316,7 +316,7 @@ def _optimizer_state(model, store, where):
 
 
 def _apply(model, values, state):
-    for target, value in zip(model.weights, values):
+    for target, value in zip(model._views(), values):
         target[...] = value
     if state is not None:
         opt = model.optimizer

@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
-from fastdnn import (_keras_format, _kernels, _naming, _summary, _threads, callbacks as callbacks_module, config,
-                     layers as layers_module, losses, metrics as metrics_module, optimizers,
-                     reference, saving)
+from fastdnn import (_keras_format, _kernels, _naming, _summary, _tensors, _threads,
+                     callbacks as callbacks_module, config, layers as layers_module, losses,
+                     metrics as metrics_module, optimizers, reference, saving)
 from fastdnn._progbar import Progbar
 
 ENGINES = {"fastdnn": _kernels, "numpy": reference}
@@ -197,8 +197,8 @@ class Sequential:
         plan, total = [], 0
         for layer in self._layers:
             spans = []
-            for _, wshape in layer.weight_shapes(shape):
-                spans.append((total, wshape))
+            for wname, wshape in layer.weight_shapes(shape):
+                spans.append((total, wshape, wname))
                 total += int(np.prod(wshape))
             plan.append((layer, spans, shape))
             shape = layer.compute_output_shape(shape)
@@ -207,7 +207,7 @@ class Sequential:
                              f"address at most {_MAX_PARAMS:,}")
         params = np.zeros(total, self._dtype)
         for layer, spans, in_shape in plan:
-            views = [params[o:o + int(np.prod(s))].reshape(s) for o, s in spans]
+            views = [params[o:o + int(np.prod(s))].reshape(s) for o, s, _ in spans]
             old = layer._weights
             if layer.built and [w.shape for w in old] == [v.shape for v in views]:
                 for view, value in zip(views, old):
@@ -215,7 +215,10 @@ class Sequential:
             else:
                 layer.initialize(views)
             layer._weights = views
-            layer._offsets = [o for o, _ in spans]
+            layer._offsets = [o for o, _, _ in spans]
+            layer._weight_names = [n for _, _, n in spans]
+            layer._scope = layer._scope or self.name
+            layer._built_input_shape, layer._dtype = in_shape, str(self._dtype)
             layer.output_shape = layer.compute_output_shape(in_shape)
             layer.built = True
         self.params = params
@@ -234,12 +237,27 @@ class Sequential:
 
     @property
     def weights(self) -> list:
-        """Every weight, layer by layer (kernel, then bias): views into the parameter buffer."""
+        """Every weight, layer by layer (kernel, then bias), as ``Variable`` objects."""
         return [w for layer in self._layers for w in layer.weights] if self.built else []
+
+    @property
+    def trainable_weights(self) -> list:
+        """The weights of the trainable layers (all of them, if the model is trainable)."""
+        return [w for layer in self._layers for w in layer.trainable_weights] \
+            if self.built and self.trainable else []
+
+    @property
+    def non_trainable_weights(self) -> list:
+        """The weights of the layers that are not trainable."""
+        return [w for w in self.weights if not w.trainable] if self.trainable else self.weights
+
+    def _views(self) -> list:
+        """Every weight as a NumPy view into the parameter buffer."""
+        return [w for layer in self._layers for w in layer._weights] if self.built else []
 
     def get_weights(self) -> list:
         """Return copies of every weight, layer by layer."""
-        return [w.copy() for w in self.weights]
+        return [w.copy() for w in self._views()]
 
     def set_weights(self, weights) -> None:
         """Set every weight from a list like ``get_weights()``'s; nothing changes on error.
@@ -247,7 +265,7 @@ class Sequential:
         Raises:
             ValueError: for a wrong count, a wrong shape or a non-finite value.
         """
-        mine, weights = self.weights, [np.asarray(w) for w in weights]
+        mine, weights = self._views(), [np.asarray(w) for w in weights]
         if len(weights) != len(mine):
             raise ValueError(f"You called `set_weights(weights)` on model {self.name} with a "
                              f"weight list of length {len(weights)}, but the model was expecting "
@@ -264,6 +282,58 @@ class Sequential:
     def count_params(self) -> int:
         """Number of weight elements."""
         return self.params.size if self.built else 0
+
+    def get_layer(self, name=None, index=None):
+        """Return a layer by name or by index in ``model.layers``.
+
+        Args:
+            name: the layer's name. Defaults to None.
+            index: its index (the input layer not counted). Defaults to None.
+
+        Raises:
+            ValueError: for an unknown name, an index out of range, or neither argument.
+        """
+        if index is not None and name is not None:
+            raise ValueError("Provide only a layer name or a layer index. Received: "
+                             f"index={index}, name={name}.")
+        if index is not None:
+            if not -len(self._layers) <= index < len(self._layers):
+                raise ValueError(f"Was asked to retrieve layer at index {index} but model only "
+                                 f"has {len(self._layers)} layers.")
+            return self._layers[index]
+        if name is not None:
+            for layer in self._layers:
+                if layer.name == name:
+                    return layer
+            raise ValueError(f"No such layer: {name}. Existing layers are: "
+                             f"{[l.name for l in self._layers]}.")
+        raise ValueError("Provide either a layer name or layer index at `get_layer`.")
+
+    @property
+    def inputs(self) -> list:
+        """``[KerasTensor]`` describing the model's input (shape with None for the batch axis)."""
+        return [self._symbol(self.input_shape, "input")]
+
+    @property
+    def outputs(self) -> list:
+        """``[KerasTensor]`` describing the model's output."""
+        return [self._symbol(self.output_shape, "output")]
+
+    @property
+    def input(self):
+        """The ``KerasTensor`` of ``inputs``."""
+        return self.inputs[0]
+
+    @property
+    def output(self):
+        """The ``KerasTensor`` of ``outputs``."""
+        return self.outputs[0]
+
+    def _symbol(self, shape, what):
+        if shape is None or not self.built:
+            raise AttributeError(f"The model {self.name} has not been built yet and thus has no "
+                                 f"defined {what}. Add an `Input` first, or call `build()`.")
+        return _tensors.KerasTensor(shape, self._dtype)
 
     # --- compile
 

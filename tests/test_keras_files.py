@@ -256,7 +256,7 @@ def test_flipped_bytes_are_refused_or_harmless(saved, file):
 def test_a_flipped_weight_byte_in_a_fastdnn_weights_file_is_caught(saved):
     model, folder = saved
     data = (folder / "w.weights.h5").read_bytes()
-    kernel = model.layers[1].kernel.tobytes()
+    kernel = model.layers[1].kernel.numpy().tobytes()
     at = data.index(kernel) + 5
     damaged = bytearray(data)
     damaged[at] ^= 0x01

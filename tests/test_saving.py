@@ -73,7 +73,7 @@ def test_save_and_load_model_round_trip_is_bit_identical(tmp_path):
     x, y = tiny_data(6, dtype=np.float32)
     assert np.array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     assert loaded.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)
-    assert np.shares_memory(loaded.layers[0].kernel, loaded.params)
+    assert np.shares_memory(loaded.layers[0].kernel.value, loaded.params)
 
 
 def test_save_accepts_path_objects_and_the_model_layers_hold_views(tmp_path):
