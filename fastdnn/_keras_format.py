@@ -27,7 +27,7 @@ import zlib
 
 import numpy as np
 
-from fastdnn import _naming, layers as layers_module, losses, optimizers, saving
+from fastdnn import _naming, layers as layers_module, losses, metrics, optimizers, saving
 
 _USERBLOCK = 512
 _USERBLOCK_MAGIC = b"fastdnn weights sha256 "
@@ -110,18 +110,10 @@ def model_config(model) -> dict:
         config["compile_config"] = {
             "optimizer": _keras_object("keras.optimizers", model.optimizer),
             "loss": _keras_object("keras.losses", model.loss) if model.loss is not None else None,
-            "loss_weights": None, "metrics": [_metric_config(m) for m in model._metrics] or None,
+            "loss_weights": None, "metrics": [metrics.serialize(m) for m in model._metrics] or None,
             "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
             "jit_compile": False}
     return config
-
-
-def _metric_config(metric):
-    if isinstance(metric, str):
-        return metric
-    if hasattr(metric, "get_config"):
-        return _keras_object("keras.metrics", metric)
-    return getattr(metric, "__name__", str(metric))
 
 
 def _layer_keys(layers) -> list:
@@ -444,27 +436,14 @@ def _optimizer(value):
     return cls.from_config(value["config"])
 
 
-def _metric(value):
-    if isinstance(value, dict):
-        if value.get("class_name") == "function":
-            return value["config"]
-        from fastdnn import metrics as metrics_module
-
-        cls = getattr(metrics_module, value["class_name"], None)
-        if isinstance(cls, type):
-            return cls.from_config(value["config"])
-        return _naming.to_snake_case(value["class_name"])
-    return value
-
-
 def _compile(model, settings):
-    metrics = settings.get("metrics")
-    if isinstance(metrics, dict):
+    metric_list = settings.get("metrics")
+    if isinstance(metric_list, dict):
         raise ValueError("fastdnn models have one output: metrics given as a dict are not "
                          "supported")
     model.compile(_optimizer(settings["optimizer"]),
                   _loss(settings["loss"]) if settings.get("loss") is not None else None,
-                  [_metric(m) for m in metrics] if metrics else None)
+                  metric_list or None)
 
 
 def load_model(filepath, compile=True):

@@ -71,11 +71,12 @@ def _exclusive(method):
     return locked
 
 
-def _logs(loss_sum, correct, seen, metric_name):
-    """Running logs, in Keras' alphabetical order: the mean loss and metric over ``seen`` samples."""
+def _logs(loss_sum, sums, seen, metrics):
+    """Running logs, in Keras' alphabetical order: the mean loss over ``seen`` samples and each
+    metric's value from its sums (``sums``: (n_metrics, 2))."""
     logs = {"loss": loss_sum / seen}
-    if metric_name:
-        logs[metric_name] = correct / seen
+    for metric, metric_sums in zip(metrics, sums):
+        logs[metric.name] = metrics_module.value(metric, metric_sums, seen)
     return dict(sorted(logs.items()))
 
 
@@ -347,7 +348,10 @@ class Sequential:
                 Defaults to ``'rmsprop'``.
             loss: name or ``fastdnn.losses`` object: sparse/categorical/binary cross-entropy or
                 mean squared error.
-            metrics: None or ``['accuracy']`` (or a specific accuracy name).
+            metrics: None or a list of Keras metric names or objects, several allowed:
+                ``'accuracy'``/``'acc'`` and the accuracy classes, ``'mae'``, ``'mse'``,
+                ``'RootMeanSquaredError'``, ``SparseTopKCategoricalAccuracy``, ``Precision``,
+                ``Recall`` (see ``fastdnn.metrics``).
             engine: ``'fastdnn'`` (the compiled kernels, the default) or ``'numpy'`` (the plain
                 NumPy reference, same maths: for verification and comparison). A fastdnn
                 extension.
@@ -362,10 +366,8 @@ class Sequential:
             raise ValueError(f"`engine` must be one of {sorted(ENGINES)}. Received: {engine!r}")
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss) if loss is not None else None
-        metric_list = metrics_module.check_list(metrics)
-        for m in metric_list:
-            metrics_module.resolve(m, 1, 1, 2)  # the name only: the form is decided by fit's data
-        self._metrics = metric_list
+        self._metrics = metrics_module.check_list(metrics)
+        self.metrics_names = ["loss"] + [m.name for m in self._metrics]
         self.engine = engine
         self.compiled = True
         self._network = None
@@ -446,13 +448,12 @@ class Sequential:
         targets = self.loss.transform_targets(targets.astype(np.float64), outputs)
         return np.ascontiguousarray(targets, dtype=self._dtype)
 
-    def _metric(self, y):
-        """(name, kernel code) of the compiled metric for targets like ``y``, or (None, NONE)."""
-        if not self._metrics:
-            return None, _kernels.METRIC_NONE
+    def _metric_specs(self, y):
+        """``(code, k)`` of each compiled metric for targets like ``y``, for the kernels."""
         shape = np.shape(y)
-        return metrics_module.resolve(self._metrics[0], len(shape), shape[-1],
-                                      self._layers[-1].output_shape[-1])
+        return [metrics_module.resolve(m, len(shape), shape[-1], self._layers[-1].output_shape[-1],
+                                       self.loss.kind == _kernels.LOSS_SPARSE_CE)
+                for m in self._metrics]
 
     # --- the plan for the kernels
 
@@ -491,19 +492,19 @@ class Sequential:
                          f"'{self._layers[-1].name}'. Add that activation, or pass "
                          "from_logits=True if the output is logits.")
 
-    def _engine(self, batch_size, metric_code=_kernels.METRIC_NONE, training=True):
+    def _engine(self, batch_size, metric_specs=(), training=True):
         """The network object for this plan (made once, reused while nothing changes)."""
         ops = self._plan()
         if training:
             loss, fused = self.loss.kind, self._fusion(ops)
         else:
             loss, fused = _kernels.LOSS_MSE, False
-        key = (self.engine, tuple(ops), loss, fused, metric_code, id(self.params))
+        key = (self.engine, tuple(ops), loss, fused, tuple(metric_specs), id(self.params))
         if self._network is None or self._network_key != key:
             module = ENGINES[self.engine]
             seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
             self._network = module.Network(int(np.prod(self._input.shape)), ops, self.params,
-                                           loss, metric_code, fused, batch_size, seed)
+                                           loss, list(metric_specs), fused, batch_size, seed)
             self._network_key = key
         self._network.reserve(batch_size)
         return self._network
@@ -559,7 +560,7 @@ class Sequential:
         with self._building_from_data():
             x_all = self._prepare_x(x)
             y_all = self._prepare_y(y, x_all.shape[0])
-        metric_name, metric_code = self._metric(y)
+        metric_specs = self._metric_specs(y)
         val = None
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -580,7 +581,7 @@ class Sequential:
         steps = math.ceil(x_all.shape[0] / batch_size)
         batch_size = min(batch_size, x_all.shape[0])  # one batch of everything: the same steps
         val_rows = val[0].shape[0] if val is not None else 1
-        network = self._engine(max(batch_size, min(val_batch, val_rows)), metric_code)
+        network = self._engine(max(batch_size, min(val_batch, val_rows)), metric_specs)
         self.optimizer.build(self.params.size, self._dtype)
         history = callbacks_module.History()
         automatic = [history] + ([callbacks_module.ProgbarLogger()] if verbose_flag else [])
@@ -590,24 +591,24 @@ class Sequential:
         cb.on_train_begin()
         with _threads.single_threaded_blas():
             logs = self._run_epochs(network, x_all, y_all, val, batch_size, steps, initial_epoch,
-                                    epochs, shuffle, validation_freq, val_batch, cb, metric_name)
+                                    epochs, shuffle, validation_freq, val_batch, cb)
         cb.on_train_end(logs)
         return history
 
     def _run_epochs(self, network, x_all, y_all, val, batch_size, steps, initial_epoch, epochs,
-                    shuffle, validation_freq, val_batch_size, cb, metric_name):
+                    shuffle, validation_freq, val_batch_size, cb):
         """The epoch loop of ``fit``; return the last epoch's logs."""
         n = x_all.shape[0]
         every_batch = cb.wants_every_batch()
-        loss_out, correct_out = np.zeros(steps), np.zeros(steps)
+        loss_out, metric_out = np.zeros(steps), np.zeros((steps, len(self._metrics), 2))
         logs = {}
         for epoch in range(initial_epoch, epochs):
             cb.on_epoch_begin(epoch)
             order = np.random.permutation(n).astype(np.int64) if shuffle else None
             logs = self._train_epoch(network, x_all, y_all, order, batch_size, steps, cb,
-                                     every_batch, loss_out, correct_out, metric_name)
+                                     every_batch, loss_out, metric_out)
             if val is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_arrays(network, *val, metric_name, cb, val_batch_size)
+                val_logs = self._evaluate_arrays(network, *val, cb, val_batch_size)
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
             logs = dict(sorted(logs.items()))
             cb.on_epoch_end(epoch, logs)
@@ -616,12 +617,13 @@ class Sequential:
         return logs
 
     def _train_epoch(self, network, x, y, order, batch_size, steps, cb, every_batch, loss_out,
-                     correct_out, metric_name):
+                     metric_out):
         """Run one epoch in calls of many batches; return the epoch's logs (running means)."""
         n = x.shape[0]
         settings = self.optimizer.settings()
         slots = self.optimizer.slots
-        batch, seen, loss_sum, correct = 0, 0, 0.0, 0.0
+        batch, seen, loss_sum = 0, 0, 0.0
+        sums = np.zeros(metric_out.shape[1:])
         chunk = 1 if every_batch else 8
         logs = {}
         while batch < steps and not self.stop_training:
@@ -631,14 +633,14 @@ class Sequential:
             started = time.perf_counter()
             done, self.optimizer.iterations = network.train(
                 x, y, order, batch_size, batch, count, settings, slots, self.optimizer.iterations,
-                loss_out[batch:batch + count], correct_out[batch:batch + count])
+                loss_out[batch:batch + count], metric_out[batch:batch + count])
             elapsed = time.perf_counter() - started
             ran = min(count, done + 1)  # a stopped call still reports its bad batch
             loss_sum += float(loss_out[batch:batch + ran].sum())
-            correct += float(correct_out[batch:batch + ran].sum())
+            sums += metric_out[batch:batch + ran].sum(axis=0)
             seen += min(n, (batch + ran) * batch_size) - batch * batch_size
             batch += ran
-            logs = _logs(loss_sum, correct, seen, metric_name)
+            logs = _logs(loss_sum, sums, seen, self._metrics)
             cb.on_train_batch_end(batch - 1, logs)
             if done < count and not self.stop_training:
                 print(f"Batch {batch - 1}: Invalid loss, terminating training", flush=True)
@@ -648,19 +650,19 @@ class Sequential:
                 chunk = max(1, min(steps, int(_SECONDS_PER_CALL / per_batch)))
         return logs
 
-    def _evaluate_arrays(self, network, x, y, metric_name, cb, batch_size):
+    def _evaluate_arrays(self, network, x, y, cb, batch_size):
         """Loss and metric over x, y in inference mode, with the test hooks: one call into the
         kernels, or one per batch when a callback has test batch hooks (they see running logs)."""
         n = x.shape[0]
         step = batch_size if cb.wants_every_batch("test") else n
-        loss_sum = correct = 0.0
+        loss_sum, sums = 0.0, np.zeros((len(self._metrics), 2))
         cb.on_test_begin()
         for start in range(0, n, step):
             if step < n:
                 cb.on_test_batch_begin(start // step)
-            batch_loss, batch_correct = network.evaluate(x[start:start + step], y[start:start + step])
-            loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
-            logs = _logs(loss_sum, correct, min(n, start + step), metric_name)
+            batch_loss, batch_sums = network.evaluate(x[start:start + step], y[start:start + step])
+            loss_sum, sums = loss_sum + batch_loss, sums + batch_sums
+            logs = _logs(loss_sum, sums, min(n, start + step), self._metrics)
             if step < n:
                 cb.on_test_batch_end(start // step, logs)
         cb.on_test_end(logs)
@@ -691,19 +693,20 @@ class Sequential:
         with self._building_from_data():
             xs = self._prepare_x(x)
             ys = self._prepare_y(y, xs.shape[0])
-        metric_name, metric_code = self._metric(y)
-        network = self._engine(min(batch_size, xs.shape[0]), metric_code)
+        network = self._engine(min(batch_size, xs.shape[0]), self._metric_specs(y))
         self.optimizer.build(self.params.size, self._dtype)
         n_steps = math.ceil(xs.shape[0] / batch_size)
         cb = callbacks_module.CallbackList(callbacks, self,
                                            {"verbose": verbose, "epochs": 1, "steps": n_steps})
         bar = Progbar(n_steps, verbose_flag)
         with _threads.single_threaded_blas():
-            logs = self._evaluate_arrays(network, xs, ys, metric_name, cb, batch_size)
+            logs = self._evaluate_arrays(network, xs, ys, cb, batch_size)
         bar.update(n_steps, list(logs.items()), finalize=True)
         if return_dict:
             return logs
-        return logs["loss"] if metric_name is None else [logs["loss"], logs[metric_name]]
+        if not self._metrics:
+            return logs["loss"]
+        return [logs["loss"]] + [logs[m.name] for m in self._metrics]
 
     @_exclusive
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):

@@ -19,7 +19,7 @@ import tempfile
 
 import numpy as np
 
-from fastdnn import layers as layers_module, losses, optimizers
+from fastdnn import layers as layers_module, losses, metrics, optimizers
 
 MAGIC = b"FASTDNN\0"
 VERSION = 1
@@ -133,7 +133,7 @@ def save_model(model, filepath, overwrite=True) -> None:
                           "config": {**opt.get_config(), "learning_rate": opt.learning_rate},
                           "iterations": opt.iterations},
             "loss": losses.serialize(model.loss) if model.loss is not None else None,
-            "metrics": list(model._metrics), "engine": model.engine}
+            "metrics": [metrics.serialize(m) for m in model._metrics], "engine": model.engine}
         if opt.slots is not None:
             arrays["slots"] = opt.slots
     _write_atomic(path, _pack(header, arrays))
