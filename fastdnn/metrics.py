@@ -27,9 +27,11 @@ class Metric:
     """
 
     code = None
+    _numbered = False  # Keras numbers the default names of some classes: precision, precision_1
 
     def __init__(self, name=None, dtype=None):
-        self.name = name or _naming.to_snake_case(type(self).__name__)
+        default = _naming.to_snake_case(type(self).__name__)
+        self.name = _naming.check_name(name, default) if self._numbered else (name or default)
         self.dtype = dtype
 
     def get_config(self) -> dict:
@@ -158,6 +160,8 @@ class SparseTopKCategoricalAccuracy(Metric):
 class _ThresholdMetric(Metric):
     """Precision and recall at threshold 0.5 over every element (binary or multi-label)."""
 
+    _numbered = True
+
     def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
         if thresholds not in (None, 0.5) or top_k is not None or class_id is not None:
             raise NotImplementedError(f"fastdnn's {type(self).__name__} supports the defaults "
@@ -237,8 +241,9 @@ def serialize(metric: Metric):
 
 def get(identifier) -> Metric:
     """Resolve a metric: a ``Metric`` object (used as is), a Keras string (``'accuracy'``,
-    ``'acc'``, ``'mae'``, ``'mse'``, a snake_case or class name), one of this module's functions,
-    or a config from ``serialize`` (or Keras' files).
+    ``'acc'``, ``'mae'``, ``'mse'``, a snake_case or class name, which becomes the metric's name
+    as in Keras), one of this module's functions, or a config from ``serialize`` (or Keras'
+    files).
 
     Raises:
         ValueError: for anything else, listing what fastdnn computes.
@@ -256,7 +261,7 @@ def get(identifier) -> Metric:
         if identifier in _STRINGS:
             return _STRINGS[identifier](name=identifier)
         if identifier in _CLASSES:
-            return _CLASSES[identifier]()
+            return _CLASSES[identifier](name=identifier)
     if callable(identifier) and identifier in _FUNCTIONS:
         return _FUNCTIONS[identifier](name=identifier.__name__)
     raise ValueError(f"Could not interpret metric identifier: {identifier} (fastdnn computes "
