@@ -28,3 +28,12 @@ __version__ = "0.1.0"
 __all__ = ["Sequential", "Input", "activations", "backend", "callbacks", "config", "datasets", "layers",
            "losses", "metrics", "models", "optimizers", "utils", "set_num_threads",
            "get_num_threads"]
+
+
+def __getattr__(name):
+    # ``fastdnn.wrappers`` needs scikit-learn: imported when first named, as ``keras.wrappers``.
+    if name == "wrappers":
+        import importlib
+
+        return importlib.import_module("fastdnn.wrappers")
+    raise AttributeError(f"module 'fastdnn' has no attribute {name!r}")

@@ -23,6 +23,8 @@ state is restored afterwards. Reductions (loss means, bias gradients) run in a f
 results do not depend on the number of threads.
 """
 
+import os
+
 import numpy as np
 
 cimport cython
@@ -32,6 +34,7 @@ from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, exp, expf, fabs, isfinite, log, log1p, log1pf, logf, pow, powf, sqrt, sqrtf, tanh, tanhf
 from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
+from cpython.exc cimport PyErr_CheckSignals
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 cnp.import_array()
@@ -40,20 +43,44 @@ cdef extern from "_fpenv.h" nogil:
     unsigned int fpenv_flush_denormals()
     void fpenv_restore(unsigned int state)
 
-cdef extern from "_adam.h" nogil:
-    bint ADAM_F32_RECIPROCAL
-    void adam_f32(float* w, const float* g, float* m, float* v, Py_ssize_t lo, Py_ssize_t hi,
-                  float alpha, float one_minus_b1, float one_minus_b2, float eps)
-
-cdef extern from "_sparse.h" nogil:
-    bint SPARSE_F32
-    enum: SPARSE_DEPTH
-    bint sparse_nonzeros_below(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
-                               Py_ssize_t hi, double limit)
-    void sparse_product_f32(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
-                            Py_ssize_t hi, const float* w, Py_ssize_t width, float* out)
-    void sparse_weight_gradient_f32(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
-                                    Py_ssize_t hi, const float* g, Py_ssize_t width, float* dw)
+cdef extern from "simd/dispatch.h" nogil:
+    enum:
+        SPARSE_DEPTH
+        _OPT_SGD "OPT_SGD"
+        _OPT_ADAGRAD "OPT_ADAGRAD"
+        _OPT_RMSPROP "OPT_RMSPROP"
+        _OPT_ADAM "OPT_ADAM"
+    ctypedef struct OptConfig:
+        int kind
+        double learning_rate
+        double momentum
+        double rho
+        double beta_1
+        double beta_2
+        double epsilon
+        bint nesterov
+        bint centered
+        bint amsgrad
+    ctypedef struct simd_kernels:
+        const char* name
+        void (*update_f32)(const OptConfig* c, float alpha, float* w, const float* g, float* s0,
+                           float* s1, float* s2, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
+        void (*update_f64)(const OptConfig* c, double alpha, double* w, const double* g,
+                           double* s0, double* s1, double* s2, Py_ssize_t lo,
+                           Py_ssize_t hi) noexcept nogil
+        bint (*sparse_nonzeros_below)(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
+                                      Py_ssize_t hi, double limit) noexcept nogil
+        void (*sparse_product_f32)(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
+                                   Py_ssize_t hi, const float* w, Py_ssize_t width,
+                                   float* out) noexcept nogil
+        void (*sparse_weight_gradient_f32)(const float* x, Py_ssize_t ldx, Py_ssize_t n,
+                                           Py_ssize_t lo, Py_ssize_t hi, const float* g,
+                                           Py_ssize_t width, float* dw) noexcept nogil
+    enum: SIMD_VARIANTS
+    const simd_kernels _simd_table "simd_variants"[]
+    const simd_kernels* simd  # the variant in use
+    bint simd_supported(int i)
+    int simd_use(const char* name)
 
 cdef extern from "_team.h" nogil:
     void team_barrier()
@@ -101,10 +128,6 @@ cdef enum:
     _METRIC_PRECISION = 7
     _METRIC_RECALL = 8
     _MAX_METRICS = 16
-    _OPT_SGD = 0
-    _OPT_ADAGRAD = 1
-    _OPT_RMSPROP = 2
-    _OPT_ADAM = 3
 
 # Below this many elements per thread, an OpenMP fork costs more than it saves.
 cdef Py_ssize_t _MIN_CHUNK = 1 << 15
@@ -137,10 +160,37 @@ def openmp_default_threads():
 
 
 def sparse_products():
-    """Return True if this build multiplies mostly-zero float32 layer inputs with their zeros
-    skipped (``_sparse.h``: built with AVX2 and FMA, or AVX-512), False if BLAS takes every
-    product."""
-    return bool(SPARSE_F32)
+    """Return True if the SIMD variant in use multiplies mostly-zero float32 layer inputs with
+    their zeros skipped (``simd/sparse.h``: the AVX2 and AVX-512 variants), False if BLAS takes
+    every product."""
+    return simd.sparse_product_f32 != NULL
+
+
+def simd_variant():
+    """Return the name of the SIMD variant in use: ``'baseline'``, ``'avx2'`` or ``'avx512'``."""
+    return simd.name.decode()
+
+
+def simd_variants():
+    """Return the names of the SIMD variants this CPU runs, slowest first (``FASTDNN_SIMD``'s
+    choices here)."""
+    return [_simd_table[i].name.decode() for i in range(SIMD_VARIANTS) if simd_supported(i)]
+
+
+def _use_simd(str name):
+    """Use the SIMD variant called ``name`` (``''``: the fastest this CPU supports), at import."""
+    names = [_simd_table[i].name.decode() for i in range(SIMD_VARIANTS)]
+    rc = simd_use(name.encode())
+    if rc == -1:
+        raise ValueError(f"FASTDNN_SIMD must be one of {', '.join(names)} on this machine (or "
+                         f"unset), got {name!r}")
+    if rc == -2:
+        supported = [names[i] for i in range(SIMD_VARIANTS) if simd_supported(i)]
+        raise RuntimeError(f"FASTDNN_SIMD={name}: this CPU lacks the instructions of the "
+                           f"{name!r} variant; it runs {', '.join(supported)}")
+
+
+_use_simd(os.environ.get("FASTDNN_SIMD", ""))
 
 
 # --- scalar helpers: one name for both precisions
@@ -260,7 +310,7 @@ cdef inline int _chunk_for(int side, int other, int k) noexcept nogil:
 
 
 # An input block with less than this fraction of nonzeros is multiplied with its zeros skipped
-# (``_sparse.h``), if the layer has at least _SPARSE_MIN_WIDTH units: each nonzero input costs a
+# (``simd/sparse.h``), if the layer has at least _SPARSE_MIN_WIDTH units: each nonzero input costs a
 # few instructions to find, paid back by one multiply-add per 8 (or 16) units. Measured on an
 # AVX2 machine (Zen 3), one thread, sparse time over OpenBLAS's: 32 rows against 192 x 100 of a
 # kernel at densities 0.5 / 0.7 / 0.8 / 1.0, x @ w 0.46 / 0.60 / 0.68 / 0.73, x^T g 0.60 / 0.75 /
@@ -277,12 +327,13 @@ cdef Py_ssize_t _SPARSE_MIN_WIDTH = 32
 
 cdef inline bint _sparse_pays(const floating* x, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
                               Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
-    """Whether x[:, lo:hi] (n rows n_in wide) times a kernel n_out wide is for ``_sparse.h``'s
-    products (a float32 build with AVX2 or AVX-512 only; the choice depends on the data and the
+    """Whether x[:, lo:hi] (n rows n_in wide) times a kernel n_out wide is for ``simd/sparse.h``'s
+    products (float32, in the AVX2 and AVX-512 variants; the choice depends on the data and the
     shapes, not on the threads)."""
-    if floating is double or not SPARSE_F32 or n_out < _SPARSE_MIN_WIDTH:
+    if floating is double or simd.sparse_product_f32 == NULL or n_out < _SPARSE_MIN_WIDTH:
         return False
-    return sparse_nonzeros_below(<const float*>x, n_in, n, lo, hi, _SPARSE_DENSITY * n * (hi - lo))
+    return simd.sparse_nonzeros_below(<const float*>x, n_in, n, lo, hi,
+                                      _SPARSE_DENSITY * n * (hi - lo))
 
 
 cdef inline void _input_product(const floating* x, const floating* w, floating* out, Py_ssize_t n,
@@ -290,7 +341,8 @@ cdef inline void _input_product(const floating* x, const floating* w, floating* 
                                 Py_ssize_t hi) noexcept nogil:
     """OUT out (n, n_out) := x[:, lo:hi] @ w[lo:hi], for x (n, n_in) and w (n_in, n_out)."""
     if _sparse_pays(x, n, n_in, n_out, lo, hi):
-        sparse_product_f32(<const float*>x, n_in, n, lo, hi, <const float*>w, n_out, <float*>out)
+        simd.sparse_product_f32(<const float*>x, n_in, n, lo, hi, <const float*>w, n_out,
+                                <float*>out)
     else:
         _gemm(c'N', c'N', <int>n_out, <int>n, <int>(hi - lo), 1, w + lo * n_out, <int>n_out,
               x + lo, <int>n_in, 0, out, <int>n_out)
@@ -407,19 +459,6 @@ cdef void _activation_backward(const floating* a, floating* g, Py_ssize_t n, Py_
 
 # --- optimizers: one pass over params, grads and slots, in place, no temporaries
 
-cdef struct OptConfig:
-    int kind
-    double learning_rate
-    double momentum
-    double rho
-    double beta_1
-    double beta_2
-    double epsilon
-    bint nesterov
-    bint centered
-    bint amsgrad
-
-
 cdef inline floating _adam_step_size(const OptConfig* c, int64_t iteration,
                                      const floating* like) noexcept nogil:
     """Adam's ``lr·sqrt(1 - beta_2^t) / (1 - beta_1^t)`` for t = iteration + 1, computed in the
@@ -446,66 +485,15 @@ cdef void _update_range(const OptConfig* c, floating alpha, floating* w, const f
     _update_span(c, alpha, w, g, s0, s1, s2, lo, hi)
 
 
-cdef void _update_span(const OptConfig* c, floating alpha, floating* w, const floating* g,
-                       floating* s0, floating* s1, floating* s2, Py_ssize_t lo,
-                       Py_ssize_t hi) noexcept nogil:
-    """IN/OUT w[lo:hi] and the slots s0..s2 (NULL when unused): one step of Keras 3's rule.
-
-    ``alpha`` is Adam's step size (``_adam_step_size``). Scalars are rounded to the parameter
-    precision first, as Keras does in float32; ``1 - beta`` is formed in double, as Python does
-    before Keras casts it.
-    """
-    cdef Py_ssize_t i
-    cdef floating lr = <floating>c.learning_rate, mom = <floating>c.momentum
-    cdef floating eps = <floating>c.epsilon, rho = <floating>c.rho
-    cdef floating one_minus_rho = <floating>(1 - c.rho)
-    cdef floating one_minus_b1 = <floating>(1 - c.beta_1), one_minus_b2 = <floating>(1 - c.beta_2)
-    cdef floating v, u, d, a, b
-    if c.kind == _OPT_SGD:
-        if s0 == NULL:
-            for i in range(lo, hi):
-                w[i] -= lr * g[i]
-        else:
-            # nesterov: w += mom·v - lr·g ; classic: w += v  (a, b select the form)
-            a = mom if c.nesterov else 1
-            b = lr if c.nesterov else 0
-            for i in range(lo, hi):
-                v = mom * s0[i] - lr * g[i]
-                s0[i] = v
-                w[i] += a * v - b * g[i]
-    elif c.kind == _OPT_ADAGRAD:
-        for i in range(lo, hi):
-            s0[i] += g[i] * g[i]
-            w[i] -= lr * g[i] / _sqrt(s0[i] + eps)
-    elif c.kind == _OPT_RMSPROP:
-        # s0 velocity, s1 momentum buffer (momentum > 0), s2 average gradient (centered)
-        for i in range(lo, hi):
-            s0[i] = rho * s0[i] + one_minus_rho * (g[i] * g[i])
-            if c.centered:
-                s2[i] = rho * s2[i] + one_minus_rho * g[i]
-                d = s0[i] - s2[i] * s2[i] + eps
-            else:
-                d = s0[i] + eps
-            u = lr * g[i] / _sqrt(d)
-            if s1 != NULL:
-                s1[i] = mom * s1[i] + u
-                w[i] -= s1[i]
-            else:
-                w[i] -= u
-    elif c.kind == _OPT_ADAM:
-        if floating is float:
-            if ADAM_F32_RECIPROCAL and not c.amsgrad and eps > 0:  # the divider bounds the loop
-                adam_f32(w, g, s0, s1, lo, hi, alpha, one_minus_b1, one_minus_b2, eps)
-                return
-        # s0 first moment m, s1 second moment v, s2 max of v (amsgrad)
-        for i in range(lo, hi):
-            s0[i] += (g[i] - s0[i]) * one_minus_b1
-            s1[i] += (g[i] * g[i] - s1[i]) * one_minus_b2
-            if c.amsgrad:
-                s2[i] = s2[i] if s2[i] > s1[i] else s1[i]
-                w[i] -= (s0[i] * alpha) / (_sqrt(s2[i]) + eps)
-            else:
-                w[i] -= (s0[i] * alpha) / (_sqrt(s1[i]) + eps)
+cdef inline void _update_span(const OptConfig* c, floating alpha, floating* w, const floating* g,
+                              floating* s0, floating* s1, floating* s2, Py_ssize_t lo,
+                              Py_ssize_t hi) noexcept nogil:
+    """IN/OUT w[lo:hi] and the slots s0..s2 (NULL when unused): one step of Keras 3's rule, by the
+    variant's loops (``simd/update.h``). ``alpha`` is Adam's step size (``_adam_step_size``)."""
+    if floating is float:
+        simd.update_f32(c, alpha, w, g, s0, s1, s2, lo, hi)
+    else:
+        simd.update_f64(c, alpha, w, g, s0, s1, s2, lo, hi)
 
 
 # A standalone update's share per thread is cut into up to this many pieces, each of at least
@@ -775,8 +763,8 @@ cdef void _dense_backward_rows(const floating* x, const floating* w, const float
     k0 = lo
     while k0 < hi:
         k1 = min(k0 + SPARSE_DEPTH, hi)
-        sparse_weight_gradient_f32(<const float*>x, n_in, n, k0, k1, <const float*>g, n_out,
-                                   <float*>dw)
+        simd.sparse_weight_gradient_f32(<const float*>x, n_in, n, k0, k1, <const float*>g, n_out,
+                                        <float*>dw)
         if u != NULL:
             _apply_update(u, dw, u.w_off + k0 * n_out, u.w_off + k1 * n_out)
         k0 = k1
@@ -1000,7 +988,8 @@ cdef inline floating _probability(floating v, int act, floating m, floating scal
 
 cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
                            const floating* y, Py_ssize_t n, Py_ssize_t c, int act) noexcept nogil:
-    """Return the number of correct samples (binary: mean over the row of element hits).
+    """Return the number of correct samples (binary: mean over the row of element hits; with
+    labels instead of y, as Keras for a one-unit output, the label is the row's target).
 
     ``act`` is applied to the scores first where it matters (a fused sigmoid or softmax for
     binary accuracy, which thresholds the probabilities).
@@ -1021,7 +1010,7 @@ cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
                 scale = _softmax_scale(s + i * c, c, &m)
             for j in range(c):
                 p = _probability(s[i * c + j], act, m, scale)
-                row += (1 if p > 0.5 else 0) == y[i * c + j]
+                row += (1 if p > 0.5 else 0) == (y[i * c + j] if y != NULL else labels[i])
             hits += row / c
     return hits
 
@@ -1206,6 +1195,15 @@ cdef double _finite_scalar(str name, double v, double low=-INFINITY,
         raise ValueError(f"{name} must be finite, got {v}")
     if v < low or v > high:
         raise ValueError(f"{name} must lie in [{low}, {high}], got {v}")
+    return v
+
+
+cdef double _decay(str name, double v) except? -1:
+    """A decay factor (Adam's betas, RMSprop's rho) in [0, 1): at 1 or beyond the running
+    averages stop averaging or grow without bound."""
+    _finite_scalar(name, v, 0.0)
+    if v >= 1:
+        raise ValueError(f"{name} must lie in [0, 1), got {v}")
     return v
 
 
@@ -1608,7 +1606,7 @@ def sgd_update(params, grads, double learning_rate=0.01, double momentum=0.0,
     """
     cdef OptConfig c
     c.kind = _OPT_SGD
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
     c.momentum = _finite_scalar("momentum", momentum, 0.0, 1.0)
     c.nesterov = nesterov
     _require_slot("velocity", velocity, momentum > 0)
@@ -1624,12 +1622,12 @@ def adagrad_update(params, grads, accumulator, double learning_rate=0.001,
         grads: gradients, like params.
         accumulator: IN/OUT slot like params (starts at initial_accumulator_value).
         learning_rate: Defaults to 0.001.
-        epsilon: added inside the square root. Defaults to 1e-7.
+        epsilon: added inside the square root, >= 0. Defaults to 1e-7.
     """
     cdef OptConfig c
     c.kind = _OPT_ADAGRAD
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
-    c.epsilon = _finite_scalar("epsilon", epsilon)
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
+    c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
     _require_slot("accumulator", accumulator, True)
     _run_update(&c, params, grads, (accumulator,), ("accumulator",), 0)
 
@@ -1648,19 +1646,19 @@ def rmsprop_update(params, grads, velocity, double learning_rate=0.001, double r
         grads: gradients, like params.
         velocity: IN/OUT slot r, like params.
         learning_rate: Defaults to 0.001.
-        rho: Defaults to 0.9.
+        rho: in [0, 1). Defaults to 0.9.
         momentum: Defaults to 0.0.
-        epsilon: added inside the square root. Defaults to 1e-7.
+        epsilon: added inside the square root, >= 0. Defaults to 1e-7.
         centered: Defaults to False.
         momentum_buffer: IN/OUT slot b; required when momentum > 0, else None.
         average_gradient: IN/OUT slot c; required when centered, else None.
     """
     cdef OptConfig c
     c.kind = _OPT_RMSPROP
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
-    c.rho = _finite_scalar("rho", rho)
-    c.momentum = _finite_scalar("momentum", momentum)
-    c.epsilon = _finite_scalar("epsilon", epsilon)
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
+    c.rho = _decay("rho", rho)
+    c.momentum = _finite_scalar("momentum", momentum, 0.0)
+    c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
     c.centered = centered
     _require_slot("velocity", velocity, True)
     _require_slot("momentum_buffer", momentum_buffer, momentum > 0)
@@ -1687,18 +1685,18 @@ def adam_update(params, grads, m, v, iteration, double learning_rate=0.001,
         v: IN/OUT second-moment slot.
         iteration: steps already taken (Keras' ``optimizer.iterations``), >= 0.
         learning_rate: Defaults to 0.001.
-        beta_1: Defaults to 0.9.
-        beta_2: Defaults to 0.999.
-        epsilon: Defaults to 1e-7.
+        beta_1: in [0, 1). Defaults to 0.9.
+        beta_2: in [0, 1). Defaults to 0.999.
+        epsilon: >= 0. Defaults to 1e-7.
         amsgrad: Defaults to False.
         v_hat: IN/OUT slot, required when amsgrad, else None.
     """
     cdef OptConfig c
     c.kind = _OPT_ADAM
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
-    c.beta_1 = _finite_scalar("beta_1", beta_1)
-    c.beta_2 = _finite_scalar("beta_2", beta_2)
-    c.epsilon = _finite_scalar("epsilon", epsilon)
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
+    c.beta_1 = _decay("beta_1", beta_1)
+    c.beta_2 = _decay("beta_2", beta_2)
+    c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
     c.amsgrad = amsgrad
     _require_slot("m", m, True)
     _require_slot("v", v, True)
@@ -2049,7 +2047,7 @@ cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* 
 _SPARSE_METRICS = (_METRIC_SPARSE_ACC, _METRIC_SPARSE_TOP_K)
 
 
-def _metric_specs(metric, loss):
+def _metric_specs(metric, loss, n_outputs):
     """Check Network's ``metric`` argument; return int64 arrays of codes and ks."""
     if isinstance(metric, (int, np.integer)):
         if metric not in (_METRIC_NONE, _METRIC_SPARSE_ACC, _METRIC_CATEGORICAL_ACC,
@@ -2063,9 +2061,10 @@ def _metric_specs(metric, loss):
     for code, k in specs:
         if code not in range(_METRIC_SPARSE_ACC, _METRIC_RECALL + 1):
             raise ValueError(f"unknown metric code {code}")
-        if (code in _SPARSE_METRICS) != (loss == _LOSS_SPARSE_CE):
+        if (code in _SPARSE_METRICS) != (loss == _LOSS_SPARSE_CE) \
+                and not (code == _METRIC_BINARY_ACC and n_outputs == 1):
             raise ValueError("metric and loss must both read integer labels (sparse) or both "
-                             "read target arrays")
+                             "read target arrays (binary accuracy reads labels for one output)")
         if code == _METRIC_SPARSE_TOP_K:
             _int_in("k", k, 1, _INT_MAX)
     return (np.array([code for code, _ in specs], np.int64),
@@ -2091,7 +2090,8 @@ cdef class Network:
             METRIC_BINARY_ACC (``train``'s correct_out is then (count,): hits per batch), or a
             list of up to MAX_METRICS ``(code, k)`` pairs, any METRIC_* but NONE, k used by
             METRIC_SPARSE_TOP_K (correct_out is then (count, n_metrics, 2): each metric's sums
-            per batch, see ``_metric_sums``).
+            per batch, see ``_metric_sums``). Binary accuracy reads the sparse loss's labels
+            for a one-unit output, whose label is its target.
         fused: the last op's activation (softmax or sigmoid) is folded into the loss.
         capacity: rows per batch the workspace holds.
         seed: seed of the dropout generator.
@@ -2103,15 +2103,21 @@ cdef class Network:
     cdef object _arrays       # int/float plan arrays the Plan points into
     cdef object _ws
     cdef object _scratch      # g0, g1, parts, xbuf, ybuf, lbuf
+    cdef object _kept         # spare copies of params and slots (train's non-finite guard)
     cdef readonly int n_outputs
     cdef readonly int n_metrics
     cdef bint _one_metric      # metric given as one code: correct_out holds hits per batch
     cdef object _metric_arrays
     cdef public uint64_t seed
     cdef public uint64_t counter
+    cdef bint _ready          # __init__ completed: the plan, params and workspace match
+    cdef int _busy            # calls running without the GIL on the workspace
 
     @cython.wraparound(True)
     def __init__(self, n_inputs, ops, params, loss, metric, bint fused, capacity, seed=0):
+        if self._ready:
+            raise RuntimeError("this Network is already initialised: create a new one (its "
+                               "buffers belong to its plan)")
         self.dtype = _check("params", params, 1, None, None, True)
         n_inputs = _int_in("n_inputs", n_inputs, 1, _INT_MAX)
         capacity = _int_in("capacity", capacity, 1, _INT_MAX)
@@ -2119,13 +2125,13 @@ cdef class Network:
             raise ValueError("ops must not be empty")
         if loss not in (_LOSS_SPARSE_CE, _LOSS_CE, _LOSS_BCE, _LOSS_MSE):
             raise ValueError(f"unknown loss code {loss}")
-        codes, ks = _metric_specs(metric, loss)
         kind, units, act, rate, w_off, b_off = (np.array(col) for col in zip(*ops))
         kind, units, act, w_off, b_off = (a.astype(np.int64) for a in (kind, units, act, w_off, b_off))
         rate = rate.astype(np.float64)
         width_in = np.concatenate([[n_inputs], units[:-1]])
         if np.any(units < 1) or np.any((kind != _OP_DENSE) & (units != width_in)):
             raise ValueError("ops have inconsistent widths")
+        codes, ks = _metric_specs(metric, loss, int(units[-1]))
         if np.any((kind < 0) | (kind > 2)) or np.any((act < 0) | (act > 4)):
             raise ValueError("ops have an unknown kind or activation")
         if np.any((rate < 0) | (rate > 1)):
@@ -2177,7 +2183,9 @@ cdef class Network:
         p.b_off = <int64_t*>_data(b_off)
         p.out_off = <int64_t*>_data(out_off)
         p.mask_off = <int64_t*>_data(mask_off)
-        self.reserve(capacity)
+        self._ws = None
+        self._reserve(capacity)
+        self._ready = True
 
     def reserve(self, capacity):
         """Size the workspace for batches of up to ``capacity`` rows (it only ever grows).
@@ -2185,6 +2193,21 @@ cdef class Network:
         The new buffers are allocated before anything changes: if that fails (MemoryError), the
         network keeps its previous, consistent workspace.
         """
+        self._check_ready()
+        if self._busy:
+            raise RuntimeError("the workspace is in use by a running call; reserve after it")
+        self._reserve(capacity)
+
+    def _check_ready(self):
+        """Refuse a call on a network whose __init__ did not complete, or whose buffers do not
+        match its plan."""
+        if not self._ready:
+            raise RuntimeError("this Network is not initialised (its __init__ failed or was "
+                               "never called)")
+        if self.params.shape[0] != self.grads.shape[0] or self._ws is None:
+            raise RuntimeError("this Network's buffers do not match its plan")
+
+    def _reserve(self, capacity):
         capacity = _int_in("capacity", capacity, 1, _INT_MAX)
         if self._ws is not None and capacity <= self.plan.capacity:
             return
@@ -2210,8 +2233,8 @@ cdef class Network:
 
     @property
     def capacity(self):
-        """Rows per batch the workspace holds."""
-        return self.plan.capacity
+        """Rows per batch the workspace holds (0 before __init__ completes)."""
+        return self.plan.capacity if self._ready else 0
 
     def _check_data(self, x, y):
         """Check x and y against the plan; return the labels and float targets (one is None)."""
@@ -2224,8 +2247,13 @@ cdef class Network:
         return None, y
 
     def train(self, x, y, order, Py_ssize_t batch_size, Py_ssize_t first, Py_ssize_t count,
-              opt, slots, int64_t iteration, loss_out, correct_out):
+              opt, slots, iteration, loss_out, correct_out):
         """Train ``count`` batches, starting at batch ``first``, without the GIL.
+
+        A step that would leave a weight or a slot NaN or infinite is never applied: the call
+        keeps a copy of the parameters, slots and dropout position, checks them once at its end,
+        and when one is not finite restores the copy and runs the batches again one at a time,
+        stopping before the step that broke them (deterministic, so the same steps).
 
         Args:
             x: inputs, (n, n_inputs), the network's dtype, C-contiguous.
@@ -2238,15 +2266,19 @@ cdef class Network:
                 epsilon, nesterov, centered, amsgrad).
             slots: IN/OUT optimizer slots, (n_slots, n_params) of the network's dtype: the slots
                 Keras creates for these settings, in Keras' order (see ``_slot_pointers``).
-            iteration: the optimizer's step counter before this call.
+            iteration: the optimizer's step counter before this call, in [0, 2**62 - count]:
+                an int, or an int64 array of shape (1,), IN/OUT, advanced by this call in the
+                same C code that applies the steps (no signal can land between the two).
             loss_out: OUT float64 (count,): each batch's summed per-sample loss.
             correct_out: OUT float64: each batch's number of correct samples, (count,), for a
                 metric given as one code; else each batch's metric sums, (count, n_metrics, 2).
 
         Returns:
             ``(batches_applied, iteration)``: fewer batches than asked when a batch's loss was not
-            finite (that batch's loss is in loss_out; its update was not applied).
+            finite or its step would have made a weight or slot non-finite (that batch's loss is
+            in loss_out; its update was not applied).
         """
+        self._check_ready()
         labels, targets = self._check_data(x, y)
         cdef Py_ssize_t n = x.shape[0], n_params = self.params.shape[0]
         if batch_size < 1 or batch_size > self.plan.capacity:
@@ -2274,8 +2306,14 @@ cdef class Network:
         needed = _slot_count(c)
         if slots.shape[0] != needed:
             raise ValueError(f"slots must have {needed} rows for this optimizer, got {slots.shape[0]}")
-        if iteration < 0:
-            raise ValueError(f"iteration must be >= 0, got {iteration}")
+        cdef int64_t* step_counter = NULL
+        if isinstance(iteration, np.ndarray):
+            _check("iteration", iteration, 1, np.int64, (1,), writable=True)
+            step_counter = <int64_t*>_data(iteration)
+            start_iteration = int(step_counter[0])
+        else:
+            start_iteration = iteration
+        _int_in("iteration", start_iteration, 0, 2**62 - count)
         g0, g1, parts, xbuf, ybuf, lbuf = self._scratch
         cdef TrainCall call
         call.plan, call.opt = &self.plan, &c
@@ -2286,68 +2324,159 @@ cdef class Network:
         call.x, call.y, call.labels = _data(x), _data(targets), <int32_t*>_data(labels)
         call.order = <int64_t*>_data(order)
         call.n_samples, call.batch_size, call.first, call.count = n, batch_size, first, count
-        call.iteration, call.seed, call.counter = iteration, self.seed, self.counter
+        call.iteration, call.seed, call.counter = start_iteration, self.seed, self.counter
         call.loss_out = <double*>_data(loss_out)
         call.metric_out = <double*>_data(metric_out)
         call.done = count
-        memset(call.claimed, 0, sizeof(call.claimed))
-        call.arrived = 0
-        cdef unsigned int state
-        cdef bint f32 = self.dtype == np.float32
-        with nogil, parallel(num_threads=_team_threads(&self.plan, batch_size)):
-            state = fpenv_flush_denormals()  # the FP state is per thread
-            if f32:
-                _train_batches(&call, <float*>NULL, team_index(), team_size())
-            else:
-                _train_batches(&call, <double*>NULL, team_index(), team_size())
-            fpenv_restore(state)
+        kept = self._keep(slots, call.counter)
+        self._run(&call)
+        cdef Py_ssize_t applied = 0
+        if not self._finite(slots):
+            self._restore(kept, slots)
+            call.counter = kept[2]
+            while applied < count:  # again, one step at a time, each checked before the next
+                kept = self._keep(slots, call.counter)
+                call.first, call.count, call.done = first + applied, 1, 1
+                call.iteration = start_iteration + applied
+                call.loss_out = <double*>_data(loss_out) + applied
+                call.metric_out = <double*>_data(metric_out) + applied * 2 * self.n_metrics
+                self._run(&call)
+                if call.done == 0 or not self._finite(slots):
+                    self._restore(kept, slots)
+                    call.counter = kept[2]
+                    break
+                applied += 1
+            call.done = applied
         self.counter = call.counter
         if self._one_metric:
             ran = min(count, call.done + 1)
             correct_out[:ran] = metric_out[:ran, 0, 0] if self.n_metrics else 0
-        return call.done, iteration + call.done
+        if step_counter != NULL:
+            step_counter[0] = start_iteration + call.done
+        return call.done, start_iteration + call.done
+
+    cdef void _run(self, TrainCall* call):
+        """Run ``call`` on the team without the GIL (its claimed rows and arrivals reset)."""
+        cdef unsigned int state
+        cdef bint f32 = self.dtype == np.float32
+        memset(call.claimed, 0, sizeof(call.claimed))
+        call.arrived = 0
+        self._busy += 1
+        with nogil, parallel(num_threads=_team_threads(&self.plan, call.batch_size)):
+            state = fpenv_flush_denormals()  # the FP state is per thread
+            if f32:
+                _train_batches(call, <float*>NULL, team_index(), team_size())
+            else:
+                _train_batches(call, <double*>NULL, team_index(), team_size())
+            fpenv_restore(state)
+        self._busy -= 1
+
+    def _keep(self, slots, uint64_t counter):
+        """Copy the parameters and slots into the network's spare buffers (made once per slots
+        shape); return ``(params copy, slots copy, dropout position)``."""
+        if self._kept is None or self._kept[1].shape != slots.shape:
+            self._kept = (np.empty_like(self.params), np.empty_like(slots))
+        np.copyto(self._kept[0], self.params)
+        np.copyto(self._kept[1], slots)
+        return self._kept + (counter,)
+
+    def _restore(self, kept, slots):
+        np.copyto(self.params, kept[0])
+        np.copyto(slots, kept[1])
+
+    def _finite(self, slots):
+        """Whether every parameter and slot is finite (one pass on this thread: no team to wake
+        for a pass this short)."""
+        cdef void* pp = _data(self.params)
+        cdef void* ps = _data(slots)
+        cdef Py_ssize_t n = self.params.shape[0], n_slots = slots.size, bad
+        if self.dtype == np.float32:
+            with nogil:
+                bad = _count_nonfinite(<float*>pp, n) + _count_nonfinite(<float*>ps, n_slots)
+        else:
+            with nogil:
+                bad = _count_nonfinite(<double*>pp, n) + _count_nonfinite(<double*>ps, n_slots)
+        return bad == 0
 
     def evaluate(self, x, y):
         """Return ``(loss_sum, correct)`` over all samples, in inference mode, without the GIL:
         correct is the number of hits for a metric given as one code, else every metric's sums,
         an (n_metrics, 2) array."""
+        self._check_ready()
         labels, targets = self._check_data(x, y)
         return self._infer(x, labels, targets, None)
 
     def predict(self, x, out):
         """Write the model's outputs for x into OUT ``out`` (n, n_outputs), without the GIL."""
+        self._check_ready()
         _check("x", x, 2, self.dtype, (None, self.plan.n_inputs))
         _check("out", out, 2, self.dtype, (x.shape[0], self.n_outputs), writable=True)
         self._infer(x, None, None, out)
 
     def _infer(self, x, labels, targets, out):
+        """Run ``_infer`` over x in calls of about ``_CALL_FLOPS`` each (whole batches of
+        ``capacity`` rows when a batch is cheaper than that, so the results do not change),
+        handling signals between calls: Ctrl-C stops a long predict or evaluate promptly."""
         cdef double loss_sum = 0
         sums = np.zeros((max(self.n_metrics, 1), 2))
         cdef double* psums = <double*>_data(sums)
-        cdef Py_ssize_t n = x.shape[0]
-        cdef void* pp = _data(self.params)
-        cdef void* pws = _data(self._ws)
-        cdef void* pparts = _data(self._scratch[2])
-        cdef void* px = _data(x)
-        cdef void* py = _data(targets)
+        cdef Py_ssize_t n = x.shape[0], n_out = self.n_outputs, start = 0, rows
+        cdef Py_ssize_t step = _rows_per_call(&self.plan)
+        cdef Py_ssize_t item = self.dtype.itemsize, x_row = self.plan.n_inputs * item
+        cdef char* pp = <char*>_data(self.params)
+        cdef char* pws = <char*>_data(self._ws)
+        cdef char* pparts = <char*>_data(self._scratch[2])
+        cdef char* px = <char*>_data(x)
+        cdef char* py = <char*>_data(targets)
         cdef int32_t* pl = <int32_t*>_data(labels)
-        cdef void* pout = _data(out)
+        cdef char* pout = <char*>_data(out)
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
-        with nogil, parallel(num_threads=_team_threads(&self.plan, self.plan.capacity)):
-            state = fpenv_flush_denormals()
-            if f32:
-                _infer(&self.plan, <float*>pp, <float*>pws, <float*>pparts, <float*>px,
-                       <float*>py, pl, <float*>pout, n, &loss_sum, psums, team_index(),
-                       team_size())
-            else:
-                _infer(&self.plan, <double*>pp, <double*>pws, <double*>pparts, <double*>px,
-                       <double*>py, pl, <double*>pout, n, &loss_sum, psums, team_index(),
-                       team_size())
-            fpenv_restore(state)
+        while start < n:
+            rows = min(step, n - start)
+            self._busy += 1
+            with nogil, parallel(num_threads=_team_threads(&self.plan, self.plan.capacity)):
+                state = fpenv_flush_denormals()
+                if f32:
+                    _infer(&self.plan, <float*>pp, <float*>pws, <float*>pparts,
+                           <float*>(px + start * x_row),
+                           <float*>(py + start * n_out * item) if py != NULL else NULL,
+                           pl + start if pl != NULL else NULL,
+                           <float*>(pout + start * n_out * item) if pout != NULL else NULL,
+                           rows, &loss_sum, psums, team_index(), team_size())
+                else:
+                    _infer(&self.plan, <double*>pp, <double*>pws, <double*>pparts,
+                           <double*>(px + start * x_row),
+                           <double*>(py + start * n_out * item) if py != NULL else NULL,
+                           pl + start if pl != NULL else NULL,
+                           <double*>(pout + start * n_out * item) if pout != NULL else NULL,
+                           rows, &loss_sum, psums, team_index(), team_size())
+                fpenv_restore(state)
+            self._busy -= 1
+            start += rows
+            if start < n:
+                PyErr_CheckSignals()
         if self._one_metric:
             return loss_sum, float(sums[0, 0])
         return loss_sum, sums[:self.n_metrics]
+
+
+# A call into the kernels from predict or evaluate does about this many flops before Python
+# handles signals (Ctrl-C): tenths of a second even on a slow, shared core.
+cdef double _CALL_FLOPS = 2e9
+
+
+cdef Py_ssize_t _rows_per_call(const Plan* p) noexcept:
+    """Rows per inference call: whole batches of ``capacity`` rows within ``_CALL_FLOPS``, or
+    fewer rows than a batch when a batch alone would exceed it."""
+    cdef double row_flops = 0
+    cdef Py_ssize_t width = p.n_inputs, rows
+    cdef int i
+    for i in range(p.n_ops):
+        row_flops += 2.0 * width * p.units[i] if p.kind[i] == _OP_DENSE else p.units[i]
+        width = p.units[i]
+    rows = max(1, <Py_ssize_t>(_CALL_FLOPS / row_flops))
+    return rows - rows % p.capacity if rows >= p.capacity else rows
 
 
 _OPT_KINDS = {"sgd": _OPT_SGD, "adagrad": _OPT_ADAGRAD, "rmsprop": _OPT_RMSPROP, "adam": _OPT_ADAM}
@@ -2359,12 +2488,12 @@ cdef OptConfig _opt_config(dict opt) except *:
     if opt.get("kind") not in _OPT_KINDS:
         raise ValueError(f"opt['kind'] must be one of {sorted(_OPT_KINDS)}, got {opt.get('kind')!r}")
     c.kind = _OPT_KINDS[opt["kind"]]
-    c.learning_rate = _finite_scalar("learning_rate", opt.get("learning_rate", 0.001))
+    c.learning_rate = _finite_scalar("learning_rate", opt.get("learning_rate", 0.001), 0.0)
     c.momentum = _finite_scalar("momentum", opt.get("momentum", 0.0), 0.0)
-    c.rho = _finite_scalar("rho", opt.get("rho", 0.9))
-    c.beta_1 = _finite_scalar("beta_1", opt.get("beta_1", 0.9))
-    c.beta_2 = _finite_scalar("beta_2", opt.get("beta_2", 0.999))
-    c.epsilon = _finite_scalar("epsilon", opt.get("epsilon", 1e-7))
+    c.rho = _decay("rho", opt.get("rho", 0.9))
+    c.beta_1 = _decay("beta_1", opt.get("beta_1", 0.9))
+    c.beta_2 = _decay("beta_2", opt.get("beta_2", 0.999))
+    c.epsilon = _finite_scalar("epsilon", opt.get("epsilon", 1e-7), 0.0)
     c.nesterov = bool(opt.get("nesterov", False))
     c.centered = bool(opt.get("centered", False))
     c.amsgrad = bool(opt.get("amsgrad", False))

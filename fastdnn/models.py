@@ -23,8 +23,11 @@ from fastdnn._progbar import Progbar
 
 ENGINES = {"fastdnn": _kernels, "numpy": reference}
 
-# A call into the kernels runs about this long before fit returns to Python for progress.
+# A call into the kernels runs about this long before fit returns to Python for progress
+# (and for signals: Ctrl-C). The first call's batches are estimated from their flops (about 6
+# per weight and sample: forward, backward, update) before a measured call can set the pace.
 _SECONDS_PER_CALL = 0.05
+_FIRST_CALL_FLOPS = 2e9
 # The kernels index arrays with C ints (BLAS's own limit).
 _MAX_PARAMS = 2**31 - 1
 
@@ -71,6 +74,20 @@ def _exclusive(method):
     return locked
 
 
+def _not_while_fitting(method):
+    """Refuse a method that would change what a running ``fit`` trains (called from one of its
+    callbacks): fit holds the plan, the optimizer's slots and the parameter buffer."""
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        if self._fitting:
+            raise RuntimeError(f"`{method.__name__}()` cannot be called on model {self.name} "
+                               "while `fit()` is running (from one of its callbacks): call it "
+                               "after fit returns, or stop training with "
+                               "`model.stop_training = True`")
+        return method(self, *args, **kwargs)
+    return guarded
+
+
 def _logs(loss_sum, sums, seen, metrics):
     """Running logs, in Keras' alphabetical order: the mean loss over ``seen`` samples and each
     metric's value from its sums (``sums``: (n_metrics, 2))."""
@@ -114,6 +131,7 @@ class Sequential:
         self._network_key = None
         # One network (and workspace) serves the model: calls from several threads take turns.
         self._lock = threading.RLock()
+        self._fitting = False  # fit is running: its callbacks may not change structure or compile
         for layer in layers or []:
             self.add(layer)
 
@@ -129,6 +147,7 @@ class Sequential:
         raise AttributeError("`Sequential.layers` attribute is reserved and should not be used. "
                              "Use `add()` and `pop()` to change the layers in this model.")
 
+    @_not_while_fitting
     def add(self, layer) -> None:
         """Add a layer on top of the stack (or an ``Input`` at the bottom).
 
@@ -162,6 +181,7 @@ class Sequential:
                 self._layers.pop()
                 raise
 
+    @_not_while_fitting
     def pop(self):
         """Remove and return the top layer (``IndexError`` on an empty model)."""
         layer = self._layers.pop()
@@ -169,6 +189,7 @@ class Sequential:
             self._lay_out()
         return layer
 
+    @_not_while_fitting
     def build(self, input_shape=None) -> None:
         """Create the weights for inputs of ``input_shape`` (batch axis first, e.g. (None, 784)).
 
@@ -264,20 +285,23 @@ class Sequential:
         """Set every weight from a list like ``get_weights()``'s; nothing changes on error.
 
         Raises:
-            ValueError: for a wrong count, a wrong shape or a non-finite value.
+            TypeError: for values that are not real numbers (complex, dates, text).
+            ValueError: for a wrong count, a wrong shape, or a value that is NaN, infinite or
+                beyond the model's float type.
         """
-        mine, weights = self._views(), [np.asarray(w) for w in weights]
+        mine, weights = self._views(), list(weights)
         if len(weights) != len(mine):
             raise ValueError(f"You called `set_weights(weights)` on model {self.name} with a "
                              f"weight list of length {len(weights)}, but the model was expecting "
                              f"{len(mine)} weights.")
+        values = []
         for target, value in zip(mine, weights):
+            value = np.asarray(value)
             if target.shape != value.shape:
                 raise ValueError(f"Weight shape {value.shape} is not compatible with the model's "
                                  f"weight shape {target.shape}")
-            if not np.all(np.isfinite(value)):
-                raise ValueError("set_weights: weights must be finite")
-        for target, value in zip(mine, weights):
+            values.append(layers_module.weight_value(value, target.dtype, "set_weights: weights"))
+        for target, value in zip(mine, values):
             target[...] = value
 
     def count_params(self) -> int:
@@ -338,6 +362,7 @@ class Sequential:
 
     # --- compile
 
+    @_not_while_fitting
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, engine="fastdnn",
                 run_eagerly=False, jit_compile="auto", steps_per_execution=1):
         """Configure the model for training.
@@ -560,39 +585,46 @@ class Sequential:
         with self._building_from_data():
             x_all = self._prepare_x(x)
             y_all = self._prepare_y(y, x_all.shape[0])
-        metric_specs = self._metric_specs(y)
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("`validation_data` must be a tuple (x_val, y_val)")
-            xv = self._prepare_x(validation_data[0], "validation_data[0]")
-            val = (xv, self._prepare_y(validation_data[1], xv.shape[0], "validation_data[1]"))
-        elif validation_split:
-            n = x_all.shape[0]
-            k = int(n * (1.0 - validation_split))
-            if k == 0 or k == n:
-                raise ValueError(f"Training data contains {n} samples, which is not sufficient to "
-                                 "split it into a validation and training set as specified by "
-                                 f"`validation_split={validation_split}`. Either provide more data,"
-                                 " or a different value for the `validation_split` argument.")
-            x_all, val = x_all[:k], (x_all[k:], y_all[k:])
-            y_all = y_all[:k]
-        val_batch = _positive_int("validation_batch_size", validation_batch_size or batch_size)
-        steps = math.ceil(x_all.shape[0] / batch_size)
-        batch_size = min(batch_size, x_all.shape[0])  # one batch of everything: the same steps
-        val_rows = val[0].shape[0] if val is not None else 1
-        network = self._engine(max(batch_size, min(val_batch, val_rows)), metric_specs)
+            metric_specs = self._metric_specs(y)
+            val = None
+            if validation_data is not None:
+                if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                    raise ValueError("`validation_data` must be a tuple (x_val, y_val)")
+                xv = self._prepare_x(validation_data[0], "validation_data[0]")
+                val = (xv, self._prepare_y(validation_data[1], xv.shape[0], "validation_data[1]"))
+            elif validation_split:
+                n = x_all.shape[0]
+                k = int(n * (1.0 - validation_split))
+                if k == 0 or k == n:
+                    raise ValueError(f"Training data contains {n} samples, which is not sufficient"
+                                     " to split it into a validation and training set as specified"
+                                     f" by `validation_split={validation_split}`. Either provide "
+                                     "more data, or a different value for the `validation_split` "
+                                     "argument.")
+                x_all, val = x_all[:k], (x_all[k:], y_all[k:])
+                y_all = y_all[:k]
+            val_batch = _positive_int("validation_batch_size",
+                                      validation_batch_size or batch_size)
+            steps = math.ceil(x_all.shape[0] / batch_size)
+            batch_size = min(batch_size, x_all.shape[0])  # one batch of everything: same steps
+            val_rows = val[0].shape[0] if val is not None else 1
+            network = self._engine(max(batch_size, min(val_batch, val_rows)), metric_specs)
         self.optimizer.build(self.params.size, self._dtype)
         history = callbacks_module.History()
         automatic = [history] + ([callbacks_module.ProgbarLogger()] if verbose_flag else [])
         cb = callbacks_module.CallbackList(callbacks, self, {"verbose": verbose, "epochs": epochs,
                                                              "steps": steps}, automatic)
         self.stop_training = False
-        cb.on_train_begin()
-        with _threads.single_threaded_blas():
-            logs = self._run_epochs(network, x_all, y_all, val, batch_size, steps, initial_epoch,
-                                    epochs, shuffle, validation_freq, val_batch, cb)
-        cb.on_train_end(logs)
+        fitting, self._fitting = self._fitting, True
+        try:
+            cb.on_train_begin()
+            with _threads.single_threaded_blas():
+                logs = self._run_epochs(network, x_all, y_all, val, batch_size, steps,
+                                        initial_epoch, epochs, shuffle, validation_freq, val_batch,
+                                        cb)
+            cb.on_train_end(logs)
+        finally:
+            self._fitting = fitting
         return history
 
     def _run_epochs(self, network, x_all, y_all, val, batch_size, steps, initial_epoch, epochs,
@@ -624,16 +656,17 @@ class Sequential:
         slots = self.optimizer.slots
         batch, seen, loss_sum = 0, 0, 0.0
         sums = np.zeros(metric_out.shape[1:])
-        chunk = 1 if every_batch else 8
+        chunk = 1 if every_batch else max(1, min(8, int(
+            _FIRST_CALL_FLOPS / (6 * batch_size * self.params.size))))
         logs = {}
         while batch < steps and not self.stop_training:
             count = min(chunk, steps - batch)
             if every_batch:
                 cb.on_train_batch_begin(batch)
             started = time.perf_counter()
-            done, self.optimizer.iterations = network.train(
-                x, y, order, batch_size, batch, count, settings, slots, self.optimizer.iterations,
-                loss_out[batch:batch + count], metric_out[batch:batch + count])
+            done, _ = network.train(x, y, order, batch_size, batch, count, settings, slots,
+                                    self.optimizer.iteration_buffer,
+                                    loss_out[batch:batch + count], metric_out[batch:batch + count])
             elapsed = time.perf_counter() - started
             ran = min(count, done + 1)  # a stopped call still reports its bad batch
             loss_sum += float(loss_out[batch:batch + ran].sum())
@@ -643,7 +676,9 @@ class Sequential:
             logs = _logs(loss_sum, sums, seen, self._metrics)
             cb.on_train_batch_end(batch - 1, logs)
             if done < count and not self.stop_training:
-                print(f"Batch {batch - 1}: Invalid loss, terminating training", flush=True)
+                what = ("loss" if not np.isfinite(loss_out[batch - 1]) else
+                        "step (it would make weights or optimizer slots NaN or infinite)")
+                print(f"Batch {batch - 1}: Invalid {what}, terminating training", flush=True)
                 self.stop_training = True
             if not every_batch:
                 per_batch = max(elapsed / count, 1e-7)
@@ -693,7 +728,7 @@ class Sequential:
         with self._building_from_data():
             xs = self._prepare_x(x)
             ys = self._prepare_y(y, xs.shape[0])
-        network = self._engine(min(batch_size, xs.shape[0]), self._metric_specs(y))
+            network = self._engine(min(batch_size, xs.shape[0]), self._metric_specs(y))
         self.optimizer.build(self.params.size, self._dtype)
         n_steps = math.ceil(xs.shape[0] / batch_size)
         cb = callbacks_module.CallbackList(callbacks, self,
@@ -727,8 +762,9 @@ class Sequential:
             raise NotImplementedError("fastdnn's predict does not support `steps`")
         batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size)
         verbose_flag = _verbose(verbose)
-        xs = self._prepare_x(x)
-        network = self._engine(min(batch_size, xs.shape[0]), training=False)
+        with self._building_from_data():
+            xs = self._prepare_x(x)
+            network = self._engine(min(batch_size, xs.shape[0]), training=False)
         out = np.empty((xs.shape[0], self.output_shape[-1]), self._dtype)
         n_steps = math.ceil(xs.shape[0] / batch_size)
         cb = callbacks_module.CallbackList(callbacks, self,
@@ -793,6 +829,11 @@ class Sequential:
 
     def __repr__(self):
         return f"<Sequential name={self.name}, built={self.built}>"
+
+    def __reduce__(self):
+        """Pickle and copy through the model file's bytes (architecture, weights, compile
+        settings, optimizer state), so joblib and Dask can ship a model."""
+        return saving.model_from_bytes, (saving.model_to_bytes(self),)
 
     # --- configuration and files
 

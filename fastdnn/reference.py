@@ -155,6 +155,8 @@ def count_nonfinite(a):
 def metric_sums(metric, k, outputs, scores, labels, targets):
     """One metric's two sums over a batch (see ``fastdnn._kernels._metric_sums``): ``outputs``
     are the model's outputs, ``scores`` what top-k ranks."""
+    if metric == METRIC_BINARY_ACC and targets is None:  # one output: the label is its target
+        targets = labels.reshape(-1, 1).astype(outputs.dtype)
     if metric <= METRIC_BINARY_ACC:
         return count_correct(outputs, labels if metric == METRIC_SPARSE_ACC else None,
                              None if metric == METRIC_SPARSE_ACC else targets,
@@ -371,6 +373,7 @@ class Network:
         """Train ``count`` batches from batch ``first`` (see ``fastdnn._kernels.Network.train``)."""
         n = x.shape[0]
         sparse = self.loss == LOSS_SPARSE_CE
+        counter = iteration if isinstance(iteration, np.ndarray) else np.array([iteration])
         for b in range(count):
             rows = np.arange((first + b) * batch_size, min(n, (first + b + 1) * batch_size))
             if order is not None:
@@ -386,11 +389,16 @@ class Network:
             else:
                 correct_out[b] = sums
             if not np.isfinite(total):
-                return b, iteration
+                return b, int(counter[0])
+            kept = self.params.copy(), slots.copy()
             self._backward(inputs, outputs, masks, g.astype(self.dtype))
-            _apply_update(opt, self.params, self.grads, slots, iteration)
-            iteration += 1
-        return count, iteration
+            with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+                _apply_update(opt, self.params, self.grads, slots, int(counter[0]))
+            if not (np.isfinite(self.params).all() and np.isfinite(slots).all()):
+                self.params[...], slots[...] = kept  # a step to non-finite weights is not applied
+                return b, int(counter[0])
+            counter[0] += 1
+        return count, int(counter[0])
 
     def evaluate(self, x, y):
         """Return ``(loss_sum, correct)`` over all samples, in inference mode."""

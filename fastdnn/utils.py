@@ -1,12 +1,13 @@
 """Utilities, as in ``keras.utils``."""
 
-import random
-
 import numpy as np
+
+from fastdnn import _random
 
 
 def set_random_seed(seed: int) -> None:
-    """Seed every generator fastdnn draws from: Python's ``random`` and NumPy's global one.
+    """Seed every generator fastdnn draws from: its own stream of layer seeds, Python's
+    ``random`` and NumPy's global one.
 
     Initial weights, dropout masks and the shuffling in ``fit`` all derive from these, so calling
     this before building and fitting a model makes the run repeatable, bit for bit, on the same
@@ -21,8 +22,7 @@ def set_random_seed(seed: int) -> None:
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise ValueError(f"Expected `seed` argument to be an integer. Received: seed={seed} "
                          f"(of type {type(seed)})")
-    random.seed(int(seed))
-    np.random.seed(int(seed) % 2**32)
+    _random.seed_all(int(seed))
 
 
 def to_categorical(x, num_classes=None) -> np.ndarray:
