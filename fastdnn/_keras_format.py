@@ -103,7 +103,8 @@ def model_config(model) -> dict:
     config = {"module": "keras", "class_name": "Sequential", "registered_name": None,
               "config": {"name": model.name, "trainable": model.trainable,
                          "dtype": _dtype_policy(dtype),
-                         "layers": [_layer_config(l, dtype) for l in [model._input] + model.layers],
+                         "layers": [_layer_config(l, dtype)
+                                    for l in [model._input] + model._flat_layers()],
                          "build_input_shape": input_shape},
               "build_config": {"input_shape": input_shape}}
     if model.compiled:
@@ -149,7 +150,7 @@ def _optimizer_arrays(model) -> list:
 
 
 def _weight_spans(model) -> list:
-    return [(offset, w.shape) for layer in model.layers
+    return [(offset, w.shape) for layer in model._flat_layers()
             for offset, w in zip(layer._offsets, layer._weights)]
 
 
@@ -160,7 +161,8 @@ def _weights_h5(model, with_optimizer) -> bytes:
     buffer = io.BytesIO()
     with h5py.File(buffer, "w", userblock_size=_USERBLOCK) as f:
         f.create_group("vars").attrs["name"] = model.name
-        for key, layer in zip(_layer_keys(model.layers), model.layers):
+        layers = model._flat_layers()
+        for key, layer in zip(_layer_keys(layers), layers):
             group = f.create_group(f"layers/{key}/vars")
             group.attrs["name"] = layer.name
             for i, w in enumerate(layer._weights):
@@ -253,8 +255,9 @@ def _damaged(path, error):
 def _layer_weights(model, store, where) -> list:
     """The arrays for each of the model's weights, checked against their shapes."""
     arrays, values = store["arrays"], []
-    keys = _layer_keys(model.layers)
-    for key, layer in zip(keys, model.layers):
+    layers = model._flat_layers()
+    keys = _layer_keys(layers)
+    for key, layer in zip(keys, layers):
         for i, w in enumerate(layer.weights):
             value = arrays.get(f"layers/{key}/vars/{i}")
             if value is None or value.shape != w.shape:

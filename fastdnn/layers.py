@@ -69,6 +69,7 @@ class Layer:
         # Set by the model that lays the weights out: what Variables and KerasTensors report.
         self._weight_names, self._variables = [], []
         self._scope = self._built_input_shape = self._dtype = None
+        self._home = None  # the model whose parameter buffer holds the weights (_sharing)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         """Shape of the output, batch axis (None) included, for an input of ``input_shape``."""

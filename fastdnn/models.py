@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from fastdnn import (_keras_format, _kernels, _naming, _summary, _tensors, _threads,
+from fastdnn import (_keras_format, _kernels, _naming, _sharing, _summary, _tensors, _threads,
                      callbacks as callbacks_module, config, layers as layers_module, losses,
                      metrics as metrics_module, optimizers, reference, saving)
 from fastdnn._progbar import Progbar
@@ -116,6 +116,7 @@ class Sequential:
         self.name = _naming.check_name(name, "sequential")
         self.trainable = trainable
         self._layers = []
+        self._sharers = []  # models computing with a part of this model's buffer (_sharing)
         self._input = None
         self.params = None
         self.built = False
@@ -163,9 +164,12 @@ class Sequential:
                 raise ValueError("An Input must be the first layer of a Sequential model")
             self._input = layer
             return
-        if not isinstance(layer, layers_module.Layer):
+        if not isinstance(layer, (layers_module.Layer, Sequential)):
             raise ValueError("Only instances of `keras.Layer` can be added to a Sequential model. "
                              f"Received: {layer!r} (of type {type(layer)})")
+        if isinstance(layer, Sequential) and not layer.built:
+            raise ValueError(f"Model {layer.name} must be built (start it with an `Input`) before "
+                             "it is used as a layer of another model")
         taken = [l.name for l in self._layers] + ([self._input.name] if self._input else [])
         if layer.name in taken:
             raise ValueError("All layers added to a Sequential model should have unique names. "
@@ -177,7 +181,7 @@ class Sequential:
         if self._input is not None:
             try:
                 self._lay_out()
-            except ValueError:
+            except (ValueError, NotImplementedError):
                 self._layers.pop()
                 raise
 
@@ -208,8 +212,20 @@ class Sequential:
                              "shape. Pass `input_shape` or add an `Input` first.")
         self._lay_out()
 
+    @property
+    def _input_shape(self):
+        """The input shape without the batch axis: a model used as a layer gives the outer
+        model its input."""
+        return self._input.shape if self._input is not None else None
+
+    def _flat_layers(self) -> list:
+        """The layers, those of the models used as layers in their place."""
+        return [inner for layer in self._layers
+                for inner in (layer._flat_layers() if isinstance(layer, Sequential) else [layer])]
+
     def _lay_out(self) -> None:
-        """Lay every weight out in one new flat buffer, keeping the values of built layers."""
+        """Lay every weight out in one flat buffer, keeping the values of built layers (shared
+        with the model that holds them, see ``fastdnn._sharing``)."""
         if not self._layers:
             raise ValueError(f"Sequential model {self.name} cannot be built because it has no "
                              "layers. Call `model.add(layer)`.")
@@ -217,7 +233,7 @@ class Sequential:
             self._dtype = config._dtype()
         shape = self._input.output_shape
         plan, total = [], 0
-        for layer in self._layers:
+        for layer in self._flat_layers():
             spans = []
             for wname, wshape in layer.weight_shapes(shape):
                 spans.append((total, wshape, wname))
@@ -227,7 +243,7 @@ class Sequential:
         if total > _MAX_PARAMS:
             raise ValueError(f"Model {self.name} would have {total:,} parameters; the kernels "
                              f"address at most {_MAX_PARAMS:,}")
-        params = np.zeros(total, self._dtype)
+        params, home = _sharing.buffer_for(self, plan, total, self._dtype)
         for layer, spans, in_shape in plan:
             views = [params[o:o + int(np.prod(s))].reshape(s) for o, s, _ in spans]
             old = layer._weights
@@ -240,12 +256,14 @@ class Sequential:
             layer._offsets = [o for o, _, _ in spans]
             layer._weight_names = [n for _, _, n in spans]
             layer._scope = layer._scope or self.name
+            layer._home = home
             layer._built_input_shape, layer._dtype = in_shape, str(self._dtype)
             layer.output_shape = layer.compute_output_shape(in_shape)
             layer.built = True
         self.params = params
         self.built = True
         self._network = None
+        _sharing.follow(self, params)
 
     @property
     def input_shape(self):
@@ -275,7 +293,7 @@ class Sequential:
 
     def _views(self) -> list:
         """Every weight as a NumPy view into the parameter buffer."""
-        return [w for layer in self._layers for w in layer._weights] if self.built else []
+        return [w for layer in self._flat_layers() for w in layer._weights] if self.built else []
 
     def get_weights(self) -> list:
         """Return copies of every weight, layer by layer."""
@@ -415,7 +433,7 @@ class Sequential:
         except BaseException:
             if unbuilt and self._input is not None:
                 self._input, self.params, self.built, self._network = None, None, False, None
-                for layer in self._layers:
+                for layer in self._flat_layers():
                     layer.built, layer._weights, layer.output_shape = False, [], None
             raise
 
@@ -486,7 +504,7 @@ class Sequential:
         """The kernels' ops for this model: one per dense/activation/dropout, activations folded
         into the dense layer before them."""
         ops, width = [], int(np.prod(self._input.shape))
-        for layer in self._layers:
+        for layer in self._flat_layers():
             for op in layer.plan_ops(width, getattr(layer, "_offsets", [])):
                 previous = ops[-1] if ops else None
                 if (op[0] == _kernels.OP_ACTIVATION and previous is not None
@@ -497,7 +515,7 @@ class Sequential:
             width = layer.output_shape[-1]
         if not any(op[0] == _kernels.OP_DENSE for op in ops):
             raise ValueError(f"Model {self.name} has no Dense layer: nothing to compute")
-        for layer in self._layers:
+        for layer in self._flat_layers():
             if layer.weights and not layer.trainable:
                 raise NotImplementedError("fastdnn trains every layer: trainable=False is not "
                                           f"supported (layer {layer.name})")
@@ -838,10 +856,11 @@ class Sequential:
     # --- configuration and files
 
     def get_config(self) -> dict:
-        """Return the architecture: the name and every layer's config (input layer first)."""
+        """Return the architecture: the name and every layer's config (input layer first; the
+        layers of a model used as a layer in its place)."""
         layers = ([layers_module.serialize(self._input)] if self._input is not None else [])
         return {"name": self.name, "layers": layers + [layers_module.serialize(l)
-                                                         for l in self._layers]}
+                                                         for l in self._flat_layers()]}
 
     @classmethod
     def from_config(cls, config: dict) -> "Sequential":

@@ -165,7 +165,7 @@ def _target(path, overwrite):
 def _layout(model) -> list:
     """The weight shapes of a model, layer by layer: what a weights file must match (names may
     differ: a second copy of a model gets other automatic names)."""
-    return [[list(w.shape) for w in layer.weights] for layer in model.layers]
+    return [[list(w.shape) for w in layer.weights] for layer in model._flat_layers()]
 
 
 def _contents(model):
