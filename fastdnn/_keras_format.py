@@ -53,24 +53,23 @@ def is_keras_path(filepath) -> bool:
     return os.fspath(filepath).endswith((".keras", ".h5"))
 
 
+def _names_keras(filepath, keras_suffix, own_suffix, what) -> bool:
+    path = os.fspath(filepath)
+    if not path.endswith((keras_suffix, own_suffix)):
+        raise ValueError(f"Invalid filepath extension for saving {what}. Please add either a "
+                         f"`{keras_suffix}` extension (Keras 3's format) or a `{own_suffix}` "
+                         f"extension (fastdnn's own). Received: filepath={path}")
+    return path.endswith(keras_suffix)
+
+
 def model_file_is_keras(filepath) -> bool:
     """True for a ``.keras`` path, False for a ``.fastdnn`` one; refuse any other name."""
-    path = os.fspath(filepath)
-    if not path.endswith((".keras", ".fastdnn")):
-        raise ValueError("Invalid filepath extension for saving. Please add either a `.keras` "
-                         "extension (Keras 3's format) or a `.fastdnn` extension (fastdnn's "
-                         f"own). Received: filepath={path}")
-    return path.endswith(".keras")
+    return _names_keras(filepath, ".keras", ".fastdnn", "a model")
 
 
 def weights_file_is_keras(filepath) -> bool:
     """True for a ``.weights.h5`` path, False for ``.weights.fastdnn``; refuse any other."""
-    path = os.fspath(filepath)
-    if not path.endswith((".weights.h5", ".weights.fastdnn")):
-        raise ValueError("Invalid filepath extension for saving weights: the filename must end "
-                         "in `.weights.h5` (Keras 3's format) or "
-                         f"`.weights.fastdnn` (fastdnn's own). Received: filepath={path}")
-    return path.endswith(".h5")
+    return _names_keras(filepath, ".weights.h5", ".weights.fastdnn", "weights")
 
 
 # --- fastdnn -> Keras

@@ -260,8 +260,8 @@ def test_resume_with_initial_epoch(tmp_path):
 @pytest.mark.parametrize("call, name, message", [
     ("save", "m.h5", "Please add either a `.keras` extension"),
     ("save", "m", "Please add either a `.keras` extension"),
-    ("save_weights", "w.fastdnn", "must end in `.weights.h5`"),
-    ("save_weights", "w.h5", "must end in `.weights.h5`"),
+    ("save_weights", "w.fastdnn", "Please add either a `.weights.h5` extension"),
+    ("save_weights", "w.h5", "Please add either a `.weights.h5` extension"),
 ])
 def test_wrong_suffixes_are_refused_naming_the_path(tmp_path, call, name, message):
     model = tiny_model()
