@@ -112,6 +112,8 @@ ACTIVATIONS = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH,
 OP_DENSE, OP_ACTIVATION, OP_DROPOUT = 0, 1, 2
 LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE, LOSS_MSE = 0, 1, 2, 3
 METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC, METRIC_BINARY_ACC = 0, 1, 2, 3
+METRIC_MAE, METRIC_MSE, METRIC_SPARSE_TOP_K, METRIC_PRECISION, METRIC_RECALL = 4, 5, 6, 7, 8
+MAX_METRICS = 16
 OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM = 0, 1, 2, 3
 
 cdef enum:
@@ -131,6 +133,12 @@ cdef enum:
     _METRIC_SPARSE_ACC = 1
     _METRIC_CATEGORICAL_ACC = 2
     _METRIC_BINARY_ACC = 3
+    _METRIC_MAE = 4
+    _METRIC_MSE = 5
+    _METRIC_SPARSE_TOP_K = 6
+    _METRIC_PRECISION = 7
+    _METRIC_RECALL = 8
+    _MAX_METRICS = 16
 
 # Below this many elements per thread, an OpenMP fork costs more than it saves.
 cdef Py_ssize_t _MIN_CHUNK = 1 << 15
@@ -976,6 +984,27 @@ cdef inline Py_ssize_t _argmax_row(const floating* s, Py_ssize_t c) noexcept nog
     return best
 
 
+cdef inline floating _softmax_scale(const floating* s, Py_ssize_t c, floating* m) noexcept nogil:
+    """OUT m: the maximum of s[0:c]; return 1 / sum(exp(s - m)), as ``_activation_forward``
+    computes softmax(s)[j] = exp(s[j] - m)·scale."""
+    cdef Py_ssize_t j
+    cdef floating total = 0
+    m[0] = s[_argmax_row(s, c)]
+    for j in range(c):
+        total += _exp(s[j] - m[0])
+    return 1 / total
+
+
+cdef inline floating _probability(floating v, int act, floating m, floating scale) noexcept nogil:
+    """The model's output for score v: the fused activation ``act`` applied (softmax through the
+    row's m and scale from ``_softmax_scale``)."""
+    if act == _SIGMOID:
+        return _sigmoid(v)
+    if act == _SOFTMAX:
+        return _exp(v - m) * scale
+    return v
+
+
 cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
                            const floating* y, Py_ssize_t n, Py_ssize_t c, int act) noexcept nogil:
     """Return the number of correct samples (binary: mean over the row of element hits; with
@@ -996,21 +1025,58 @@ cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
     elif metric == _METRIC_BINARY_ACC:
         for i in range(n):
             row = 0
-            if act == _SOFTMAX:  # as _activation_forward computes it
-                m = s[i * c + _argmax_row(s + i * c, c)]
-                scale = 0
-                for j in range(c):
-                    scale += _exp(s[i * c + j] - m)
-                scale = 1 / scale
+            if act == _SOFTMAX:
+                scale = _softmax_scale(s + i * c, c, &m)
             for j in range(c):
-                p = s[i * c + j]
-                if act == _SIGMOID:
-                    p = _sigmoid(p)
-                elif act == _SOFTMAX:
-                    p = _exp(p - m) * scale
+                p = _probability(s[i * c + j], act, m, scale)
                 row += (1 if p > 0.5 else 0) == (y[i * c + j] if y != NULL else labels[i])
             hits += row / c
     return hits
+
+
+cdef void _metric_sums(int metric, int k, const floating* s, const int32_t* labels,
+                       const floating* y, Py_ssize_t n, Py_ssize_t c, int act,
+                       double* out) noexcept nogil:
+    """OUT out[0:2]: one metric's sums over a batch, from which Python finishes the value.
+
+    Accuracies and top-k: (hits, 0). MAE, MSE: (sum over samples of the row's mean |y - p| or
+    (y - p)², 0). Precision, recall, over every element at threshold 0.5: (true positives,
+    predicted positives) or (true positives, actual positives). p is the model's output (``act``
+    applied); top-k compares scores, which the activation does not reorder.
+    """
+    cdef Py_ssize_t i, j, above
+    cdef double a = 0, b = 0, row
+    cdef floating p, d, m = 0, scale = 1
+    cdef bint predicted, actual
+    out[1] = 0
+    if metric <= _METRIC_BINARY_ACC:
+        out[0] = _count_correct(metric, s, labels, y, n, c, act)
+        return
+    if metric == _METRIC_SPARSE_TOP_K:
+        for i in range(n):
+            above = 0
+            for j in range(c):
+                above += s[i * c + j] > s[i * c + labels[i]]
+            a += above < k
+        out[0] = a
+        return
+    for i in range(n):
+        if act == _SOFTMAX:
+            scale = _softmax_scale(s + i * c, c, &m)
+        row = 0
+        for j in range(c):
+            p = _probability(s[i * c + j], act, m, scale)
+            d = y[i * c + j] - p
+            if metric == _METRIC_MAE:
+                row += fabs(d)
+            elif metric == _METRIC_MSE:
+                row += d * d
+            else:
+                predicted, actual = p > 0.5, y[i * c + j] > 0.5
+                a += predicted and actual
+                b += predicted if metric == _METRIC_PRECISION else actual
+        a += row / c
+    out[0], out[1] = a, b
 
 
 cdef Py_ssize_t _count_nonfinite(const floating* a, Py_ssize_t size) noexcept nogil:
@@ -1675,7 +1741,9 @@ cdef struct Plan:
     const int64_t* mask_off  # offset of the op's dropout mask in the workspace
     int first_dense          # ops before it need no gradient
     int loss
-    int metric
+    int n_metrics
+    const int64_t* metric    # METRIC_* code of each metric
+    const int64_t* metric_k  # k of each top-k metric
     bint fused               # the last op's softmax/sigmoid is folded into the loss
     int64_t capacity         # rows the workspace holds
 
@@ -1685,6 +1753,15 @@ cdef inline int _op_act(const Plan* p, int i) noexcept nogil:
     if p.fused and i == p.n_ops - 1:
         return _LINEAR
     return <int>p.act[i]
+
+
+cdef void _plan_metrics(const Plan* p, const floating* s, const int32_t* labels,
+                        const floating* y, Py_ssize_t n, int act, double* out) noexcept nogil:
+    """OUT out[0:2·n_metrics]: each metric's two sums over a batch (``_metric_sums``)."""
+    cdef int m
+    for m in range(p.n_metrics):
+        _metric_sums(<int>p.metric[m], <int>p.metric_k[m], s, labels, y, n,
+                     p.units[p.n_ops - 1], act, out + 2 * m)
 
 
 cdef floating* _forward(const Plan* p, const floating* params, floating* ws, floating* parts,
@@ -1854,7 +1931,7 @@ cdef struct TrainCall:
     uint64_t seed
     uint64_t counter        # IN/OUT: the dropout generator's position
     double* loss_out
-    double* correct_out
+    double* metric_out      # OUT (count, n_metrics, 2): each batch's metric sums
     Py_ssize_t done         # OUT: batches applied (fewer than count: a non-finite loss)
     long long claimed[_X_BUFFERS]  # rows of the batch copied ahead (``_meet``), per buffer
     team_t team             # the team's meetings (``_team.h``)
@@ -1938,8 +2015,8 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
         if t == 0:
             total = _loss(p.loss, out, lb, yb, <floating*>c.g0, n, n_out, <floating>(1.0 / n))
             c.loss_out[b] = total
-            c.correct_out[b] = _count_correct(p.metric, out, lb, yb, n, n_out,
-                                              <int>p.act[p.n_ops - 1] if p.fused else _LINEAR)
+            _plan_metrics(p, out, lb, yb, n, <int>p.act[p.n_ops - 1] if p.fused else _LINEAR,
+                          c.metric_out + b * 2 * p.n_metrics)
             if not isfinite(total):
                 c.done = b
         _meet(&h, xbuf)
@@ -1955,15 +2032,17 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
 
 cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* parts,
                  const floating* x, const floating* y, const int32_t* labels, floating* pred,
-                 Py_ssize_t n_samples, double* loss_sum, double* correct, int t,
+                 Py_ssize_t n_samples, double* loss_sum, double* sums, int t,
                  int nt) noexcept nogil:
     """Forward pass over all samples in workspace-sized batches, in inference mode.
 
     OUT pred (n_samples x n_out) gets the model's outputs (the fused activation applied), unless
-    NULL; with targets (y or labels), OUT loss_sum and correct accumulate loss and hits. Team
-    call (thread t of nt); thread 0 writes the outputs.
+    NULL; with targets (y or labels), OUT loss_sum and sums[0:2·n_metrics] accumulate the loss
+    and the metrics' sums. Team call (thread t of nt); thread 0 writes the outputs.
     """
     cdef Py_ssize_t start, n, n_out = p.units[p.n_ops - 1], n_in = p.n_inputs
+    cdef double batch[2 * _MAX_METRICS]
+    cdef int m
     cdef floating* out
     cdef uint64_t unused = 0
     cdef int last_act = <int>p.act[p.n_ops - 1] if p.fused else _LINEAR
@@ -1976,14 +2055,41 @@ cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* 
             if labels != NULL or y != NULL:
                 loss_sum[0] += _loss(p.loss, out, labels + start if labels != NULL else NULL,
                                      y + start * n_out if y != NULL else NULL, NULL, n, n_out, 1)
-                correct[0] += _count_correct(p.metric, out,
-                                             labels + start if labels != NULL else NULL,
-                                             y + start * n_out if y != NULL else NULL, n, n_out,
-                                             last_act)
+                _plan_metrics(p, out, labels + start if labels != NULL else NULL,
+                              y + start * n_out if y != NULL else NULL, n, last_act, batch)
+                for m in range(2 * p.n_metrics):
+                    sums[m] += batch[m]
             if pred != NULL:
                 _activation_forward(out, pred + start * n_out, n, n_out, last_act)
         team_barrier()  # the next batch overwrites the workspace
         start += n
+
+
+_SPARSE_METRICS = (_METRIC_SPARSE_ACC, _METRIC_SPARSE_TOP_K)
+
+
+def _metric_specs(metric, loss, n_outputs):
+    """Check Network's ``metric`` argument; return int64 arrays of codes and ks."""
+    if isinstance(metric, (int, np.integer)):
+        if metric not in (_METRIC_NONE, _METRIC_SPARSE_ACC, _METRIC_CATEGORICAL_ACC,
+                          _METRIC_BINARY_ACC):
+            raise ValueError(f"unknown metric code {metric}")
+        specs = [] if metric == _METRIC_NONE else [(metric, 0)]
+    else:
+        specs = [tuple(spec) for spec in metric]
+        if len(specs) > _MAX_METRICS or any(len(spec) != 2 for spec in specs):
+            raise ValueError(f"metric must be a list of at most {_MAX_METRICS} (code, k) pairs")
+    for code, k in specs:
+        if code not in range(_METRIC_SPARSE_ACC, _METRIC_RECALL + 1):
+            raise ValueError(f"unknown metric code {code}")
+        if (code in _SPARSE_METRICS) != (loss == _LOSS_SPARSE_CE) \
+                and not (code == _METRIC_BINARY_ACC and n_outputs == 1):
+            raise ValueError("metric and loss must both read integer labels (sparse) or both "
+                             "read target arrays (binary accuracy reads labels for one output)")
+        if code == _METRIC_SPARSE_TOP_K:
+            _int_in("k", k, 1, _INT_MAX)
+    return (np.array([code for code, _ in specs], np.int64),
+            np.array([k for _, k in specs], np.int64))
 
 
 cdef class Network:
@@ -2001,8 +2107,12 @@ cdef class Network:
             applies the optimizer step to its own weights.
         params: the flat parameter buffer (1-D float32 or float64, C-contiguous).
         loss: LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE or LOSS_MSE (the cross-entropies from logits).
-        metric: METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or METRIC_BINARY_ACC
-            (with the sparse loss only for a one-unit output, whose label is its target).
+        metric: one code, METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or
+            METRIC_BINARY_ACC (``train``'s correct_out is then (count,): hits per batch), or a
+            list of up to MAX_METRICS ``(code, k)`` pairs, any METRIC_* but NONE, k used by
+            METRIC_SPARSE_TOP_K (correct_out is then (count, n_metrics, 2): each metric's sums
+            per batch, see ``_metric_sums``). Binary accuracy reads the sparse loss's labels
+            for a one-unit output, whose label is its target.
         fused: the last op's activation (softmax or sigmoid) is folded into the loss.
         capacity: rows per batch the workspace holds.
         seed: seed of the dropout generator.
@@ -2017,6 +2127,9 @@ cdef class Network:
     cdef dict _sizers         # work ('train', 'infer'): (its key, its TeamSizer)
     cdef object _kept         # spare copies of params and slots (train's non-finite guard)
     cdef readonly int n_outputs
+    cdef readonly int n_metrics
+    cdef bint _one_metric      # metric given as one code: correct_out holds hits per batch
+    cdef object _metric_arrays
     cdef public uint64_t seed
     cdef public uint64_t counter
     cdef bint _ready          # __init__ completed: the plan, params and workspace match
@@ -2034,18 +2147,13 @@ cdef class Network:
             raise ValueError("ops must not be empty")
         if loss not in (_LOSS_SPARSE_CE, _LOSS_CE, _LOSS_BCE, _LOSS_MSE):
             raise ValueError(f"unknown loss code {loss}")
-        if metric not in (_METRIC_NONE, _METRIC_SPARSE_ACC, _METRIC_CATEGORICAL_ACC, _METRIC_BINARY_ACC):
-            raise ValueError(f"unknown metric code {metric}")
         kind, units, act, rate, w_off, b_off = (np.array(col) for col in zip(*ops))
         kind, units, act, w_off, b_off = (a.astype(np.int64) for a in (kind, units, act, w_off, b_off))
         rate = rate.astype(np.float64)
         width_in = np.concatenate([[n_inputs], units[:-1]])
         if np.any(units < 1) or np.any((kind != _OP_DENSE) & (units != width_in)):
             raise ValueError("ops have inconsistent widths")
-        if metric != _METRIC_NONE and (metric == _METRIC_SPARSE_ACC) != (loss == _LOSS_SPARSE_CE) \
-                and not (metric == _METRIC_BINARY_ACC and units[-1] == 1):
-            raise ValueError("metric and loss must both read integer labels (sparse) or both "
-                             "read target arrays (binary accuracy reads labels for one output)")
+        codes, ks = _metric_specs(metric, loss, int(units[-1]))
         if np.any((kind < 0) | (kind > 2)) or np.any((act < 0) | (act > 4)):
             raise ValueError("ops have an unknown kind or activation")
         if np.any((rate < 0) | (rate > 1)):
@@ -2083,7 +2191,11 @@ cdef class Network:
         p.n_inputs = n_inputs
         p.first_dense = int(np.argmax(dense))
         p.loss = loss
-        p.metric = metric
+        self._one_metric = isinstance(metric, (int, np.integer))
+        self._metric_arrays = (codes, ks)
+        self.n_metrics = p.n_metrics = codes.shape[0]
+        p.metric = <int64_t*>_data(codes)
+        p.metric_k = <int64_t*>_data(ks)
         p.fused = fused
         p.kind = <int64_t*>_data(kind)
         p.units = <int64_t*>_data(units)
@@ -2183,7 +2295,8 @@ cdef class Network:
                 an int, or an int64 array of shape (1,), IN/OUT, advanced by this call in the
                 same C code that applies the steps (no signal can land between the two).
             loss_out: OUT float64 (count,): each batch's summed per-sample loss.
-            correct_out: OUT float64 (count,): each batch's number of correct samples.
+            correct_out: OUT float64: each batch's number of correct samples, (count,), for a
+                metric given as one code; else each batch's metric sums, (count, n_metrics, 2).
 
         Returns:
             ``(batches_applied, iteration)``: fewer batches than asked when a batch's loss was not
@@ -2207,7 +2320,13 @@ cdef class Network:
         if any(_overlap(slots, other) for other in (self.params, self.grads, x)):
             raise ValueError("slots must not overlap the parameters, the gradients or x")
         _check("loss_out", loss_out, 1, np.float64, (count,), writable=True)
-        _check("correct_out", correct_out, 1, np.float64, (count,), writable=True)
+        if self._one_metric:
+            _check("correct_out", correct_out, 1, np.float64, (count,), writable=True)
+            metric_out = np.zeros((count, self.n_metrics, 2))
+        else:
+            _check("correct_out", correct_out, 3, np.float64, (count, self.n_metrics, 2),
+                   writable=True)
+            metric_out = correct_out
         cdef OptConfig c = _opt_config(opt)
         needed = _slot_count(c)
         if slots.shape[0] != needed:
@@ -2232,20 +2351,20 @@ cdef class Network:
         call.n_samples, call.batch_size, call.first, call.count = n, batch_size, first, count
         call.iteration, call.seed, call.counter = start_iteration, self.seed, self.counter
         call.loss_out = <double*>_data(loss_out)
-        call.correct_out = <double*>_data(correct_out)
+        call.metric_out = <double*>_data(metric_out)
         call.done = count
         kept = self._keep(slots, call.counter)
         held = self._run(&call)
-        cdef Py_ssize_t applied = 0, ran = call.done if held is not None else count
+        cdef Py_ssize_t applied = 0, limit = call.done if held is not None else count
         if not self._finite(slots):
             self._restore(kept, slots)
             call.counter = kept[2]
-            while applied < ran:  # again, one step at a time, each checked before the next
+            while applied < limit:  # again, one step at a time, each checked before the next
                 kept = self._keep(slots, call.counter)
                 call.first, call.count, call.done = first + applied, 1, 1
                 call.iteration = start_iteration + applied
                 call.loss_out = <double*>_data(loss_out) + applied
-                call.correct_out = <double*>_data(correct_out) + applied
+                call.metric_out = <double*>_data(metric_out) + applied * 2 * self.n_metrics
                 held = self._run(&call) or held
                 if call.done == 0 or not self._finite(slots):
                     self._restore(kept, slots)
@@ -2254,6 +2373,9 @@ cdef class Network:
                 applied += 1
             call.done = applied
         self.counter = call.counter
+        if self._one_metric:
+            ran = min(count, call.done + 1)
+            correct_out[:ran] = metric_out[:ran, 0, 0] if self.n_metrics else 0
         if step_counter != NULL:
             step_counter[0] = start_iteration + call.done
         if held is not None:
@@ -2272,7 +2394,7 @@ cdef class Network:
         cdef Py_ssize_t first = call.first, count = call.count, done = 0
         cdef int64_t iteration = call.iteration
         cdef double* losses = call.loss_out
-        cdef double* hits = call.correct_out
+        cdef double* sums = call.metric_out
         cdef int threads
         held = None
         try:
@@ -2281,7 +2403,7 @@ cdef class Network:
             while done < count:
                 threads, call.count = sizer.next_run(count - done)
                 call.first, call.iteration = first + done, iteration + done
-                call.loss_out, call.correct_out = losses + done, hits + done
+                call.loss_out, call.metric_out = losses + done, sums + done * 2 * self.n_metrics
                 call.done = call.count
                 memset(call.claimed, 0, sizeof(call.claimed))
                 call.team = team_t(0, 0)
@@ -2343,7 +2465,9 @@ cdef class Network:
         return bad == 0
 
     def evaluate(self, x, y):
-        """Return ``(loss_sum, correct)`` over all samples, in inference mode, without the GIL."""
+        """Return ``(loss_sum, correct)`` over all samples, in inference mode, without the GIL:
+        correct is the number of hits for a metric given as one code, else every metric's sums,
+        an (n_metrics, 2) array."""
         self._check_ready()
         labels, targets = self._check_data(x, y)
         return self._infer(x, labels, targets, None)
@@ -2360,7 +2484,9 @@ cdef class Network:
         ``capacity`` rows when a batch is cheaper than that, so the results do not change),
         handling signals between calls: Ctrl-C stops a long predict or evaluate promptly. Each
         call is a stretch on the thread count the network's ``TeamSizer`` chooses."""
-        cdef double loss_sum = 0, correct = 0
+        cdef double loss_sum = 0
+        sums = np.zeros((max(self.n_metrics, 1), 2))
+        cdef double* psums = <double*>_data(sums)
         cdef Py_ssize_t n = x.shape[0], n_out = self.n_outputs, start = 0, rows
         cdef Py_ssize_t capacity = self.plan.capacity
         cdef Py_ssize_t step = _rows_per_call(&self.plan)
@@ -2392,21 +2518,23 @@ cdef class Network:
                            <float*>(py + start * n_out * item) if py != NULL else NULL,
                            pl + start if pl != NULL else NULL,
                            <float*>(pout + start * n_out * item) if pout != NULL else NULL,
-                           rows, &loss_sum, &correct, team_index(), team_size())
+                           rows, &loss_sum, psums, team_index(), team_size())
                 else:
                     _infer(&self.plan, <double*>pp, <double*>pws, <double*>pparts,
                            <double*>(px + start * x_row),
                            <double*>(py + start * n_out * item) if py != NULL else NULL,
                            pl + start if pl != NULL else NULL,
                            <double*>(pout + start * n_out * item) if pout != NULL else NULL,
-                           rows, &loss_sum, &correct, team_index(), team_size())
+                           rows, &loss_sum, psums, team_index(), team_size())
                 _team_end(state)
             self._busy -= 1
             sizer.record(threads, batches, time.perf_counter() - started)
             start += rows
             if start < n:
                 PyErr_CheckSignals()
-        return loss_sum, correct
+        if self._one_metric:
+            return loss_sum, float(sums[0, 0])
+        return loss_sum, sums[:self.n_metrics]
 
 
 # A call into the kernels from predict or evaluate does about this many flops before Python

@@ -22,7 +22,7 @@ import tempfile
 
 import numpy as np
 
-from fastdnn import layers as layers_module, losses, optimizers
+from fastdnn import layers as layers_module, losses, metrics, optimizers
 
 MAGIC = b"FASTDNN\0"
 VERSION = 1
@@ -165,7 +165,7 @@ def _target(path, overwrite):
 def _layout(model) -> list:
     """The weight shapes of a model, layer by layer: what a weights file must match (names may
     differ: a second copy of a model gets other automatic names)."""
-    return [[list(w.shape) for w in layer.weights] for layer in model.layers]
+    return [[list(w.shape) for w in layer.weights] for layer in model._flat_layers()]
 
 
 def _contents(model):
@@ -181,7 +181,7 @@ def _contents(model):
                           "config": {**opt.get_config(), "learning_rate": opt.learning_rate},
                           "iterations": opt.iterations},
             "loss": losses.serialize(model.loss) if model.loss is not None else None,
-            "metrics": list(model._metrics), "engine": model.engine}
+            "metrics": [metrics.serialize(m) for m in model._metrics], "engine": model.engine}
         if opt.slots is not None:
             arrays["slots"] = opt.slots
     return header, arrays
