@@ -19,11 +19,16 @@ OpenBLAS (the one the kernels call), apart from NumPy's; threadpoolctl reaches i
 import contextlib
 import math
 import os
+import threading
 
 from fastdnn import _kernels
 
 _controller = None
 _OPENMP_BINDING = ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY", "KMP_AFFINITY")
+
+_blas_lock = threading.Lock()
+_blas_limit = None  # the limit in force while _blas_users > 0
+_blas_users = 0
 
 
 def _quota(directory, v2):
@@ -112,14 +117,28 @@ def get_num_threads() -> int:
 
 @contextlib.contextmanager
 def single_threaded_blas():
-    """Keep BLAS to one thread inside the block (the kernels bring their own threads)."""
-    global _controller
-    if _controller is None:
-        from threadpoolctl import ThreadpoolController
+    """Keep BLAS to one thread inside the block (the kernels bring their own threads).
 
-        _controller = ThreadpoolController()
-    with _controller.limit(limits=1, user_api="blas"):
+    Blocks may overlap across threads (fits of several models at once): the first to enter sets
+    the limit and the last to leave restores what it found, so the limit outlives no block.
+    """
+    global _controller, _blas_limit, _blas_users
+    with _blas_lock:
+        if _blas_users == 0:
+            if _controller is None:
+                from threadpoolctl import ThreadpoolController
+
+                _controller = ThreadpoolController()
+            _blas_limit = _controller.limit(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
         yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limit.restore_original_limits()
+                _blas_limit = None
 
 
 _kernels.set_num_threads(_default_threads())

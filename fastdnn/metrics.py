@@ -289,7 +289,8 @@ def resolve(metric: Metric, y_ndim: int, y_last: int, n_outputs: int, sparse_lab
     if code == _RMSE:
         code = _kernels.METRIC_MSE
     needs_labels = code in (SPARSE, _kernels.METRIC_SPARSE_TOP_K)
-    if needs_labels != sparse_labels:
+    one_output_binary = code == BINARY and n_outputs == 1  # the label is the output's target
+    if needs_labels != sparse_labels and not one_output_binary:
         raise ValueError(f"Metric {metric.name!r} needs "
                          f"{'integer labels' if needs_labels else 'targets shaped like the output'}"
                          f"; with this loss fastdnn reads "
