@@ -40,9 +40,7 @@ def _probe(flags, source):
 
 def _flags():
     """The compile and link flags for a GCC-compatible compiler (see the module docstring)."""
-    # -ffp-contract=off: the updates' loops round as written in every SIMD variant (no FMA
-    # fused in where the variant has it), so that the variants' results are the same.
-    compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-g0"]
+    compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-g0"]
     link_args = []
     if _probe(["-fopenmp"], OPENMP_PROBE):
         compile_args.append("-fopenmp")

@@ -75,6 +75,8 @@ cdef extern from "simd/dispatch.h" nogil:
         void (*sparse_weight_gradient_f32)(const float* x, Py_ssize_t ldx, Py_ssize_t n,
                                            Py_ssize_t lo, Py_ssize_t hi, const float* g,
                                            Py_ssize_t width, float* dw) noexcept nogil
+        Py_ssize_t (*count_nonfinite_f32)(const float* a, Py_ssize_t size) noexcept nogil
+        Py_ssize_t (*count_nonfinite_f64)(const double* a, Py_ssize_t size) noexcept nogil
     enum: SIMD_VARIANTS
     const simd_kernels _simd_table "simd_variants"[]
     const simd_kernels* simd  # the variant in use
@@ -992,14 +994,6 @@ cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
     return hits
 
 
-cdef Py_ssize_t _count_nonfinite(const floating* a, Py_ssize_t size) noexcept nogil:
-    """Return how many of a[0:size] are NaN or infinite (x - x is NaN exactly for those)."""
-    cdef Py_ssize_t i, bad = 0
-    for i in range(size):
-        bad += (a[i] - a[i]) != 0
-    return bad
-
-
 # --- dropout: a counter-based generator, so the NumPy reference draws the same masks
 
 cdef inline uint64_t _mix64(uint64_t z) noexcept nogil:
@@ -1429,9 +1423,9 @@ def count_nonfinite(a):
             lo = size * k // chunks
             hi = size * (k + 1) // chunks
             if f32:
-                bad += _count_nonfinite(<float*>pa + lo, hi - lo)
+                bad += simd.count_nonfinite_f32(<float*>pa + lo, hi - lo)
             else:
-                bad += _count_nonfinite(<double*>pa + lo, hi - lo)
+                bad += simd.count_nonfinite_f64(<double*>pa + lo, hi - lo)
     return bad
 
 
