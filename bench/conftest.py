@@ -2,7 +2,8 @@
 
 Every benchmark row says what it is in ``benchmark.extra_info["role"]``: ``fastdnn``,
 ``reference`` (the plain-NumPy twin, ``fastdnn.reference`` / ``engine='numpy'``) or ``floor``
-(the same work's matrix products alone, through NumPy's BLAS into preallocated arrays). Rows of
+(the same work's matrix products alone, through NumPy's BLAS into preallocated arrays); the grid
+group's roles say where its points train: ``in-process``, ``processes``, ``dask``. Rows of
 the same work share a ``benchmark.group``. The fastdnn row of a group may carry the issue's
 targets in its extra_info: ``max_vs_floor`` (fastdnn/floor at most this) and ``min_speedup``
 (reference/fastdnn at least this). The threads group has the roles ``1-thread``/``2-threads``
@@ -164,6 +165,15 @@ def ratio_lines(benchmarks):
             line = (f"{group:<{width}}  {_fmt_time(fast):>9}  "
                     f"{_ratio(vs_floor, floor_same):>14} {checks[0]:<11}  "
                     f"{_ratio(speedup, ref_same):>18} {checks[1]}")
+        elif "in-process" in rows:
+            t, info = rows["in-process"]
+            parts = []
+            for role in ("processes", "dask"):
+                other, same = _compared(rows, role, info)
+                if other is not None:
+                    parts.append(f"in-process/{role} = {_ratio(t / other, same)}")
+            checks = []
+            line = f"{group:<{width}}  {_fmt_time(t):>9}  " + "  ".join(parts)
         else:
             continue
         lines.append(line.rstrip())

@@ -34,6 +34,7 @@ from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, exp, expf, fabs, isfinite, log, log1p, log1pf, logf, pow, powf, sqrt, sqrtf, tanh, tanhf
 from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
+from cpython.exc cimport PyErr_CheckSignals
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 cnp.import_array()
@@ -102,6 +103,8 @@ ACTIVATIONS = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH,
 OP_DENSE, OP_ACTIVATION, OP_DROPOUT = 0, 1, 2
 LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE, LOSS_MSE = 0, 1, 2, 3
 METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC, METRIC_BINARY_ACC = 0, 1, 2, 3
+METRIC_MAE, METRIC_MSE, METRIC_SPARSE_TOP_K, METRIC_PRECISION, METRIC_RECALL = 4, 5, 6, 7, 8
+MAX_METRICS = 16
 OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM = 0, 1, 2, 3
 
 cdef enum:
@@ -121,6 +124,12 @@ cdef enum:
     _METRIC_SPARSE_ACC = 1
     _METRIC_CATEGORICAL_ACC = 2
     _METRIC_BINARY_ACC = 3
+    _METRIC_MAE = 4
+    _METRIC_MSE = 5
+    _METRIC_SPARSE_TOP_K = 6
+    _METRIC_PRECISION = 7
+    _METRIC_RECALL = 8
+    _MAX_METRICS = 16
 
 # Below this many elements per thread, an OpenMP fork costs more than it saves.
 cdef Py_ssize_t _MIN_CHUNK = 1 << 15
@@ -958,9 +967,31 @@ cdef inline Py_ssize_t _argmax_row(const floating* s, Py_ssize_t c) noexcept nog
     return best
 
 
+cdef inline floating _softmax_scale(const floating* s, Py_ssize_t c, floating* m) noexcept nogil:
+    """OUT m: the maximum of s[0:c]; return 1 / sum(exp(s - m)), as ``_activation_forward``
+    computes softmax(s)[j] = exp(s[j] - m)·scale."""
+    cdef Py_ssize_t j
+    cdef floating total = 0
+    m[0] = s[_argmax_row(s, c)]
+    for j in range(c):
+        total += _exp(s[j] - m[0])
+    return 1 / total
+
+
+cdef inline floating _probability(floating v, int act, floating m, floating scale) noexcept nogil:
+    """The model's output for score v: the fused activation ``act`` applied (softmax through the
+    row's m and scale from ``_softmax_scale``)."""
+    if act == _SIGMOID:
+        return _sigmoid(v)
+    if act == _SOFTMAX:
+        return _exp(v - m) * scale
+    return v
+
+
 cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
                            const floating* y, Py_ssize_t n, Py_ssize_t c, int act) noexcept nogil:
-    """Return the number of correct samples (binary: mean over the row of element hits).
+    """Return the number of correct samples (binary: mean over the row of element hits; with
+    labels instead of y, as Keras for a one-unit output, the label is the row's target).
 
     ``act`` is applied to the scores first where it matters (a fused sigmoid or softmax for
     binary accuracy, which thresholds the probabilities).
@@ -977,21 +1008,58 @@ cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
     elif metric == _METRIC_BINARY_ACC:
         for i in range(n):
             row = 0
-            if act == _SOFTMAX:  # as _activation_forward computes it
-                m = s[i * c + _argmax_row(s + i * c, c)]
-                scale = 0
-                for j in range(c):
-                    scale += _exp(s[i * c + j] - m)
-                scale = 1 / scale
+            if act == _SOFTMAX:
+                scale = _softmax_scale(s + i * c, c, &m)
             for j in range(c):
-                p = s[i * c + j]
-                if act == _SIGMOID:
-                    p = _sigmoid(p)
-                elif act == _SOFTMAX:
-                    p = _exp(p - m) * scale
-                row += (1 if p > 0.5 else 0) == y[i * c + j]
+                p = _probability(s[i * c + j], act, m, scale)
+                row += (1 if p > 0.5 else 0) == (y[i * c + j] if y != NULL else labels[i])
             hits += row / c
     return hits
+
+
+cdef void _metric_sums(int metric, int k, const floating* s, const int32_t* labels,
+                       const floating* y, Py_ssize_t n, Py_ssize_t c, int act,
+                       double* out) noexcept nogil:
+    """OUT out[0:2]: one metric's sums over a batch, from which Python finishes the value.
+
+    Accuracies and top-k: (hits, 0). MAE, MSE: (sum over samples of the row's mean |y - p| or
+    (y - p)², 0). Precision, recall, over every element at threshold 0.5: (true positives,
+    predicted positives) or (true positives, actual positives). p is the model's output (``act``
+    applied); top-k compares scores, which the activation does not reorder.
+    """
+    cdef Py_ssize_t i, j, above
+    cdef double a = 0, b = 0, row
+    cdef floating p, d, m = 0, scale = 1
+    cdef bint predicted, actual
+    out[1] = 0
+    if metric <= _METRIC_BINARY_ACC:
+        out[0] = _count_correct(metric, s, labels, y, n, c, act)
+        return
+    if metric == _METRIC_SPARSE_TOP_K:
+        for i in range(n):
+            above = 0
+            for j in range(c):
+                above += s[i * c + j] > s[i * c + labels[i]]
+            a += above < k
+        out[0] = a
+        return
+    for i in range(n):
+        if act == _SOFTMAX:
+            scale = _softmax_scale(s + i * c, c, &m)
+        row = 0
+        for j in range(c):
+            p = _probability(s[i * c + j], act, m, scale)
+            d = y[i * c + j] - p
+            if metric == _METRIC_MAE:
+                row += fabs(d)
+            elif metric == _METRIC_MSE:
+                row += d * d
+            else:
+                predicted, actual = p > 0.5, y[i * c + j] > 0.5
+                a += predicted and actual
+                b += predicted if metric == _METRIC_PRECISION else actual
+        a += row / c
+    out[0], out[1] = a, b
 
 
 # --- dropout: a counter-based generator, so the NumPy reference draws the same masks
@@ -1121,6 +1189,15 @@ cdef double _finite_scalar(str name, double v, double low=-INFINITY,
         raise ValueError(f"{name} must be finite, got {v}")
     if v < low or v > high:
         raise ValueError(f"{name} must lie in [{low}, {high}], got {v}")
+    return v
+
+
+cdef double _decay(str name, double v) except? -1:
+    """A decay factor (Adam's betas, RMSprop's rho) in [0, 1): at 1 or beyond the running
+    averages stop averaging or grow without bound."""
+    _finite_scalar(name, v, 0.0)
+    if v >= 1:
+        raise ValueError(f"{name} must lie in [0, 1), got {v}")
     return v
 
 
@@ -1523,7 +1600,7 @@ def sgd_update(params, grads, double learning_rate=0.01, double momentum=0.0,
     """
     cdef OptConfig c
     c.kind = _OPT_SGD
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
     c.momentum = _finite_scalar("momentum", momentum, 0.0, 1.0)
     c.nesterov = nesterov
     _require_slot("velocity", velocity, momentum > 0)
@@ -1539,12 +1616,12 @@ def adagrad_update(params, grads, accumulator, double learning_rate=0.001,
         grads: gradients, like params.
         accumulator: IN/OUT slot like params (starts at initial_accumulator_value).
         learning_rate: Defaults to 0.001.
-        epsilon: added inside the square root. Defaults to 1e-7.
+        epsilon: added inside the square root, >= 0. Defaults to 1e-7.
     """
     cdef OptConfig c
     c.kind = _OPT_ADAGRAD
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
-    c.epsilon = _finite_scalar("epsilon", epsilon)
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
+    c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
     _require_slot("accumulator", accumulator, True)
     _run_update(&c, params, grads, (accumulator,), ("accumulator",), 0)
 
@@ -1563,19 +1640,19 @@ def rmsprop_update(params, grads, velocity, double learning_rate=0.001, double r
         grads: gradients, like params.
         velocity: IN/OUT slot r, like params.
         learning_rate: Defaults to 0.001.
-        rho: Defaults to 0.9.
+        rho: in [0, 1). Defaults to 0.9.
         momentum: Defaults to 0.0.
-        epsilon: added inside the square root. Defaults to 1e-7.
+        epsilon: added inside the square root, >= 0. Defaults to 1e-7.
         centered: Defaults to False.
         momentum_buffer: IN/OUT slot b; required when momentum > 0, else None.
         average_gradient: IN/OUT slot c; required when centered, else None.
     """
     cdef OptConfig c
     c.kind = _OPT_RMSPROP
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
-    c.rho = _finite_scalar("rho", rho)
-    c.momentum = _finite_scalar("momentum", momentum)
-    c.epsilon = _finite_scalar("epsilon", epsilon)
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
+    c.rho = _decay("rho", rho)
+    c.momentum = _finite_scalar("momentum", momentum, 0.0)
+    c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
     c.centered = centered
     _require_slot("velocity", velocity, True)
     _require_slot("momentum_buffer", momentum_buffer, momentum > 0)
@@ -1592,8 +1669,8 @@ def adam_update(params, grads, m, v, iteration, double learning_rate=0.001,
     ``a = lr·sqrt(1 - beta_2^t) / (1 - beta_1^t)``; ``m += (1-beta_1)(g - m)``;
     ``v += (1-beta_2)(g² - v)``; amsgrad: ``v̂ = max(v̂, v)`` used instead of v;
     ``w -= a·m / (sqrt(v) + ε)`` (ε outside the root, on the uncorrected v). In float32 without
-    amsgrad and with ε > 0, on a build with AVX2, the division is a reciprocal estimate refined
-    by a Newton step, within a few ulp of the exact quotient (``_adam.h``).
+    amsgrad and with ε > 0, in the AVX2 and AVX-512 variants, the division is a reciprocal
+    estimate refined by a Newton step, within a few ulp of the exact quotient (``simd/adam.h``).
 
     Args:
         params: IN/OUT 1-D float32/float64 parameters.
@@ -1602,18 +1679,18 @@ def adam_update(params, grads, m, v, iteration, double learning_rate=0.001,
         v: IN/OUT second-moment slot.
         iteration: steps already taken (Keras' ``optimizer.iterations``), >= 0.
         learning_rate: Defaults to 0.001.
-        beta_1: Defaults to 0.9.
-        beta_2: Defaults to 0.999.
-        epsilon: Defaults to 1e-7.
+        beta_1: in [0, 1). Defaults to 0.9.
+        beta_2: in [0, 1). Defaults to 0.999.
+        epsilon: >= 0. Defaults to 1e-7.
         amsgrad: Defaults to False.
         v_hat: IN/OUT slot, required when amsgrad, else None.
     """
     cdef OptConfig c
     c.kind = _OPT_ADAM
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
-    c.beta_1 = _finite_scalar("beta_1", beta_1)
-    c.beta_2 = _finite_scalar("beta_2", beta_2)
-    c.epsilon = _finite_scalar("epsilon", epsilon)
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
+    c.beta_1 = _decay("beta_1", beta_1)
+    c.beta_2 = _decay("beta_2", beta_2)
+    c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
     c.amsgrad = amsgrad
     _require_slot("m", m, True)
     _require_slot("v", v, True)
@@ -1637,7 +1714,9 @@ cdef struct Plan:
     const int64_t* mask_off  # offset of the op's dropout mask in the workspace
     int first_dense          # ops before it need no gradient
     int loss
-    int metric
+    int n_metrics
+    const int64_t* metric    # METRIC_* code of each metric
+    const int64_t* metric_k  # k of each top-k metric
     bint fused               # the last op's softmax/sigmoid is folded into the loss
     int64_t capacity         # rows the workspace holds
 
@@ -1647,6 +1726,15 @@ cdef inline int _op_act(const Plan* p, int i) noexcept nogil:
     if p.fused and i == p.n_ops - 1:
         return _LINEAR
     return <int>p.act[i]
+
+
+cdef void _plan_metrics(const Plan* p, const floating* s, const int32_t* labels,
+                        const floating* y, Py_ssize_t n, int act, double* out) noexcept nogil:
+    """OUT out[0:2·n_metrics]: each metric's two sums over a batch (``_metric_sums``)."""
+    cdef int m
+    for m in range(p.n_metrics):
+        _metric_sums(<int>p.metric[m], <int>p.metric_k[m], s, labels, y, n,
+                     p.units[p.n_ops - 1], act, out + 2 * m)
 
 
 cdef floating* _forward(const Plan* p, const floating* params, floating* ws, floating* parts,
@@ -1816,7 +1904,7 @@ cdef struct TrainCall:
     uint64_t seed
     uint64_t counter        # IN/OUT: the dropout generator's position
     double* loss_out
-    double* correct_out
+    double* metric_out      # OUT (count, n_metrics, 2): each batch's metric sums
     Py_ssize_t done         # OUT: batches applied (fewer than count: a non-finite loss)
     long long claimed[_X_BUFFERS]  # rows of the batch copied ahead (``_meet``), per buffer
     long long arrived       # the team's arrivals at meetings (``_meet``)
@@ -1900,8 +1988,8 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
         if t == 0:
             total = _loss(p.loss, out, lb, yb, <floating*>c.g0, n, n_out, <floating>(1.0 / n))
             c.loss_out[b] = total
-            c.correct_out[b] = _count_correct(p.metric, out, lb, yb, n, n_out,
-                                              <int>p.act[p.n_ops - 1] if p.fused else _LINEAR)
+            _plan_metrics(p, out, lb, yb, n, <int>p.act[p.n_ops - 1] if p.fused else _LINEAR,
+                          c.metric_out + b * 2 * p.n_metrics)
             if not isfinite(total):
                 c.done = b
         _meet(&h, xbuf)
@@ -1917,15 +2005,17 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
 
 cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* parts,
                  const floating* x, const floating* y, const int32_t* labels, floating* pred,
-                 Py_ssize_t n_samples, double* loss_sum, double* correct, int t,
+                 Py_ssize_t n_samples, double* loss_sum, double* sums, int t,
                  int nt) noexcept nogil:
     """Forward pass over all samples in workspace-sized batches, in inference mode.
 
     OUT pred (n_samples x n_out) gets the model's outputs (the fused activation applied), unless
-    NULL; with targets (y or labels), OUT loss_sum and correct accumulate loss and hits. Team
-    call (thread t of nt); thread 0 writes the outputs.
+    NULL; with targets (y or labels), OUT loss_sum and sums[0:2·n_metrics] accumulate the loss
+    and the metrics' sums. Team call (thread t of nt); thread 0 writes the outputs.
     """
     cdef Py_ssize_t start, n, n_out = p.units[p.n_ops - 1], n_in = p.n_inputs
+    cdef double batch[2 * _MAX_METRICS]
+    cdef int m
     cdef floating* out
     cdef uint64_t unused = 0
     cdef int last_act = <int>p.act[p.n_ops - 1] if p.fused else _LINEAR
@@ -1938,14 +2028,41 @@ cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* 
             if labels != NULL or y != NULL:
                 loss_sum[0] += _loss(p.loss, out, labels + start if labels != NULL else NULL,
                                      y + start * n_out if y != NULL else NULL, NULL, n, n_out, 1)
-                correct[0] += _count_correct(p.metric, out,
-                                             labels + start if labels != NULL else NULL,
-                                             y + start * n_out if y != NULL else NULL, n, n_out,
-                                             last_act)
+                _plan_metrics(p, out, labels + start if labels != NULL else NULL,
+                              y + start * n_out if y != NULL else NULL, n, last_act, batch)
+                for m in range(2 * p.n_metrics):
+                    sums[m] += batch[m]
             if pred != NULL:
                 _activation_forward(out, pred + start * n_out, n, n_out, last_act)
         team_barrier()  # the next batch overwrites the workspace
         start += n
+
+
+_SPARSE_METRICS = (_METRIC_SPARSE_ACC, _METRIC_SPARSE_TOP_K)
+
+
+def _metric_specs(metric, loss, n_outputs):
+    """Check Network's ``metric`` argument; return int64 arrays of codes and ks."""
+    if isinstance(metric, (int, np.integer)):
+        if metric not in (_METRIC_NONE, _METRIC_SPARSE_ACC, _METRIC_CATEGORICAL_ACC,
+                          _METRIC_BINARY_ACC):
+            raise ValueError(f"unknown metric code {metric}")
+        specs = [] if metric == _METRIC_NONE else [(metric, 0)]
+    else:
+        specs = [tuple(spec) for spec in metric]
+        if len(specs) > _MAX_METRICS or any(len(spec) != 2 for spec in specs):
+            raise ValueError(f"metric must be a list of at most {_MAX_METRICS} (code, k) pairs")
+    for code, k in specs:
+        if code not in range(_METRIC_SPARSE_ACC, _METRIC_RECALL + 1):
+            raise ValueError(f"unknown metric code {code}")
+        if (code in _SPARSE_METRICS) != (loss == _LOSS_SPARSE_CE) \
+                and not (code == _METRIC_BINARY_ACC and n_outputs == 1):
+            raise ValueError("metric and loss must both read integer labels (sparse) or both "
+                             "read target arrays (binary accuracy reads labels for one output)")
+        if code == _METRIC_SPARSE_TOP_K:
+            _int_in("k", k, 1, _INT_MAX)
+    return (np.array([code for code, _ in specs], np.int64),
+            np.array([k for _, k in specs], np.int64))
 
 
 cdef class Network:
@@ -1963,7 +2080,12 @@ cdef class Network:
             applies the optimizer step to its own weights.
         params: the flat parameter buffer (1-D float32 or float64, C-contiguous).
         loss: LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE or LOSS_MSE (the cross-entropies from logits).
-        metric: METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or METRIC_BINARY_ACC.
+        metric: one code, METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or
+            METRIC_BINARY_ACC (``train``'s correct_out is then (count,): hits per batch), or a
+            list of up to MAX_METRICS ``(code, k)`` pairs, any METRIC_* but NONE, k used by
+            METRIC_SPARSE_TOP_K (correct_out is then (count, n_metrics, 2): each metric's sums
+            per batch, see ``_metric_sums``). Binary accuracy reads the sparse loss's labels
+            for a one-unit output, whose label is its target.
         fused: the last op's activation (softmax or sigmoid) is folded into the loss.
         capacity: rows per batch the workspace holds.
         seed: seed of the dropout generator.
@@ -1975,12 +2097,21 @@ cdef class Network:
     cdef object _arrays       # int/float plan arrays the Plan points into
     cdef object _ws
     cdef object _scratch      # g0, g1, parts, xbuf, ybuf, lbuf
+    cdef object _kept         # spare copies of params and slots (train's non-finite guard)
     cdef readonly int n_outputs
+    cdef readonly int n_metrics
+    cdef bint _one_metric      # metric given as one code: correct_out holds hits per batch
+    cdef object _metric_arrays
     cdef public uint64_t seed
     cdef public uint64_t counter
+    cdef bint _ready          # __init__ completed: the plan, params and workspace match
+    cdef int _busy            # calls running without the GIL on the workspace
 
     @cython.wraparound(True)
     def __init__(self, n_inputs, ops, params, loss, metric, bint fused, capacity, seed=0):
+        if self._ready:
+            raise RuntimeError("this Network is already initialised: create a new one (its "
+                               "buffers belong to its plan)")
         self.dtype = _check("params", params, 1, None, None, True)
         n_inputs = _int_in("n_inputs", n_inputs, 1, _INT_MAX)
         capacity = _int_in("capacity", capacity, 1, _INT_MAX)
@@ -1988,17 +2119,13 @@ cdef class Network:
             raise ValueError("ops must not be empty")
         if loss not in (_LOSS_SPARSE_CE, _LOSS_CE, _LOSS_BCE, _LOSS_MSE):
             raise ValueError(f"unknown loss code {loss}")
-        if metric not in (_METRIC_NONE, _METRIC_SPARSE_ACC, _METRIC_CATEGORICAL_ACC, _METRIC_BINARY_ACC):
-            raise ValueError(f"unknown metric code {metric}")
-        if metric != _METRIC_NONE and (metric == _METRIC_SPARSE_ACC) != (loss == _LOSS_SPARSE_CE):
-            raise ValueError("metric and loss must both read integer labels (sparse) or both "
-                             "read target arrays")
         kind, units, act, rate, w_off, b_off = (np.array(col) for col in zip(*ops))
         kind, units, act, w_off, b_off = (a.astype(np.int64) for a in (kind, units, act, w_off, b_off))
         rate = rate.astype(np.float64)
         width_in = np.concatenate([[n_inputs], units[:-1]])
         if np.any(units < 1) or np.any((kind != _OP_DENSE) & (units != width_in)):
             raise ValueError("ops have inconsistent widths")
+        codes, ks = _metric_specs(metric, loss, int(units[-1]))
         if np.any((kind < 0) | (kind > 2)) or np.any((act < 0) | (act > 4)):
             raise ValueError("ops have an unknown kind or activation")
         if np.any((rate < 0) | (rate > 1)):
@@ -2036,7 +2163,11 @@ cdef class Network:
         p.n_inputs = n_inputs
         p.first_dense = int(np.argmax(dense))
         p.loss = loss
-        p.metric = metric
+        self._one_metric = isinstance(metric, (int, np.integer))
+        self._metric_arrays = (codes, ks)
+        self.n_metrics = p.n_metrics = codes.shape[0]
+        p.metric = <int64_t*>_data(codes)
+        p.metric_k = <int64_t*>_data(ks)
         p.fused = fused
         p.kind = <int64_t*>_data(kind)
         p.units = <int64_t*>_data(units)
@@ -2046,7 +2177,9 @@ cdef class Network:
         p.b_off = <int64_t*>_data(b_off)
         p.out_off = <int64_t*>_data(out_off)
         p.mask_off = <int64_t*>_data(mask_off)
-        self.reserve(capacity)
+        self._ws = None
+        self._reserve(capacity)
+        self._ready = True
 
     def reserve(self, capacity):
         """Size the workspace for batches of up to ``capacity`` rows (it only ever grows).
@@ -2054,6 +2187,21 @@ cdef class Network:
         The new buffers are allocated before anything changes: if that fails (MemoryError), the
         network keeps its previous, consistent workspace.
         """
+        self._check_ready()
+        if self._busy:
+            raise RuntimeError("the workspace is in use by a running call; reserve after it")
+        self._reserve(capacity)
+
+    def _check_ready(self):
+        """Refuse a call on a network whose __init__ did not complete, or whose buffers do not
+        match its plan."""
+        if not self._ready:
+            raise RuntimeError("this Network is not initialised (its __init__ failed or was "
+                               "never called)")
+        if self.params.shape[0] != self.grads.shape[0] or self._ws is None:
+            raise RuntimeError("this Network's buffers do not match its plan")
+
+    def _reserve(self, capacity):
         capacity = _int_in("capacity", capacity, 1, _INT_MAX)
         if self._ws is not None and capacity <= self.plan.capacity:
             return
@@ -2079,8 +2227,8 @@ cdef class Network:
 
     @property
     def capacity(self):
-        """Rows per batch the workspace holds."""
-        return self.plan.capacity
+        """Rows per batch the workspace holds (0 before __init__ completes)."""
+        return self.plan.capacity if self._ready else 0
 
     def _check_data(self, x, y):
         """Check x and y against the plan; return the labels and float targets (one is None)."""
@@ -2093,8 +2241,13 @@ cdef class Network:
         return None, y
 
     def train(self, x, y, order, Py_ssize_t batch_size, Py_ssize_t first, Py_ssize_t count,
-              opt, slots, int64_t iteration, loss_out, correct_out):
+              opt, slots, iteration, loss_out, correct_out):
         """Train ``count`` batches, starting at batch ``first``, without the GIL.
+
+        A step that would leave a weight or a slot NaN or infinite is never applied: the call
+        keeps a copy of the parameters, slots and dropout position, checks them once at its end,
+        and when one is not finite restores the copy and runs the batches again one at a time,
+        stopping before the step that broke them (deterministic, so the same steps).
 
         Args:
             x: inputs, (n, n_inputs), the network's dtype, C-contiguous.
@@ -2107,14 +2260,19 @@ cdef class Network:
                 epsilon, nesterov, centered, amsgrad).
             slots: IN/OUT optimizer slots, (n_slots, n_params) of the network's dtype: the slots
                 Keras creates for these settings, in Keras' order (see ``_slot_pointers``).
-            iteration: the optimizer's step counter before this call.
+            iteration: the optimizer's step counter before this call, in [0, 2**62 - count]:
+                an int, or an int64 array of shape (1,), IN/OUT, advanced by this call in the
+                same C code that applies the steps (no signal can land between the two).
             loss_out: OUT float64 (count,): each batch's summed per-sample loss.
-            correct_out: OUT float64 (count,): each batch's number of correct samples.
+            correct_out: OUT float64: each batch's number of correct samples, (count,), for a
+                metric given as one code; else each batch's metric sums, (count, n_metrics, 2).
 
         Returns:
             ``(batches_applied, iteration)``: fewer batches than asked when a batch's loss was not
-            finite (that batch's loss is in loss_out; its update was not applied).
+            finite or its step would have made a weight or slot non-finite (that batch's loss is
+            in loss_out; its update was not applied).
         """
+        self._check_ready()
         labels, targets = self._check_data(x, y)
         cdef Py_ssize_t n = x.shape[0], n_params = self.params.shape[0]
         if batch_size < 1 or batch_size > self.plan.capacity:
@@ -2131,13 +2289,25 @@ cdef class Network:
         if any(_overlap(slots, other) for other in (self.params, self.grads, x)):
             raise ValueError("slots must not overlap the parameters, the gradients or x")
         _check("loss_out", loss_out, 1, np.float64, (count,), writable=True)
-        _check("correct_out", correct_out, 1, np.float64, (count,), writable=True)
+        if self._one_metric:
+            _check("correct_out", correct_out, 1, np.float64, (count,), writable=True)
+            metric_out = np.zeros((count, self.n_metrics, 2))
+        else:
+            _check("correct_out", correct_out, 3, np.float64, (count, self.n_metrics, 2),
+                   writable=True)
+            metric_out = correct_out
         cdef OptConfig c = _opt_config(opt)
         needed = _slot_count(c)
         if slots.shape[0] != needed:
             raise ValueError(f"slots must have {needed} rows for this optimizer, got {slots.shape[0]}")
-        if iteration < 0:
-            raise ValueError(f"iteration must be >= 0, got {iteration}")
+        cdef int64_t* step_counter = NULL
+        if isinstance(iteration, np.ndarray):
+            _check("iteration", iteration, 1, np.int64, (1,), writable=True)
+            step_counter = <int64_t*>_data(iteration)
+            start_iteration = int(step_counter[0])
+        else:
+            start_iteration = iteration
+        _int_in("iteration", start_iteration, 0, 2**62 - count)
         g0, g1, parts, xbuf, ybuf, lbuf = self._scratch
         cdef TrainCall call
         call.plan, call.opt = &self.plan, &c
@@ -2148,59 +2318,161 @@ cdef class Network:
         call.x, call.y, call.labels = _data(x), _data(targets), <int32_t*>_data(labels)
         call.order = <int64_t*>_data(order)
         call.n_samples, call.batch_size, call.first, call.count = n, batch_size, first, count
-        call.iteration, call.seed, call.counter = iteration, self.seed, self.counter
+        call.iteration, call.seed, call.counter = start_iteration, self.seed, self.counter
         call.loss_out = <double*>_data(loss_out)
-        call.correct_out = <double*>_data(correct_out)
+        call.metric_out = <double*>_data(metric_out)
         call.done = count
-        memset(call.claimed, 0, sizeof(call.claimed))
-        call.arrived = 0
+        kept = self._keep(slots, call.counter)
+        self._run(&call)
+        cdef Py_ssize_t applied = 0
+        if not self._finite(slots):
+            self._restore(kept, slots)
+            call.counter = kept[2]
+            while applied < count:  # again, one step at a time, each checked before the next
+                kept = self._keep(slots, call.counter)
+                call.first, call.count, call.done = first + applied, 1, 1
+                call.iteration = start_iteration + applied
+                call.loss_out = <double*>_data(loss_out) + applied
+                call.metric_out = <double*>_data(metric_out) + applied * 2 * self.n_metrics
+                self._run(&call)
+                if call.done == 0 or not self._finite(slots):
+                    self._restore(kept, slots)
+                    call.counter = kept[2]
+                    break
+                applied += 1
+            call.done = applied
+        self.counter = call.counter
+        if self._one_metric:
+            ran = min(count, call.done + 1)
+            correct_out[:ran] = metric_out[:ran, 0, 0] if self.n_metrics else 0
+        if step_counter != NULL:
+            step_counter[0] = start_iteration + call.done
+        return call.done, start_iteration + call.done
+
+    cdef void _run(self, TrainCall* call):
+        """Run ``call`` on the team without the GIL (its claimed rows and arrivals reset)."""
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
-        with nogil, parallel(num_threads=_team_threads(&self.plan, batch_size)):
+        memset(call.claimed, 0, sizeof(call.claimed))
+        call.arrived = 0
+        self._busy += 1
+        with nogil, parallel(num_threads=_team_threads(&self.plan, call.batch_size)):
             state = fpenv_flush_denormals()  # the FP state is per thread
             if f32:
-                _train_batches(&call, <float*>NULL, team_index(), team_size())
+                _train_batches(call, <float*>NULL, team_index(), team_size())
             else:
-                _train_batches(&call, <double*>NULL, team_index(), team_size())
+                _train_batches(call, <double*>NULL, team_index(), team_size())
             fpenv_restore(state)
-        self.counter = call.counter
-        return call.done, iteration + call.done
+        self._busy -= 1
+
+    def _keep(self, slots, uint64_t counter):
+        """Copy the parameters and slots into the network's spare buffers (made once per slots
+        shape); return ``(params copy, slots copy, dropout position)``."""
+        if self._kept is None or self._kept[1].shape != slots.shape:
+            self._kept = (np.empty_like(self.params), np.empty_like(slots))
+        np.copyto(self._kept[0], self.params)
+        np.copyto(self._kept[1], slots)
+        return self._kept + (counter,)
+
+    def _restore(self, kept, slots):
+        np.copyto(self.params, kept[0])
+        np.copyto(slots, kept[1])
+
+    def _finite(self, slots):
+        """Whether every parameter and slot is finite (one pass on this thread: no team to wake
+        for a pass this short)."""
+        cdef void* pp = _data(self.params)
+        cdef void* ps = _data(slots)
+        cdef Py_ssize_t n = self.params.shape[0], n_slots = slots.size, bad
+        if self.dtype == np.float32:
+            with nogil:
+                bad = simd.count_nonfinite_f32(<float*>pp, n)
+                bad += simd.count_nonfinite_f32(<float*>ps, n_slots)
+        else:
+            with nogil:
+                bad = simd.count_nonfinite_f64(<double*>pp, n)
+                bad += simd.count_nonfinite_f64(<double*>ps, n_slots)
+        return bad == 0
 
     def evaluate(self, x, y):
-        """Return ``(loss_sum, correct)`` over all samples, in inference mode, without the GIL."""
+        """Return ``(loss_sum, correct)`` over all samples, in inference mode, without the GIL:
+        correct is the number of hits for a metric given as one code, else every metric's sums,
+        an (n_metrics, 2) array."""
+        self._check_ready()
         labels, targets = self._check_data(x, y)
         return self._infer(x, labels, targets, None)
 
     def predict(self, x, out):
         """Write the model's outputs for x into OUT ``out`` (n, n_outputs), without the GIL."""
+        self._check_ready()
         _check("x", x, 2, self.dtype, (None, self.plan.n_inputs))
         _check("out", out, 2, self.dtype, (x.shape[0], self.n_outputs), writable=True)
         self._infer(x, None, None, out)
 
     def _infer(self, x, labels, targets, out):
-        cdef double loss_sum = 0, correct = 0
-        cdef Py_ssize_t n = x.shape[0]
-        cdef void* pp = _data(self.params)
-        cdef void* pws = _data(self._ws)
-        cdef void* pparts = _data(self._scratch[2])
-        cdef void* px = _data(x)
-        cdef void* py = _data(targets)
+        """Run ``_infer`` over x in calls of about ``_CALL_FLOPS`` each (whole batches of
+        ``capacity`` rows when a batch is cheaper than that, so the results do not change),
+        handling signals between calls: Ctrl-C stops a long predict or evaluate promptly."""
+        cdef double loss_sum = 0
+        sums = np.zeros((max(self.n_metrics, 1), 2))
+        cdef double* psums = <double*>_data(sums)
+        cdef Py_ssize_t n = x.shape[0], n_out = self.n_outputs, start = 0, rows
+        cdef Py_ssize_t step = _rows_per_call(&self.plan)
+        cdef Py_ssize_t item = self.dtype.itemsize, x_row = self.plan.n_inputs * item
+        cdef char* pp = <char*>_data(self.params)
+        cdef char* pws = <char*>_data(self._ws)
+        cdef char* pparts = <char*>_data(self._scratch[2])
+        cdef char* px = <char*>_data(x)
+        cdef char* py = <char*>_data(targets)
         cdef int32_t* pl = <int32_t*>_data(labels)
-        cdef void* pout = _data(out)
+        cdef char* pout = <char*>_data(out)
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
-        with nogil, parallel(num_threads=_team_threads(&self.plan, self.plan.capacity)):
-            state = fpenv_flush_denormals()
-            if f32:
-                _infer(&self.plan, <float*>pp, <float*>pws, <float*>pparts, <float*>px,
-                       <float*>py, pl, <float*>pout, n, &loss_sum, &correct, team_index(),
-                       team_size())
-            else:
-                _infer(&self.plan, <double*>pp, <double*>pws, <double*>pparts, <double*>px,
-                       <double*>py, pl, <double*>pout, n, &loss_sum, &correct, team_index(),
-                       team_size())
-            fpenv_restore(state)
-        return loss_sum, correct
+        while start < n:
+            rows = min(step, n - start)
+            self._busy += 1
+            with nogil, parallel(num_threads=_team_threads(&self.plan, self.plan.capacity)):
+                state = fpenv_flush_denormals()
+                if f32:
+                    _infer(&self.plan, <float*>pp, <float*>pws, <float*>pparts,
+                           <float*>(px + start * x_row),
+                           <float*>(py + start * n_out * item) if py != NULL else NULL,
+                           pl + start if pl != NULL else NULL,
+                           <float*>(pout + start * n_out * item) if pout != NULL else NULL,
+                           rows, &loss_sum, psums, team_index(), team_size())
+                else:
+                    _infer(&self.plan, <double*>pp, <double*>pws, <double*>pparts,
+                           <double*>(px + start * x_row),
+                           <double*>(py + start * n_out * item) if py != NULL else NULL,
+                           pl + start if pl != NULL else NULL,
+                           <double*>(pout + start * n_out * item) if pout != NULL else NULL,
+                           rows, &loss_sum, psums, team_index(), team_size())
+                fpenv_restore(state)
+            self._busy -= 1
+            start += rows
+            if start < n:
+                PyErr_CheckSignals()
+        if self._one_metric:
+            return loss_sum, float(sums[0, 0])
+        return loss_sum, sums[:self.n_metrics]
+
+
+# A call into the kernels from predict or evaluate does about this many flops before Python
+# handles signals (Ctrl-C): tenths of a second even on a slow, shared core.
+cdef double _CALL_FLOPS = 2e9
+
+
+cdef Py_ssize_t _rows_per_call(const Plan* p) noexcept:
+    """Rows per inference call: whole batches of ``capacity`` rows within ``_CALL_FLOPS``, or
+    fewer rows than a batch when a batch alone would exceed it."""
+    cdef double row_flops = 0
+    cdef Py_ssize_t width = p.n_inputs, rows
+    cdef int i
+    for i in range(p.n_ops):
+        row_flops += 2.0 * width * p.units[i] if p.kind[i] == _OP_DENSE else p.units[i]
+        width = p.units[i]
+    rows = max(1, <Py_ssize_t>(_CALL_FLOPS / row_flops))
+    return rows - rows % p.capacity if rows >= p.capacity else rows
 
 
 _OPT_KINDS = {"sgd": _OPT_SGD, "adagrad": _OPT_ADAGRAD, "rmsprop": _OPT_RMSPROP, "adam": _OPT_ADAM}
@@ -2212,12 +2484,12 @@ cdef OptConfig _opt_config(dict opt) except *:
     if opt.get("kind") not in _OPT_KINDS:
         raise ValueError(f"opt['kind'] must be one of {sorted(_OPT_KINDS)}, got {opt.get('kind')!r}")
     c.kind = _OPT_KINDS[opt["kind"]]
-    c.learning_rate = _finite_scalar("learning_rate", opt.get("learning_rate", 0.001))
+    c.learning_rate = _finite_scalar("learning_rate", opt.get("learning_rate", 0.001), 0.0)
     c.momentum = _finite_scalar("momentum", opt.get("momentum", 0.0), 0.0)
-    c.rho = _finite_scalar("rho", opt.get("rho", 0.9))
-    c.beta_1 = _finite_scalar("beta_1", opt.get("beta_1", 0.9))
-    c.beta_2 = _finite_scalar("beta_2", opt.get("beta_2", 0.999))
-    c.epsilon = _finite_scalar("epsilon", opt.get("epsilon", 1e-7))
+    c.rho = _decay("rho", opt.get("rho", 0.9))
+    c.beta_1 = _decay("beta_1", opt.get("beta_1", 0.9))
+    c.beta_2 = _decay("beta_2", opt.get("beta_2", 0.999))
+    c.epsilon = _finite_scalar("epsilon", opt.get("epsilon", 1e-7), 0.0)
     c.nesterov = bool(opt.get("nesterov", False))
     c.centered = bool(opt.get("centered", False))
     c.amsgrad = bool(opt.get("amsgrad", False))

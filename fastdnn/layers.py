@@ -6,12 +6,11 @@ A layer computes nothing itself. The model lays every weight out in one flat buf
 """
 
 import math
-import random
 import warnings
 
 import numpy as np
 
-from fastdnn import _kernels, _naming, activations
+from fastdnn import _kernels, _naming, _random, _tensors, activations
 
 _BASE_KWARGS = ("name", "dtype", "trainable", "input_shape", "input_dim", "batch_size")
 
@@ -21,6 +20,20 @@ def _shape(shape, name="shape"):
             d is None or (isinstance(d, (int, np.integer)) and d > 0) for d in shape):
         return tuple(None if d is None else int(d) for d in shape)
     raise ValueError(f"Cannot convert '{shape}' to a shape.")
+
+
+def weight_value(value, dtype, name):
+    """``value`` converted to the weights' float ``dtype``; refuse what is not real numbers
+    (``TypeError``) or is NaN, infinite or beyond ``dtype``'s range (``ValueError``), both
+    naming ``name``."""
+    value = np.asarray(value)
+    if value.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be real numbers; got an array of dtype {value.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
+        converted = value.astype(dtype)
+    if not np.all(np.isfinite(converted)):
+        raise ValueError(f"{name} must be finite numbers that fit in {np.dtype(dtype).name}")
+    return converted
 
 
 class Layer:
@@ -53,6 +66,10 @@ class Layer:
         self.built = False
         self.output_shape = None
         self._weights = []
+        # Set by the model that lays the weights out: what Variables and KerasTensors report.
+        self._weight_names, self._variables = [], []
+        self._scope = self._built_input_shape = self._dtype = None
+        self._home = None  # the model whose parameter buffer holds the weights (_sharing)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         """Shape of the output, batch axis (None) included, for an input of ``input_shape``."""
@@ -74,13 +91,45 @@ class Layer:
 
     @property
     def weights(self) -> list:
-        """The layer's weights: NumPy views into the model's parameter buffer."""
-        return list(self._weights)
+        """The layer's weights as ``Variable`` objects (``.numpy()``, ``.assign()``, ...), which
+        read and write the model's parameter buffer."""
+        if len(self._variables) != len(self._weights):
+            self._variables = [_tensors.Variable(self, i) for i in range(len(self._weights))]
+        return list(self._variables)
 
     @property
     def trainable_weights(self) -> list:
         """The weights, if the layer is trainable."""
         return self.weights if self.trainable else []
+
+    @property
+    def non_trainable_weights(self) -> list:
+        """The weights, if the layer is not trainable."""
+        return [] if self.trainable else self.weights
+
+    @property
+    def input(self):
+        """A ``KerasTensor`` with the shape (batch axis None) and dtype of the layer's input.
+
+        Raises:
+            AttributeError: if no model has built the layer yet.
+        """
+        return self._tensor(self._built_input_shape, "input")
+
+    @property
+    def output(self):
+        """A ``KerasTensor`` with the shape (batch axis None) and dtype of the layer's output.
+
+        Raises:
+            AttributeError: if no model has built the layer yet.
+        """
+        return self._tensor(self.output_shape if self.built else None, "output")
+
+    def _tensor(self, shape, what):
+        if shape is None:
+            raise AttributeError(f"The layer {self.name} has never been called and thus has no "
+                                 f"defined {what}.")
+        return _tensors.KerasTensor(shape, self._dtype or "float32")
 
     def get_weights(self) -> list:
         """Return copies of the weights (kernel, then bias)."""
@@ -90,19 +139,21 @@ class Layer:
         """Set the weights from a list of arrays of the right shapes.
 
         Raises:
-            ValueError: for a wrong count, a wrong shape or a non-finite value.
+            TypeError: for values that are not real numbers (complex, dates, text).
+            ValueError: for a wrong count, a wrong shape, or a value that is NaN, infinite or
+                beyond the weights' float type.
         """
         weights = list(weights)
         if len(weights) != len(self._weights):
             raise ValueError(f"Layer {self.name} expects {len(self._weights)} weights, "
                              f"but received {len(weights)}")
-        arrays = [np.asarray(w) for w in weights]
-        for mine, new in zip(self._weights, arrays):
+        arrays = []
+        for mine, new in zip(self._weights, weights):
+            new = np.asarray(new)
             if mine.shape != new.shape:
                 raise ValueError(f"Layer {self.name} weight shape {mine.shape} is not compatible "
                                  f"with provided weight shape {new.shape}")
-            if not np.all(np.isfinite(new)):
-                raise ValueError(f"Layer {self.name}: weights must be finite")
+            arrays.append(weight_value(new, mine.dtype, f"Layer {self.name}: weights"))
         for mine, new in zip(self._weights, arrays):
             mine[...] = new
 
@@ -198,8 +249,8 @@ class Dense(Layer):
         self.units = int(units)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
-        # Keras draws the initializer's seed from Python's random at construction.
-        self._seed = random.randrange(2**31)
+        # Drawn at construction, as Keras does, but from fastdnn's own stream (see _random).
+        self._seed = _random.draw_seed()
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 2:
@@ -220,13 +271,13 @@ class Dense(Layer):
 
     @property
     def kernel(self):
-        """The kernel, shape (input width, units): a view into the model's buffer."""
-        return self._weights[0]
+        """The kernel ``Variable``, shape (input width, units)."""
+        return self.weights[0]
 
     @property
     def bias(self):
-        """The bias, shape (units,), or None without bias."""
-        return self._weights[1] if self.use_bias else None
+        """The bias ``Variable``, shape (units,), or None without bias."""
+        return self.weights[1] if self.use_bias else None
 
     def plan_ops(self, width, offsets):
         code = _kernels.ACTIVATIONS[self.activation]

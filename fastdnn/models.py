@@ -10,20 +10,24 @@ callbacks.
 import contextlib
 import functools
 import math
+import os
 import threading
 import time
 
 import numpy as np
 
-from fastdnn import (_kernels, _naming, _summary, _threads, callbacks as callbacks_module, config,
-                     layers as layers_module, losses, metrics as metrics_module, optimizers,
-                     reference, saving)
+from fastdnn import (_keras_format, _kernels, _naming, _sharing, _summary, _tensors, _threads,
+                     callbacks as callbacks_module, config, layers as layers_module, losses,
+                     metrics as metrics_module, optimizers, reference, saving)
 from fastdnn._progbar import Progbar
 
 ENGINES = {"fastdnn": _kernels, "numpy": reference}
 
-# A call into the kernels runs about this long before fit returns to Python for progress.
+# A call into the kernels runs about this long before fit returns to Python for progress
+# (and for signals: Ctrl-C). The first call's batches are estimated from their flops (about 6
+# per weight and sample: forward, backward, update) before a measured call can set the pace.
 _SECONDS_PER_CALL = 0.05
+_FIRST_CALL_FLOPS = 2e9
 # The kernels index arrays with C ints (BLAS's own limit).
 _MAX_PARAMS = 2**31 - 1
 
@@ -70,11 +74,26 @@ def _exclusive(method):
     return locked
 
 
-def _logs(loss_sum, correct, seen, metric_name):
-    """Running logs, in Keras' alphabetical order: the mean loss and metric over ``seen`` samples."""
+def _not_while_fitting(method):
+    """Refuse a method that would change what a running ``fit`` trains (called from one of its
+    callbacks): fit holds the plan, the optimizer's slots and the parameter buffer."""
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        if self._fitting:
+            raise RuntimeError(f"`{method.__name__}()` cannot be called on model {self.name} "
+                               "while `fit()` is running (from one of its callbacks): call it "
+                               "after fit returns, or stop training with "
+                               "`model.stop_training = True`")
+        return method(self, *args, **kwargs)
+    return guarded
+
+
+def _logs(loss_sum, sums, seen, metrics):
+    """Running logs, in Keras' alphabetical order: the mean loss over ``seen`` samples and each
+    metric's value from its sums (``sums``: (n_metrics, 2))."""
     logs = {"loss": loss_sum / seen}
-    if metric_name:
-        logs[metric_name] = correct / seen
+    for metric, metric_sums in zip(metrics, sums):
+        logs[metric.name] = metrics_module.value(metric, metric_sums, seen)
     return dict(sorted(logs.items()))
 
 
@@ -97,6 +116,7 @@ class Sequential:
         self.name = _naming.check_name(name, "sequential")
         self.trainable = trainable
         self._layers = []
+        self._sharers = []  # models computing with a part of this model's buffer (_sharing)
         self._input = None
         self.params = None
         self.built = False
@@ -112,6 +132,7 @@ class Sequential:
         self._network_key = None
         # One network (and workspace) serves the model: calls from several threads take turns.
         self._lock = threading.RLock()
+        self._fitting = False  # fit is running: its callbacks may not change structure or compile
         for layer in layers or []:
             self.add(layer)
 
@@ -127,6 +148,7 @@ class Sequential:
         raise AttributeError("`Sequential.layers` attribute is reserved and should not be used. "
                              "Use `add()` and `pop()` to change the layers in this model.")
 
+    @_not_while_fitting
     def add(self, layer) -> None:
         """Add a layer on top of the stack (or an ``Input`` at the bottom).
 
@@ -142,9 +164,12 @@ class Sequential:
                 raise ValueError("An Input must be the first layer of a Sequential model")
             self._input = layer
             return
-        if not isinstance(layer, layers_module.Layer):
+        if not isinstance(layer, (layers_module.Layer, Sequential)):
             raise ValueError("Only instances of `keras.Layer` can be added to a Sequential model. "
                              f"Received: {layer!r} (of type {type(layer)})")
+        if isinstance(layer, Sequential) and not layer.built:
+            raise ValueError(f"Model {layer.name} must be built (start it with an `Input`) before "
+                             "it is used as a layer of another model")
         taken = [l.name for l in self._layers] + ([self._input.name] if self._input else [])
         if layer.name in taken:
             raise ValueError("All layers added to a Sequential model should have unique names. "
@@ -156,10 +181,11 @@ class Sequential:
         if self._input is not None:
             try:
                 self._lay_out()
-            except ValueError:
+            except (ValueError, NotImplementedError):
                 self._layers.pop()
                 raise
 
+    @_not_while_fitting
     def pop(self):
         """Remove and return the top layer (``IndexError`` on an empty model)."""
         layer = self._layers.pop()
@@ -167,6 +193,7 @@ class Sequential:
             self._lay_out()
         return layer
 
+    @_not_while_fitting
     def build(self, input_shape=None) -> None:
         """Create the weights for inputs of ``input_shape`` (batch axis first, e.g. (None, 784)).
 
@@ -185,8 +212,20 @@ class Sequential:
                              "shape. Pass `input_shape` or add an `Input` first.")
         self._lay_out()
 
+    @property
+    def _input_shape(self):
+        """The input shape without the batch axis: a model used as a layer gives the outer
+        model its input."""
+        return self._input.shape if self._input is not None else None
+
+    def _flat_layers(self) -> list:
+        """The layers, those of the models used as layers in their place."""
+        return [inner for layer in self._layers
+                for inner in (layer._flat_layers() if isinstance(layer, Sequential) else [layer])]
+
     def _lay_out(self) -> None:
-        """Lay every weight out in one new flat buffer, keeping the values of built layers."""
+        """Lay every weight out in one flat buffer, keeping the values of built layers (shared
+        with the model that holds them, see ``fastdnn._sharing``)."""
         if not self._layers:
             raise ValueError(f"Sequential model {self.name} cannot be built because it has no "
                              "layers. Call `model.add(layer)`.")
@@ -194,19 +233,19 @@ class Sequential:
             self._dtype = config._dtype()
         shape = self._input.output_shape
         plan, total = [], 0
-        for layer in self._layers:
+        for layer in self._flat_layers():
             spans = []
-            for _, wshape in layer.weight_shapes(shape):
-                spans.append((total, wshape))
+            for wname, wshape in layer.weight_shapes(shape):
+                spans.append((total, wshape, wname))
                 total += int(np.prod(wshape))
             plan.append((layer, spans, shape))
             shape = layer.compute_output_shape(shape)
         if total > _MAX_PARAMS:
             raise ValueError(f"Model {self.name} would have {total:,} parameters; the kernels "
                              f"address at most {_MAX_PARAMS:,}")
-        params = np.zeros(total, self._dtype)
+        params, home = _sharing.buffer_for(self, plan, total, self._dtype)
         for layer, spans, in_shape in plan:
-            views = [params[o:o + int(np.prod(s))].reshape(s) for o, s in spans]
+            views = [params[o:o + int(np.prod(s))].reshape(s) for o, s, _ in spans]
             old = layer._weights
             if layer.built and [w.shape for w in old] == [v.shape for v in views]:
                 for view, value in zip(views, old):
@@ -214,12 +253,17 @@ class Sequential:
             else:
                 layer.initialize(views)
             layer._weights = views
-            layer._offsets = [o for o, _ in spans]
+            layer._offsets = [o for o, _, _ in spans]
+            layer._weight_names = [n for _, _, n in spans]
+            layer._scope = layer._scope or self.name
+            layer._home = home
+            layer._built_input_shape, layer._dtype = in_shape, str(self._dtype)
             layer.output_shape = layer.compute_output_shape(in_shape)
             layer.built = True
         self.params = params
         self.built = True
         self._network = None
+        _sharing.follow(self, params)
 
     @property
     def input_shape(self):
@@ -233,39 +277,110 @@ class Sequential:
 
     @property
     def weights(self) -> list:
-        """Every weight, layer by layer (kernel, then bias): views into the parameter buffer."""
+        """Every weight, layer by layer (kernel, then bias), as ``Variable`` objects."""
         return [w for layer in self._layers for w in layer.weights] if self.built else []
+
+    @property
+    def trainable_weights(self) -> list:
+        """The weights of the trainable layers (all of them, if the model is trainable)."""
+        return [w for layer in self._layers for w in layer.trainable_weights] \
+            if self.built and self.trainable else []
+
+    @property
+    def non_trainable_weights(self) -> list:
+        """The weights of the layers that are not trainable."""
+        return [w for w in self.weights if not w.trainable] if self.trainable else self.weights
+
+    def _views(self) -> list:
+        """Every weight as a NumPy view into the parameter buffer."""
+        return [w for layer in self._flat_layers() for w in layer._weights] if self.built else []
 
     def get_weights(self) -> list:
         """Return copies of every weight, layer by layer."""
-        return [w.copy() for w in self.weights]
+        return [w.copy() for w in self._views()]
 
     def set_weights(self, weights) -> None:
         """Set every weight from a list like ``get_weights()``'s; nothing changes on error.
 
         Raises:
-            ValueError: for a wrong count, a wrong shape or a non-finite value.
+            TypeError: for values that are not real numbers (complex, dates, text).
+            ValueError: for a wrong count, a wrong shape, or a value that is NaN, infinite or
+                beyond the model's float type.
         """
-        mine, weights = self.weights, [np.asarray(w) for w in weights]
+        mine, weights = self._views(), list(weights)
         if len(weights) != len(mine):
             raise ValueError(f"You called `set_weights(weights)` on model {self.name} with a "
                              f"weight list of length {len(weights)}, but the model was expecting "
                              f"{len(mine)} weights.")
+        values = []
         for target, value in zip(mine, weights):
+            value = np.asarray(value)
             if target.shape != value.shape:
                 raise ValueError(f"Weight shape {value.shape} is not compatible with the model's "
                                  f"weight shape {target.shape}")
-            if not np.all(np.isfinite(value)):
-                raise ValueError("set_weights: weights must be finite")
-        for target, value in zip(mine, weights):
+            values.append(layers_module.weight_value(value, target.dtype, "set_weights: weights"))
+        for target, value in zip(mine, values):
             target[...] = value
 
     def count_params(self) -> int:
         """Number of weight elements."""
         return self.params.size if self.built else 0
 
+    def get_layer(self, name=None, index=None):
+        """Return a layer by name or by index in ``model.layers``.
+
+        Args:
+            name: the layer's name. Defaults to None.
+            index: its index (the input layer not counted). Defaults to None.
+
+        Raises:
+            ValueError: for an unknown name, an index out of range, or neither argument.
+        """
+        if index is not None and name is not None:
+            raise ValueError("Provide only a layer name or a layer index. Received: "
+                             f"index={index}, name={name}.")
+        if index is not None:
+            if not -len(self._layers) <= index < len(self._layers):
+                raise ValueError(f"Was asked to retrieve layer at index {index} but model only "
+                                 f"has {len(self._layers)} layers.")
+            return self._layers[index]
+        if name is not None:
+            for layer in self._layers:
+                if layer.name == name:
+                    return layer
+            raise ValueError(f"No such layer: {name}. Existing layers are: "
+                             f"{[l.name for l in self._layers]}.")
+        raise ValueError("Provide either a layer name or layer index at `get_layer`.")
+
+    @property
+    def inputs(self) -> list:
+        """``[KerasTensor]`` describing the model's input (shape with None for the batch axis)."""
+        return [self._symbol(self.input_shape, "input")]
+
+    @property
+    def outputs(self) -> list:
+        """``[KerasTensor]`` describing the model's output."""
+        return [self._symbol(self.output_shape, "output")]
+
+    @property
+    def input(self):
+        """The ``KerasTensor`` of ``inputs``."""
+        return self.inputs[0]
+
+    @property
+    def output(self):
+        """The ``KerasTensor`` of ``outputs``."""
+        return self.outputs[0]
+
+    def _symbol(self, shape, what):
+        if shape is None or not self.built:
+            raise AttributeError(f"The model {self.name} has not been built yet and thus has no "
+                                 f"defined {what}. Add an `Input` first, or call `build()`.")
+        return _tensors.KerasTensor(shape, self._dtype)
+
     # --- compile
 
+    @_not_while_fitting
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, engine="fastdnn",
                 run_eagerly=False, jit_compile="auto", steps_per_execution=1):
         """Configure the model for training.
@@ -276,7 +391,10 @@ class Sequential:
                 Defaults to ``'rmsprop'``.
             loss: name or ``fastdnn.losses`` object: sparse/categorical/binary cross-entropy or
                 mean squared error.
-            metrics: None or ``['accuracy']`` (or a specific accuracy name).
+            metrics: None or a list of Keras metric names or objects, several allowed:
+                ``'accuracy'``/``'acc'`` and the accuracy classes, ``'mae'``, ``'mse'``,
+                ``'RootMeanSquaredError'``, ``SparseTopKCategoricalAccuracy``, ``Precision``,
+                ``Recall`` (see ``fastdnn.metrics``).
             engine: ``'fastdnn'`` (the compiled kernels, the default) or ``'numpy'`` (the plain
                 NumPy reference, same maths: for verification and comparison). A fastdnn
                 extension.
@@ -291,10 +409,8 @@ class Sequential:
             raise ValueError(f"`engine` must be one of {sorted(ENGINES)}. Received: {engine!r}")
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss) if loss is not None else None
-        metric_list = metrics_module.check_list(metrics)
-        for m in metric_list:
-            metrics_module.resolve(m, 1, 1, 2)  # the name only: the form is decided by fit's data
-        self._metrics = metric_list
+        self._metrics = metrics_module.check_list(metrics)
+        self.metrics_names = ["loss"] + [m.name for m in self._metrics]
         self.engine = engine
         self.compiled = True
         self._network = None
@@ -317,7 +433,7 @@ class Sequential:
         except BaseException:
             if unbuilt and self._input is not None:
                 self._input, self.params, self.built, self._network = None, None, False, None
-                for layer in self._layers:
+                for layer in self._flat_layers():
                     layer.built, layer._weights, layer.output_shape = False, [], None
             raise
 
@@ -375,13 +491,12 @@ class Sequential:
         targets = self.loss.transform_targets(targets.astype(np.float64), outputs)
         return np.ascontiguousarray(targets, dtype=self._dtype)
 
-    def _metric(self, y):
-        """(name, kernel code) of the compiled metric for targets like ``y``, or (None, NONE)."""
-        if not self._metrics:
-            return None, _kernels.METRIC_NONE
+    def _metric_specs(self, y):
+        """``(code, k)`` of each compiled metric for targets like ``y``, for the kernels."""
         shape = np.shape(y)
-        return metrics_module.resolve(self._metrics[0], len(shape), shape[-1],
-                                      self._layers[-1].output_shape[-1])
+        return [metrics_module.resolve(m, len(shape), shape[-1], self._layers[-1].output_shape[-1],
+                                       self.loss.kind == _kernels.LOSS_SPARSE_CE)
+                for m in self._metrics]
 
     # --- the plan for the kernels
 
@@ -389,7 +504,7 @@ class Sequential:
         """The kernels' ops for this model: one per dense/activation/dropout, activations folded
         into the dense layer before them."""
         ops, width = [], int(np.prod(self._input.shape))
-        for layer in self._layers:
+        for layer in self._flat_layers():
             for op in layer.plan_ops(width, getattr(layer, "_offsets", [])):
                 previous = ops[-1] if ops else None
                 if (op[0] == _kernels.OP_ACTIVATION and previous is not None
@@ -400,7 +515,7 @@ class Sequential:
             width = layer.output_shape[-1]
         if not any(op[0] == _kernels.OP_DENSE for op in ops):
             raise ValueError(f"Model {self.name} has no Dense layer: nothing to compute")
-        for layer in self._layers:
+        for layer in self._flat_layers():
             if layer.weights and not layer.trainable:
                 raise NotImplementedError("fastdnn trains every layer: trainable=False is not "
                                           f"supported (layer {layer.name})")
@@ -420,19 +535,19 @@ class Sequential:
                          f"'{self._layers[-1].name}'. Add that activation, or pass "
                          "from_logits=True if the output is logits.")
 
-    def _engine(self, batch_size, metric_code=_kernels.METRIC_NONE, training=True):
+    def _engine(self, batch_size, metric_specs=(), training=True):
         """The network object for this plan (made once, reused while nothing changes)."""
         ops = self._plan()
         if training:
             loss, fused = self.loss.kind, self._fusion(ops)
         else:
             loss, fused = _kernels.LOSS_MSE, False
-        key = (self.engine, tuple(ops), loss, fused, metric_code, id(self.params))
+        key = (self.engine, tuple(ops), loss, fused, tuple(metric_specs), id(self.params))
         if self._network is None or self._network_key != key:
             module = ENGINES[self.engine]
             seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
             self._network = module.Network(int(np.prod(self._input.shape)), ops, self.params,
-                                           loss, metric_code, fused, batch_size, seed)
+                                           loss, list(metric_specs), fused, batch_size, seed)
             self._network_key = key
         self._network.reserve(batch_size)
         return self._network
@@ -488,55 +603,62 @@ class Sequential:
         with self._building_from_data():
             x_all = self._prepare_x(x)
             y_all = self._prepare_y(y, x_all.shape[0])
-        metric_name, metric_code = self._metric(y)
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("`validation_data` must be a tuple (x_val, y_val)")
-            xv = self._prepare_x(validation_data[0], "validation_data[0]")
-            val = (xv, self._prepare_y(validation_data[1], xv.shape[0], "validation_data[1]"))
-        elif validation_split:
-            n = x_all.shape[0]
-            k = int(n * (1.0 - validation_split))
-            if k == 0 or k == n:
-                raise ValueError(f"Training data contains {n} samples, which is not sufficient to "
-                                 "split it into a validation and training set as specified by "
-                                 f"`validation_split={validation_split}`. Either provide more data,"
-                                 " or a different value for the `validation_split` argument.")
-            x_all, val = x_all[:k], (x_all[k:], y_all[k:])
-            y_all = y_all[:k]
-        val_batch = _positive_int("validation_batch_size", validation_batch_size or batch_size)
-        steps = math.ceil(x_all.shape[0] / batch_size)
-        batch_size = min(batch_size, x_all.shape[0])  # one batch of everything: the same steps
-        val_rows = val[0].shape[0] if val is not None else 1
-        network = self._engine(max(batch_size, min(val_batch, val_rows)), metric_code)
+            metric_specs = self._metric_specs(y)
+            val = None
+            if validation_data is not None:
+                if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                    raise ValueError("`validation_data` must be a tuple (x_val, y_val)")
+                xv = self._prepare_x(validation_data[0], "validation_data[0]")
+                val = (xv, self._prepare_y(validation_data[1], xv.shape[0], "validation_data[1]"))
+            elif validation_split:
+                n = x_all.shape[0]
+                k = int(n * (1.0 - validation_split))
+                if k == 0 or k == n:
+                    raise ValueError(f"Training data contains {n} samples, which is not sufficient"
+                                     " to split it into a validation and training set as specified"
+                                     f" by `validation_split={validation_split}`. Either provide "
+                                     "more data, or a different value for the `validation_split` "
+                                     "argument.")
+                x_all, val = x_all[:k], (x_all[k:], y_all[k:])
+                y_all = y_all[:k]
+            val_batch = _positive_int("validation_batch_size",
+                                      validation_batch_size or batch_size)
+            steps = math.ceil(x_all.shape[0] / batch_size)
+            batch_size = min(batch_size, x_all.shape[0])  # one batch of everything: same steps
+            val_rows = val[0].shape[0] if val is not None else 1
+            network = self._engine(max(batch_size, min(val_batch, val_rows)), metric_specs)
         self.optimizer.build(self.params.size, self._dtype)
         history = callbacks_module.History()
         automatic = [history] + ([callbacks_module.ProgbarLogger()] if verbose_flag else [])
         cb = callbacks_module.CallbackList(callbacks, self, {"verbose": verbose, "epochs": epochs,
                                                              "steps": steps}, automatic)
         self.stop_training = False
-        cb.on_train_begin()
-        with _threads.single_threaded_blas():
-            logs = self._run_epochs(network, x_all, y_all, val, batch_size, steps, initial_epoch,
-                                    epochs, shuffle, validation_freq, val_batch, cb, metric_name)
-        cb.on_train_end(logs)
+        fitting, self._fitting = self._fitting, True
+        try:
+            cb.on_train_begin()
+            with _threads.single_threaded_blas():
+                logs = self._run_epochs(network, x_all, y_all, val, batch_size, steps,
+                                        initial_epoch, epochs, shuffle, validation_freq, val_batch,
+                                        cb)
+            cb.on_train_end(logs)
+        finally:
+            self._fitting = fitting
         return history
 
     def _run_epochs(self, network, x_all, y_all, val, batch_size, steps, initial_epoch, epochs,
-                    shuffle, validation_freq, val_batch_size, cb, metric_name):
+                    shuffle, validation_freq, val_batch_size, cb):
         """The epoch loop of ``fit``; return the last epoch's logs."""
         n = x_all.shape[0]
         every_batch = cb.wants_every_batch()
-        loss_out, correct_out = np.zeros(steps), np.zeros(steps)
+        loss_out, metric_out = np.zeros(steps), np.zeros((steps, len(self._metrics), 2))
         logs = {}
         for epoch in range(initial_epoch, epochs):
             cb.on_epoch_begin(epoch)
             order = np.random.permutation(n).astype(np.int64) if shuffle else None
             logs = self._train_epoch(network, x_all, y_all, order, batch_size, steps, cb,
-                                     every_batch, loss_out, correct_out, metric_name)
+                                     every_batch, loss_out, metric_out)
             if val is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_arrays(network, *val, metric_name, cb, val_batch_size)
+                val_logs = self._evaluate_arrays(network, *val, cb, val_batch_size)
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
             logs = dict(sorted(logs.items()))
             cb.on_epoch_end(epoch, logs)
@@ -545,51 +667,55 @@ class Sequential:
         return logs
 
     def _train_epoch(self, network, x, y, order, batch_size, steps, cb, every_batch, loss_out,
-                     correct_out, metric_name):
+                     metric_out):
         """Run one epoch in calls of many batches; return the epoch's logs (running means)."""
         n = x.shape[0]
         settings = self.optimizer.settings()
         slots = self.optimizer.slots
-        batch, seen, loss_sum, correct = 0, 0, 0.0, 0.0
-        chunk = 1 if every_batch else 8
+        batch, seen, loss_sum = 0, 0, 0.0
+        sums = np.zeros(metric_out.shape[1:])
+        chunk = 1 if every_batch else max(1, min(8, int(
+            _FIRST_CALL_FLOPS / (6 * batch_size * self.params.size))))
         logs = {}
         while batch < steps and not self.stop_training:
             count = min(chunk, steps - batch)
             if every_batch:
                 cb.on_train_batch_begin(batch)
             started = time.perf_counter()
-            done, self.optimizer.iterations = network.train(
-                x, y, order, batch_size, batch, count, settings, slots, self.optimizer.iterations,
-                loss_out[batch:batch + count], correct_out[batch:batch + count])
+            done, _ = network.train(x, y, order, batch_size, batch, count, settings, slots,
+                                    self.optimizer.iteration_buffer,
+                                    loss_out[batch:batch + count], metric_out[batch:batch + count])
             elapsed = time.perf_counter() - started
             ran = min(count, done + 1)  # a stopped call still reports its bad batch
             loss_sum += float(loss_out[batch:batch + ran].sum())
-            correct += float(correct_out[batch:batch + ran].sum())
+            sums += metric_out[batch:batch + ran].sum(axis=0)
             seen += min(n, (batch + ran) * batch_size) - batch * batch_size
             batch += ran
-            logs = _logs(loss_sum, correct, seen, metric_name)
+            logs = _logs(loss_sum, sums, seen, self._metrics)
             cb.on_train_batch_end(batch - 1, logs)
             if done < count and not self.stop_training:
-                print(f"Batch {batch - 1}: Invalid loss, terminating training", flush=True)
+                what = ("loss" if not np.isfinite(loss_out[batch - 1]) else
+                        "step (it would make weights or optimizer slots NaN or infinite)")
+                print(f"Batch {batch - 1}: Invalid {what}, terminating training", flush=True)
                 self.stop_training = True
             if not every_batch:
                 per_batch = max(elapsed / count, 1e-7)
                 chunk = max(1, min(steps, int(_SECONDS_PER_CALL / per_batch)))
         return logs
 
-    def _evaluate_arrays(self, network, x, y, metric_name, cb, batch_size):
+    def _evaluate_arrays(self, network, x, y, cb, batch_size):
         """Loss and metric over x, y in inference mode, with the test hooks: one call into the
         kernels, or one per batch when a callback has test batch hooks (they see running logs)."""
         n = x.shape[0]
         step = batch_size if cb.wants_every_batch("test") else n
-        loss_sum = correct = 0.0
+        loss_sum, sums = 0.0, np.zeros((len(self._metrics), 2))
         cb.on_test_begin()
         for start in range(0, n, step):
             if step < n:
                 cb.on_test_batch_begin(start // step)
-            batch_loss, batch_correct = network.evaluate(x[start:start + step], y[start:start + step])
-            loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
-            logs = _logs(loss_sum, correct, min(n, start + step), metric_name)
+            batch_loss, batch_sums = network.evaluate(x[start:start + step], y[start:start + step])
+            loss_sum, sums = loss_sum + batch_loss, sums + batch_sums
+            logs = _logs(loss_sum, sums, min(n, start + step), self._metrics)
             if step < n:
                 cb.on_test_batch_end(start // step, logs)
         cb.on_test_end(logs)
@@ -620,19 +746,20 @@ class Sequential:
         with self._building_from_data():
             xs = self._prepare_x(x)
             ys = self._prepare_y(y, xs.shape[0])
-        metric_name, metric_code = self._metric(y)
-        network = self._engine(min(batch_size, xs.shape[0]), metric_code)
+            network = self._engine(min(batch_size, xs.shape[0]), self._metric_specs(y))
         self.optimizer.build(self.params.size, self._dtype)
         n_steps = math.ceil(xs.shape[0] / batch_size)
         cb = callbacks_module.CallbackList(callbacks, self,
                                            {"verbose": verbose, "epochs": 1, "steps": n_steps})
         bar = Progbar(n_steps, verbose_flag)
         with _threads.single_threaded_blas():
-            logs = self._evaluate_arrays(network, xs, ys, metric_name, cb, batch_size)
+            logs = self._evaluate_arrays(network, xs, ys, cb, batch_size)
         bar.update(n_steps, list(logs.items()), finalize=True)
         if return_dict:
             return logs
-        return logs["loss"] if metric_name is None else [logs["loss"], logs[metric_name]]
+        if not self._metrics:
+            return logs["loss"]
+        return [logs["loss"]] + [logs[m.name] for m in self._metrics]
 
     @_exclusive
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
@@ -653,8 +780,9 @@ class Sequential:
             raise NotImplementedError("fastdnn's predict does not support `steps`")
         batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size)
         verbose_flag = _verbose(verbose)
-        xs = self._prepare_x(x)
-        network = self._engine(min(batch_size, xs.shape[0]), training=False)
+        with self._building_from_data():
+            xs = self._prepare_x(x)
+            network = self._engine(min(batch_size, xs.shape[0]), training=False)
         out = np.empty((xs.shape[0], self.output_shape[-1]), self._dtype)
         n_steps = math.ceil(xs.shape[0] / batch_size)
         cb = callbacks_module.CallbackList(callbacks, self,
@@ -720,13 +848,19 @@ class Sequential:
     def __repr__(self):
         return f"<Sequential name={self.name}, built={self.built}>"
 
+    def __reduce__(self):
+        """Pickle and copy through the model file's bytes (architecture, weights, compile
+        settings, optimizer state), so joblib and Dask can ship a model."""
+        return saving.model_from_bytes, (saving.model_to_bytes(self),)
+
     # --- configuration and files
 
     def get_config(self) -> dict:
-        """Return the architecture: the name and every layer's config (input layer first)."""
+        """Return the architecture: the name and every layer's config (input layer first; the
+        layers of a model used as a layer in its place)."""
         layers = ([layers_module.serialize(self._input)] if self._input is not None else [])
         return {"name": self.name, "layers": layers + [layers_module.serialize(l)
-                                                         for l in self._layers]}
+                                                         for l in self._flat_layers()]}
 
     @classmethod
     def from_config(cls, config: dict) -> "Sequential":
@@ -734,30 +868,46 @@ class Sequential:
         return cls([layers_module.deserialize(c) for c in config["layers"]], name=config["name"])
 
     def save(self, filepath, overwrite=True) -> None:
-        """Save architecture, weights, compile settings and optimizer state to a ``.fastdnn``
-        file, atomically (a crash mid-write leaves any previous file intact).
+        """Save architecture, weights, compile settings and optimizer state, atomically (a crash
+        mid-write leaves any previous file intact).
 
         Args:
-            filepath: path ending in ``.fastdnn``.
+            filepath: path ending in ``.keras`` (Keras 3's format, which Keras opens; needs
+                h5py) or ``.fastdnn`` (fastdnn's own, needs nothing more).
             overwrite: Defaults to True.
         """
-        saving.save_model(self, filepath, overwrite=overwrite)
+        if _keras_format.model_file_is_keras(filepath):
+            _keras_format.save_model(self, filepath, overwrite=overwrite)
+        else:
+            saving.save_model(self, filepath, overwrite=overwrite)
 
     def save_weights(self, filepath, overwrite=True) -> None:
-        """Save the weights alone to a ``.weights.fastdnn`` file, atomically."""
-        saving.save_weights(self, filepath, overwrite=overwrite)
+        """Save the weights alone, atomically, to a ``.weights.h5`` file (Keras 3's format,
+        with the optimizer's variables, as Keras) or a ``.weights.fastdnn`` file."""
+        if _keras_format.weights_file_is_keras(filepath):
+            _keras_format.save_weights(self, filepath, overwrite=overwrite)
+        else:
+            saving.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath) -> None:
-        """Load weights saved by ``save_weights`` or ``save``; refuse a file of another
-        architecture, or a damaged one, without changing the model."""
-        saving.load_weights(self, filepath)
+        """Load weights saved by ``save_weights`` or ``save`` (``.weights.h5``, ``.keras``, or
+        fastdnn's files); refuse a file of another architecture, or a damaged one, without
+        changing the model."""
+        if _keras_format.is_keras_path(filepath):
+            _keras_format.load_weights(self, filepath)
+        else:
+            saving.load_weights(self, filepath)
 
 
 def load_model(filepath, compile=True):
-    """Load a model saved with ``model.save``: architecture, weights and, with ``compile=True``,
-    its compile settings and optimizer state, so that training resumes where it stopped.
+    """Load a model saved with ``model.save`` (or a ``.keras`` file from Keras 3): architecture,
+    weights and, with ``compile=True``, its compile settings and optimizer state, so that
+    training resumes where it stopped.
 
     Raises:
-        ValueError: for a missing, truncated, corrupted or unknown-version file.
+        ValueError: for a missing, truncated, corrupted or unknown-version file, or a Keras file
+            holding layers fastdnn lacks (naming them).
     """
+    if os.fspath(filepath).endswith(".keras"):
+        return _keras_format.load_model(filepath, compile=compile)
     return saving.load_model(filepath, compile=compile)

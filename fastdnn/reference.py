@@ -12,6 +12,7 @@ ACTIVATIONS = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH,
 OP_DENSE, OP_ACTIVATION, OP_DROPOUT = 0, 1, 2
 LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE, LOSS_MSE = 0, 1, 2, 3
 METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC, METRIC_BINARY_ACC = 0, 1, 2, 3
+METRIC_MAE, METRIC_MSE, METRIC_SPARSE_TOP_K, METRIC_PRECISION, METRIC_RECALL = 4, 5, 6, 7, 8
 
 def _code(activation):
     return ACTIVATIONS[activation] if isinstance(activation, str) else activation
@@ -151,6 +152,27 @@ def count_nonfinite(a):
     return int(a.size - np.count_nonzero(np.isfinite(a)))
 
 
+def metric_sums(metric, k, outputs, scores, labels, targets):
+    """One metric's two sums over a batch (see ``fastdnn._kernels._metric_sums``): ``outputs``
+    are the model's outputs, ``scores`` what top-k ranks."""
+    if metric == METRIC_BINARY_ACC and targets is None:  # one output: the label is its target
+        targets = labels.reshape(-1, 1).astype(outputs.dtype)
+    if metric <= METRIC_BINARY_ACC:
+        return count_correct(outputs, labels if metric == METRIC_SPARSE_ACC else None,
+                             None if metric == METRIC_SPARSE_ACC else targets,
+                             binary=metric == METRIC_BINARY_ACC), 0.0
+    if metric == METRIC_SPARSE_TOP_K:
+        label_scores = scores[np.arange(len(labels)), labels][:, None]
+        return float(((scores > label_scores).sum(axis=1) < k).sum()), 0.0
+    if metric in (METRIC_MAE, METRIC_MSE):
+        d = targets - outputs
+        per_element = np.abs(d) if metric == METRIC_MAE else d * d
+        return float(per_element.mean(axis=1).sum()), 0.0
+    predicted, actual = outputs > 0.5, targets > 0.5
+    return float((predicted & actual).sum()), float(
+        (predicted if metric == METRIC_PRECISION else actual).sum())
+
+
 def count_correct(scores, labels=None, targets=None, binary=False):
     """Number of correct samples (see ``fastdnn._kernels.count_correct``)."""
     if labels is not None:
@@ -273,6 +295,12 @@ class Network:
         self.grads = np.zeros_like(params)
         self.dtype = params.dtype
         self.loss, self.metric, self.fused = loss, metric, fused
+        self._one_metric = isinstance(metric, (int, np.integer))
+        if self._one_metric:
+            self.metrics = [] if metric == METRIC_NONE else [(metric, 0)]
+        else:
+            self.metrics = [tuple(spec) for spec in metric]
+        self.n_metrics = len(self.metrics)
         self.n_outputs = self.ops[-1][1]
         self.capacity = capacity
         self.seed, self.counter = seed, 0
@@ -316,13 +344,11 @@ class Network:
     def _loss(self, out, labels, targets):
         return _LOSSES[self.loss](out, labels, targets, out.shape[0])
 
-    def _correct(self, out, labels, targets):
-        if self.metric == METRIC_NONE:
-            return 0.0
-        scores = _apply(out, self.ops[-1][2]) if self.fused else out
-        return count_correct(scores, labels if self.metric == METRIC_SPARSE_ACC else None,
-                             None if self.metric == METRIC_SPARSE_ACC else targets,
-                             binary=self.metric == METRIC_BINARY_ACC)
+    def _metric_sums(self, out, labels, targets):
+        """Every metric's two sums, (n_metrics, 2)."""
+        outputs = _apply(out, self.ops[-1][2]) if self.fused else out
+        return np.array([metric_sums(code, k, outputs, out, labels, targets)
+                         for code, k in self.metrics]).reshape(-1, 2)
 
     def _backward(self, inputs, outputs, masks, g):
         widths = [self.n_inputs] + [op[1] for op in self.ops[:-1]]
@@ -347,6 +373,7 @@ class Network:
         """Train ``count`` batches from batch ``first`` (see ``fastdnn._kernels.Network.train``)."""
         n = x.shape[0]
         sparse = self.loss == LOSS_SPARSE_CE
+        counter = iteration if isinstance(iteration, np.ndarray) else np.array([iteration])
         for b in range(count):
             rows = np.arange((first + b) * batch_size, min(n, (first + b + 1) * batch_size))
             if order is not None:
@@ -356,26 +383,37 @@ class Network:
             inputs, outputs, masks = self._forward(xb, training=True)
             total, g = self._loss(outputs[-1], labels, targets)
             loss_out[b] = total
-            correct_out[b] = self._correct(outputs[-1], labels, targets)
+            sums = self._metric_sums(outputs[-1], labels, targets)
+            if self._one_metric:
+                correct_out[b] = sums[0, 0] if self.n_metrics else 0.0
+            else:
+                correct_out[b] = sums
             if not np.isfinite(total):
-                return b, iteration
+                return b, int(counter[0])
+            kept = self.params.copy(), slots.copy()
             self._backward(inputs, outputs, masks, g.astype(self.dtype))
-            _apply_update(opt, self.params, self.grads, slots, iteration)
-            iteration += 1
-        return count, iteration
+            with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+                _apply_update(opt, self.params, self.grads, slots, int(counter[0]))
+            if not (np.isfinite(self.params).all() and np.isfinite(slots).all()):
+                self.params[...], slots[...] = kept  # a step to non-finite weights is not applied
+                return b, int(counter[0])
+            counter[0] += 1
+        return count, int(counter[0])
 
     def evaluate(self, x, y):
         """Return ``(loss_sum, correct)`` over all samples, in inference mode."""
         sparse = self.loss == LOSS_SPARSE_CE
         labels, targets = (y, None) if sparse else (None, y)
-        loss_sum = correct = 0.0
+        loss_sum, sums = 0.0, np.zeros((self.n_metrics, 2))
         for start in range(0, x.shape[0], self.capacity):
             part = slice(start, start + self.capacity)
             out = self._forward(x[part], training=False)[1][-1]
             lb, tb = (labels[part], None) if sparse else (None, targets[part])
             loss_sum += float(self._loss(out, lb, tb)[0])
-            correct += self._correct(out, lb, tb)
-        return loss_sum, correct
+            sums += self._metric_sums(out, lb, tb)
+        if self._one_metric:
+            return loss_sum, float(sums[0, 0]) if self.n_metrics else 0.0
+        return loss_sum, sums
 
     def predict(self, x, out):
         """Write the model's outputs for x into ``out``."""
