@@ -62,8 +62,8 @@ class BuildExt(build_ext):
         if self.compiler.compiler_type == "msvc":
             raise RuntimeError(
                 "fastdnn's kernels need GCC or Clang (their builtins, attributes and OpenMP); "
-                "MSVC is not supported. On Windows, build with MinGW-w64 GCC "
-                "(--config-settings=--build-option=--compiler=mingw32), or use WSL.")
+                "MSVC is not supported. On Windows, use WSL, or MinGW-w64's GCC "
+                "(`compiler = mingw32` in the [build_ext] section of a setup.cfg).")
         compile_args, link_args = _flags()
         for ext in self.extensions:
             ext.extra_compile_args = compile_args
