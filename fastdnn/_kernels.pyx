@@ -79,6 +79,8 @@ cdef extern from "simd/dispatch.h" nogil:
         void (*sparse_weight_gradient_f32)(const float* x, Py_ssize_t ldx, Py_ssize_t n,
                                            Py_ssize_t lo, Py_ssize_t hi, const float* g,
                                            Py_ssize_t width, float* dw) noexcept nogil
+        Py_ssize_t (*count_nonfinite_f32)(const float* a, Py_ssize_t size) noexcept nogil
+        Py_ssize_t (*count_nonfinite_f64)(const double* a, Py_ssize_t size) noexcept nogil
     enum: SIMD_VARIANTS
     const simd_kernels _simd_table "simd_variants"[]
     const simd_kernels* simd  # the variant in use
@@ -1079,14 +1081,6 @@ cdef void _metric_sums(int metric, int k, const floating* s, const int32_t* labe
     out[0], out[1] = a, b
 
 
-cdef Py_ssize_t _count_nonfinite(const floating* a, Py_ssize_t size) noexcept nogil:
-    """Return how many of a[0:size] are NaN or infinite (x - x is NaN exactly for those)."""
-    cdef Py_ssize_t i, bad = 0
-    for i in range(size):
-        bad += (a[i] - a[i]) != 0
-    return bad
-
-
 # --- dropout: a counter-based generator, so the NumPy reference draws the same masks
 
 cdef inline uint64_t _mix64(uint64_t z) noexcept nogil:
@@ -1527,9 +1521,9 @@ def count_nonfinite(a):
             lo = size * k // chunks
             hi = size * (k + 1) // chunks
             if f32:
-                bad += _count_nonfinite(<float*>pa + lo, hi - lo)
+                bad += simd.count_nonfinite_f32(<float*>pa + lo, hi - lo)
             else:
-                bad += _count_nonfinite(<double*>pa + lo, hi - lo)
+                bad += simd.count_nonfinite_f64(<double*>pa + lo, hi - lo)
     return bad
 
 
@@ -1696,8 +1690,8 @@ def adam_update(params, grads, m, v, iteration, double learning_rate=0.001,
     ``a = lr·sqrt(1 - beta_2^t) / (1 - beta_1^t)``; ``m += (1-beta_1)(g - m)``;
     ``v += (1-beta_2)(g² - v)``; amsgrad: ``v̂ = max(v̂, v)`` used instead of v;
     ``w -= a·m / (sqrt(v) + ε)`` (ε outside the root, on the uncorrected v). In float32 without
-    amsgrad and with ε > 0, on a build with AVX2, the division is a reciprocal estimate refined
-    by a Newton step, within a few ulp of the exact quotient (``_adam.h``).
+    amsgrad and with ε > 0, in the AVX2 and AVX-512 variants, the division is a reciprocal
+    estimate refined by a Newton step, within a few ulp of the exact quotient (``simd/adam.h``).
 
     Args:
         params: IN/OUT 1-D float32/float64 parameters.
@@ -2458,10 +2452,12 @@ cdef class Network:
         cdef Py_ssize_t n = self.params.shape[0], n_slots = slots.size, bad
         if self.dtype == np.float32:
             with nogil:
-                bad = _count_nonfinite(<float*>pp, n) + _count_nonfinite(<float*>ps, n_slots)
+                bad = simd.count_nonfinite_f32(<float*>pp, n)
+                bad += simd.count_nonfinite_f32(<float*>ps, n_slots)
         else:
             with nogil:
-                bad = _count_nonfinite(<double*>pp, n) + _count_nonfinite(<double*>ps, n_slots)
+                bad = simd.count_nonfinite_f64(<double*>pp, n)
+                bad += simd.count_nonfinite_f64(<double*>ps, n_slots)
         return bad == 0
 
     def evaluate(self, x, y):
