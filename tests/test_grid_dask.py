@@ -12,6 +12,8 @@ import pytest
 import fastdnn
 from fastdnn import __main__ as cli
 
+from _helpers import tiny_fashion_mnist
+
 distributed = pytest.importorskip("distributed")
 joblib = pytest.importorskip("joblib")
 pytest.importorskip("sklearn")
@@ -32,26 +34,13 @@ def cluster():
         yield client
 
 
-def tiny_fashion_mnist():
-    """250 training and 10 test images whose class is two bright rows."""
-    rng = np.random.default_rng(0)
-
-    def make(n):
-        y = rng.integers(0, 10, n).astype(np.uint8)
-        x = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
-        for image, label in zip(x, y):
-            image[2 * label:2 * label + 2] = 255
-        return x, y
-
-    return make(250), make(10)
-
-
 @pytest.fixture(scope="module")
 def split():
-    """The chapter's split of the tiny set: 200 training, 50 validation images."""
+    """The chapter's split of a tiny Fashion-MNIST look-alike: 200 training, 50 validation
+    images."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fastdnn.datasets.fashion_mnist, "load_data",
-                      lambda path=None: tiny_fashion_mnist())
+                      lambda path=None: tiny_fashion_mnist(250, 10))
         return cli.load_split(None, 42)
 
 
@@ -146,7 +135,7 @@ def test_grid_search_through_joblibs_dask_backend_gives_the_in_process_results(c
 def test_compare_plot_draws_the_grids_curves(tmp_path, capsys, monkeypatch):
     pytest.importorskip("matplotlib")
     monkeypatch.setattr(fastdnn.datasets.fashion_mnist, "load_data",
-                        lambda path=None: tiny_fashion_mnist())
+                        lambda path=None: tiny_fashion_mnist(250, 10))
     path = tmp_path / "grid.png"
     threads = fastdnn.get_num_threads()
     fastdnn.set_num_threads(1)  # tiny fits: one thread is quicker, and the numbers are the same
