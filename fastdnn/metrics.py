@@ -289,8 +289,8 @@ def resolve(metric: Metric, y_ndim: int, y_last: int, n_outputs: int, sparse_lab
     if code == _RMSE:
         code = _kernels.METRIC_MSE
     needs_labels = code in (SPARSE, _kernels.METRIC_SPARSE_TOP_K)
-    one_output_binary = code == BINARY and n_outputs == 1  # the label is the output's target
-    if needs_labels != sparse_labels and not one_output_binary:
+    # binary accuracy on one output reads a label as that output's target, as Keras
+    if needs_labels != sparse_labels and not (code == BINARY and n_outputs == 1):
         raise ValueError(f"Metric {metric.name!r} needs "
                          f"{'integer labels' if needs_labels else 'targets shaped like the output'}"
                          f"; with this loss fastdnn reads "
