@@ -24,6 +24,7 @@ results do not depend on the number of threads.
 """
 
 import os
+import threading
 import time
 
 import numpy as np
@@ -91,6 +92,7 @@ cdef extern from "_team.h" nogil:
     ctypedef struct team_t:
         int arrived
         int sleepers
+        int stop
     void team_join(team_t* team, int size)
     void team_leave()
     int team_arrive()
@@ -104,6 +106,10 @@ cdef extern from "_team.h" nogil:
     void team_store(long long* p, long long v)
     long long team_take(long long* p)
     long long team_take_end(long long* run, int from_back)
+    void team_poll_signals()
+    bint team_poll_due()
+    void team_request_stop()
+    bint team_stopped()
 
 
 # --- constants shared with the Python layer
@@ -289,13 +295,18 @@ cdef inline void _gemm(char transa, char transb, int m, int n, int k, floating a
                        floating* c, int ldc) noexcept nogil:
     """C := alpha*op(A)@op(B) + beta*C, column-major (the BLAS convention); a product above
     OpenBLAS's small-matrix limit in chunks of C's rows or columns under it, where chunks stay
-    wide enough (each element still one call's sum)."""
+    wide enough (each element still one call's sum), a very large one in chunks of about
+    _STOP_GEMM. Before each chunk, the team's stop request (``_stopping``) skips the rest."""
     cdef int lo = 0, step
     cdef int by_m = _chunk_for(m, n, k), by_n = _chunk_for(n, m, k)
     if by_m == 0 and by_n == 0:
-        _blas_gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-    elif by_m >= by_n:
+        by_m, by_n = _stop_chunk_for(m, n, k), _stop_chunk_for(n, m, k)
+        if by_m == 0 and by_n == 0:
+            by_m = m  # one call
+    if by_m >= by_n:
         while lo < m:
+            if _stopping():
+                return
             step = by_m if lo + by_m <= m else m - lo
             _blas_gemm(transa, transb, step, n, k, alpha,
                        a + (lo if transa == c'N' else <int64_t>lo * lda), lda, b, ldb, beta,
@@ -303,11 +314,59 @@ cdef inline void _gemm(char transa, char transb, int m, int n, int k, floating a
             lo += by_m
     else:
         while lo < n:
+            if _stopping():
+                return
             step = by_n if lo + by_n <= n else n - lo
             _blas_gemm(transa, transb, m, step, k, alpha, a, lda,
                        b + (<int64_t>lo * ldb if transb == c'N' else lo), ldb, beta,
                        c + <int64_t>lo * ldc, ldc)
             lo += by_n
+
+
+# A product of more than _STOP_GEMM multiply-adds (tens of milliseconds on one core) is issued in
+# chunks of about that size, at least _STOP_MIN_WIDTH wide (each chunk re-packs one operand:
+# narrower ones cost throughput), so that a stop request (Ctrl-C) is seen within one chunk.
+cdef int64_t _STOP_GEMM = 1 << 30
+cdef int _STOP_MIN_WIDTH = 256
+
+
+cdef inline int _stop_chunk_for(int side, int other, int k) noexcept nogil:
+    """Chunk of ``side`` for a product above _STOP_GEMM (0: none needed)."""
+    cdef int64_t line = <int64_t>other * k, chunk
+    if <int64_t>side * line <= _STOP_GEMM:
+        return 0
+    chunk = max(<int64_t>_STOP_MIN_WIDTH, (_STOP_GEMM // line) & ~7)
+    return <int>chunk if chunk < side else 0
+
+
+cdef object _signal_exception = None  # what a signal handler raised in ``_stopping``
+
+
+cdef object _take_signal_exception():
+    """Return and clear the exception a signal handler raised in ``_stopping``."""
+    global _signal_exception
+    held, _signal_exception = _signal_exception, None
+    return held
+
+
+cdef inline bint _stopping() noexcept nogil:
+    """Whether this thread's team was asked to stop; on the team's polling thread (the calling
+    Python thread, see ``team_poll_signals``), first run Python's signal handlers when due."""
+    if team_poll_due():
+        _run_signal_handlers()
+    return team_stopped()
+
+
+cdef void _run_signal_handlers() noexcept nogil:
+    """Run Python's signal handlers; an exception they raise (KeyboardInterrupt) is kept in
+    _signal_exception and stops the team."""
+    global _signal_exception
+    with gil:
+        try:
+            PyErr_CheckSignals()
+        except BaseException as e:
+            _signal_exception = e
+            team_request_stop()
 
 
 cdef inline int _chunk_for(int side, int other, int k) noexcept nogil:
@@ -1304,7 +1363,7 @@ def dense_forward(x, w, b, out, activation="linear"):
     cdef void* pout = _data(out)
     cdef void* pparts = _data(parts)
     cdef unsigned int state
-    cdef team_t team = team_t(0, 0)
+    cdef team_t team = team_t(0, 0, 0)
     cdef bint f32 = dtype == np.float32
     with nogil, parallel(num_threads=_block_threads(_cut(n, n_in, n_out))):
         state = _team_start(&team)
@@ -1356,7 +1415,7 @@ def dense_backward(x, w, a, grad, dw, db, dx=None, activation="linear"):
     cdef void* pdx = _data(dx)
     cdef void* pparts = _data(parts)
     cdef unsigned int state
-    cdef team_t team = team_t(0, 0)
+    cdef team_t team = team_t(0, 0, 0)
     cdef bint f32 = dtype == np.float32
     with nogil, parallel(num_threads=_block_threads(_cut(n, n_in, n_out))):
         state = _team_start(&team)
@@ -1926,7 +1985,10 @@ cdef struct TrainCall:
     uint64_t counter        # IN/OUT: the dropout generator's position
     double* loss_out
     double* metric_out      # OUT (count, n_metrics, 2): each batch's metric sums
-    Py_ssize_t done         # OUT: batches applied (fewer than count: a non-finite loss)
+    Py_ssize_t done         # OUT: batches applied (fewer than count: a non-finite loss, or a
+                            # stop request, after which the run's earlier batches are void too)
+    bint poll               # thread 0 runs Python's signal handlers (``_stopping``)
+    bint stopped            # OUT: a signal stopped the team mid-step (``Network._run``)
     long long claimed[_X_BUFFERS]  # rows of the batch copied ahead (``_meet``), per buffer
     team_t team             # the team's meetings (``_team.h``)
 
@@ -2011,7 +2073,7 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
             c.loss_out[b] = total
             _plan_metrics(p, out, lb, yb, n, <int>p.act[p.n_ops - 1] if p.fused else _LINEAR,
                           c.metric_out + b * 2 * p.n_metrics)
-            if not isfinite(total):
+            if not isfinite(total) or _stopping():  # a stopped team skipped this step's work
                 c.done = b
         _meet(&h, xbuf)
         if c.done == b:
@@ -2271,8 +2333,10 @@ cdef class Network:
         and when one is not finite restores the copy and runs the batches again one at a time,
         stopping before the step that broke them (deterministic, so the same steps). A signal's
         exception (Ctrl-C) landing between the stretches the batches run in (``_run``) stops
-        the call there, and is raised once the parameters, slots, dropout position and an
-        array ``iteration`` agree on the batches applied.
+        the call there; one landing during a stretch (on Python's main thread) stops it within
+        a product's chunk and voids the call's batches (the copy is restored). Either is
+        raised once the parameters, slots, dropout position and an array ``iteration`` agree
+        on the batches applied.
 
         Args:
             x: inputs, (n, n_inputs), the network's dtype, C-contiguous.
@@ -2350,7 +2414,10 @@ cdef class Network:
         kept = self._keep(slots, call.counter)
         held = self._run(&call)
         cdef Py_ssize_t applied = 0, limit = call.done if held is not None else count
-        if not self._finite(slots):
+        if call.stopped:  # none of the call's batches is applied
+            self._restore(kept, slots)
+            call.counter, call.done = kept[2], 0
+        elif not self._finite(slots):
             self._restore(kept, slots)
             call.counter = kept[2]
             while applied < limit:  # again, one step at a time, each checked before the next
@@ -2360,7 +2427,7 @@ cdef class Network:
                 call.loss_out = <double*>_data(loss_out) + applied
                 call.metric_out = <double*>_data(metric_out) + applied * 2 * self.n_metrics
                 held = self._run(&call) or held
-                if call.done == 0 or not self._finite(slots):
+                if call.done == 0 or call.stopped or not self._finite(slots):
                     self._restore(kept, slots)
                     call.counter = kept[2]
                     break
@@ -2380,8 +2447,11 @@ cdef class Network:
         """Run ``call``'s batches without the GIL, in stretches on the thread count the
         network's ``TeamSizer`` chooses for each; OUT call.done: the batches applied in all.
 
-        Returns None, or the exception a signal handler (Ctrl-C) raised in the Python code
-        between two stretches: the run stops there, and ``train`` raises it once the
+        Returns None, or the exception a signal handler (Ctrl-C) raised: in the Python code
+        between two stretches, where the run stops; or on thread 0 during a stretch
+        (``_stopping``, when the call runs on Python's main thread), where the team skips its
+        remaining products and stops at the next step's loss, and sets call.stopped: the
+        parameters and slots are then void, half-updated. ``train`` raises it once the
         parameters, slots and step counter agree on the batches applied."""
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
@@ -2391,6 +2461,8 @@ cdef class Network:
         cdef double* sums = call.metric_out
         cdef int threads
         held = None
+        call.stopped = False
+        call.poll = threading.current_thread() is threading.main_thread()
         try:
             sizer = self._sizer("train", _team_threads(&self.plan, call.batch_size),
                                 call.batch_size)
@@ -2400,17 +2472,23 @@ cdef class Network:
                 call.loss_out, call.metric_out = losses + done, sums + done * 2 * self.n_metrics
                 call.done = call.count
                 memset(call.claimed, 0, sizeof(call.claimed))
-                call.team = team_t(0, 0)
+                call.team = team_t(0, 0, 0)
                 started = time.perf_counter()
                 self._busy += 1
                 with nogil, parallel(num_threads=threads):
                     state = _team_start(&call.team)
+                    if call.poll and team_index() == 0:
+                        team_poll_signals()
                     if f32:
                         _train_batches(call, <float*>NULL, team_index(), team_size())
                     else:
                         _train_batches(call, <double*>NULL, team_index(), team_size())
                     _team_end(state)
                 self._busy -= 1
+                if call.team.stop:
+                    call.stopped = True
+                    held = _take_signal_exception()
+                    break
                 done += call.done
                 if call.done < call.count:
                     break
@@ -2478,8 +2556,9 @@ cdef class Network:
     def _infer(self, x, labels, targets, out):
         """Run ``_infer`` over x in calls of about ``_CALL_FLOPS`` at most (whole batches of
         ``capacity`` rows when a batch is cheaper than that, so the results do not change),
-        handling signals between calls: Ctrl-C stops a long predict or evaluate promptly. Each
-        call is a stretch on the thread count the network's ``TeamSizer`` chooses."""
+        handling signals between calls and, on Python's main thread, during them
+        (``_stopping``): Ctrl-C stops a long predict or evaluate promptly. Each call is a
+        stretch on the thread count the network's ``TeamSizer`` chooses."""
         cdef double loss_sum = 0
         sums = np.zeros((max(self.n_metrics, 1), 2))
         cdef double* psums = <double*>_data(sums)
@@ -2498,16 +2577,19 @@ cdef class Network:
         cdef unsigned int state
         cdef team_t team
         cdef bint f32 = self.dtype == np.float32
+        cdef bint poll = threading.current_thread() is threading.main_thread()
         sizer = self._sizer("infer", _team_threads(&self.plan, capacity), capacity)
         while start < n:  # in stretches of whole batches as in ``train``, within _CALL_FLOPS
             rows = min(step, n - start)
             threads, batches = sizer.next_run((rows + capacity - 1) // capacity)
             rows = min(rows, batches * capacity)
-            team = team_t(0, 0)
+            team = team_t(0, 0, 0)
             started = time.perf_counter()
             self._busy += 1
             with nogil, parallel(num_threads=threads):
                 state = _team_start(&team)
+                if poll and team_index() == 0:
+                    team_poll_signals()
                 if f32:
                     _infer(&self.plan, <float*>pp, <float*>pws, <float*>pparts,
                            <float*>(px + start * x_row),
@@ -2524,6 +2606,8 @@ cdef class Network:
                            rows, &loss_sum, psums, team_index(), team_size())
                 _team_end(state)
             self._busy -= 1
+            if team.stop:  # a signal's exception (Ctrl-C): the outputs are incomplete
+                raise _take_signal_exception()
             sizer.record(threads, batches, time.perf_counter() - started)
             start += rows
             if start < n:

@@ -42,16 +42,20 @@ static inline int team_default_size(void) { return 0; }  /* no OpenMP: no defaul
 #define TEAM_SPIN_NS 50000
 
 /* A team's shared state: the arrivals at its meetings so far (the futex word; compared with
- * wrap-around arithmetic) and how many threads sleep on it. Zeroed before the region. */
+ * wrap-around arithmetic), how many threads sleep on it, and whether the team was asked to stop
+ * (team_request_stop). Zeroed before the region. */
 typedef struct {
     int arrived;
     int sleepers;
+    int stop;
 } team_t;
 
 /* Each thread's view of its current team. */
 static __thread team_t* team_current = 0;
 static __thread int team_threads = 1;
 static __thread int team_meetings = 0;
+/* When this thread should next run the process's signal handlers (team_poll_due); 0: never. */
+static __thread long long team_poll_at = 0;
 
 static inline void team_join(team_t* team, int size) {
     team_current = team;
@@ -59,7 +63,10 @@ static inline void team_join(team_t* team, int size) {
     team_meetings = 0;
 }
 
-static inline void team_leave(void) { team_current = 0; }
+static inline void team_leave(void) {
+    team_current = 0;
+    team_poll_at = 0;
+}
 
 /* Count this thread in at the next meeting; returns the arrival count that completes it (0 when
  * there is no team to meet). */
@@ -81,6 +88,34 @@ static inline long long team_clock_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Signal handlers run at most this often on a polling thread: a tenth of the half second Ctrl-C
+ * may take, and a clock read per large product at most in between. */
+#define TEAM_POLL_NS 20000000LL
+
+/* Make this thread (the one that holds Python's signal handlers) poll them from now on, until
+ * team_leave. */
+static inline void team_poll_signals(void) { team_poll_at = team_clock_ns() + TEAM_POLL_NS; }
+
+/* Whether this polling thread should run the signal handlers now (then next in TEAM_POLL_NS). */
+static inline int team_poll_due(void) {
+    long long now;
+    if (team_poll_at == 0) return 0;
+    now = team_clock_ns();
+    if (now < team_poll_at) return 0;
+    team_poll_at = now + TEAM_POLL_NS;
+    return 1;
+}
+
+/* Ask every thread of this thread's team to skip its remaining large work; the team still meets
+ * as before, so it reaches the end of the region together. */
+static inline void team_request_stop(void) {
+    if (team_current != 0) __atomic_store_n(&team_current->stop, 1, __ATOMIC_RELEASE);
+}
+
+static inline int team_stopped(void) {
+    return team_current != 0 && __atomic_load_n(&team_current->stop, __ATOMIC_ACQUIRE);
 }
 
 static inline void team_pause(void) {
