@@ -299,13 +299,14 @@ cdef inline void _gemm(char transa, char transb, int m, int n, int k, floating a
     _STOP_GEMM. Before each chunk, the team's stop request (``_stopping``) skips the rest."""
     cdef int lo = 0, step
     cdef int by_m = _chunk_for(m, n, k), by_n = _chunk_for(n, m, k)
+    cdef bint large = <int64_t>m * n * k > _STOP_CHECK
     if by_m == 0 and by_n == 0:
         by_m, by_n = _stop_chunk_for(m, n, k), _stop_chunk_for(n, m, k)
         if by_m == 0 and by_n == 0:
             by_m = m  # one call
     if by_m >= by_n:
         while lo < m:
-            if _stopping():
+            if large and _stopping():
                 return
             step = by_m if lo + by_m <= m else m - lo
             _blas_gemm(transa, transb, step, n, k, alpha,
@@ -314,7 +315,7 @@ cdef inline void _gemm(char transa, char transb, int m, int n, int k, floating a
             lo += by_m
     else:
         while lo < n:
-            if _stopping():
+            if large and _stopping():
                 return
             step = by_n if lo + by_n <= n else n - lo
             _blas_gemm(transa, transb, m, step, k, alpha, a, lda,
@@ -326,8 +327,10 @@ cdef inline void _gemm(char transa, char transb, int m, int n, int k, floating a
 # A product of more than _STOP_GEMM multiply-adds (tens of milliseconds on one core) is issued in
 # chunks of about that size, at least _STOP_MIN_WIDTH wide (each chunk re-packs one operand:
 # narrower ones cost throughput), so that a stop request (Ctrl-C) is seen within one chunk.
+# Products under _STOP_CHECK multiply-adds (a millisecond) check nothing: the loss checks each step.
 cdef int64_t _STOP_GEMM = 1 << 30
 cdef int _STOP_MIN_WIDTH = 256
+cdef int64_t _STOP_CHECK = 1 << 24
 
 
 cdef inline int _stop_chunk_for(int side, int other, int k) noexcept nogil:
@@ -411,10 +414,18 @@ cdef inline bint _sparse_pays(const floating* x, Py_ssize_t n, Py_ssize_t n_in, 
 cdef inline void _input_product(const floating* x, const floating* w, floating* out, Py_ssize_t n,
                                 Py_ssize_t n_in, Py_ssize_t n_out, Py_ssize_t lo,
                                 Py_ssize_t hi) noexcept nogil:
-    """OUT out (n, n_out) := x[:, lo:hi] @ w[lo:hi], for x (n, n_in) and w (n_in, n_out)."""
+    """OUT out (n, n_out) := x[:, lo:hi] @ w[lo:hi], for x (n, n_in) and w (n_in, n_out); a
+    large sparse product in chunks of rows of about _STOP_GEMM, each after ``_stopping``."""
+    cdef Py_ssize_t r0 = 0, rows = n
     if _sparse_pays(x, n, n_in, n_out, lo, hi):
-        simd.sparse_product_f32(<const float*>x, n_in, n, lo, hi, <const float*>w, n_out,
-                                <float*>out)
+        if n * (hi - lo) * n_out > _STOP_GEMM:
+            rows = max(<Py_ssize_t>SPARSE_DEPTH, _STOP_GEMM // ((hi - lo) * n_out))
+        while r0 < n:
+            if rows < n and _stopping():
+                return
+            simd.sparse_product_f32(<const float*>x + r0 * n_in, n_in, min(rows, n - r0), lo,
+                                    hi, <const float*>w, n_out, <float*>out + r0 * n_out)
+            r0 += rows
     else:
         _gemm(c'N', c'N', <int>n_out, <int>n, <int>(hi - lo), 1, w + lo * n_out, <int>n_out,
               x + lo, <int>n_in, 0, out, <int>n_out)
@@ -686,7 +697,10 @@ cdef struct Update:
 
 cdef void _apply_update(const Update* u, floating* like, Py_ssize_t lo,
                         Py_ssize_t hi) noexcept nogil:
-    """Apply ``u`` to the flat parameters lo:hi (``like`` only selects the precision)."""
+    """Apply ``u`` to the flat parameters lo:hi (``like`` only selects the precision); a
+    stopped team's step is void, skipped."""
+    if team_stopped():
+        return
     _update_range(u.config, <floating>u.alpha, <floating*>u.params, <floating*>u.grads,
                   <floating*>u.slots[0], <floating*>u.slots[1], <floating*>u.slots[2], lo, hi)
 
@@ -842,6 +856,8 @@ cdef void _dense_backward_rows(const floating* x, const floating* w, const float
         return
     k0 = lo
     while k0 < hi:
+        if n * SPARSE_DEPTH * n_out > _STOP_CHECK and _stopping():
+            return
         k1 = min(k0 + SPARSE_DEPTH, hi)
         simd.sparse_weight_gradient_f32(<const float*>x, n_in, n, k0, k1, <const float*>g, n_out,
                                         <float*>dw)
