@@ -106,6 +106,10 @@ cdef extern from "_team.h" nogil:
     void team_store(long long* p, long long v)
     long long team_take(long long* p)
     long long team_take_end(long long* run, int from_back)
+    ctypedef struct team_member_t:
+        pass
+    team_member_t team_step_out()
+    void team_step_in(team_member_t me)
     void team_poll_signals()
     bint team_poll_due()
     void team_request_stop()
@@ -361,15 +365,19 @@ cdef inline bint _stopping() noexcept nogil:
 
 
 cdef void _run_signal_handlers() noexcept nogil:
-    """Run Python's signal handlers; an exception they raise (KeyboardInterrupt) is kept in
-    _signal_exception and stops the team."""
+    """Run Python's signal handlers, outside this thread's team (a handler may run kernels of
+    its own, on another network: this one's refuse while busy); an exception they raise
+    (KeyboardInterrupt) is kept in _signal_exception and stops the team."""
     global _signal_exception
+    cdef team_member_t me = team_step_out()
     with gil:
         try:
             PyErr_CheckSignals()
         except BaseException as e:
             _signal_exception = e
+            team_step_in(me)
             team_request_stop()
+    team_step_in(me)
 
 
 cdef inline int _chunk_for(int side, int other, int k) noexcept nogil:
@@ -2288,18 +2296,18 @@ cdef class Network:
         network keeps its previous, consistent workspace.
         """
         self._check_ready()
-        if self._busy:
-            raise RuntimeError("the workspace is in use by a running call; reserve after it")
         self._reserve(capacity)
 
     def _check_ready(self):
-        """Refuse a call on a network whose __init__ did not complete, or whose buffers do not
-        match its plan."""
+        """Refuse a call on a network whose __init__ did not complete, whose buffers do not
+        match its plan, or which is running a call (its workspace is in use)."""
         if not self._ready:
             raise RuntimeError("this Network is not initialised (its __init__ failed or was "
                                "never called)")
         if self.params.shape[0] != self.grads.shape[0] or self._ws is None:
             raise RuntimeError("this Network's buffers do not match its plan")
+        if self._busy:  # e.g. from a signal handler run inside its training step
+            raise RuntimeError("this Network is running a call; call it again after that one")
 
     def _reserve(self, capacity):
         capacity = _int_in("capacity", capacity, 1, _INT_MAX)

@@ -63,6 +63,28 @@ static inline void team_join(team_t* team, int size) {
     team_meetings = 0;
 }
 
+/* This thread's team membership, set aside while it runs code that may start a team of its own
+ * (Python's signal handlers, from team_poll_due's thread) and then put back. */
+typedef struct {
+    team_t* team;
+    int threads, meetings;
+    long long poll_at;
+} team_member_t;
+
+static inline team_member_t team_step_out(void) {
+    team_member_t me = {team_current, team_threads, team_meetings, team_poll_at};
+    team_current = 0;
+    team_poll_at = 0;
+    return me;
+}
+
+static inline void team_step_in(team_member_t me) {
+    team_current = me.team;
+    team_threads = me.threads;
+    team_meetings = me.meetings;
+    team_poll_at = me.poll_at;
+}
+
 static inline void team_leave(void) {
     team_current = 0;
     team_poll_at = 0;
