@@ -1074,7 +1074,8 @@ def run_callbacks_example(data):
 
 def _interrupt_model(seed_weights):
     keras = fastdnn
-    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, "relu"),
+    n_in, hidden = seed_weights[0].shape
+    model = keras.Sequential([keras.Input((n_in,)), keras.layers.Dense(hidden, "relu"),
                               keras.layers.Dense(3, "softmax")])
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.set_weights(seed_weights)
@@ -1095,16 +1096,19 @@ def _interrupt(signum, frame):
 def run_signals_example(data):
     import signal
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="rng"))
-    x = rng.normal(size=(256, 6)).astype(np.float32)
+    # wide: products large enough to check for the interrupt between their chunks, mid-step
+    n_in, hidden = (512, 1024) if data.draw(st.booleans(), label="wide") else (6, 16)
+    x = rng.normal(size=(256, n_in)).astype(np.float32)
     y = rng.integers(0, 3, 256)
-    initial = [rng.normal(size=s).astype(np.float32) * 0.3 for s in ((6, 16), (16,), (16, 3), (3,))]
+    initial = [rng.normal(size=s).astype(np.float32) * 0.3
+               for s in ((n_in, hidden), (hidden,), (hidden, 3), (3,))]
     model = _interrupt_model(initial)
     method = data.draw(st.sampled_from(["fit", "fit", "evaluate", "predict"]), label="method")
     delay = data.draw(st.floats(1e-5, 0.03), label="delay")
     batch = data.draw(st.sampled_from([1, 8, 32]), label="batch")
     per_batch = data.draw(st.booleans(), label="per-batch callback")
     callbacks = [_EveryBatch()] if per_batch else []
-    case("signals", method=method, delay=delay, batch=batch, per_batch=per_batch)
+    case("signals", method=method, delay=delay, batch=batch, per_batch=per_batch, n_in=n_in)
     previous = signal.signal(signal.SIGALRM, _interrupt)
     try:
         signal.setitimer(signal.ITIMER_REAL, delay)
