@@ -2020,7 +2020,7 @@ cdef struct TrainCall:
 cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept nogil:
     """Train batches first .. first+count-1 of ``order`` (or of the data as it lies, when order
     is NULL); OUT c.done: how many were applied (a non-finite loss stops before that batch's
-    update). Team call (thread t of nt; ``like`` only selects the precision).
+    update; so does a stop request, ``_stopping``, after which the work in progress is void). Team call (thread t of nt; ``like`` only selects the precision).
 
     Per step the threads meet three times for the chapter's model: after the forward pass's cut
     products, after the loss (thread 0's verdict on it), and before the first layer's cut
