@@ -121,3 +121,51 @@ def test_ctrl_c_stops_a_fit_inside_one_long_step():
     reacted, lines = _interrupt("fit", 4096, 4096, delay=1.0)
     assert reacted < STEP_REACT_WITHIN
     assert lines and lines[-1].startswith("consistent"), lines
+
+
+NESTED = textwrap.dedent("""
+    import signal
+    import numpy as np
+    import fastdnn as keras
+
+    rng = np.random.default_rng(0)
+    x = rng.random((1024, 784), dtype=np.float32)
+    y = rng.integers(0, 10, 1024)
+
+    def make(hidden):
+        keras.utils.set_random_seed(1)
+        m = keras.Sequential([keras.Input((784,)), keras.layers.Dense(hidden, activation="relu"),
+                              keras.layers.Dense(hidden, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+        m.compile("adam", "sparse_categorical_crossentropy")
+        return m
+
+    model, other, calls = make(1024), make(16), []
+
+    def handler(signum, frame):
+        other.fit(x[:64], y[:64], batch_size=16, epochs=1, verbose=0)
+        calls.append(other.predict(x[:8], verbose=0).shape)
+
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.01, 0.01)
+    model.fit(x, y, batch_size=256, epochs=3, shuffle=False, verbose=0)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    again = make(1024)
+    again.fit(x, y, batch_size=256, epochs=3, shuffle=False, verbose=0)
+    print(len(calls), set(calls) == {(8, 10)}, model.optimizer.iterations,
+          all(np.array_equal(a, b) for a, b in zip(model.get_weights(), again.get_weights()))
+          and np.array_equal(model.optimizer.slots, again.optimizer.slots))
+""")
+
+
+def test_signal_handlers_that_train_another_model_mid_step_leave_the_fit_intact():
+    # Handlers run inside a training step (on the calling thread, between the chunks of large
+    # products); one that runs kernels itself gets a team of its own and leaves the step's alone
+    # (sharing it hung the fit: hence a child, with a timeout)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.run([sys.executable, "-c", NESTED], capture_output=True, text=True,
+                           env=env, timeout=300)
+    assert child.returncode == 0, child.stderr[-3000:]
+    calls, shapes, iterations, same = child.stdout.split()
+    assert int(calls) > 0 and shapes == "True"
+    assert iterations == "12" and same == "True"
