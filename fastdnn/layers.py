@@ -5,13 +5,11 @@ A layer computes nothing itself. The model lays every weight out in one flat buf
 ``plan_ops`` says which fused operations a layer contributes.
 """
 
-import math
-import random
 import warnings
 
 import numpy as np
 
-from fastdnn import _kernels, _naming, activations
+from fastdnn import _kernels, _naming, activations, initializers
 
 _BASE_KWARGS = ("name", "dtype", "trainable", "input_shape", "input_dim", "batch_size")
 
@@ -21,6 +19,19 @@ def _shape(shape, name="shape"):
             d is None or (isinstance(d, (int, np.integer)) and d > 0) for d in shape):
         return tuple(None if d is None else int(d) for d in shape)
     raise ValueError(f"Cannot convert '{shape}' to a shape.")
+
+
+def _initializer(identifier, name):
+    if identifier is None:
+        raise ValueError(f"`{name}` must not be None")
+    return initializers.get(identifier)
+
+
+def _serialize_initializer(init):
+    if not isinstance(init, initializers.Initializer):
+        raise ValueError(f"Cannot serialize the initializer {init!r}: only fastdnn.initializers "
+                         "objects can be saved")
+    return initializers.serialize(init)
 
 
 class Layer:
@@ -181,8 +192,10 @@ class Dense(Layer):
         activation: 'relu', 'sigmoid', 'tanh', 'softmax', 'linear', None (linear) or one of
             ``fastdnn.activations``' functions. Defaults to None.
         use_bias: Defaults to True.
-        kernel_initializer: only ``'glorot_uniform'`` (the default) is supported.
-        bias_initializer: only ``'zeros'`` (the default) is supported.
+        kernel_initializer: a name (``'he_normal'``, ...), an object of
+            ``fastdnn.initializers`` or a callable ``f(shape, dtype)``. Defaults to
+            ``'glorot_uniform'``.
+        bias_initializer: as kernel_initializer. Defaults to ``'zeros'``.
         **kwargs: base-layer arguments (``name``, ``trainable``, ``input_shape``, ...).
     """
 
@@ -191,15 +204,13 @@ class Dense(Layer):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError("Received an invalid value for `units`, expected a positive "
                              f"integer. Received: units={units}")
-        if kernel_initializer != "glorot_uniform" or bias_initializer != "zeros":
-            raise NotImplementedError("fastdnn's Dense supports kernel_initializer="
-                                      "'glorot_uniform' and bias_initializer='zeros' only")
         super().__init__(**kwargs)
         self.units = int(units)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
-        # Keras draws the initializer's seed from Python's random at construction.
-        self._seed = random.randrange(2**31)
+        # Created now: an unseeded initializer draws its seed from Python's random, as in Keras.
+        self.kernel_initializer = _initializer(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = _initializer(bias_initializer, "bias_initializer")
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 2:
@@ -212,11 +223,12 @@ class Dense(Layer):
         return shapes + [("bias", (self.units,))] if self.use_bias else shapes
 
     def initialize(self, weights):
-        kernel = weights[0]
-        limit = math.sqrt(6 / (kernel.shape[0] + kernel.shape[1]))
-        kernel[...] = np.random.default_rng(self._seed).uniform(-limit, limit, kernel.shape)
-        for w in weights[1:]:
-            w[...] = 0
+        for w, init in zip(weights, (self.kernel_initializer, self.bias_initializer)):
+            values = np.asarray(init(w.shape, w.dtype))
+            if values.shape != w.shape or not np.all(np.isfinite(values)):
+                raise ValueError(f"Layer {self.name}: the initializer {init!r} must return finite "
+                                 f"values of shape {w.shape}, got shape {values.shape}")
+            w[...] = values
 
     @property
     def kernel(self):
@@ -235,7 +247,9 @@ class Dense(Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
-                "use_bias": self.use_bias}
+                "use_bias": self.use_bias,
+                "kernel_initializer": _serialize_initializer(self.kernel_initializer),
+                "bias_initializer": _serialize_initializer(self.bias_initializer)}
 
 
 class Flatten(Layer):

@@ -156,13 +156,6 @@ def test_initial_weights_follow_the_seed_set_before_construction():
     assert not np.array_equal(first[0][:2, :2], first[2][:2, :2])  # each layer its own draw
 
 
-@pytest.mark.parametrize("initializer", [{"kernel_initializer": "zeros"},
-                                         {"bias_initializer": "ones"}])
-def test_dense_other_initializers_are_not_supported(initializer):
-    with pytest.raises(NotImplementedError, match="glorot_uniform"):
-        layers.Dense(2, **initializer)
-
-
 def test_dense_on_a_rank_3_input_asks_for_flatten():
     model = keras.Sequential([keras.Input((28, 28))])
     with pytest.raises(ValueError, match="Add a Flatten"):
