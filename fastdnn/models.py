@@ -548,7 +548,6 @@ class Sequential:
                      correct_out, metric_name):
         """Run one epoch in calls of many batches; return the epoch's logs (running means)."""
         n = x.shape[0]
-        settings = self.optimizer.settings()
         slots = self.optimizer.slots
         batch, seen, loss_sum, correct = 0, 0, 0.0, 0.0
         chunk = 1 if every_batch else 8
@@ -558,6 +557,8 @@ class Sequential:
             if every_batch:
                 cb.on_train_batch_begin(batch)
             started = time.perf_counter()
+            # read at every call: a callback may have changed the learning rate
+            settings = self.optimizer.settings()
             done, self.optimizer.iterations = network.train(
                 x, y, order, batch_size, batch, count, settings, slots, self.optimizer.iterations,
                 loss_out[batch:batch + count], correct_out[batch:batch + count])
