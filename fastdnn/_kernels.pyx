@@ -30,6 +30,7 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, exp, expf, fabs, isfinite, log, log1p, log1pf, logf, pow, powf, sqrt, sqrtf, tanh, tanhf
+from libc.math cimport M_PI, ceil, cos, floor
 from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -399,9 +400,24 @@ cdef void _activation_backward(const floating* a, floating* g, Py_ssize_t n, Py_
 
 # --- optimizers: one pass over params, grads and slots, in place, no temporaries
 
+cdef enum:
+    _CONSTANT_RATE = 0
+    _EXPONENTIAL_DECAY = 1
+    _INVERSE_TIME_DECAY = 2
+    _POLYNOMIAL_DECAY = 3
+    _COSINE_DECAY = 4
+    _PIECEWISE_CONSTANT = 5
+    _MAX_PIECES = 32        # fastdnn.schedules.MAX_PIECES
+
+
 cdef struct OptConfig:
     int kind
-    double learning_rate
+    double learning_rate    # the rate of a constant schedule; training sets it at every step
+    int schedule            # _CONSTANT_RATE, or the schedule ``_learning_rate_at`` evaluates
+    double decay[6]         # the schedule's parameters, in fastdnn.schedules' kernel_spec order
+    int n_pieces            # _PIECEWISE_CONSTANT: boundaries [0, n_pieces), values [0, n_pieces]
+    double bounds[_MAX_PIECES]
+    double values[_MAX_PIECES + 1]
     double momentum
     double rho
     double beta_1
@@ -410,6 +426,39 @@ cdef struct OptConfig:
     bint nesterov
     bint centered
     bint amsgrad
+
+
+cdef double _learning_rate_at(const OptConfig* c, int64_t iteration) noexcept nogil:
+    """The learning rate of the step after ``iteration`` steps, as Keras' schedules compute it
+    from ``optimizer.iterations`` (twin: ``fastdnn.reference.learning_rate_at``)."""
+    cdef const double* s = c.decay
+    cdef double step = <double>iteration, p, span
+    cdef int k
+    if c.schedule == _EXPONENTIAL_DECAY or c.schedule == _INVERSE_TIME_DECAY:
+        p = floor(step / s[1]) if s[3] != 0 else step / s[1]
+        return s[0] * pow(s[2], p) if c.schedule == _EXPONENTIAL_DECAY else s[0] / (1 + s[2] * p)
+    if c.schedule == _POLYNOMIAL_DECAY:
+        span = s[1]
+        if s[4] != 0:
+            span *= 1 if step == 0 else ceil(step / s[1])
+        elif step > span:
+            step = span
+        return (s[0] - s[2]) * pow(1 - step / span, s[3]) + s[2]
+    if c.schedule == _COSINE_DECAY:
+        # initial, decay_steps, alpha, warmup_target, warmup_steps, has warmup
+        if s[5] != 0:
+            step = min(step, s[1] + s[4])
+            if step < s[4]:
+                return (s[3] - s[0]) * (step / s[4]) + s[0]
+            return s[3] * ((1 - s[2]) * 0.5 * (1 + cos(M_PI * (step - s[4]) / s[1])) + s[2])
+        step = min(step, s[1])
+        return s[0] * ((1 - s[2]) * 0.5 * (1 + cos(M_PI * step / s[1])) + s[2])
+    if c.schedule == _PIECEWISE_CONSTANT:
+        for k in range(c.n_pieces):
+            if step <= c.bounds[k]:
+                return c.values[k]
+        return c.values[c.n_pieces]
+    return c.learning_rate
 
 
 cdef inline floating _adam_step_size(const OptConfig* c, int64_t iteration,
@@ -1871,8 +1920,9 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
     cdef Helpers h
     cdef int k, cur
     cdef bint helped = False
+    cdef OptConfig opt = c.opt[0]  # this thread's copy: its learning rate follows the schedule
     _slot_pointers(c.opt, <floating*>c.slots, c.n_params, s)
-    u.config, u.params, u.grads, u.pending[0] = c.opt, c.params, c.grads, -1
+    u.config, u.params, u.grads, u.pending[0] = &opt, c.params, c.grads, -1
     for k in range(3):
         u.slots[k] = s[k]
     h.x, h.width, h.arrived, h.meetings, h.nt = c.x, n_in, &c.arrived, 0, nt
@@ -1928,7 +1978,8 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
             return
         if t == 0:  # every thread has read this buffer's count; batch b + 3 starts it anew
             team_store(&c.claimed[cur], 0)
-        u.alpha = _adam_step_size(c.opt, iteration, <floating*>c.params)
+        opt.learning_rate = _learning_rate_at(c.opt, iteration)
+        u.alpha = _adam_step_size(&opt, iteration, <floating*>c.params)
         _backward(p, <floating*>c.params, <floating*>c.grads, <floating*>c.ws, <floating*>c.g0,
                   <floating*>c.g1, <floating*>c.parts, xb, n, &u, &h, t, nt)
         iteration += 1
@@ -2123,7 +2174,9 @@ cdef class Network:
             first: index of the first batch to run.
             count: number of batches to run.
             opt: dict of optimizer settings (kind, learning_rate, momentum, rho, beta_1, beta_2,
-                epsilon, nesterov, centered, amsgrad).
+                epsilon, nesterov, centered, amsgrad, and schedule: None or a learning-rate
+                schedule's ``kernel_spec()``, evaluated at every step instead of
+                learning_rate).
             slots: IN/OUT optimizer slots, (n_slots, n_params) of the network's dtype: the slots
                 Keras creates for these settings, in Keras' order (see ``_slot_pointers``).
             iteration: the optimizer's step counter before this call.
@@ -2223,6 +2276,51 @@ cdef class Network:
 
 
 _OPT_KINDS = {"sgd": _OPT_SGD, "adagrad": _OPT_ADAGRAD, "rmsprop": _OPT_RMSPROP, "adam": _OPT_ADAM}
+# schedule kind: (code, number of parameters, indices of the parameters that must be > 0)
+_SCHEDULES = {"exponential": (_EXPONENTIAL_DECAY, 4, (1,)), "inverse_time": (_INVERSE_TIME_DECAY, 4, (1,)),
+              "polynomial": (_POLYNOMIAL_DECAY, 5, (1,)), "cosine": (_COSINE_DECAY, 6, (1,))}
+
+
+cdef void _schedule_config(OptConfig* c, object schedule) except *:
+    """Read and check ``opt['schedule']`` (``fastdnn.schedules``' ``kernel_spec()``) into c."""
+    cdef int k
+    c.schedule, c.n_pieces = _CONSTANT_RATE, 0
+    if schedule is None:
+        return
+    if not isinstance(schedule, dict):
+        raise TypeError(f"opt['schedule'] must be a dict or None, got {type(schedule).__name__}")
+    kind = schedule.get("kind")
+    if kind == "piecewise":
+        bounds = [_finite_scalar("schedule boundary", b) for b in schedule.get("boundaries", ())]
+        values = [_finite_scalar("schedule value", v) for v in schedule.get("values", ())]
+        if len(values) != len(bounds) + 1 or len(bounds) > _MAX_PIECES:
+            raise ValueError(f"a piecewise schedule needs at most {_MAX_PIECES} boundaries and "
+                             "one value more than boundaries")
+        c.schedule, c.n_pieces = _PIECEWISE_CONSTANT, len(bounds)
+        for k in range(len(bounds)):
+            c.bounds[k] = bounds[k]
+        for k in range(len(values)):
+            c.values[k] = values[k]
+        return
+    if kind not in _SCHEDULES:
+        raise ValueError(f"unknown schedule kind {kind!r}")
+    code, count, positive = _SCHEDULES[kind]
+    params = list(schedule.get("params", ()))
+    if len(params) != count:
+        raise ValueError(f"a {kind} schedule has {count} parameters, got {len(params)}")
+    for k in range(count):
+        c.decay[k] = _finite_scalar("schedule parameter", params[k])
+        if k in positive and not c.decay[k] > 0:
+            raise ValueError(f"the {kind} schedule's decay_steps must be > 0")
+    c.schedule = code
+
+
+def learning_rate_at(opt, iteration):
+    """The learning rate the training loop uses for the step after ``iteration`` steps with
+    the optimizer settings ``opt`` (see ``Network.train``): its schedule's value, or its
+    constant learning rate."""
+    cdef OptConfig c = _opt_config(opt)
+    return _learning_rate_at(&c, _int_in("iteration", iteration, 0, 2**62))
 
 
 cdef OptConfig _opt_config(dict opt) except *:
@@ -2240,6 +2338,7 @@ cdef OptConfig _opt_config(dict opt) except *:
     c.nesterov = bool(opt.get("nesterov", False))
     c.centered = bool(opt.get("centered", False))
     c.amsgrad = bool(opt.get("amsgrad", False))
+    _schedule_config(&c, opt.get("schedule"))
     return c
 
 

@@ -550,7 +550,9 @@ class Sequential:
         n = x.shape[0]
         slots = self.optimizer.slots
         batch, seen, loss_sum, correct = 0, 0, 0.0, 0.0
-        chunk = 1 if every_batch else 8
+        # batch by batch for batch hooks, or a learning rate computed in Python per step
+        one_at_a_time = every_batch or self.optimizer.steps_in_python()
+        chunk = 1 if one_at_a_time else 8
         logs = {}
         while batch < steps and not self.stop_training:
             count = min(chunk, steps - batch)
@@ -573,7 +575,7 @@ class Sequential:
             if done < count and not self.stop_training:
                 print(f"Batch {batch - 1}: Invalid loss, terminating training", flush=True)
                 self.stop_training = True
-            if not every_batch:
+            if not one_at_a_time:
                 per_batch = max(elapsed / count, 1e-7)
                 chunk = max(1, min(steps, int(_SECONDS_PER_CALL / per_batch)))
         return logs

@@ -6,11 +6,15 @@ soon as it has used them (``fastdnn._kernels``, sections optimizers and dense la
 (velocity, moments, ...) live in one ``(n_slots, n_params)`` array, in Keras' order.
 """
 
+import sys
 import warnings
 
 import numpy as np
 
-from fastdnn import _naming
+from fastdnn import _naming, schedules
+
+# ``from fastdnn.optimizers.schedules import ExponentialDecay`` works, as with Keras
+sys.modules[__name__ + ".schedules"] = schedules
 
 _SHARED = {"weight_decay": None, "clipnorm": None, "clipvalue": None, "global_clipnorm": None,
            "use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency": None,
@@ -32,7 +36,9 @@ class Optimizer:
     """Base class: the iteration counter, the learning rate, the slots, and the shared options.
 
     Args:
-        learning_rate: step size (a non-negative float).
+        learning_rate: step size: a non-negative float, a ``fastdnn.optimizers.schedules``
+            schedule (evaluated at every step, at ``iterations``), or a callable without
+            arguments returning the rate.
         name: Defaults to the snake_case of the class name, made unique (``adam``, ``adam_1``).
         **kwargs: Keras' shared options (``weight_decay``, ``clipnorm``, ...); only their
             defaults are supported, ``decay`` is ignored with a warning as in Keras.
@@ -50,19 +56,59 @@ class Optimizer:
         unsupported = {k: v for k, v in kwargs.items() if v != _SHARED[k]}
         if unsupported:
             raise NotImplementedError(f"fastdnn optimizers do not support {unsupported}")
-        self.learning_rate = learning_rate
-        self.name = _naming.check_name(name, _naming.to_snake_case(type(self).__name__))
         self.iterations = 0
+        self._set_initial_learning_rate(learning_rate)
+        self.name = _naming.check_name(name, _naming.to_snake_case(type(self).__name__))
         self.slots = None
 
     @property
     def learning_rate(self) -> float:
-        """The learning rate (settable, e.g. ``opt.learning_rate = 0.5``)."""
-        return self._learning_rate
+        """The learning rate of the next step (settable, e.g. ``opt.learning_rate = 0.5``,
+        unless the optimizer was created with a schedule)."""
+        return self._current_learning_rate()
 
     @learning_rate.setter
     def learning_rate(self, value):
+        if getattr(self, "_schedule", None) is not None:
+            raise TypeError("This optimizer was created with a `LearningRateSchedule` object as "
+                            "its `learning_rate` constructor argument, hence its learning rate "
+                            "is not settable. If you need the learning rate to be settable, you "
+                            "should instantiate the optimizer with a float `learning_rate` "
+                            "argument.")
         self._learning_rate = _rate("learning_rate", value)
+
+    def _set_initial_learning_rate(self, value):
+        """Take a constructor's ``learning_rate``: a rate, a schedule or a callable."""
+        self._schedule = None
+        if isinstance(value, dict):
+            value = schedules.deserialize(value)
+        if isinstance(value, schedules.LearningRateSchedule) or (
+                callable(value) and not isinstance(value, (int, float, np.number))):
+            self._schedule = value
+        else:
+            self.learning_rate = value
+
+    def _current_learning_rate(self) -> float:
+        if self._schedule is None:
+            return self._learning_rate
+        if isinstance(self._schedule, schedules.LearningRateSchedule):
+            return float(self._schedule(self.iterations))
+        return float(self._schedule())
+
+    def steps_in_python(self) -> bool:
+        """Whether the learning rate comes from Python code that must run before every step
+        (a schedule of your own, a callable), so that ``fit`` calls the kernels batch by batch."""
+        schedule = self._schedule
+        return schedule is not None and (not isinstance(schedule, schedules.LearningRateSchedule)
+                                         or schedule.kernel_spec() is None)
+
+    def serialized_learning_rate(self):
+        """The learning rate as saved: the exact float, or the schedule's ``serialize`` dict."""
+        if self._schedule is None:
+            return self._learning_rate
+        if isinstance(self._schedule, schedules.LearningRateSchedule):
+            return schedules.serialize(self._schedule)
+        raise ValueError(f"Cannot save optimizer {self.name}: its learning rate is a callable")
 
     def slot_names(self) -> list:
         """Names of the slots Keras creates for these settings, in order."""
@@ -88,12 +134,19 @@ class Optimizer:
         return 2 + (self.slots.size if self.slots is not None else 0)
 
     def settings(self) -> dict:
-        """The hyper-parameters as the kernels read them."""
-        return {"kind": self.kind, "learning_rate": self.learning_rate}
+        """The hyper-parameters as the kernels read them (a built-in schedule as its
+        ``kernel_spec()``, evaluated by the kernels at every step)."""
+        spec = None
+        if isinstance(self._schedule, schedules.LearningRateSchedule):
+            spec = self._schedule.kernel_spec()
+        return {"kind": self.kind, "learning_rate": self.learning_rate, "schedule": spec}
 
     def get_config(self) -> dict:
-        """Return the constructor arguments (the learning rate rounded to float32, as Keras)."""
-        return {"name": self.name, "learning_rate": float(np.float32(self.learning_rate))}
+        """Return the constructor arguments (the learning rate rounded to float32, as Keras,
+        or the schedule's ``serialize`` dict)."""
+        rate = self.serialized_learning_rate()
+        return {"name": self.name,
+                "learning_rate": rate if isinstance(rate, dict) else float(np.float32(rate))}
 
     @classmethod
     def from_config(cls, config: dict) -> "Optimizer":

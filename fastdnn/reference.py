@@ -234,6 +234,41 @@ def adam_update(params, grads, m, v, iteration, learning_rate=0.001, beta_1=0.9,
     params -= (m * alpha) / (np.sqrt(v_hat if amsgrad else v) + f(epsilon))
 
 
+def learning_rate_at(schedule, step):
+    """The learning rate of step ``step`` under a schedule as the kernels read it
+    (``fastdnn.schedules``' ``kernel_spec()``: a kind and its parameters), in float64."""
+    kind = schedule["kind"]
+    if kind == "piecewise":
+        for boundary, value in zip(schedule["boundaries"], schedule["values"]):
+            if step <= boundary:
+                return float(value)
+        return float(schedule["values"][-1])
+    s = [float(v) for v in schedule["params"]]
+    if kind in ("exponential", "inverse_time"):
+        initial, decay_steps, rate, staircase = s
+        p = np.floor(step / decay_steps) if staircase else step / decay_steps
+        return initial * rate**p if kind == "exponential" else initial / (1 + rate * p)
+    if kind == "polynomial":
+        initial, decay_steps, end, power, cycle = s
+        if cycle:
+            decay_steps *= 1.0 if step == 0 else np.ceil(step / decay_steps)
+        else:
+            step = min(step, decay_steps)
+        return (initial - end) * (1 - step / decay_steps) ** power + end
+    if kind == "cosine":
+        initial, decay_steps, alpha, target, warmup_steps, warm = s
+        if warm:
+            step = min(step, decay_steps + warmup_steps)
+            if step < warmup_steps:
+                return (target - initial) * (step / warmup_steps) + initial
+            initial, step = target, step - warmup_steps
+        else:
+            step = min(step, decay_steps)
+        cosine = 0.5 * (1 + np.cos(np.pi * step / decay_steps))
+        return initial * ((1 - alpha) * cosine + alpha)
+    raise ValueError(f"unknown schedule kind {kind!r}")
+
+
 _UPDATES = {"sgd": sgd_update, "adagrad": adagrad_update, "rmsprop": rmsprop_update,
             "adam": adam_update}
 
@@ -241,7 +276,9 @@ _UPDATES = {"sgd": sgd_update, "adagrad": adagrad_update, "rmsprop": rmsprop_upd
 def _apply_update(opt, params, grads, slots, iteration):
     """One step of the optimizer described by the settings dict ``opt`` (see Network.train)."""
     kind = opt["kind"]
-    hyper = {k: v for k, v in opt.items() if k != "kind"}
+    hyper = {k: v for k, v in opt.items() if k not in ("kind", "schedule")}
+    if opt.get("schedule") is not None:
+        hyper["learning_rate"] = learning_rate_at(opt["schedule"], float(iteration))
     if kind == "sgd":
         hyper = {k: hyper[k] for k in ("learning_rate", "momentum", "nesterov") if k in hyper}
         sgd_update(params, grads, velocity=slots[0] if len(slots) else None, **hyper)

@@ -130,7 +130,8 @@ def save_model(model, filepath, overwrite=True) -> None:
         opt = model.optimizer
         header["compile"] = {
             "optimizer": {"class_name": type(opt).__name__,
-                          "config": {**opt.get_config(), "learning_rate": opt.learning_rate},
+                          "config": {**opt.get_config(),
+                                     "learning_rate": opt.serialized_learning_rate()},
                           "iterations": opt.iterations},
             "loss": losses.serialize(model.loss) if model.loss is not None else None,
             "metrics": list(model._metrics), "engine": model.engine}
