@@ -30,7 +30,7 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, exp, expf, fabs, isfinite, log, log1p, log1pf, logf, pow, powf, sqrt, sqrtf, tanh, tanhf
-from libc.math cimport M_PI, ceil, cos, floor
+from libc.math cimport M_2_SQRTPI, M_PI, M_SQRT1_2, ceil, cos, erf, erff, expm1, expm1f, floor
 from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -70,7 +70,14 @@ cdef extern from "_team.h" nogil:
 # --- constants shared with the Python layer
 
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4
-ACTIVATIONS = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX}
+ELU, SELU, GELU, SILU, SOFTPLUS, SOFTSIGN, LEAKY_RELU, RELU6, HARD_SIGMOID, EXPONENTIAL = range(5, 15)
+ACTIVATIONS = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX,
+               "elu": ELU, "selu": SELU, "gelu": GELU, "silu": SILU, "softplus": SOFTPLUS,
+               "softsign": SOFTSIGN, "leaky_relu": LEAKY_RELU, "relu6": RELU6,
+               "hard_sigmoid": HARD_SIGMOID, "exponential": EXPONENTIAL}
+# Activations a dense layer cannot fuse: their derivative needs the input z (gelu, silu) or a
+# parameter (leaky_relu's negative slope, the op's ``rate``), so they run as an activation op.
+UNFUSED_ACTIVATIONS = frozenset({GELU, SILU, LEAKY_RELU})
 
 OP_DENSE, OP_ACTIVATION, OP_DROPOUT = 0, 1, 2
 LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE, LOSS_MSE = 0, 1, 2, 3
@@ -83,6 +90,16 @@ cdef enum:
     _SIGMOID = 2
     _TANH = 3
     _SOFTMAX = 4
+    _ELU = 5
+    _SELU = 6
+    _GELU = 7
+    _SILU = 8
+    _SOFTPLUS = 9
+    _SOFTSIGN = 10
+    _LEAKY_RELU = 11
+    _RELU6 = 12
+    _HARD_SIGMOID = 13
+    _EXPONENTIAL = 14
     _OP_DENSE = 0
     _OP_ACTIVATION = 1
     _OP_DROPOUT = 2
@@ -178,6 +195,20 @@ cdef inline floating _tanh(floating x) noexcept nogil:
         return tanhf(x)
     else:
         return tanh(x)
+
+
+cdef inline floating _expm1(floating x) noexcept nogil:
+    if floating is float:
+        return expm1f(x)
+    else:
+        return expm1(x)
+
+
+cdef inline floating _erf(floating x) noexcept nogil:
+    if floating is float:
+        return erff(x)
+    else:
+        return erf(x)
 
 
 cdef inline floating _sigmoid(floating x) noexcept nogil:
@@ -343,11 +374,19 @@ cdef inline Py_ssize_t _share(Py_ssize_t count, int t, int nt) noexcept nogil:
 
 # --- activations
 
+# SELU's constants (Klambauer et al.), as Keras writes them
+cdef double _SELU_ALPHA = 1.6732632423543772848170429916717
+cdef double _SELU_SCALE = 1.0507009873554804934193349852946
+
+
 cdef void _activation_forward(const floating* z, floating* a, Py_ssize_t n, Py_ssize_t c,
-                              int act) noexcept nogil:
-    """OUT a = act(z), row by row; z and a may be the same buffer."""
+                              int act, double param=0) noexcept nogil:
+    """OUT a = act(z), row by row; z and a may be the same buffer. ``param`` is leaky_relu's
+    negative slope."""
     cdef Py_ssize_t i, j, size = n * c
-    cdef floating m, s
+    cdef floating m, s, v
+    cdef floating slope = <floating>param, sa = <floating>(_SELU_SCALE * _SELU_ALPHA)
+    cdef floating scale = <floating>_SELU_SCALE, root_half = <floating>M_SQRT1_2
     if act == _LINEAR:
         if a != z:
             memcpy(a, z, size * sizeof(floating))
@@ -360,6 +399,37 @@ cdef void _activation_forward(const floating* z, floating* a, Py_ssize_t n, Py_s
     elif act == _TANH:
         for i in range(size):
             a[i] = _tanh(z[i])
+    elif act == _ELU:
+        for i in range(size):
+            a[i] = z[i] if z[i] > 0 else _expm1(z[i])
+    elif act == _SELU:
+        for i in range(size):
+            a[i] = scale * z[i] if z[i] > 0 else sa * _expm1(z[i])
+    elif act == _GELU:
+        for i in range(size):
+            a[i] = <floating>0.5 * z[i] * (1 + _erf(z[i] * root_half))
+    elif act == _SILU:
+        for i in range(size):
+            a[i] = z[i] * _sigmoid(z[i])
+    elif act == _SOFTPLUS:
+        for i in range(size):
+            v = z[i] if z[i] > 0 else 0
+            a[i] = v + _log1p(_exp(-(z[i] if z[i] > 0 else -z[i])))
+    elif act == _SOFTSIGN:
+        for i in range(size):
+            a[i] = z[i] / (1 + (z[i] if z[i] > 0 else -z[i]))
+    elif act == _LEAKY_RELU:
+        for i in range(size):
+            a[i] = slope * z[i] if z[i] < 0 else z[i]
+    elif act == _RELU6 or act == _HARD_SIGMOID:
+        # hard_sigmoid = relu6(z + 3) / 6, as Keras 3
+        for i in range(size):
+            v = z[i] + 3 if act == _HARD_SIGMOID else z[i]
+            v = 0 if v <= 0 else (6 if v > 6 else v)  # NaN stays NaN
+            a[i] = v / 6 if act == _HARD_SIGMOID else v
+    elif act == _EXPONENTIAL:
+        for i in range(size):
+            a[i] = _exp(z[i])
     elif act == _SOFTMAX:
         for i in range(n):
             m = z[i * c]
@@ -376,10 +446,14 @@ cdef void _activation_forward(const floating* z, floating* a, Py_ssize_t n, Py_s
 
 
 cdef void _activation_backward(const floating* a, floating* g, Py_ssize_t n, Py_ssize_t c,
-                               int act) noexcept nogil:
-    """IN/OUT g: dL/dA on entry, dL/dZ on exit, from the activation's output a = act(z)."""
+                               int act, const floating* z=NULL, double param=0) noexcept nogil:
+    """IN/OUT g: dL/dA on entry, dL/dZ on exit, from the activation's output a = act(z); gelu
+    and silu read the input z instead, leaky_relu its negative slope ``param``."""
     cdef Py_ssize_t i, j, size = n * c
-    cdef floating dot
+    cdef floating dot, s, cdf
+    cdef floating slope = <floating>param, sa = <floating>(_SELU_SCALE * _SELU_ALPHA)
+    cdef floating scale = <floating>_SELU_SCALE, root_half = <floating>M_SQRT1_2
+    cdef floating density = <floating>(0.5 * M_2_SQRTPI * M_SQRT1_2)  # 1 / sqrt(2 pi)
     if act == _RELU:
         for i in range(size):
             g[i] = g[i] if a[i] > 0 else 0
@@ -389,6 +463,39 @@ cdef void _activation_backward(const floating* a, floating* g, Py_ssize_t n, Py_
     elif act == _TANH:
         for i in range(size):
             g[i] = g[i] * (1 - a[i] * a[i])
+    elif act == _ELU:
+        for i in range(size):  # exp(z) = a + 1 where z <= 0
+            g[i] = g[i] if a[i] > 0 else g[i] * (a[i] + 1)
+    elif act == _SELU:
+        for i in range(size):
+            g[i] = g[i] * scale if a[i] > 0 else g[i] * (a[i] + sa)
+    elif act == _GELU:
+        for i in range(size):
+            cdf = <floating>0.5 * (1 + _erf(z[i] * root_half))
+            g[i] = g[i] * (cdf + z[i] * density * _exp(<floating>-0.5 * z[i] * z[i]))
+    elif act == _SILU:
+        for i in range(size):
+            s = _sigmoid(z[i])
+            g[i] = g[i] * s * (1 + z[i] * (1 - s))
+    elif act == _SOFTPLUS:
+        for i in range(size):  # sigmoid(z) = 1 - exp(-a)
+            g[i] = -g[i] * _expm1(-a[i])
+    elif act == _SOFTSIGN:
+        for i in range(size):  # 1 / (1 + |z|)^2 = (1 - |a|)^2
+            s = 1 - (a[i] if a[i] > 0 else -a[i])
+            g[i] = g[i] * s * s
+    elif act == _LEAKY_RELU:
+        for i in range(size):  # slope >= 0: a > 0 exactly where z > 0
+            g[i] = g[i] if a[i] > 0 else g[i] * slope
+    elif act == _RELU6:
+        for i in range(size):
+            g[i] = g[i] if 0 < a[i] < 6 else 0
+    elif act == _HARD_SIGMOID:
+        for i in range(size):
+            g[i] = g[i] / 6 if 0 < a[i] < 1 else 0
+    elif act == _EXPONENTIAL:
+        for i in range(size):
+            g[i] = g[i] * a[i]
     elif act == _SOFTMAX:
         for i in range(n):
             dot = 0
@@ -1151,13 +1258,17 @@ def _check_labels(labels, n, n_classes):
                          f"{labels.min()} to {labels.max()}")
 
 
-def _activation_code(activation):
+def _activation_code(activation, bint fused=False):
+    """The code of an activation name or code; ``fused``: one a dense layer can apply."""
     if isinstance(activation, str):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        return ACTIVATIONS[activation]
-    if activation not in (LINEAR, RELU, SIGMOID, TANH, SOFTMAX):
+        activation = ACTIVATIONS[activation]
+    elif activation not in ACTIVATIONS.values():
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if fused and activation in UNFUSED_ACTIVATIONS:
+        raise ValueError("gelu, silu and leaky_relu cannot be fused into a dense layer: apply "
+                         "them with activation_forward/activation_backward")
     return activation
 
 
@@ -1194,19 +1305,21 @@ cdef double _finite_scalar(str name, double v, double low=-INFINITY,
 
 # --- public kernels: each checks its arguments, then runs without the GIL
 
-def activation_forward(z, out, activation):
+def activation_forward(z, out, activation, negative_slope=0.2):
     """Apply an activation row by row: ``out = activation(z)``.
 
     Args:
         z: float32 or float64 array of shape (n, c), C-contiguous.
         out: OUT array like z (may be z itself, for in place).
-        activation: 'linear', 'relu', 'sigmoid', 'tanh' or 'softmax' (over the last axis).
+        activation: a name of ``ACTIVATIONS`` ('softmax' over the last axis).
+        negative_slope: leaky_relu's slope for z < 0, >= 0. Defaults to 0.2.
     """
     dtype = _check("z", z, 2)
     _check("out", out, 2, dtype, z.shape, writable=True)
     if z.shape[1] == 0:
         raise ValueError("z has no columns: it needs at least one")
     cdef int act = _activation_code(activation)
+    cdef double slope = _finite_scalar("negative_slope", negative_slope, 0.0)
     cdef Py_ssize_t n = z.shape[0], c = z.shape[1]
     cdef void* pz = _data(z)
     cdef void* pout = _data(out)
@@ -1215,36 +1328,48 @@ def activation_forward(z, out, activation):
     with nogil:
         state = fpenv_flush_denormals()
         if f32:
-            _activation_forward(<float*>pz, <float*>pout, n, c, act)
+            _activation_forward(<float*>pz, <float*>pout, n, c, act, slope)
         else:
-            _activation_forward(<double*>pz, <double*>pout, n, c, act)
+            _activation_forward(<double*>pz, <double*>pout, n, c, act, slope)
         fpenv_restore(state)
 
 
-def activation_backward(a, grad, activation):
-    """Turn dL/dA into dL/dZ in place, from the activation's output ``a``.
+def activation_backward(a, grad, activation, z=None, negative_slope=0.2):
+    """Turn dL/dA into dL/dZ in place, from the activation's output ``a`` (and, for gelu and
+    silu, its input ``z``).
 
     Args:
         a: the activation's output, float32 or float64, shape (n, c), C-contiguous.
         grad: IN/OUT array like a: dL/dA on entry, dL/dZ on return.
-        activation: 'linear', 'relu', 'sigmoid', 'tanh' or 'softmax'.
+        activation: a name of ``ACTIVATIONS``.
+        z: the activation's input, like a: required for 'gelu' and 'silu', else unused.
+        negative_slope: leaky_relu's slope, >= 0. Defaults to 0.2.
     """
     dtype = _check("a", a, 2)
     _check("grad", grad, 2, dtype, a.shape, writable=True)
     if a.shape[1] == 0:
         raise ValueError("a has no columns: it needs at least one")
     cdef int act = _activation_code(activation)
+    cdef double slope = _finite_scalar("negative_slope", negative_slope, 0.0)
+    if act in (_GELU, _SILU):
+        if z is None:
+            raise ValueError(f"activation {activation!r} needs its input z")
+        _check("z", z, 2, dtype, a.shape)
+    else:
+        z = None
+    _no_overlap({"grad": grad}, {"z": z})
     cdef Py_ssize_t n = a.shape[0], c = a.shape[1]
     cdef void* pa = _data(a)
+    cdef void* pz = _data(z)
     cdef void* pg = _data(grad)
     cdef unsigned int state
     cdef bint f32 = dtype == np.float32
     with nogil:
         state = fpenv_flush_denormals()
         if f32:
-            _activation_backward(<float*>pa, <float*>pg, n, c, act)
+            _activation_backward(<float*>pa, <float*>pg, n, c, act, <float*>pz, slope)
         else:
-            _activation_backward(<double*>pa, <double*>pg, n, c, act)
+            _activation_backward(<double*>pa, <double*>pg, n, c, act, <double*>pz, slope)
         fpenv_restore(state)
 
 
@@ -1266,7 +1391,7 @@ def dense_forward(x, w, b, out, activation="linear"):
         _check("b", b, 1, dtype, (w.shape[1],))
     _check("out", out, 2, dtype, (x.shape[0], w.shape[1]), writable=True)
     _no_overlap({"out": out}, {"x": x, "w": w, "b": b})
-    cdef int act = _activation_code(activation)
+    cdef int act = _activation_code(activation, True)
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
     cdef int blocks = _row_blocks(n, n_in, n_out)
     parts = np.empty((blocks - 1) * n * n_out, dtype) if blocks > 1 else None
@@ -1314,7 +1439,7 @@ def dense_backward(x, w, a, grad, dw, db, dx=None, activation="linear"):
     if dx is not None:
         _check("dx", dx, 2, dtype, x.shape, writable=True)
     _no_overlap({"grad": grad, "dw": dw, "db": db, "dx": dx}, {"x": x, "w": w, "a": a})
-    cdef int act = _activation_code(activation)
+    cdef int act = _activation_code(activation, True)
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
     cdef int columns = _column_blocks(n, n_in, n_out)
     parts = np.empty((columns - 1) * n * n_in, dtype) if columns > 1 and dx is not None else None
@@ -1737,7 +1862,7 @@ cdef floating* _forward(const Plan* p, const floating* params, floating* ws, flo
                            out, parts, n, width, units, _op_act(p, i), i == 0, h, t, nt)
         elif p.kind[i] == _OP_ACTIVATION:
             if t == 0:
-                _activation_forward(cur, out, n, units, _op_act(p, i))
+                _activation_forward(cur, out, n, units, _op_act(p, i), p.rate[i])
         elif training:
             if t == 0:
                 _dropout_forward(cur, out, ws + p.mask_off[i], n * units, p.rate[i], seed,
@@ -1790,8 +1915,9 @@ cdef void _backward(const Plan* p, floating* params, floating* grads, floating* 
             g_other = tmp
         elif t != 0:
             pass
-        elif p.kind[i] == _OP_ACTIVATION:
-            _activation_backward(out, g, n, units, _op_act(p, i))
+        elif p.kind[i] == _OP_ACTIVATION:  # i > first_dense: its input is op i - 1's output
+            _activation_backward(out, g, n, units, _op_act(p, i), ws + p.out_off[i - 1],
+                                 p.rate[i])
         else:
             mask = ws + p.mask_off[i]
             for j in range(n * units):
@@ -2069,10 +2195,16 @@ cdef class Network:
         width_in = np.concatenate([[n_inputs], units[:-1]])
         if np.any(units < 1) or np.any((kind != _OP_DENSE) & (units != width_in)):
             raise ValueError("ops have inconsistent widths")
-        if np.any((kind < 0) | (kind > 2)) or np.any((act < 0) | (act > 4)):
+        if np.any((kind < 0) | (kind > 2)) or np.any((act < 0) | (act > _EXPONENTIAL)):
             raise ValueError("ops have an unknown kind or activation")
-        if np.any((rate < 0) | (rate > 1)):
+        if np.any((kind == _OP_DROPOUT) & ~((rate >= 0) & (rate <= 1))):
             raise ValueError("dropout rates must lie in [0, 1]")
+        if np.any((kind == _OP_ACTIVATION) & ~((rate >= 0) & np.isfinite(rate))):
+            raise ValueError("an activation op's parameter (leaky_relu's slope) must be finite "
+                             "and >= 0")
+        if np.any((kind == _OP_DENSE) & np.isin(act, list(UNFUSED_ACTIVATIONS))):
+            raise ValueError("a dense op cannot apply gelu, silu or leaky_relu: follow it with "
+                             "an activation op")
         dense = kind == _OP_DENSE
         if not dense.any():
             raise ValueError("ops need at least one dense layer")

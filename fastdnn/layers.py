@@ -21,6 +21,13 @@ def _shape(shape, name="shape"):
     raise ValueError(f"Cannot convert '{shape}' to a shape.")
 
 
+def _activation_op(width, activation, negative_slope=0.2):
+    """The kernel op applying ``activation`` (its parameter: leaky_relu's slope)."""
+    code = _kernels.ACTIVATIONS[activation]
+    param = float(negative_slope) if code == _kernels.LEAKY_RELU else 0.0
+    return (_kernels.OP_ACTIVATION, width, code, param, -1, -1)
+
+
 def _initializer(identifier, name):
     if identifier is None:
         raise ValueError(f"`{name}` must not be None")
@@ -189,8 +196,8 @@ class Dense(Layer):
 
     Args:
         units: positive int, the output width.
-        activation: 'relu', 'sigmoid', 'tanh', 'softmax', 'linear', None (linear) or one of
-            ``fastdnn.activations``' functions. Defaults to None.
+        activation: a name of ``fastdnn.activations.ALL`` ('relu', 'gelu', ...), None
+            (linear) or one of that module's functions. Defaults to None.
         use_bias: Defaults to True.
         kernel_initializer: a name (``'he_normal'``, ...), an object of
             ``fastdnn.initializers`` or a callable ``f(shape, dtype)``. Defaults to
@@ -242,8 +249,12 @@ class Dense(Layer):
 
     def plan_ops(self, width, offsets):
         code = _kernels.ACTIVATIONS[self.activation]
-        return [(_kernels.OP_DENSE, self.units, code, 0.0, offsets[0],
-                 offsets[1] if self.use_bias else -1)]
+        dense = (_kernels.OP_DENSE, self.units, code, 0.0, offsets[0],
+                 offsets[1] if self.use_bias else -1)
+        if code not in _kernels.UNFUSED_ACTIVATIONS:
+            return [dense]
+        return [(_kernels.OP_DENSE, self.units, _kernels.LINEAR) + dense[3:],
+                _activation_op(self.units, self.activation)]
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
@@ -304,8 +315,7 @@ class Activation(Layer):
     """Applies an activation function.
 
     Args:
-        activation: 'relu', 'sigmoid', 'tanh', 'softmax', 'linear' or one of
-            ``fastdnn.activations``' functions.
+        activation: a name of ``fastdnn.activations.ALL`` or one of that module's functions.
         **kwargs: base-layer arguments.
     """
 
@@ -316,7 +326,7 @@ class Activation(Layer):
     def plan_ops(self, width, offsets):
         if self.activation == "linear":
             return []
-        return [(_kernels.OP_ACTIVATION, width, _kernels.ACTIVATIONS[self.activation], 0.0, -1, -1)]
+        return [_activation_op(width, self.activation)]
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
@@ -347,6 +357,36 @@ class ReLU(Activation):
         return {"name": self.name, "trainable": self.trainable}
 
 
+class LeakyReLU(Activation):
+    """Leaky rectified linear unit: ``x`` if ``x >= 0``, else ``negative_slope * x``.
+
+    Args:
+        negative_slope: float >= 0. Defaults to 0.3 (Keras' layer default; the
+            ``leaky_relu`` activation's is 0.2).
+        **kwargs: base-layer arguments.
+    """
+
+    def __init__(self, negative_slope=0.3, **kwargs):
+        if "alpha" in kwargs:
+            raise ValueError("Argument `alpha` is no longer supported. Use `negative_slope` "
+                             "instead.")
+        if negative_slope is None or isinstance(negative_slope, bool) or not isinstance(
+                negative_slope, (int, float, np.integer, np.floating)) or not negative_slope >= 0 \
+                or not np.isfinite(negative_slope):
+            raise ValueError("The negative_slope value of a Leaky ReLU layer cannot be None or "
+                             "negative value. Expected a float. Received: "
+                             f"negative_slope={negative_slope}")
+        super().__init__("leaky_relu", **kwargs)
+        self.negative_slope = float(negative_slope)
+
+    def plan_ops(self, width, offsets):
+        return [_activation_op(width, "leaky_relu", self.negative_slope)]
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable,
+                "negative_slope": self.negative_slope}
+
+
 class Softmax(Activation):
     """Softmax over the last axis.
 
@@ -364,7 +404,8 @@ class Softmax(Activation):
         return {"name": self.name, "trainable": self.trainable}
 
 
-ALL = {cls.__name__: cls for cls in (InputLayer, Dense, Flatten, Dropout, Activation, ReLU, Softmax)}
+ALL = {cls.__name__: cls for cls in (InputLayer, Dense, Flatten, Dropout, Activation, ReLU, LeakyReLU,
+                                     Softmax)}
 
 
 def deserialize(config: dict) -> Layer:

@@ -393,7 +393,8 @@ class Sequential:
             for op in layer.plan_ops(width, getattr(layer, "_offsets", [])):
                 previous = ops[-1] if ops else None
                 if (op[0] == _kernels.OP_ACTIVATION and previous is not None
-                        and previous[0] == _kernels.OP_DENSE and previous[2] == _kernels.LINEAR):
+                        and previous[0] == _kernels.OP_DENSE and previous[2] == _kernels.LINEAR
+                        and op[2] not in _kernels.UNFUSED_ACTIVATIONS):
                     ops[-1] = previous[:2] + (op[2],) + previous[3:]
                 else:
                     ops.append(op)

@@ -5,10 +5,18 @@ into the same output buffers, so the two are interchangeable (the model API take
 engine). The code is written to be read, not to be fast; it checks nothing.
 """
 
+import math
+
 import numpy as np
 
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4
-ACTIVATIONS = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX}
+ELU, SELU, GELU, SILU, SOFTPLUS, SOFTSIGN, LEAKY_RELU, RELU6, HARD_SIGMOID, EXPONENTIAL = range(5, 15)
+ACTIVATIONS = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX,
+               "elu": ELU, "selu": SELU, "gelu": GELU, "silu": SILU, "softplus": SOFTPLUS,
+               "softsign": SOFTSIGN, "leaky_relu": LEAKY_RELU, "relu6": RELU6,
+               "hard_sigmoid": HARD_SIGMOID, "exponential": EXPONENTIAL}
+UNFUSED_ACTIVATIONS = frozenset({GELU, SILU, LEAKY_RELU})
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 OP_DENSE, OP_ACTIVATION, OP_DROPOUT = 0, 1, 2
 LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE, LOSS_MSE = 0, 1, 2, 3
 METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC, METRIC_BINARY_ACC = 0, 1, 2, 3
@@ -30,7 +38,14 @@ def _softmax(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _apply(z, act):
+def _erf(x):
+    """The error function, elementwise (NumPy has none; math.erf is exact to double)."""
+    return np.vectorize(math.erf, otypes=[np.float64])(x).astype(np.result_type(x, np.float32))
+
+
+def _apply(z, act, slope=0.2):
+    """act(z); ``slope`` is leaky_relu's negative slope."""
+    f = z.dtype.type
     if act == RELU:
         return np.maximum(z, 0)
     if act == SIGMOID:
@@ -39,11 +54,31 @@ def _apply(z, act):
         return np.tanh(z)
     if act == SOFTMAX:
         return _softmax(z)
+    if act in (ELU, SELU):
+        scale, alpha = (f(1), f(1)) if act == ELU else (f(SELU_SCALE), f(SELU_ALPHA))
+        return np.where(z > 0, scale * z, scale * alpha * np.expm1(np.minimum(z, 0)))
+    if act == GELU:
+        return f(0.5) * z * (1 + _erf(z / f(math.sqrt(2))))
+    if act == SILU:
+        return z * _sigmoid(z)
+    if act == SOFTPLUS:
+        return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+    if act == SOFTSIGN:
+        return z / (1 + np.abs(z))
+    if act == LEAKY_RELU:
+        return np.where(z < 0, f(slope) * z, z)
+    if act == RELU6:
+        return np.clip(z, 0, 6)
+    if act == HARD_SIGMOID:
+        return np.clip(z + 3, 0, 6) / 6
+    if act == EXPONENTIAL:
+        return np.exp(z)
     return z
 
 
-def _derive(a, g, act):
-    """dL/dZ from the activation's output a and dL/dA."""
+def _derive(a, g, act, z=None, slope=0.2):
+    """dL/dZ from the activation's output a and dL/dA (gelu and silu: from its input z)."""
+    f = a.dtype.type
     if act == RELU:
         return np.where(a > 0, g, 0)
     if act == SIGMOID:
@@ -52,17 +87,39 @@ def _derive(a, g, act):
         return g * (1 - a * a)
     if act == SOFTMAX:
         return a * (g - (g * a).sum(axis=1, keepdims=True))
+    if act == ELU:
+        return np.where(a > 0, g, g * (a + 1))
+    if act == SELU:
+        return np.where(a > 0, g * f(SELU_SCALE), g * (a + f(SELU_SCALE * SELU_ALPHA)))
+    if act == GELU:
+        cdf = f(0.5) * (1 + _erf(z / f(math.sqrt(2))))
+        return g * (cdf + z * np.exp(-z * z / 2) / f(math.sqrt(2 * math.pi)))
+    if act == SILU:
+        s = _sigmoid(z)
+        return g * s * (1 + z * (1 - s))
+    if act == SOFTPLUS:
+        return -g * np.expm1(-a)
+    if act == SOFTSIGN:
+        return g * (1 - np.abs(a)) ** 2
+    if act == LEAKY_RELU:
+        return np.where(a > 0, g, g * f(slope))
+    if act == RELU6:
+        return np.where((a > 0) & (a < 6), g, 0)
+    if act == HARD_SIGMOID:
+        return np.where((a > 0) & (a < 1), g / 6, 0)
+    if act == EXPONENTIAL:
+        return g * a
     return g
 
 
-def activation_forward(z, out, activation):
+def activation_forward(z, out, activation, negative_slope=0.2):
     """``out = activation(z)`` (see ``fastdnn._kernels.activation_forward``)."""
-    out[...] = _apply(z, _code(activation))
+    out[...] = _apply(z, _code(activation), negative_slope)
 
 
-def activation_backward(a, grad, activation):
+def activation_backward(a, grad, activation, z=None, negative_slope=0.2):
     """``grad`` := dL/dZ from dL/dA (see ``fastdnn._kernels.activation_backward``)."""
-    grad[...] = _derive(a, grad, _code(activation))
+    grad[...] = _derive(a, grad, _code(activation), z, negative_slope)
 
 
 # --- dense layer
@@ -338,7 +395,7 @@ class Network:
                 z = cur @ w + (b if b is not None else 0)
                 cur = _apply(z, self._act(i))
             elif kind == OP_ACTIVATION:
-                cur = _apply(cur, self._act(i))
+                cur = _apply(cur, self._act(i), rate)
             elif training:
                 mask = np.empty_like(cur)
                 out = np.empty_like(cur)
@@ -375,7 +432,7 @@ class Network:
                     db[...] = g.sum(axis=0)
                 g = g @ w.T
             elif kind == OP_ACTIVATION:
-                g = _derive(outputs[i], g, self._act(i))
+                g = _derive(outputs[i], g, self._act(i), inputs[i], self.ops[i][3])
             else:
                 g = g * masks.pop()
 
