@@ -760,6 +760,7 @@ cdef struct Update:
     void* grads
     void* slots[3]          # the update's slots (NULL where unused), flat like params
     bint hand_off           # this layer (not cut) leaves dw, db and its step to the last thread
+    bint frozen             # this layer takes no step (trainable=False)
     int64_t pending[4]      # a handed-off layer's w_off, b_off, kernel and bias sizes, whose step
                             # waits for the next meeting (pending[0] -1: none)
 
@@ -968,7 +969,8 @@ cdef void _dense_backward(const floating* x, const floating* w, const floating* 
     once dx no longer needs w: the next layer down must be cut.
     """
     cdef int p, blocks = _row_blocks(n, n_in, n_out), cut = _cut(n, n_in, n_out)
-    cdef bint hand_off = u != NULL and u.hand_off
+    cdef Update* step = NULL if u == NULL or u.frozen else u  # this layer's own step
+    cdef bint hand_off = step != NULL and step.hand_off
     cdef Py_ssize_t lo, hi
     if t == 0:
         _activation_backward(a, g, n, n_out, act)
@@ -982,10 +984,10 @@ cdef void _dense_backward(const floating* x, const floating* w, const floating* 
             if hand_off:
                 u.pending[0], u.pending[1] = u.w_off, u.b_off if db != NULL else -1
                 u.pending[2], u.pending[3] = n_in * n_out, n_out
-            elif u != NULL:
-                _apply_update(u, dw, u.w_off, u.w_off + n_in * n_out)
+            elif step != NULL:
+                _apply_update(step, dw, step.w_off, step.w_off + n_in * n_out)
                 if db != NULL:
-                    _apply_update(u, dw, u.b_off, u.b_off + n_out)
+                    _apply_update(step, dw, step.b_off, step.b_off + n_out)
         return
     _meet(h, g)
     if t == nt - 1:
@@ -993,17 +995,18 @@ cdef void _dense_backward(const floating* x, const floating* w, const floating* 
             _apply_pending(u, g)
         if db != NULL:
             _bias_gradient(g, db, n, n_out)
-            if u != NULL:
-                _apply_update(u, db, u.b_off, u.b_off + n_out)
+            if step != NULL:
+                _apply_update(step, db, step.b_off, step.b_off + n_out)
     for p in range(_share(cut, t, nt), _share(cut, t + 1, nt)):
         if blocks == 1:  # cut by columns
             lo = _block_edge(n_out, cut, p)
             hi = _block_edge(n_out, cut, p + 1)
             _dense_backward_columns(x, w, g, dw, NULL if dx == NULL else
-                                    _partial(dx, parts, p, n * n_in), n, n_in, n_out, lo, hi, u)
+                                    _partial(dx, parts, p, n * n_in), n, n_in, n_out, lo, hi,
+                                    step)
         else:
             _dense_backward_rows(x, w, g, dw, dx, n, n_in, n_out, _block_edge(n_in, blocks, p),
-                                 _block_edge(n_in, blocks, p + 1), u)
+                                 _block_edge(n_in, blocks, p + 1), step)
     if dx != NULL:
         if blocks == 1:
             _sum_partials(dx, parts, cut, n * n_in, 0, n * n_in, True, t, nt)
@@ -1828,7 +1831,8 @@ cdef struct Plan:
     const int64_t* b_off     # bias offset, -1 for none
     const int64_t* out_off   # offset of the op's output in the workspace (rows x units)
     const int64_t* mask_off  # offset of the op's dropout mask in the workspace
-    int first_dense          # ops before it need no gradient
+    int first_dense          # the first trainable dense op: ops before it need no gradient
+    const int64_t* trainable # whether each dense op takes the optimizer step
     int loss
     int metric
     bint fused               # the last op's softmax/sigmoid is folded into the loss
@@ -1902,8 +1906,8 @@ cdef void _backward(const Plan* p, floating* params, floating* grads, floating* 
             inp = x if i == 0 else ws + p.out_off[i - 1]
             width_in = p.n_inputs if i == 0 else p.units[i - 1]
             dx = g_other if i > p.first_dense else NULL
-            u.w_off, u.b_off = p.w_off[i], p.b_off[i]
-            u.hand_off = (nt > 1 and i == p.n_ops - 1 and i - 1 >= p.first_dense
+            u.w_off, u.b_off, u.frozen = p.w_off[i], p.b_off[i], not p.trainable[i]
+            u.hand_off = (not u.frozen and nt > 1 and i == p.n_ops - 1 and i - 1 >= p.first_dense
                           and _op_act(p, i) == _LINEAR and _cut(n, width_in, units) == 1
                           and p.kind[i - 1] == _OP_DENSE and _cut(
                               n, p.n_inputs if i == 1 else p.units[i - 2], width_in) > 1)
@@ -2163,6 +2167,8 @@ cdef class Network:
         fused: the last op's activation (softmax or sigmoid) is folded into the loss.
         capacity: rows per batch the workspace holds.
         seed: seed of the dropout generator.
+        trainable: one flag per op, or None (all True): a dense op whose flag is false keeps its
+            weights (no optimizer step); backpropagation stops at the lowest trainable one.
     """
     cdef Plan plan
     cdef readonly object dtype
@@ -2171,12 +2177,14 @@ cdef class Network:
     cdef object _arrays       # int/float plan arrays the Plan points into
     cdef object _ws
     cdef object _scratch      # g0, g1, parts, xbuf, ybuf, lbuf
+    cdef object _trainable    # int64 per op, the Plan points into it
     cdef readonly int n_outputs
     cdef public uint64_t seed
     cdef public uint64_t counter
 
     @cython.wraparound(True)
-    def __init__(self, n_inputs, ops, params, loss, metric, bint fused, capacity, seed=0):
+    def __init__(self, n_inputs, ops, params, loss, metric, bint fused, capacity, seed=0,
+                 trainable=None):
         self.dtype = _check("params", params, 1, None, None, True)
         n_inputs = _int_in("n_inputs", n_inputs, 1, _INT_MAX)
         capacity = _int_in("capacity", capacity, 1, _INT_MAX)
@@ -2236,7 +2244,15 @@ cdef class Network:
         p = &self.plan
         p.n_ops = len(ops)
         p.n_inputs = n_inputs
-        p.first_dense = int(np.argmax(dense))
+        self._trainable = np.ones(len(ops), np.int64)
+        if trainable is not None:
+            if len(trainable) != len(ops):
+                raise ValueError(f"trainable must have one flag per op ({len(ops)}), got "
+                                 f"{len(trainable)}")
+            self._trainable[:] = [bool(flag) for flag in trainable]
+        stepped = dense & (self._trainable != 0)
+        p.first_dense = int(np.argmax(stepped)) if stepped.any() else len(ops)
+        p.trainable = <int64_t*>_data(self._trainable)
         p.loss = loss
         p.metric = metric
         p.fused = fused

@@ -118,7 +118,7 @@ class RandomInitializer(Initializer):
             raise ValueError("`seed` argument should be an integer or None. Received: "
                              f"seed={seed!r}")
         self._init_seed = None if seed is None else int(seed)
-        self.seed = random.randint(1, int(1e9)) if seed is None else int(seed)
+        self.seed = random.randrange(2**31) if seed is None else int(seed)
 
     def _rng(self):
         return np.random.default_rng(self.seed)

@@ -12,6 +12,7 @@ import functools
 import math
 import threading
 import time
+import warnings
 
 import numpy as np
 
@@ -95,7 +96,7 @@ class Sequential:
 
     def __init__(self, layers=None, trainable=True, name=None):
         self.name = _naming.check_name(name, "sequential")
-        self.trainable = trainable
+        self._trainable = bool(trainable)
         self._layers = []
         self._input = None
         self.params = None
@@ -220,6 +221,31 @@ class Sequential:
         self.params = params
         self.built = True
         self._network = None
+
+    @property
+    def trainable(self) -> bool:
+        """Whether fit may change the weights; setting it sets every layer's ``trainable`` too,
+        as Keras does (a frozen model trains none of its layers)."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+        for layer in self._layers:
+            layer.trainable = self._trainable
+
+    def _trains(self, layer) -> bool:
+        return self._trainable and layer.trainable
+
+    @property
+    def trainable_weights(self) -> list:
+        """The weights fit changes: those of the trainable layers (none if the model is not)."""
+        return [w for layer in self._layers if self._trains(layer) for w in layer.weights]
+
+    @property
+    def non_trainable_weights(self) -> list:
+        """The weights of the frozen layers."""
+        return [w for layer in self._layers if not self._trains(layer) for w in layer.weights]
 
     @property
     def input_shape(self):
@@ -386,9 +412,10 @@ class Sequential:
     # --- the plan for the kernels
 
     def _plan(self):
-        """The kernels' ops for this model: one per dense/activation/dropout, activations folded
-        into the dense layer before them."""
-        ops, width = [], int(np.prod(self._input.shape))
+        """The kernels' ops for this model, one per dense/activation/dropout (activations folded
+        into the dense layer before them when they can be), and for each op whether it takes
+        optimizer steps."""
+        ops, trains, width = [], [], int(np.prod(self._input.shape))
         for layer in self._layers:
             for op in layer.plan_ops(width, getattr(layer, "_offsets", [])):
                 previous = ops[-1] if ops else None
@@ -398,14 +425,11 @@ class Sequential:
                     ops[-1] = previous[:2] + (op[2],) + previous[3:]
                 else:
                     ops.append(op)
+                    trains.append(self._trains(layer))
             width = layer.output_shape[-1]
         if not any(op[0] == _kernels.OP_DENSE for op in ops):
             raise ValueError(f"Model {self.name} has no Dense layer: nothing to compute")
-        for layer in self._layers:
-            if layer.weights and not layer.trainable:
-                raise NotImplementedError("fastdnn trains every layer: trainable=False is not "
-                                          f"supported (layer {layer.name})")
-        return ops
+        return ops, trains
 
     def _fusion(self, ops):
         """Whether the output activation folds into the loss (exact cross-entropy from logits)."""
@@ -423,17 +447,17 @@ class Sequential:
 
     def _engine(self, batch_size, metric_code=_kernels.METRIC_NONE, training=True):
         """The network object for this plan (made once, reused while nothing changes)."""
-        ops = self._plan()
+        ops, trains = self._plan()
         if training:
             loss, fused = self.loss.kind, self._fusion(ops)
         else:
             loss, fused = _kernels.LOSS_MSE, False
-        key = (self.engine, tuple(ops), loss, fused, metric_code, id(self.params))
+        key = (self.engine, tuple(ops), tuple(trains), loss, fused, metric_code, id(self.params))
         if self._network is None or self._network_key != key:
             module = ENGINES[self.engine]
             seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
             self._network = module.Network(int(np.prod(self._input.shape)), ops, self.params,
-                                           loss, metric_code, fused, batch_size, seed)
+                                           loss, metric_code, fused, batch_size, seed, trains)
             self._network_key = key
         self._network.reserve(batch_size)
         return self._network
@@ -512,6 +536,8 @@ class Sequential:
         val_rows = val[0].shape[0] if val is not None else 1
         network = self._engine(max(batch_size, min(val_batch, val_rows)), metric_code)
         self.optimizer.build(self.params.size, self._dtype)
+        if not self.trainable_weights:
+            warnings.warn("The model does not have any trainable weights.", stacklevel=2)
         history = callbacks_module.History()
         automatic = [history] + ([callbacks_module.ProgbarLogger()] if verbose_flag else [])
         cb = callbacks_module.CallbackList(callbacks, self, {"verbose": verbose, "epochs": epochs,
@@ -706,13 +732,16 @@ class Sequential:
             count = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
             rows.append((f"{layer.name} ({type(layer).__name__})", shape_text, count))
         size = self._dtype.itemsize if self._dtype is not None else 4
-        trainable = self.count_params()
-        footer = [("Total params", trainable, trainable * size),
+        total = self.count_params()
+        trainable = sum(w.size for w in self.trainable_weights)
+        frozen = total - trainable
+        footer = [("Total params", total, total * size),
                   ("Trainable params", trainable, trainable * size),
-                  ("Non-trainable params", 0, 0)]
+                  ("Non-trainable params", frozen, frozen * size)]
         if self.optimizer is not None and self.optimizer.built:
-            slots = self.optimizer.slots.size
-            footer[0] = ("Total params", trainable + 2 + slots, (trainable + slots) * size + 8)
+            # Keras creates slots for the trainable weights only
+            slots = len(self.optimizer.slot_names()) * trainable
+            footer[0] = ("Total params", total + 2 + slots, (total + slots) * size + 8)
             footer.append(("Optimizer params", 2 + slots, slots * size + 8))
         text = _summary.render_summary(self.name, rows, footer, line_length=line_length,
                                        positions=positions)

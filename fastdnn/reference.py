@@ -360,9 +360,11 @@ def _apply_update(opt, params, grads, slots, iteration):
 class Network:
     """The NumPy twin of ``fastdnn._kernels.Network``: same constructor, same methods."""
 
-    def __init__(self, n_inputs, ops, params, loss, metric, fused, capacity, seed=0):
+    def __init__(self, n_inputs, ops, params, loss, metric, fused, capacity, seed=0,
+                 trainable=None):
         self.n_inputs = n_inputs
         self.ops = [tuple(op) for op in ops]
+        self.trainable = [True] * len(self.ops) if trainable is None else list(trainable)
         self.params = params
         self.grads = np.zeros_like(params)
         self.dtype = params.dtype
@@ -418,9 +420,22 @@ class Network:
                              None if self.metric == METRIC_SPARSE_ACC else targets,
                              binary=self.metric == METRIC_BINARY_ACC)
 
+    def _frozen(self):
+        """The parameter ranges of the dense ops that take no step."""
+        widths = [self.n_inputs] + [op[1] for op in self.ops[:-1]]
+        spans = []
+        for (kind, units, _, _, w_off, b_off), width, flag in zip(self.ops, widths,
+                                                                   self.trainable):
+            if kind == OP_DENSE and not flag:
+                spans.append(slice(w_off, w_off + width * units))
+                if b_off >= 0:
+                    spans.append(slice(b_off, b_off + units))
+        return spans
+
     def _backward(self, inputs, outputs, masks, g):
         widths = [self.n_inputs] + [op[1] for op in self.ops[:-1]]
-        first_dense = next(i for i, op in enumerate(self.ops) if op[0] == OP_DENSE)
+        stepped = [i for i, op in enumerate(self.ops) if op[0] == OP_DENSE and self.trainable[i]]
+        first_dense = stepped[0] if stepped else len(self.ops)
         for i in range(len(self.ops) - 1, first_dense - 1, -1):
             kind = self.ops[i][0]
             if kind == OP_DENSE:
@@ -454,7 +469,11 @@ class Network:
             if not np.isfinite(total):
                 return b, iteration
             self._backward(inputs, outputs, masks, g.astype(self.dtype))
+            frozen = self._frozen()
+            kept = [(span, self.params[span].copy(), slots[:, span].copy()) for span in frozen]
             _apply_update(opt, self.params, self.grads, slots, iteration)
+            for span, params, slot_values in kept:
+                self.params[span], slots[:, span] = params, slot_values
             iteration += 1
         return count, iteration
 

@@ -397,16 +397,6 @@ def test_dropout_in_fit_makes_the_training_loss_differ_from_inference():
                                                        rel=1e-3)
 
 
-def test_non_trainable_layers_are_not_supported_in_fit():
-    model = keras.Sequential([keras.Input((3,)), layers.Dense(2, activation="softmax",
-                                                              trainable=False)])
-    model.compile("sgd", "sparse_categorical_crossentropy")
-    before = model.get_weights()
-    with pytest.raises(NotImplementedError, match="trainable=False"):
-        model.fit(np.ones((2, 3)), [0, 1], verbose=0)
-    assert same_weights(model.get_weights(), before)
-
-
 # --- fastdnn.activations
 
 
