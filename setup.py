@@ -1,19 +1,17 @@
 """Build the Cython kernels.
 
-Flags: -O3 always; OpenMP when a probe compile shows the compiler supports it (else a serial build
-with a warning); -mavx2 -mfma when the building machine's CPU has them (a probe program asks the
-CPU): the optimizer updates run about 1.5x faster with 8-wide vectors; and -mavx512f where it has
-AVX-512 (the sparse input products then use 16-wide vectors; -mprefer-vector-width=256 keeps the
-compiler's own loops as they were measured). The kernels are thus built for the machine that
-builds them, as ``pip install`` from source does; FASTDNN_PORTABLE=1 builds for any x86-64 (a
-wheel meant for other machines), FASTDNN_AVX512=0 without AVX-512 (valgrind knows no AVX-512).
--fsanitize=address when FASTDNN_ASAN=1 (for memory-error runs of the kernel tests).
+The default build runs on any CPU of its architecture: no -m flags at module level. The kernels
+that gain from wider vectors (the optimizer updates, the sparse input products, float32 Adam) are
+compiled in variants inside the module (``fastdnn/simd/dispatch.h``) and the fastest the CPU
+supports is chosen at import (``FASTDNN_SIMD`` forces one). Flags: -O3 always; -g0 (no debug info
+in wheels); OpenMP when a probe compile shows the compiler supports it (else a serial build with a
+warning). Opt-ins: FASTDNN_NATIVE=1 adds -march=native (a build for this machine only);
+FASTDNN_ASAN=1 adds -fsanitize=address (memory-error runs of the kernel tests). GCC and Clang
+only: the kernels use their builtins and attributes.
 """
 
 import os
-import platform
 import subprocess
-import sys
 import sysconfig
 import tempfile
 import warnings
@@ -22,13 +20,10 @@ import numpy
 import scipy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 
 OPENMP_PROBE = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
-AVX2_PROBE = ("int main(void) { __builtin_cpu_init(); return __builtin_cpu_supports(\"avx2\") && "
-              "__builtin_cpu_supports(\"fma\") ? 0 : 1; }\n")
-AVX512_PROBE = ("int main(void) { __builtin_cpu_init(); "
-                "return __builtin_cpu_supports(\"avx512f\") ? 0 : 1; }\n")
 
 
 def _probe(flags, source):
@@ -43,32 +38,50 @@ def _probe(flags, source):
         return subprocess.run([exe], capture_output=True).returncode == 0
 
 
-compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
-link_args = []
-if sys.platform != "win32" and _probe(["-fopenmp"], OPENMP_PROBE):
-    compile_args.append("-fopenmp")
-    link_args.append("-fopenmp")
-else:
-    warnings.warn("fastdnn: the C compiler has no OpenMP; building the kernels single-threaded.")
-if (os.environ.get("FASTDNN_PORTABLE") != "1" and platform.machine().lower() in ("x86_64", "amd64")
-        and sys.platform != "win32" and _probe(["-mavx2", "-mfma"], AVX2_PROBE)):
-    compile_args += ["-mavx2", "-mfma"]
-    if os.environ.get("FASTDNN_AVX512") != "0" and _probe(["-mavx512f"], AVX512_PROBE):
-        compile_args += ["-mavx512f", "-mprefer-vector-width=256"]
-if os.environ.get("FASTDNN_ASAN") == "1":
-    compile_args += ["-fsanitize=address", "-fno-omit-frame-pointer", "-O1"]
-    link_args.append("-fsanitize=address")
+def _flags():
+    """The compile and link flags for a GCC-compatible compiler (see the module docstring)."""
+    # -ffp-contract=off: the updates' loops round as written in every SIMD variant (no FMA
+    # fused in where the variant has it), so that the variants' results are the same.
+    compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-g0"]
+    link_args = []
+    if _probe(["-fopenmp"], OPENMP_PROBE):
+        compile_args.append("-fopenmp")
+        link_args.append("-fopenmp")
+    else:
+        warnings.warn("fastdnn: the C compiler has no OpenMP; building the kernels single-threaded.")
+    if os.environ.get("FASTDNN_NATIVE") == "1":
+        compile_args.append("-march=native")
+    if os.environ.get("FASTDNN_ASAN") == "1":
+        compile_args += ["-fsanitize=address", "-fno-omit-frame-pointer", "-O1", "-g"]
+        link_args.append("-fsanitize=address")
+    return compile_args, link_args
+
+
+class BuildExt(build_ext):
+    """build_ext that refuses compilers the kernels do not support, before passing GCC flags."""
+
+    def build_extensions(self):
+        if self.compiler.compiler_type == "msvc":
+            raise RuntimeError(
+                "fastdnn's kernels need GCC or Clang (their builtins, attributes and OpenMP); "
+                "MSVC is not supported. On Windows, build with MinGW-w64 GCC "
+                "(--config-settings=--build-option=--compiler=mingw32), or use WSL.")
+        compile_args, link_args = _flags()
+        for ext in self.extensions:
+            ext.extra_compile_args = compile_args
+            ext.extra_link_args = link_args
+        super().build_extensions()
+
 
 extension = Extension(
     "fastdnn._kernels",
     ["fastdnn/_kernels.pyx"],
     include_dirs=[numpy.get_include(), os.path.dirname(scipy.__file__), "fastdnn"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    extra_compile_args=compile_args,
-    extra_link_args=link_args,
 )
 
 setup(
+    cmdclass={"build_ext": BuildExt},
     ext_modules=cythonize(
         [extension],
         language_level=3,
@@ -79,5 +92,5 @@ setup(
             "cdivision": True,
             "embedsignature": True,
         },
-    )
+    ),
 )

@@ -23,6 +23,8 @@ import time
 import numpy as np
 import pytest
 
+import fastdnn
+
 N_TRAIN = 48_000  # the chapter's training set: 60,000 minus a 20% validation split
 N_TEST = 10_000
 
@@ -184,6 +186,6 @@ def pytest_terminal_summary(terminalreporter, config):
     tr = terminalreporter
     tr.write_sep("=", "fastdnn RATIO table (fastest rounds of this run; a MISS does not fail "
                       "the run)")
-    tr.write_line(f"data: {_data_source}")
+    tr.write_line(f"data: {_data_source}; SIMD variant: {fastdnn.config.simd()}")
     for line in ratio_lines(session.benchmarks):
         tr.write_line(line)

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m fastdnn``."""
     parser = argparse.ArgumentParser(
         prog="fastdnn", description="Train the chapter's dense networks on Fashion-MNIST.")
+    parser.add_argument("--version", action="version",
+                        version=f"fastdnn {fastdnn.__version__} (SIMD: {fastdnn.config.simd()})")
     parser.add_argument("--activation", choices=ACTIVATIONS, default="relu",
                         help="hidden-layer activation (default: relu)")
     parser.add_argument("--hidden", type=_positive(int), action="append", metavar="UNITS",

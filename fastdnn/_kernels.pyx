@@ -23,6 +23,8 @@ state is restored afterwards. Reductions (loss means, bias gradients) run in a f
 results do not depend on the number of threads.
 """
 
+import os
+
 import numpy as np
 
 cimport cython
@@ -41,20 +43,44 @@ cdef extern from "_fpenv.h" nogil:
     unsigned int fpenv_flush_denormals()
     void fpenv_restore(unsigned int state)
 
-cdef extern from "_adam.h" nogil:
-    bint ADAM_F32_RECIPROCAL
-    void adam_f32(float* w, const float* g, float* m, float* v, Py_ssize_t lo, Py_ssize_t hi,
-                  float alpha, float one_minus_b1, float one_minus_b2, float eps)
-
-cdef extern from "_sparse.h" nogil:
-    bint SPARSE_F32
-    enum: SPARSE_DEPTH
-    bint sparse_nonzeros_below(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
-                               Py_ssize_t hi, double limit)
-    void sparse_product_f32(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
-                            Py_ssize_t hi, const float* w, Py_ssize_t width, float* out)
-    void sparse_weight_gradient_f32(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
-                                    Py_ssize_t hi, const float* g, Py_ssize_t width, float* dw)
+cdef extern from "simd/dispatch.h" nogil:
+    enum:
+        SPARSE_DEPTH
+        _OPT_SGD "OPT_SGD"
+        _OPT_ADAGRAD "OPT_ADAGRAD"
+        _OPT_RMSPROP "OPT_RMSPROP"
+        _OPT_ADAM "OPT_ADAM"
+    ctypedef struct OptConfig:
+        int kind
+        double learning_rate
+        double momentum
+        double rho
+        double beta_1
+        double beta_2
+        double epsilon
+        bint nesterov
+        bint centered
+        bint amsgrad
+    ctypedef struct simd_kernels:
+        const char* name
+        void (*update_f32)(const OptConfig* c, float alpha, float* w, const float* g, float* s0,
+                           float* s1, float* s2, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
+        void (*update_f64)(const OptConfig* c, double alpha, double* w, const double* g,
+                           double* s0, double* s1, double* s2, Py_ssize_t lo,
+                           Py_ssize_t hi) noexcept nogil
+        bint (*sparse_nonzeros_below)(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
+                                      Py_ssize_t hi, double limit) noexcept nogil
+        void (*sparse_product_f32)(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
+                                   Py_ssize_t hi, const float* w, Py_ssize_t width,
+                                   float* out) noexcept nogil
+        void (*sparse_weight_gradient_f32)(const float* x, Py_ssize_t ldx, Py_ssize_t n,
+                                           Py_ssize_t lo, Py_ssize_t hi, const float* g,
+                                           Py_ssize_t width, float* dw) noexcept nogil
+    enum: SIMD_VARIANTS
+    const simd_kernels _simd_table "simd_variants"[]
+    const simd_kernels* simd  # the variant in use
+    bint simd_supported(int i)
+    int simd_use(const char* name)
 
 cdef extern from "_team.h" nogil:
     void team_barrier()
@@ -111,10 +137,6 @@ cdef enum:
     _METRIC_SPARSE_ACC = 1
     _METRIC_CATEGORICAL_ACC = 2
     _METRIC_BINARY_ACC = 3
-    _OPT_SGD = 0
-    _OPT_ADAGRAD = 1
-    _OPT_RMSPROP = 2
-    _OPT_ADAM = 3
 
 # Below this many elements per thread, an OpenMP fork costs more than it saves.
 cdef Py_ssize_t _MIN_CHUNK = 1 << 15
@@ -147,10 +169,37 @@ def openmp_default_threads():
 
 
 def sparse_products():
-    """Return True if this build multiplies mostly-zero float32 layer inputs with their zeros
-    skipped (``_sparse.h``: built with AVX2 and FMA, or AVX-512), False if BLAS takes every
-    product."""
-    return bool(SPARSE_F32)
+    """Return True if the SIMD variant in use multiplies mostly-zero float32 layer inputs with
+    their zeros skipped (``simd/sparse.h``: the AVX2 and AVX-512 variants), False if BLAS takes
+    every product."""
+    return simd.sparse_product_f32 != NULL
+
+
+def simd_variant():
+    """Return the name of the SIMD variant in use: ``'baseline'``, ``'avx2'`` or ``'avx512'``."""
+    return simd.name.decode()
+
+
+def simd_variants():
+    """Return the names of the SIMD variants this CPU runs, slowest first (``FASTDNN_SIMD``'s
+    choices here)."""
+    return [_simd_table[i].name.decode() for i in range(SIMD_VARIANTS) if simd_supported(i)]
+
+
+def _use_simd(str name):
+    """Use the SIMD variant called ``name`` (``''``: the fastest this CPU supports), at import."""
+    names = [_simd_table[i].name.decode() for i in range(SIMD_VARIANTS)]
+    rc = simd_use(name.encode())
+    if rc == -1:
+        raise ValueError(f"FASTDNN_SIMD must be one of {', '.join(names)} on this machine (or "
+                         f"unset), got {name!r}")
+    if rc == -2:
+        supported = [names[i] for i in range(SIMD_VARIANTS) if simd_supported(i)]
+        raise RuntimeError(f"FASTDNN_SIMD={name}: this CPU lacks the instructions of the "
+                           f"{name!r} variant; it runs {', '.join(supported)}")
+
+
+_use_simd(os.environ.get("FASTDNN_SIMD", ""))
 
 
 # --- scalar helpers: one name for both precisions
@@ -284,7 +333,7 @@ cdef inline int _chunk_for(int side, int other, int k) noexcept nogil:
 
 
 # An input block with less than this fraction of nonzeros is multiplied with its zeros skipped
-# (``_sparse.h``), if the layer has at least _SPARSE_MIN_WIDTH units: each nonzero input costs a
+# (``simd/sparse.h``), if the layer has at least _SPARSE_MIN_WIDTH units: each nonzero input costs a
 # few instructions to find, paid back by one multiply-add per 8 (or 16) units. Measured on an
 # AVX2 machine (Zen 3), one thread, sparse time over OpenBLAS's: 32 rows against 192 x 100 of a
 # kernel at densities 0.5 / 0.7 / 0.8 / 1.0, x @ w 0.46 / 0.60 / 0.68 / 0.73, x^T g 0.60 / 0.75 /
@@ -301,12 +350,13 @@ cdef Py_ssize_t _SPARSE_MIN_WIDTH = 32
 
 cdef inline bint _sparse_pays(const floating* x, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out,
                               Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
-    """Whether x[:, lo:hi] (n rows n_in wide) times a kernel n_out wide is for ``_sparse.h``'s
-    products (a float32 build with AVX2 or AVX-512 only; the choice depends on the data and the
+    """Whether x[:, lo:hi] (n rows n_in wide) times a kernel n_out wide is for ``simd/sparse.h``'s
+    products (float32, in the AVX2 and AVX-512 variants; the choice depends on the data and the
     shapes, not on the threads)."""
-    if floating is double or not SPARSE_F32 or n_out < _SPARSE_MIN_WIDTH:
+    if floating is double or simd.sparse_product_f32 == NULL or n_out < _SPARSE_MIN_WIDTH:
         return False
-    return sparse_nonzeros_below(<const float*>x, n_in, n, lo, hi, _SPARSE_DENSITY * n * (hi - lo))
+    return simd.sparse_nonzeros_below(<const float*>x, n_in, n, lo, hi,
+                                      _SPARSE_DENSITY * n * (hi - lo))
 
 
 cdef inline void _input_product(const floating* x, const floating* w, floating* out, Py_ssize_t n,
@@ -314,7 +364,8 @@ cdef inline void _input_product(const floating* x, const floating* w, floating* 
                                 Py_ssize_t hi) noexcept nogil:
     """OUT out (n, n_out) := x[:, lo:hi] @ w[lo:hi], for x (n, n_in) and w (n_in, n_out)."""
     if _sparse_pays(x, n, n_in, n_out, lo, hi):
-        sparse_product_f32(<const float*>x, n_in, n, lo, hi, <const float*>w, n_out, <float*>out)
+        simd.sparse_product_f32(<const float*>x, n_in, n, lo, hi, <const float*>w, n_out,
+                                <float*>out)
     else:
         _gemm(c'N', c'N', <int>n_out, <int>n, <int>(hi - lo), 1, w + lo * n_out, <int>n_out,
               x + lo, <int>n_in, 0, out, <int>n_out)
@@ -517,41 +568,34 @@ cdef enum:
     _MAX_PIECES = 32        # fastdnn.schedules.MAX_PIECES
 
 
-cdef struct OptConfig:
-    int kind
-    double learning_rate    # the rate of a constant schedule; training sets it at every step
-    int schedule            # _CONSTANT_RATE, or the schedule ``_learning_rate_at`` evaluates
+cdef struct Schedule:
+    # A learning-rate schedule the training loop evaluates at every step
+    int kind                # _CONSTANT_RATE, or the schedule ``_learning_rate_at`` evaluates
     double decay[6]         # the schedule's parameters, in fastdnn.schedules' kernel_spec order
     int n_pieces            # _PIECEWISE_CONSTANT: boundaries [0, n_pieces), values [0, n_pieces]
     double bounds[_MAX_PIECES]
     double values[_MAX_PIECES + 1]
-    double momentum
-    double rho
-    double beta_1
-    double beta_2
-    double epsilon
-    bint nesterov
-    bint centered
-    bint amsgrad
 
 
-cdef double _learning_rate_at(const OptConfig* c, int64_t iteration) noexcept nogil:
+cdef double _learning_rate_at(const Schedule* c, double constant,
+                              int64_t iteration) noexcept nogil:
     """The learning rate of the step after ``iteration`` steps, as Keras' schedules compute it
-    from ``optimizer.iterations`` (twin: ``fastdnn.reference.learning_rate_at``)."""
+    from ``optimizer.iterations`` (twin: ``fastdnn.reference.learning_rate_at``); ``constant``
+    without a schedule."""
     cdef const double* s = c.decay
     cdef double step = <double>iteration, p, span
     cdef int k
-    if c.schedule == _EXPONENTIAL_DECAY or c.schedule == _INVERSE_TIME_DECAY:
+    if c.kind == _EXPONENTIAL_DECAY or c.kind == _INVERSE_TIME_DECAY:
         p = floor(step / s[1]) if s[3] != 0 else step / s[1]
-        return s[0] * pow(s[2], p) if c.schedule == _EXPONENTIAL_DECAY else s[0] / (1 + s[2] * p)
-    if c.schedule == _POLYNOMIAL_DECAY:
+        return s[0] * pow(s[2], p) if c.kind == _EXPONENTIAL_DECAY else s[0] / (1 + s[2] * p)
+    if c.kind == _POLYNOMIAL_DECAY:
         span = s[1]
         if s[4] != 0:
             span *= 1 if step == 0 else ceil(step / s[1])
         elif step > span:
             step = span
         return (s[0] - s[2]) * pow(1 - step / span, s[3]) + s[2]
-    if c.schedule == _COSINE_DECAY:
+    if c.kind == _COSINE_DECAY:
         # initial, decay_steps, alpha, warmup_target, warmup_steps, has warmup
         if s[5] != 0:
             step = min(step, s[1] + s[4])
@@ -560,12 +604,12 @@ cdef double _learning_rate_at(const OptConfig* c, int64_t iteration) noexcept no
             return s[3] * ((1 - s[2]) * 0.5 * (1 + cos(M_PI * (step - s[4]) / s[1])) + s[2])
         step = min(step, s[1])
         return s[0] * ((1 - s[2]) * 0.5 * (1 + cos(M_PI * step / s[1])) + s[2])
-    if c.schedule == _PIECEWISE_CONSTANT:
+    if c.kind == _PIECEWISE_CONSTANT:
         for k in range(c.n_pieces):
             if step <= c.bounds[k]:
                 return c.values[k]
         return c.values[c.n_pieces]
-    return c.learning_rate
+    return constant
 
 
 cdef inline floating _adam_step_size(const OptConfig* c, int64_t iteration,
@@ -594,66 +638,15 @@ cdef void _update_range(const OptConfig* c, floating alpha, floating* w, const f
     _update_span(c, alpha, w, g, s0, s1, s2, lo, hi)
 
 
-cdef void _update_span(const OptConfig* c, floating alpha, floating* w, const floating* g,
-                       floating* s0, floating* s1, floating* s2, Py_ssize_t lo,
-                       Py_ssize_t hi) noexcept nogil:
-    """IN/OUT w[lo:hi] and the slots s0..s2 (NULL when unused): one step of Keras 3's rule.
-
-    ``alpha`` is Adam's step size (``_adam_step_size``). Scalars are rounded to the parameter
-    precision first, as Keras does in float32; ``1 - beta`` is formed in double, as Python does
-    before Keras casts it.
-    """
-    cdef Py_ssize_t i
-    cdef floating lr = <floating>c.learning_rate, mom = <floating>c.momentum
-    cdef floating eps = <floating>c.epsilon, rho = <floating>c.rho
-    cdef floating one_minus_rho = <floating>(1 - c.rho)
-    cdef floating one_minus_b1 = <floating>(1 - c.beta_1), one_minus_b2 = <floating>(1 - c.beta_2)
-    cdef floating v, u, d, a, b
-    if c.kind == _OPT_SGD:
-        if s0 == NULL:
-            for i in range(lo, hi):
-                w[i] -= lr * g[i]
-        else:
-            # nesterov: w += mom·v - lr·g ; classic: w += v  (a, b select the form)
-            a = mom if c.nesterov else 1
-            b = lr if c.nesterov else 0
-            for i in range(lo, hi):
-                v = mom * s0[i] - lr * g[i]
-                s0[i] = v
-                w[i] += a * v - b * g[i]
-    elif c.kind == _OPT_ADAGRAD:
-        for i in range(lo, hi):
-            s0[i] += g[i] * g[i]
-            w[i] -= lr * g[i] / _sqrt(s0[i] + eps)
-    elif c.kind == _OPT_RMSPROP:
-        # s0 velocity, s1 momentum buffer (momentum > 0), s2 average gradient (centered)
-        for i in range(lo, hi):
-            s0[i] = rho * s0[i] + one_minus_rho * (g[i] * g[i])
-            if c.centered:
-                s2[i] = rho * s2[i] + one_minus_rho * g[i]
-                d = s0[i] - s2[i] * s2[i] + eps
-            else:
-                d = s0[i] + eps
-            u = lr * g[i] / _sqrt(d)
-            if s1 != NULL:
-                s1[i] = mom * s1[i] + u
-                w[i] -= s1[i]
-            else:
-                w[i] -= u
-    elif c.kind == _OPT_ADAM:
-        if floating is float:
-            if ADAM_F32_RECIPROCAL and not c.amsgrad and eps > 0:  # the divider bounds the loop
-                adam_f32(w, g, s0, s1, lo, hi, alpha, one_minus_b1, one_minus_b2, eps)
-                return
-        # s0 first moment m, s1 second moment v, s2 max of v (amsgrad)
-        for i in range(lo, hi):
-            s0[i] += (g[i] - s0[i]) * one_minus_b1
-            s1[i] += (g[i] * g[i] - s1[i]) * one_minus_b2
-            if c.amsgrad:
-                s2[i] = s2[i] if s2[i] > s1[i] else s1[i]
-                w[i] -= (s0[i] * alpha) / (_sqrt(s2[i]) + eps)
-            else:
-                w[i] -= (s0[i] * alpha) / (_sqrt(s1[i]) + eps)
+cdef inline void _update_span(const OptConfig* c, floating alpha, floating* w, const floating* g,
+                              floating* s0, floating* s1, floating* s2, Py_ssize_t lo,
+                              Py_ssize_t hi) noexcept nogil:
+    """IN/OUT w[lo:hi] and the slots s0..s2 (NULL when unused): one step of Keras 3's rule, by the
+    variant's loops (``simd/update.h``). ``alpha`` is Adam's step size (``_adam_step_size``)."""
+    if floating is float:
+        simd.update_f32(c, alpha, w, g, s0, s1, s2, lo, hi)
+    else:
+        simd.update_f64(c, alpha, w, g, s0, s1, s2, lo, hi)
 
 
 # A standalone update's share per thread is cut into up to this many pieces, each of at least
@@ -924,8 +917,8 @@ cdef void _dense_backward_rows(const floating* x, const floating* w, const float
     k0 = lo
     while k0 < hi:
         k1 = min(k0 + SPARSE_DEPTH, hi)
-        sparse_weight_gradient_f32(<const float*>x, n_in, n, k0, k1, <const float*>g, n_out,
-                                   <float*>dw)
+        simd.sparse_weight_gradient_f32(<const float*>x, n_in, n, k0, k1, <const float*>g, n_out,
+                                        <float*>dw)
         if u != NULL:
             _apply_update(u, dw, u.w_off + k0 * n_out, u.w_off + k1 * n_out)
         k0 = k1
@@ -1130,7 +1123,8 @@ cdef inline Py_ssize_t _argmax_row(const floating* s, Py_ssize_t c) noexcept nog
 
 cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
                            const floating* y, Py_ssize_t n, Py_ssize_t c, int act) noexcept nogil:
-    """Return the number of correct samples (binary: mean over the row of element hits).
+    """Return the number of correct samples (binary: mean over the row of element hits; with
+    labels instead of y, as Keras for a one-unit output, the label is the row's target).
 
     ``act`` is applied to the scores first where it matters (a fused sigmoid or softmax for
     binary accuracy, which thresholds the probabilities).
@@ -1159,7 +1153,7 @@ cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
                     p = _sigmoid(p)
                 elif act == _SOFTMAX:
                     p = _exp(p - m) * scale
-                row += (1 if p > 0.5 else 0) == y[i * c + j]
+                row += (1 if p > 0.5 else 0) == (y[i * c + j] if y != NULL else labels[i])
             hits += row / c
     return hits
 
@@ -1991,6 +1985,7 @@ cdef struct TrainCall:
     # the outputs, which thread 0 writes).
     const Plan* plan
     const OptConfig* opt
+    const Schedule* schedule  # the learning rate of each step, from opt's when constant
     void* params
     void* grads
     void* slots
@@ -2108,7 +2103,7 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
             return
         if t == 0:  # every thread has read this buffer's count; batch b + 3 starts it anew
             team_store(&c.claimed[cur], 0)
-        opt.learning_rate = _learning_rate_at(c.opt, iteration)
+        opt.learning_rate = _learning_rate_at(c.schedule, c.opt.learning_rate, iteration)
         u.alpha = _adam_step_size(&opt, iteration, <floating*>c.params)
         _backward(p, <floating*>c.params, <floating*>c.grads, <floating*>c.ws, <floating*>c.g0,
                   <floating*>c.g1, <floating*>c.parts, xb, n, &u, &h, t, nt)
@@ -2163,7 +2158,8 @@ cdef class Network:
             applies the optimizer step to its own weights.
         params: the flat parameter buffer (1-D float32 or float64, C-contiguous).
         loss: LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE or LOSS_MSE (the cross-entropies from logits).
-        metric: METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or METRIC_BINARY_ACC.
+        metric: METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or METRIC_BINARY_ACC
+            (with the sparse loss only for a one-unit output, whose label is its target).
         fused: the last op's activation (softmax or sigmoid) is folded into the loss.
         capacity: rows per batch the workspace holds.
         seed: seed of the dropout generator.
@@ -2181,10 +2177,15 @@ cdef class Network:
     cdef readonly int n_outputs
     cdef public uint64_t seed
     cdef public uint64_t counter
+    cdef bint _ready          # __init__ completed: the plan, params and workspace match
+    cdef int _busy            # calls running without the GIL on the workspace
 
     @cython.wraparound(True)
     def __init__(self, n_inputs, ops, params, loss, metric, bint fused, capacity, seed=0,
                  trainable=None):
+        if self._ready:
+            raise RuntimeError("this Network is already initialised: create a new one (its "
+                               "buffers belong to its plan)")
         self.dtype = _check("params", params, 1, None, None, True)
         n_inputs = _int_in("n_inputs", n_inputs, 1, _INT_MAX)
         capacity = _int_in("capacity", capacity, 1, _INT_MAX)
@@ -2194,15 +2195,16 @@ cdef class Network:
             raise ValueError(f"unknown loss code {loss}")
         if metric not in (_METRIC_NONE, _METRIC_SPARSE_ACC, _METRIC_CATEGORICAL_ACC, _METRIC_BINARY_ACC):
             raise ValueError(f"unknown metric code {metric}")
-        if metric != _METRIC_NONE and (metric == _METRIC_SPARSE_ACC) != (loss == _LOSS_SPARSE_CE):
-            raise ValueError("metric and loss must both read integer labels (sparse) or both "
-                             "read target arrays")
         kind, units, act, rate, w_off, b_off = (np.array(col) for col in zip(*ops))
         kind, units, act, w_off, b_off = (a.astype(np.int64) for a in (kind, units, act, w_off, b_off))
         rate = rate.astype(np.float64)
         width_in = np.concatenate([[n_inputs], units[:-1]])
         if np.any(units < 1) or np.any((kind != _OP_DENSE) & (units != width_in)):
             raise ValueError("ops have inconsistent widths")
+        if metric != _METRIC_NONE and (metric == _METRIC_SPARSE_ACC) != (loss == _LOSS_SPARSE_CE) \
+                and not (metric == _METRIC_BINARY_ACC and units[-1] == 1):
+            raise ValueError("metric and loss must both read integer labels (sparse) or both "
+                             "read target arrays (binary accuracy reads labels for one output)")
         if np.any((kind < 0) | (kind > 2)) or np.any((act < 0) | (act > _EXPONENTIAL)):
             raise ValueError("ops have an unknown kind or activation")
         if np.any((kind == _OP_DROPOUT) & ~((rate >= 0) & (rate <= 1))):
@@ -2264,7 +2266,9 @@ cdef class Network:
         p.b_off = <int64_t*>_data(b_off)
         p.out_off = <int64_t*>_data(out_off)
         p.mask_off = <int64_t*>_data(mask_off)
-        self.reserve(capacity)
+        self._ws = None
+        self._reserve(capacity)
+        self._ready = True
 
     def reserve(self, capacity):
         """Size the workspace for batches of up to ``capacity`` rows (it only ever grows).
@@ -2272,6 +2276,21 @@ cdef class Network:
         The new buffers are allocated before anything changes: if that fails (MemoryError), the
         network keeps its previous, consistent workspace.
         """
+        self._check_ready()
+        if self._busy:
+            raise RuntimeError("the workspace is in use by a running call; reserve after it")
+        self._reserve(capacity)
+
+    def _check_ready(self):
+        """Refuse a call on a network whose __init__ did not complete, or whose buffers do not
+        match its plan."""
+        if not self._ready:
+            raise RuntimeError("this Network is not initialised (its __init__ failed or was "
+                               "never called)")
+        if self.params.shape[0] != self.grads.shape[0] or self._ws is None:
+            raise RuntimeError("this Network's buffers do not match its plan")
+
+    def _reserve(self, capacity):
         capacity = _int_in("capacity", capacity, 1, _INT_MAX)
         if self._ws is not None and capacity <= self.plan.capacity:
             return
@@ -2297,8 +2316,8 @@ cdef class Network:
 
     @property
     def capacity(self):
-        """Rows per batch the workspace holds."""
-        return self.plan.capacity
+        """Rows per batch the workspace holds (0 before __init__ completes)."""
+        return self.plan.capacity if self._ready else 0
 
     def _check_data(self, x, y):
         """Check x and y against the plan; return the labels and float targets (one is None)."""
@@ -2335,6 +2354,7 @@ cdef class Network:
             ``(batches_applied, iteration)``: fewer batches than asked when a batch's loss was not
             finite (that batch's loss is in loss_out; its update was not applied).
         """
+        self._check_ready()
         labels, targets = self._check_data(x, y)
         cdef Py_ssize_t n = x.shape[0], n_params = self.params.shape[0]
         if batch_size < 1 or batch_size > self.plan.capacity:
@@ -2353,6 +2373,7 @@ cdef class Network:
         _check("loss_out", loss_out, 1, np.float64, (count,), writable=True)
         _check("correct_out", correct_out, 1, np.float64, (count,), writable=True)
         cdef OptConfig c = _opt_config(opt)
+        cdef Schedule schedule = _schedule_config(opt.get("schedule"))
         needed = _slot_count(c)
         if slots.shape[0] != needed:
             raise ValueError(f"slots must have {needed} rows for this optimizer, got {slots.shape[0]}")
@@ -2360,7 +2381,7 @@ cdef class Network:
             raise ValueError(f"iteration must be >= 0, got {iteration}")
         g0, g1, parts, xbuf, ybuf, lbuf = self._scratch
         cdef TrainCall call
-        call.plan, call.opt = &self.plan, &c
+        call.plan, call.opt, call.schedule = &self.plan, &c, &schedule
         call.params, call.grads = _data(self.params), _data(self.grads)
         call.slots, call.n_params = (_data(slots) if needed else NULL), n_params
         call.ws, call.g0, call.g1, call.parts = _data(self._ws), _data(g0), _data(g1), _data(parts)
@@ -2376,6 +2397,7 @@ cdef class Network:
         call.arrived = 0
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
+        self._busy += 1
         with nogil, parallel(num_threads=_team_threads(&self.plan, batch_size)):
             state = fpenv_flush_denormals()  # the FP state is per thread
             if f32:
@@ -2383,16 +2405,19 @@ cdef class Network:
             else:
                 _train_batches(&call, <double*>NULL, team_index(), team_size())
             fpenv_restore(state)
+        self._busy -= 1
         self.counter = call.counter
         return call.done, iteration + call.done
 
     def evaluate(self, x, y):
         """Return ``(loss_sum, correct)`` over all samples, in inference mode, without the GIL."""
+        self._check_ready()
         labels, targets = self._check_data(x, y)
         return self._infer(x, labels, targets, None)
 
     def predict(self, x, out):
         """Write the model's outputs for x into OUT ``out`` (n, n_outputs), without the GIL."""
+        self._check_ready()
         _check("x", x, 2, self.dtype, (None, self.plan.n_inputs))
         _check("out", out, 2, self.dtype, (x.shape[0], self.n_outputs), writable=True)
         self._infer(x, None, None, out)
@@ -2409,6 +2434,7 @@ cdef class Network:
         cdef void* pout = _data(out)
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
+        self._busy += 1
         with nogil, parallel(num_threads=_team_threads(&self.plan, self.plan.capacity)):
             state = fpenv_flush_denormals()
             if f32:
@@ -2420,6 +2446,7 @@ cdef class Network:
                        <double*>py, pl, <double*>pout, n, &loss_sum, &correct, team_index(),
                        team_size())
             fpenv_restore(state)
+        self._busy -= 1
         return loss_sum, correct
 
 
@@ -2429,12 +2456,13 @@ _SCHEDULES = {"exponential": (_EXPONENTIAL_DECAY, 4, (1,)), "inverse_time": (_IN
               "polynomial": (_POLYNOMIAL_DECAY, 5, (1,)), "cosine": (_COSINE_DECAY, 6, (1,))}
 
 
-cdef void _schedule_config(OptConfig* c, object schedule) except *:
-    """Read and check ``opt['schedule']`` (``fastdnn.schedules``' ``kernel_spec()``) into c."""
+cdef Schedule _schedule_config(object schedule) except *:
+    """Read and check ``opt['schedule']`` (``fastdnn.schedules``' ``kernel_spec()``)."""
+    cdef Schedule c
     cdef int k
-    c.schedule, c.n_pieces = _CONSTANT_RATE, 0
+    c.kind, c.n_pieces = _CONSTANT_RATE, 0
     if schedule is None:
-        return
+        return c
     if not isinstance(schedule, dict):
         raise TypeError(f"opt['schedule'] must be a dict or None, got {type(schedule).__name__}")
     kind = schedule.get("kind")
@@ -2444,12 +2472,12 @@ cdef void _schedule_config(OptConfig* c, object schedule) except *:
         if len(values) != len(bounds) + 1 or len(bounds) > _MAX_PIECES:
             raise ValueError(f"a piecewise schedule needs at most {_MAX_PIECES} boundaries and "
                              "one value more than boundaries")
-        c.schedule, c.n_pieces = _PIECEWISE_CONSTANT, len(bounds)
+        c.kind, c.n_pieces = _PIECEWISE_CONSTANT, len(bounds)
         for k in range(len(bounds)):
             c.bounds[k] = bounds[k]
         for k in range(len(values)):
             c.values[k] = values[k]
-        return
+        return c
     if kind not in _SCHEDULES:
         raise ValueError(f"unknown schedule kind {kind!r}")
     code, count, positive = _SCHEDULES[kind]
@@ -2460,7 +2488,8 @@ cdef void _schedule_config(OptConfig* c, object schedule) except *:
         c.decay[k] = _finite_scalar("schedule parameter", params[k])
         if k in positive and not c.decay[k] > 0:
             raise ValueError(f"the {kind} schedule's decay_steps must be > 0")
-    c.schedule = code
+    c.kind = code
+    return c
 
 
 def learning_rate_at(opt, iteration):
@@ -2468,7 +2497,8 @@ def learning_rate_at(opt, iteration):
     the optimizer settings ``opt`` (see ``Network.train``): its schedule's value, or its
     constant learning rate."""
     cdef OptConfig c = _opt_config(opt)
-    return _learning_rate_at(&c, _int_in("iteration", iteration, 0, 2**62))
+    cdef Schedule schedule = _schedule_config(opt.get("schedule"))
+    return _learning_rate_at(&schedule, c.learning_rate, _int_in("iteration", iteration, 0, 2**62))
 
 
 cdef OptConfig _opt_config(dict opt) except *:
@@ -2486,7 +2516,6 @@ cdef OptConfig _opt_config(dict opt) except *:
     c.nesterov = bool(opt.get("nesterov", False))
     c.centered = bool(opt.get("centered", False))
     c.amsgrad = bool(opt.get("amsgrad", False))
-    _schedule_config(&c, opt.get("schedule"))
     return c
 
 

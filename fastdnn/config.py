@@ -39,3 +39,18 @@ def set_epsilon(value: float) -> None:
 
 def _dtype() -> np.dtype:
     return np.dtype(_FLOATX)
+
+
+def simd() -> str:
+    """Return the SIMD variant of fastdnn's kernels in use in this process.
+
+    The variant is chosen once, at import, as the fastest this CPU supports, unless the
+    environment variable ``FASTDNN_SIMD`` names one (``baseline``, ``avx2`` or ``avx512``).
+
+    Returns:
+        ``'avx512'`` (AVX-512F), ``'avx2'`` (AVX2 and FMA) or ``'baseline'`` (any CPU of the
+        architecture: SSE2 on x86-64, and every other architecture).
+    """
+    from fastdnn import _kernels
+
+    return _kernels.simd_variant()

@@ -41,6 +41,20 @@ def _serialize_initializer(init):
     return initializers.serialize(init)
 
 
+def weight_value(value, dtype, name):
+    """``value`` converted to the weights' float ``dtype``; refuse what is not real numbers
+    (``TypeError``) or is NaN, infinite or beyond ``dtype``'s range (``ValueError``), both
+    naming ``name``."""
+    value = np.asarray(value)
+    if value.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be real numbers; got an array of dtype {value.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
+        converted = value.astype(dtype)
+    if not np.all(np.isfinite(converted)):
+        raise ValueError(f"{name} must be finite numbers that fit in {np.dtype(dtype).name}")
+    return converted
+
+
 class Layer:
     """Base class of the layers.
 
@@ -108,19 +122,21 @@ class Layer:
         """Set the weights from a list of arrays of the right shapes.
 
         Raises:
-            ValueError: for a wrong count, a wrong shape or a non-finite value.
+            TypeError: for values that are not real numbers (complex, dates, text).
+            ValueError: for a wrong count, a wrong shape, or a value that is NaN, infinite or
+                beyond the weights' float type.
         """
         weights = list(weights)
         if len(weights) != len(self._weights):
             raise ValueError(f"Layer {self.name} expects {len(self._weights)} weights, "
                              f"but received {len(weights)}")
-        arrays = [np.asarray(w) for w in weights]
-        for mine, new in zip(self._weights, arrays):
+        arrays = []
+        for mine, new in zip(self._weights, weights):
+            new = np.asarray(new)
             if mine.shape != new.shape:
                 raise ValueError(f"Layer {self.name} weight shape {mine.shape} is not compatible "
                                  f"with provided weight shape {new.shape}")
-            if not np.all(np.isfinite(new)):
-                raise ValueError(f"Layer {self.name}: weights must be finite")
+            arrays.append(weight_value(new, mine.dtype, f"Layer {self.name}: weights"))
         for mine, new in zip(self._weights, arrays):
             mine[...] = new
 

@@ -71,6 +71,20 @@ def _exclusive(method):
     return locked
 
 
+def _not_while_fitting(method):
+    """Refuse a method that would change what a running ``fit`` trains (called from one of its
+    callbacks): fit holds the plan, the optimizer's slots and the parameter buffer."""
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        if self._fitting:
+            raise RuntimeError(f"`{method.__name__}()` cannot be called on model {self.name} "
+                               "while `fit()` is running (from one of its callbacks): call it "
+                               "after fit returns, or stop training with "
+                               "`model.stop_training = True`")
+        return method(self, *args, **kwargs)
+    return guarded
+
+
 def _logs(loss_sum, correct, seen, metric_name):
     """Running logs, in Keras' alphabetical order: the mean loss and metric over ``seen`` samples."""
     logs = {"loss": loss_sum / seen}
@@ -113,6 +127,7 @@ class Sequential:
         self._network_key = None
         # One network (and workspace) serves the model: calls from several threads take turns.
         self._lock = threading.RLock()
+        self._fitting = False  # fit is running: its callbacks may not change structure or compile
         for layer in layers or []:
             self.add(layer)
 
@@ -128,6 +143,7 @@ class Sequential:
         raise AttributeError("`Sequential.layers` attribute is reserved and should not be used. "
                              "Use `add()` and `pop()` to change the layers in this model.")
 
+    @_not_while_fitting
     def add(self, layer) -> None:
         """Add a layer on top of the stack (or an ``Input`` at the bottom).
 
@@ -161,6 +177,7 @@ class Sequential:
                 self._layers.pop()
                 raise
 
+    @_not_while_fitting
     def pop(self):
         """Remove and return the top layer (``IndexError`` on an empty model)."""
         layer = self._layers.pop()
@@ -168,6 +185,7 @@ class Sequential:
             self._lay_out()
         return layer
 
+    @_not_while_fitting
     def build(self, input_shape=None) -> None:
         """Create the weights for inputs of ``input_shape`` (batch axis first, e.g. (None, 784)).
 
@@ -270,20 +288,23 @@ class Sequential:
         """Set every weight from a list like ``get_weights()``'s; nothing changes on error.
 
         Raises:
-            ValueError: for a wrong count, a wrong shape or a non-finite value.
+            TypeError: for values that are not real numbers (complex, dates, text).
+            ValueError: for a wrong count, a wrong shape, or a value that is NaN, infinite or
+                beyond the model's float type.
         """
-        mine, weights = self.weights, [np.asarray(w) for w in weights]
+        mine, weights = self.weights, list(weights)
         if len(weights) != len(mine):
             raise ValueError(f"You called `set_weights(weights)` on model {self.name} with a "
                              f"weight list of length {len(weights)}, but the model was expecting "
                              f"{len(mine)} weights.")
+        values = []
         for target, value in zip(mine, weights):
+            value = np.asarray(value)
             if target.shape != value.shape:
                 raise ValueError(f"Weight shape {value.shape} is not compatible with the model's "
                                  f"weight shape {target.shape}")
-            if not np.all(np.isfinite(value)):
-                raise ValueError("set_weights: weights must be finite")
-        for target, value in zip(mine, weights):
+            values.append(layers_module.weight_value(value, target.dtype, "set_weights: weights"))
+        for target, value in zip(mine, values):
             target[...] = value
 
     def count_params(self) -> int:
@@ -292,6 +313,7 @@ class Sequential:
 
     # --- compile
 
+    @_not_while_fitting
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, engine="fastdnn",
                 run_eagerly=False, jit_compile="auto", steps_per_execution=1):
         """Configure the model for training.
@@ -513,28 +535,30 @@ class Sequential:
         with self._building_from_data():
             x_all = self._prepare_x(x)
             y_all = self._prepare_y(y, x_all.shape[0])
-        metric_name, metric_code = self._metric(y)
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("`validation_data` must be a tuple (x_val, y_val)")
-            xv = self._prepare_x(validation_data[0], "validation_data[0]")
-            val = (xv, self._prepare_y(validation_data[1], xv.shape[0], "validation_data[1]"))
-        elif validation_split:
-            n = x_all.shape[0]
-            k = int(n * (1.0 - validation_split))
-            if k == 0 or k == n:
-                raise ValueError(f"Training data contains {n} samples, which is not sufficient to "
-                                 "split it into a validation and training set as specified by "
-                                 f"`validation_split={validation_split}`. Either provide more data,"
-                                 " or a different value for the `validation_split` argument.")
-            x_all, val = x_all[:k], (x_all[k:], y_all[k:])
-            y_all = y_all[:k]
-        val_batch = _positive_int("validation_batch_size", validation_batch_size or batch_size)
-        steps = math.ceil(x_all.shape[0] / batch_size)
-        batch_size = min(batch_size, x_all.shape[0])  # one batch of everything: the same steps
-        val_rows = val[0].shape[0] if val is not None else 1
-        network = self._engine(max(batch_size, min(val_batch, val_rows)), metric_code)
+            metric_name, metric_code = self._metric(y)
+            val = None
+            if validation_data is not None:
+                if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                    raise ValueError("`validation_data` must be a tuple (x_val, y_val)")
+                xv = self._prepare_x(validation_data[0], "validation_data[0]")
+                val = (xv, self._prepare_y(validation_data[1], xv.shape[0], "validation_data[1]"))
+            elif validation_split:
+                n = x_all.shape[0]
+                k = int(n * (1.0 - validation_split))
+                if k == 0 or k == n:
+                    raise ValueError(f"Training data contains {n} samples, which is not sufficient"
+                                     " to split it into a validation and training set as specified"
+                                     f" by `validation_split={validation_split}`. Either provide "
+                                     "more data, or a different value for the `validation_split` "
+                                     "argument.")
+                x_all, val = x_all[:k], (x_all[k:], y_all[k:])
+                y_all = y_all[:k]
+            val_batch = _positive_int("validation_batch_size",
+                                      validation_batch_size or batch_size)
+            steps = math.ceil(x_all.shape[0] / batch_size)
+            batch_size = min(batch_size, x_all.shape[0])  # one batch of everything: same steps
+            val_rows = val[0].shape[0] if val is not None else 1
+            network = self._engine(max(batch_size, min(val_batch, val_rows)), metric_code)
         self.optimizer.build(self.params.size, self._dtype)
         if not self.trainable_weights:
             warnings.warn("The model does not have any trainable weights.", stacklevel=2)
@@ -543,11 +567,16 @@ class Sequential:
         cb = callbacks_module.CallbackList(callbacks, self, {"verbose": verbose, "epochs": epochs,
                                                              "steps": steps}, automatic)
         self.stop_training = False
-        cb.on_train_begin()
-        with _threads.single_threaded_blas():
-            logs = self._run_epochs(network, x_all, y_all, val, batch_size, steps, initial_epoch,
-                                    epochs, shuffle, validation_freq, val_batch, cb, metric_name)
-        cb.on_train_end(logs)
+        fitting, self._fitting = self._fitting, True
+        try:
+            cb.on_train_begin()
+            with _threads.single_threaded_blas():
+                logs = self._run_epochs(network, x_all, y_all, val, batch_size, steps,
+                                        initial_epoch, epochs, shuffle, validation_freq, val_batch,
+                                        cb, metric_name)
+            cb.on_train_end(logs)
+        finally:
+            self._fitting = fitting
         return history
 
     def _run_epochs(self, network, x_all, y_all, val, batch_size, steps, initial_epoch, epochs,
@@ -650,8 +679,8 @@ class Sequential:
         with self._building_from_data():
             xs = self._prepare_x(x)
             ys = self._prepare_y(y, xs.shape[0])
-        metric_name, metric_code = self._metric(y)
-        network = self._engine(min(batch_size, xs.shape[0]), metric_code)
+            metric_name, metric_code = self._metric(y)
+            network = self._engine(min(batch_size, xs.shape[0]), metric_code)
         self.optimizer.build(self.params.size, self._dtype)
         n_steps = math.ceil(xs.shape[0] / batch_size)
         cb = callbacks_module.CallbackList(callbacks, self,
@@ -683,8 +712,9 @@ class Sequential:
             raise NotImplementedError("fastdnn's predict does not support `steps`")
         batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size)
         verbose_flag = _verbose(verbose)
-        xs = self._prepare_x(x)
-        network = self._engine(min(batch_size, xs.shape[0]), training=False)
+        with self._building_from_data():
+            xs = self._prepare_x(x)
+            network = self._engine(min(batch_size, xs.shape[0]), training=False)
         out = np.empty((xs.shape[0], self.output_shape[-1]), self._dtype)
         n_steps = math.ceil(xs.shape[0] / batch_size)
         cb = callbacks_module.CallbackList(callbacks, self,

@@ -416,6 +416,8 @@ class Network:
         if self.metric == METRIC_NONE:
             return 0.0
         scores = _apply(out, self.ops[-1][2]) if self.fused else out
+        if targets is None and self.metric == METRIC_BINARY_ACC:  # one output: the label is its target
+            targets = labels.reshape(-1, 1).astype(scores.dtype)
         return count_correct(scores, labels if self.metric == METRIC_SPARSE_ACC else None,
                              None if self.metric == METRIC_SPARSE_ACC else targets,
                              binary=self.metric == METRIC_BINARY_ACC)

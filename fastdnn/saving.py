@@ -8,12 +8,15 @@ array manifest) and the raw arrays, and ends with the SHA-256 of everything befo
 Loading checks the magic, the version, the length and the digest before it reads anything else,
 so a truncated or corrupted file is refused whole, never half-loaded. Writing goes to a temporary
 file in the same folder, is flushed to disk, then renamed over the target: a crash mid-write
-leaves the previous file intact.
+leaves the previous file intact, and the temporary file, named after its writer's pid and host,
+is removed by the next save or load of that path once its writer is gone.
 """
 
+import contextlib
 import hashlib
 import json
 import os
+import socket
 import struct
 import tempfile
 
@@ -28,9 +31,45 @@ _DIGEST = 32
 _DTYPES = ("float32", "float64")
 
 
+def _temp_prefix(path) -> str:
+    """The start of a temporary file's name for ``path``: its writer's pid and host, so that a
+    later save or load can tell the temporary files of killed writers from live ones."""
+    return f".{os.path.basename(path)}.tmp-{os.getpid()}-{socket.gethostname()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process, or a pid we cannot judge: keep its file
+    return True
+
+
+def clear_stale_temps(path) -> None:
+    """Remove the temporary files that killed saves of ``path`` left beside it: those written
+    on this host by a process that no longer exists (a live writer's file is kept)."""
+    folder, base = os.path.split(os.path.abspath(path))
+    start, host = f".{base}.tmp-", socket.gethostname()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(start):
+            continue
+        pid, _, rest = name[len(start):].partition("-")
+        if not pid.isdigit() or rest.rpartition("-")[0] != host or _pid_alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):  # another process may clear it at the same time
+            os.unlink(os.path.join(folder, name))
+
+
 def _write_atomic(path, data: bytes) -> None:
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".fastdnn", dir=folder)
+    clear_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -68,6 +107,7 @@ def _unpack(path):
         ValueError: for a missing, truncated, corrupted or unknown-version file.
     """
     path = os.fspath(path)
+    clear_stale_temps(path)
     if not os.path.isfile(path):
         raise ValueError(f"File not found: filepath={path}")
     with open(path, "rb") as f:
@@ -84,7 +124,13 @@ def _unpack(path):
     start = _PREFIX.size + header_len
     if start > len(body):
         raise ValueError(f"{path} is corrupted (header length {header_len} exceeds the file)")
-    header = json.loads(body[_PREFIX.size:start].decode("utf-8"))
+    try:
+        header = json.loads(body[_PREFIX.size:start].decode("utf-8"))
+    except (UnicodeDecodeError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{path} is corrupted (its header is not valid JSON: "
+                         f"{type(e).__name__})") from None
+    if not isinstance(header, dict) or not isinstance(header.get("arrays"), list):
+        raise ValueError(f"{path} is corrupted (its header is not a fastdnn header)")
     payload = body[start:]
     arrays = {}
     for entry in header.pop("arrays"):

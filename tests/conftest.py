@@ -25,3 +25,9 @@ def kernel_threads():
     saved = kernels.get_num_threads()
     yield kernels.set_num_threads
     kernels.set_num_threads(saved)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: trains on the real Fashion-MNIST (CI runs these; deselect with "
+        "-m 'not slow')")

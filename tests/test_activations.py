@@ -155,7 +155,7 @@ def test_the_plan_fuses_only_activations_that_work_from_the_output():
                               keras.layers.Dense(4, activation="gelu"),
                               keras.layers.Dense(4), keras.layers.Activation("silu"),
                               keras.layers.LeakyReLU(negative_slope=0.5)])
-    kinds = [(op[0], op[2], op[3]) for op in model._plan()]
+    kinds = [(op[0], op[2], op[3]) for op in model._plan()[0]]
     assert kinds == [(kernels.OP_DENSE, kernels.ELU, 0.0),
                      (kernels.OP_DENSE, kernels.LINEAR, 0.0),
                      (kernels.OP_ACTIVATION, kernels.GELU, 0.0),

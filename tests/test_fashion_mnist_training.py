@@ -22,6 +22,7 @@ def _have_data():
                for name in FILES)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _have_data(), reason=f"Fashion-MNIST not found in {DATA_DIR} "
                     "(apt-get install dataset-fashion-mnist)")
 def test_relu_adam_reaches_087_validation_accuracy_in_5_epochs():

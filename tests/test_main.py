@@ -138,6 +138,7 @@ def test_missing_data_is_reported_without_a_traceback(capsys, monkeypatch):
     assert "fastdnn: Fashion-MNIST was not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(REAL_DATA),
                     reason=f"real Fashion-MNIST not installed ({REAL_DATA}; "
                            "apt-get install dataset-fashion-mnist)")

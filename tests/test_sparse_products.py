@@ -1,11 +1,12 @@
-"""The dense layer's products with mostly-zero float32 inputs, which skip the zeros (``_sparse.h``).
+"""The dense layer's products with mostly-zero float32 inputs, which skip the zeros
+(``simd/sparse.h``).
 
-Such inputs (under 75% nonzeros) of layers of 32 units or more take the sparse products in a
-build with AVX2, BLAS elsewhere; either way the results must be the float64 products' to float32
-rounding. The shapes walk the edges of the sparse kernels' tiling: output widths around their
-vectors (8 wide with AVX2, 16 with AVX-512) and their column tiles (96 or 192 columns), inputs
-around their 64-input depth, batches around their 32-row groups, and layers cut into blocks of
-inputs.
+Such inputs (under 75% nonzeros) of layers of 32 units or more take the sparse products in the
+AVX2 and AVX-512 variants, BLAS in the baseline one; either way the results must be the float64
+products' to float32 rounding. The shapes walk the edges of the sparse kernels' tiling: output
+widths around their vectors (8 wide with AVX2, 16 with AVX-512) and their column tiles (96 or 192
+columns), inputs around their 64-input depth, batches around their 32-row groups, and layers cut
+into blocks of inputs.
 """
 
 import numpy as np
@@ -85,7 +86,7 @@ def test_nan_in_a_sparse_input_reaches_its_outputs(rng):
     assert np.isfinite(np.delete(out, 3, axis=0)).all()
 
 
-@pytest.mark.skipif(not kernels.sparse_products(), reason="a build without AVX2 uses BLAS only")
+@pytest.mark.skipif(not kernels.sparse_products(), reason="the baseline variant uses BLAS only")
 def test_a_zero_input_skips_its_infinite_weight(rng):
     """With the zeros skipped, an inf weight whose input is 0 adds 0, not BLAS's NaN of 0 * inf
     (documented in _sparse.h); that the result is finite also shows that the sparse path ran."""
