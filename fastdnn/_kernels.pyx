@@ -1110,6 +1110,22 @@ cdef double _loss(int kind, const floating* out, const int32_t* labels, const fl
     return _mse(out, y, grad, n, c, scale)
 
 
+cdef double _weighted_loss(int kind, const floating* out, const int32_t* labels,
+                           const floating* y, const floating* w, floating* grad, Py_ssize_t n,
+                           Py_ssize_t c, floating scale) noexcept nogil:
+    """``_loss`` with per-sample weights w (NULL: all 1): return Σ_i w_i·loss_i, OUT grad with
+    row i scaled by w_i (Keras' sample_weight under 'sum_over_batch_size')."""
+    cdef Py_ssize_t i
+    cdef double total = 0
+    if w == NULL:
+        return _loss(kind, out, labels, y, grad, n, c, scale)
+    for i in range(n):
+        total += w[i] * _loss(kind, out + i * c, labels + i if labels != NULL else NULL,
+                              y + i * c if y != NULL else NULL,
+                              grad + i * c if grad != NULL else NULL, 1, c, scale * w[i])
+    return total
+
+
 # --- accuracy counts
 
 cdef inline Py_ssize_t _argmax_row(const floating* s, Py_ssize_t c) noexcept nogil:
@@ -1155,6 +1171,20 @@ cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
                     p = _exp(p - m) * scale
                 row += (1 if p > 0.5 else 0) == (y[i * c + j] if y != NULL else labels[i])
             hits += row / c
+    return hits
+
+
+cdef double _weighted_correct(int metric, const floating* s, const int32_t* labels,
+                              const floating* y, const floating* w, Py_ssize_t n, Py_ssize_t c,
+                              int act) noexcept nogil:
+    """``_count_correct`` with per-sample weights w (NULL: all 1): Σ_i w_i·hit_i."""
+    cdef Py_ssize_t i
+    cdef double hits = 0
+    if w == NULL:
+        return _count_correct(metric, s, labels, y, n, c, act)
+    for i in range(n):
+        hits += w[i] * _count_correct(metric, s + i * c, labels + i if labels != NULL else NULL,
+                                      y + i * c if y != NULL else NULL, 1, c, act)
     return hits
 
 
@@ -2000,6 +2030,8 @@ cdef struct TrainCall:
     const void* x
     const void* y
     const int32_t* labels
+    const void* weights     # per-sample weights (n_samples), or NULL
+    void* wbuf              # capacity: a shuffled batch's weights
     const int64_t* order
     Py_ssize_t n_samples
     Py_ssize_t batch_size
@@ -2037,6 +2069,8 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
     cdef const floating* xb
     cdef const floating* yb
     cdef const int32_t* lb
+    cdef const floating* wb = NULL
+    cdef const floating* w = <const floating*>c.weights
     cdef floating* out
     cdef floating* s[3]
     cdef double total
@@ -2067,6 +2101,7 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
             xb = x + start * n_in
             yb = y + start * n_out if y != NULL else NULL
             lb = c.labels + start if c.labels != NULL else NULL
+            wb = w + start if w != NULL else NULL
         else:
             # rows the others copied while this thread waited in the last step
             ready = min(team_load(&c.claimed[cur]), n) if helped else 0
@@ -2079,7 +2114,10 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
                         memcpy(ybuf + r * n_out, y + row * n_out, n_out * sizeof(floating))
                     else:
                         c.lbuf[r] = c.labels[row]
+                    if w != NULL:
+                        (<floating*>c.wbuf)[r] = w[row]
             xb = xbuf
+            wb = <floating*>c.wbuf if w != NULL else NULL
             yb = ybuf if y != NULL else NULL
             lb = c.lbuf if y == NULL else NULL
             # the next batch, while this one is full
@@ -2092,10 +2130,11 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
         out = _forward(p, <floating*>c.params, <floating*>c.ws, <floating*>c.parts, xb, n, True,
                        c.seed, &c.counter, &h, t, nt)
         if t == 0:
-            total = _loss(p.loss, out, lb, yb, <floating*>c.g0, n, n_out, <floating>(1.0 / n))
+            total = _weighted_loss(p.loss, out, lb, yb, wb, <floating*>c.g0, n, n_out,
+                                   <floating>(1.0 / n))
             c.loss_out[b] = total
-            c.correct_out[b] = _count_correct(p.metric, out, lb, yb, n, n_out,
-                                              <int>p.act[p.n_ops - 1] if p.fused else _LINEAR)
+            c.correct_out[b] = _weighted_correct(p.metric, out, lb, yb, wb, n, n_out,
+                                                 <int>p.act[p.n_ops - 1] if p.fused else _LINEAR)
             if not isfinite(total):
                 c.done = b
         _meet(&h, xbuf)
@@ -2111,13 +2150,14 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
 
 
 cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* parts,
-                 const floating* x, const floating* y, const int32_t* labels, floating* pred,
-                 Py_ssize_t n_samples, double* loss_sum, double* correct, int t,
+                 const floating* x, const floating* y, const int32_t* labels, const floating* w,
+                 floating* pred, Py_ssize_t n_samples, double* loss_sum, double* correct, int t,
                  int nt) noexcept nogil:
     """Forward pass over all samples in workspace-sized batches, in inference mode.
 
     OUT pred (n_samples x n_out) gets the model's outputs (the fused activation applied), unless
-    NULL; with targets (y or labels), OUT loss_sum and correct accumulate loss and hits. Team
+    NULL; with targets (y or labels), OUT loss_sum and correct accumulate loss and hits, weighted
+    by the per-sample weights w unless NULL. Team
     call (thread t of nt); thread 0 writes the outputs.
     """
     cdef Py_ssize_t start, n, n_out = p.units[p.n_ops - 1], n_in = p.n_inputs
@@ -2131,12 +2171,15 @@ cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* 
                        nt)
         if t == 0:
             if labels != NULL or y != NULL:
-                loss_sum[0] += _loss(p.loss, out, labels + start if labels != NULL else NULL,
-                                     y + start * n_out if y != NULL else NULL, NULL, n, n_out, 1)
-                correct[0] += _count_correct(p.metric, out,
-                                             labels + start if labels != NULL else NULL,
-                                             y + start * n_out if y != NULL else NULL, n, n_out,
-                                             last_act)
+                loss_sum[0] += _weighted_loss(p.loss, out,
+                                              labels + start if labels != NULL else NULL,
+                                              y + start * n_out if y != NULL else NULL,
+                                              w + start if w != NULL else NULL, NULL, n, n_out, 1)
+                correct[0] += _weighted_correct(p.metric, out,
+                                                labels + start if labels != NULL else NULL,
+                                                y + start * n_out if y != NULL else NULL,
+                                                w + start if w != NULL else NULL, n, n_out,
+                                                last_act)
             if pred != NULL:
                 _activation_forward(out, pred + start * n_out, n, n_out, last_act)
         team_barrier()  # the next batch overwrites the workspace
@@ -2172,7 +2215,7 @@ cdef class Network:
     cdef readonly object grads
     cdef object _arrays       # int/float plan arrays the Plan points into
     cdef object _ws
-    cdef object _scratch      # g0, g1, parts, xbuf, ybuf, lbuf
+    cdef object _scratch      # g0, g1, parts, xbuf, ybuf, lbuf, wbuf
     cdef object _trainable    # int64 per op, the Plan points into it
     cdef readonly int n_outputs
     cdef public uint64_t seed
@@ -2308,7 +2351,8 @@ cdef class Network:
         scratch = (np.zeros(capacity * widest, self.dtype), np.zeros(capacity * widest, self.dtype),
                    np.zeros((_MAX_BLOCKS - 1) * capacity * widest, self.dtype),
                    np.zeros(_X_BUFFERS * capacity * self.plan.n_inputs, self.dtype),
-                   np.zeros(capacity * self.n_outputs, self.dtype), np.zeros(capacity, np.int32))
+                   np.zeros(capacity * self.n_outputs, self.dtype), np.zeros(capacity, np.int32),
+                   np.zeros(capacity, self.dtype))
         out_off[:] = new_out
         mask_off[:] = new_mask
         self._ws, self._scratch = ws, scratch
@@ -2330,7 +2374,7 @@ cdef class Network:
         return None, y
 
     def train(self, x, y, order, Py_ssize_t batch_size, Py_ssize_t first, Py_ssize_t count,
-              opt, slots, int64_t iteration, loss_out, correct_out):
+              opt, slots, int64_t iteration, loss_out, correct_out, sample_weight=None):
         """Train ``count`` batches, starting at batch ``first``, without the GIL.
 
         Args:
@@ -2349,6 +2393,9 @@ cdef class Network:
             iteration: the optimizer's step counter before this call.
             loss_out: OUT float64 (count,): each batch's summed per-sample loss.
             correct_out: OUT float64 (count,): each batch's number of correct samples.
+            sample_weight: None, or (n,) finite weights of the network's dtype: each sample's
+                loss, gradient and hits count that many times (the gradient is still divided
+                by the batch size, as Keras' 'sum_over_batch_size').
 
         Returns:
             ``(batches_applied, iteration)``: fewer batches than asked when a batch's loss was not
@@ -2379,7 +2426,8 @@ cdef class Network:
             raise ValueError(f"slots must have {needed} rows for this optimizer, got {slots.shape[0]}")
         if iteration < 0:
             raise ValueError(f"iteration must be >= 0, got {iteration}")
-        g0, g1, parts, xbuf, ybuf, lbuf = self._scratch
+        self._check_weights(sample_weight, n)
+        g0, g1, parts, xbuf, ybuf, lbuf, wbuf = self._scratch
         cdef TrainCall call
         call.plan, call.opt, call.schedule = &self.plan, &c, &schedule
         call.params, call.grads = _data(self.params), _data(self.grads)
@@ -2387,6 +2435,7 @@ cdef class Network:
         call.ws, call.g0, call.g1, call.parts = _data(self._ws), _data(g0), _data(g1), _data(parts)
         call.xbuf, call.ybuf, call.lbuf = _data(xbuf), _data(ybuf), <int32_t*>_data(lbuf)
         call.x, call.y, call.labels = _data(x), _data(targets), <int32_t*>_data(labels)
+        call.weights, call.wbuf = _data(sample_weight), _data(wbuf)
         call.order = <int64_t*>_data(order)
         call.n_samples, call.batch_size, call.first, call.count = n, batch_size, first, count
         call.iteration, call.seed, call.counter = iteration, self.seed, self.counter
@@ -2409,20 +2458,29 @@ cdef class Network:
         self.counter = call.counter
         return call.done, iteration + call.done
 
-    def evaluate(self, x, y):
-        """Return ``(loss_sum, correct)`` over all samples, in inference mode, without the GIL."""
+    def evaluate(self, x, y, sample_weight=None):
+        """Return ``(loss_sum, correct)`` over all samples, in inference mode, without the GIL;
+        with ``sample_weight`` ((n,) finite, the network's dtype), each sample's loss and hit
+        counts that many times."""
         self._check_ready()
         labels, targets = self._check_data(x, y)
-        return self._infer(x, labels, targets, None)
+        self._check_weights(sample_weight, x.shape[0])
+        return self._infer(x, labels, targets, None, sample_weight)
+
+    def _check_weights(self, sample_weight, n):
+        if sample_weight is not None:
+            _check("sample_weight", sample_weight, 1, self.dtype, (n,))
+            if count_nonfinite(sample_weight):
+                raise ValueError("sample_weight must be finite")
 
     def predict(self, x, out):
         """Write the model's outputs for x into OUT ``out`` (n, n_outputs), without the GIL."""
         self._check_ready()
         _check("x", x, 2, self.dtype, (None, self.plan.n_inputs))
         _check("out", out, 2, self.dtype, (x.shape[0], self.n_outputs), writable=True)
-        self._infer(x, None, None, out)
+        self._infer(x, None, None, out, None)
 
-    def _infer(self, x, labels, targets, out):
+    def _infer(self, x, labels, targets, out, weights):
         cdef double loss_sum = 0, correct = 0
         cdef Py_ssize_t n = x.shape[0]
         cdef void* pp = _data(self.params)
@@ -2431,6 +2489,7 @@ cdef class Network:
         cdef void* px = _data(x)
         cdef void* py = _data(targets)
         cdef int32_t* pl = <int32_t*>_data(labels)
+        cdef void* pw = _data(weights)
         cdef void* pout = _data(out)
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
@@ -2439,12 +2498,12 @@ cdef class Network:
             state = fpenv_flush_denormals()
             if f32:
                 _infer(&self.plan, <float*>pp, <float*>pws, <float*>pparts, <float*>px,
-                       <float*>py, pl, <float*>pout, n, &loss_sum, &correct, team_index(),
-                       team_size())
+                       <float*>py, pl, <float*>pw, <float*>pout, n, &loss_sum, &correct,
+                       team_index(), team_size())
             else:
                 _infer(&self.plan, <double*>pp, <double*>pws, <double*>pparts, <double*>px,
-                       <double*>py, pl, <double*>pout, n, &loss_sum, &correct, team_index(),
-                       team_size())
+                       <double*>py, pl, <double*>pw, <double*>pout, n, &loss_sum, &correct,
+                       team_index(), team_size())
             fpenv_restore(state)
         self._busy -= 1
         return loss_sum, correct

@@ -85,11 +85,13 @@ def _not_while_fitting(method):
     return guarded
 
 
-def _logs(loss_sum, correct, seen, metric_name):
-    """Running logs, in Keras' alphabetical order: the mean loss and metric over ``seen`` samples."""
+def _logs(loss_sum, correct, seen, metric_name, weight_seen=None):
+    """Running logs, in Keras' alphabetical order: the mean loss over ``seen`` samples and the
+    metric over them, or over their total weight ``weight_seen`` (with sample weights)."""
     logs = {"loss": loss_sum / seen}
     if metric_name:
-        logs[metric_name] = correct / seen
+        total = seen if weight_seen is None else weight_seen
+        logs[metric_name] = correct / total if total else 0.0
     return dict(sorted(logs.items()))
 
 
@@ -423,6 +425,36 @@ class Sequential:
         targets = self.loss.transform_targets(targets.astype(np.float64), outputs)
         return np.ascontiguousarray(targets, dtype=self._dtype)
 
+    def _prepare_weights(self, sample_weight, class_weight, y, n, name="sample_weight"):
+        """Per-sample weights in the model's float type, from ``sample_weight`` ((n,) or (n, 1))
+        or from ``class_weight`` ({class: weight}, 1 for classes it omits, the class of a one-hot
+        row its argmax), as Keras; None when neither is given."""
+        if sample_weight is not None and class_weight is not None:
+            raise ValueError("You cannot `class_weight` and `sample_weight` at the same time.")
+        if class_weight is not None:
+            if not isinstance(class_weight, dict):
+                raise ValueError("`class_weight` must be a dict {class index: weight}. "
+                                 f"Received: class_weight={class_weight!r}")
+            labels = np.asarray(y)
+            if labels.ndim > 1:
+                labels = labels.argmax(axis=-1) if labels.shape[-1] != 1 else labels[..., 0]
+            labels = np.round(labels).astype(np.int64)
+            sample_weight = [class_weight.get(int(label), 1.0) for label in labels]
+            name = "class_weight"
+        if sample_weight is None:
+            return None
+        weights = _as_array(sample_weight, name)
+        if weights.ndim == 2 and weights.shape[1] == 1:
+            weights = weights[:, 0]
+        if weights.shape != (n,):
+            raise ValueError(f"`{name}` must give one weight per sample: expected shape ({n},), "
+                             f"got {weights.shape}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            weights = np.ascontiguousarray(weights, dtype=self._dtype)
+        if not np.all(np.isfinite(weights)):
+            raise ValueError(f"`{name}` contains NaN or infinite values (in {self._dtype})")
+        return weights
+
     def _metric(self, y):
         """(name, kernel code) of the compiled metric for targets like ``y``, or (None, NONE)."""
         if not self._metrics:
@@ -507,19 +539,23 @@ class Sequential:
             callbacks: list of ``fastdnn.callbacks`` objects.
             validation_split: fraction in [0, 1) of the data, taken from the end before
                 shuffling, to validate on.
-            validation_data: ``(x_val, y_val)``, overrides validation_split.
+            validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, val_sample_weight)``,
+                overrides validation_split.
             shuffle: shuffle the training data every epoch. Defaults to True.
             initial_epoch: epoch to start at. Defaults to 0.
             validation_batch_size: Defaults to batch_size.
             validation_freq: validate every this many epochs. Defaults to 1.
-            class_weight, sample_weight, steps_per_epoch, validation_steps: only None.
+            class_weight: ``{class index: weight}``: each sample's loss (and metric) counts
+                its class's weight (1 for classes not listed). Not applied to validation.
+            sample_weight: one finite weight per sample, instead of class_weight: the batch
+                loss is ``Σ w_i·loss_i / batch size`` and the metric the weighted mean, as Keras.
+            steps_per_epoch, validation_steps: only None.
 
         Returns:
             A ``History`` whose ``.history`` holds each epoch's loss and metrics.
         """
         self._assert_compiled()
-        for name, value in (("class_weight", class_weight), ("sample_weight", sample_weight),
-                            ("steps_per_epoch", steps_per_epoch),
+        for name, value in (("steps_per_epoch", steps_per_epoch),
                             ("validation_steps", validation_steps)):
             if value is not None:
                 raise NotImplementedError(f"fastdnn's fit does not support `{name}`")
@@ -535,13 +571,18 @@ class Sequential:
         with self._building_from_data():
             x_all = self._prepare_x(x)
             y_all = self._prepare_y(y, x_all.shape[0])
+            w_all = self._prepare_weights(sample_weight, class_weight, y, x_all.shape[0])
             metric_name, metric_code = self._metric(y)
             val = None
             if validation_data is not None:
-                if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                    raise ValueError("`validation_data` must be a tuple (x_val, y_val)")
+                if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (
+                        2, 3):
+                    raise ValueError("`validation_data` must be a tuple (x_val, y_val) or "
+                                     "(x_val, y_val, val_sample_weight)")
                 xv = self._prepare_x(validation_data[0], "validation_data[0]")
-                val = (xv, self._prepare_y(validation_data[1], xv.shape[0], "validation_data[1]"))
+                wv = validation_data[2] if len(validation_data) == 3 else None
+                val = (xv, self._prepare_y(validation_data[1], xv.shape[0], "validation_data[1]"),
+                       self._prepare_weights(wv, None, None, xv.shape[0], "validation_data[2]"))
             elif validation_split:
                 n = x_all.shape[0]
                 k = int(n * (1.0 - validation_split))
@@ -551,8 +592,10 @@ class Sequential:
                                      f" by `validation_split={validation_split}`. Either provide "
                                      "more data, or a different value for the `validation_split` "
                                      "argument.")
-                x_all, val = x_all[:k], (x_all[k:], y_all[k:])
+                x_all, val = x_all[:k], (x_all[k:], y_all[k:],
+                                         None if w_all is None else w_all[k:])
                 y_all = y_all[:k]
+                w_all = None if w_all is None else w_all[:k]
             val_batch = _positive_int("validation_batch_size",
                                       validation_batch_size or batch_size)
             steps = math.ceil(x_all.shape[0] / batch_size)
@@ -571,7 +614,7 @@ class Sequential:
         try:
             cb.on_train_begin()
             with _threads.single_threaded_blas():
-                logs = self._run_epochs(network, x_all, y_all, val, batch_size, steps,
+                logs = self._run_epochs(network, (x_all, y_all, w_all), val, batch_size, steps,
                                         initial_epoch, epochs, shuffle, validation_freq, val_batch,
                                         cb, metric_name)
             cb.on_train_end(logs)
@@ -579,17 +622,18 @@ class Sequential:
             self._fitting = fitting
         return history
 
-    def _run_epochs(self, network, x_all, y_all, val, batch_size, steps, initial_epoch, epochs,
+    def _run_epochs(self, network, data, val, batch_size, steps, initial_epoch, epochs,
                     shuffle, validation_freq, val_batch_size, cb, metric_name):
-        """The epoch loop of ``fit``; return the last epoch's logs."""
-        n = x_all.shape[0]
+        """The epoch loop of ``fit`` on ``data`` (x, y, sample weights or None); return the last
+        epoch's logs."""
+        n = data[0].shape[0]
         every_batch = cb.wants_every_batch()
         loss_out, correct_out = np.zeros(steps), np.zeros(steps)
         logs = {}
         for epoch in range(initial_epoch, epochs):
             cb.on_epoch_begin(epoch)
             order = np.random.permutation(n).astype(np.int64) if shuffle else None
-            logs = self._train_epoch(network, x_all, y_all, order, batch_size, steps, cb,
+            logs = self._train_epoch(network, data, order, batch_size, steps, cb,
                                      every_batch, loss_out, correct_out, metric_name)
             if val is not None and (epoch + 1) % validation_freq == 0:
                 val_logs = self._evaluate_arrays(network, *val, metric_name, cb, val_batch_size)
@@ -600,12 +644,14 @@ class Sequential:
                 break
         return logs
 
-    def _train_epoch(self, network, x, y, order, batch_size, steps, cb, every_batch, loss_out,
+    def _train_epoch(self, network, data, order, batch_size, steps, cb, every_batch, loss_out,
                      correct_out, metric_name):
         """Run one epoch in calls of many batches; return the epoch's logs (running means)."""
+        x, y, weights = data
         n = x.shape[0]
         slots = self.optimizer.slots
         batch, seen, loss_sum, correct = 0, 0, 0.0, 0.0
+        weight_seen = None if weights is None else 0.0
         # batch by batch for batch hooks, or a learning rate computed in Python per step
         one_at_a_time = every_batch or self.optimizer.steps_in_python()
         chunk = 1 if one_at_a_time else 8
@@ -619,14 +665,17 @@ class Sequential:
             settings = self.optimizer.settings()
             done, self.optimizer.iterations = network.train(
                 x, y, order, batch_size, batch, count, settings, slots, self.optimizer.iterations,
-                loss_out[batch:batch + count], correct_out[batch:batch + count])
+                loss_out[batch:batch + count], correct_out[batch:batch + count], weights)
             elapsed = time.perf_counter() - started
             ran = min(count, done + 1)  # a stopped call still reports its bad batch
             loss_sum += float(loss_out[batch:batch + ran].sum())
             correct += float(correct_out[batch:batch + ran].sum())
-            seen += min(n, (batch + ran) * batch_size) - batch * batch_size
+            rows = slice(batch * batch_size, min(n, (batch + ran) * batch_size))
+            seen += rows.stop - rows.start
+            if weights is not None:
+                weight_seen += float(weights[rows if order is None else order[rows]].sum())
             batch += ran
-            logs = _logs(loss_sum, correct, seen, metric_name)
+            logs = _logs(loss_sum, correct, seen, metric_name, weight_seen)
             cb.on_train_batch_end(batch - 1, logs)
             if done < count and not self.stop_training:
                 print(f"Batch {batch - 1}: Invalid loss, terminating training", flush=True)
@@ -636,19 +685,25 @@ class Sequential:
                 chunk = max(1, min(steps, int(_SECONDS_PER_CALL / per_batch)))
         return logs
 
-    def _evaluate_arrays(self, network, x, y, metric_name, cb, batch_size):
-        """Loss and metric over x, y in inference mode, with the test hooks: one call into the
-        kernels, or one per batch when a callback has test batch hooks (they see running logs)."""
+    def _evaluate_arrays(self, network, x, y, weights, metric_name, cb, batch_size):
+        """Loss and metric over x, y (weighted unless ``weights`` is None) in inference mode,
+        with the test hooks: one call into the kernels, or one per batch when a callback has
+        test batch hooks (they see running logs)."""
         n = x.shape[0]
         step = batch_size if cb.wants_every_batch("test") else n
         loss_sum = correct = 0.0
+        weight_seen = None if weights is None else 0.0
         cb.on_test_begin()
         for start in range(0, n, step):
             if step < n:
                 cb.on_test_batch_begin(start // step)
-            batch_loss, batch_correct = network.evaluate(x[start:start + step], y[start:start + step])
+            part = slice(start, start + step)
+            batch_weights = None if weights is None else weights[part]
+            batch_loss, batch_correct = network.evaluate(x[part], y[part], batch_weights)
             loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
-            logs = _logs(loss_sum, correct, min(n, start + step), metric_name)
+            if weights is not None:
+                weight_seen += float(batch_weights.sum())
+            logs = _logs(loss_sum, correct, min(n, start + step), metric_name, weight_seen)
             if step < n:
                 cb.on_test_batch_end(start // step, logs)
         cb.on_test_end(logs)
@@ -664,7 +719,9 @@ class Sequential:
             y: targets.
             batch_size: Defaults to 32 (it only sets the progress bar's step count here).
             verbose: 'auto' (= 1), 0, 1 or 2.
-            sample_weight, steps: only None.
+            sample_weight: None, or one finite weight per sample: the loss is
+                ``Σ w_i·loss_i / n`` and the metric the weighted mean, as Keras.
+            steps: only None.
             callbacks: list of callbacks (their test hooks are called).
             return_dict: return ``{'accuracy': ..., 'loss': ...}``. Defaults to False.
 
@@ -672,13 +729,14 @@ class Sequential:
             The loss as a float when there is no metric, else ``[loss, metric]``.
         """
         self._assert_compiled()
-        if sample_weight is not None or steps is not None:
-            raise NotImplementedError("fastdnn's evaluate does not support sample_weight/steps")
+        if steps is not None:
+            raise NotImplementedError("fastdnn's evaluate does not support `steps`")
         batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size)
         verbose_flag = _verbose(verbose)
         with self._building_from_data():
             xs = self._prepare_x(x)
             ys = self._prepare_y(y, xs.shape[0])
+            ws = self._prepare_weights(sample_weight, None, None, xs.shape[0])
             metric_name, metric_code = self._metric(y)
             network = self._engine(min(batch_size, xs.shape[0]), metric_code)
         self.optimizer.build(self.params.size, self._dtype)
@@ -687,7 +745,7 @@ class Sequential:
                                            {"verbose": verbose, "epochs": 1, "steps": n_steps})
         bar = Progbar(n_steps, verbose_flag)
         with _threads.single_threaded_blas():
-            logs = self._evaluate_arrays(network, xs, ys, metric_name, cb, batch_size)
+            logs = self._evaluate_arrays(network, xs, ys, ws, metric_name, cb, batch_size)
         bar.update(n_steps, list(logs.items()), finalize=True)
         if return_dict:
             return logs

@@ -409,10 +409,22 @@ class Network:
             width = units
         return inputs, outputs, masks
 
-    def _loss(self, out, labels, targets):
-        return _LOSSES[self.loss](out, labels, targets, out.shape[0])
+    def _loss(self, out, labels, targets, weights=None):
+        """(Σ_i w_i·loss_i, gradient with row i scaled by w_i / n); no weights: all 1."""
+        n = out.shape[0]
+        if weights is None:
+            return _LOSSES[self.loss](out, labels, targets, n)
+        rows = [_LOSSES[self.loss](out[i:i + 1], None if labels is None else labels[i:i + 1],
+                                   None if targets is None else targets[i:i + 1], n)
+                for i in range(n)]
+        total = sum(w * loss for w, (loss, _) in zip(weights, rows))
+        return total, np.concatenate([w * g for w, (_, g) in zip(weights, rows)])
 
-    def _correct(self, out, labels, targets):
+    def _correct(self, out, labels, targets, weights=None):
+        if weights is not None:
+            return sum(w * self._correct(out[i:i + 1], None if labels is None else labels[i:i + 1],
+                                         None if targets is None else targets[i:i + 1])
+                       for i, w in enumerate(weights))
         if self.metric == METRIC_NONE:
             return 0.0
         scores = _apply(out, self.ops[-1][2]) if self.fused else out
@@ -454,7 +466,7 @@ class Network:
                 g = g * masks.pop()
 
     def train(self, x, y, order, batch_size, first, count, opt, slots, iteration, loss_out,
-              correct_out):
+              correct_out, sample_weight=None):
         """Train ``count`` batches from batch ``first`` (see ``fastdnn._kernels.Network.train``)."""
         n = x.shape[0]
         sparse = self.loss == LOSS_SPARSE_CE
@@ -464,10 +476,11 @@ class Network:
                 rows = order[rows]
             xb = x[rows]
             labels, targets = (y[rows], None) if sparse else (None, y[rows])
+            weights = None if sample_weight is None else sample_weight[rows]
             inputs, outputs, masks = self._forward(xb, training=True)
-            total, g = self._loss(outputs[-1], labels, targets)
+            total, g = self._loss(outputs[-1], labels, targets, weights)
             loss_out[b] = total
-            correct_out[b] = self._correct(outputs[-1], labels, targets)
+            correct_out[b] = self._correct(outputs[-1], labels, targets, weights)
             if not np.isfinite(total):
                 return b, iteration
             self._backward(inputs, outputs, masks, g.astype(self.dtype))
@@ -479,8 +492,9 @@ class Network:
             iteration += 1
         return count, iteration
 
-    def evaluate(self, x, y):
-        """Return ``(loss_sum, correct)`` over all samples, in inference mode."""
+    def evaluate(self, x, y, sample_weight=None):
+        """Return ``(loss_sum, correct)`` over all samples, in inference mode (weighted by
+        ``sample_weight`` unless None)."""
         sparse = self.loss == LOSS_SPARSE_CE
         labels, targets = (y, None) if sparse else (None, y)
         loss_sum = correct = 0.0
@@ -488,8 +502,9 @@ class Network:
             part = slice(start, start + self.capacity)
             out = self._forward(x[part], training=False)[1][-1]
             lb, tb = (labels[part], None) if sparse else (None, targets[part])
-            loss_sum += float(self._loss(out, lb, tb)[0])
-            correct += self._correct(out, lb, tb)
+            wb = None if sample_weight is None else sample_weight[part]
+            loss_sum += float(self._loss(out, lb, tb, wb)[0])
+            correct += self._correct(out, lb, tb, wb)
         return loss_sum, correct
 
     def predict(self, x, out):
