@@ -18,7 +18,7 @@ plain-NumPy twins are in ``fastdnn.reference``.
 """
 
 from fastdnn import (activations, callbacks, config, datasets, initializers, layers, losses,
-                     metrics, models, optimizers, utils)
+                     metrics, models, optimizers, regularizers, utils)
 from fastdnn._threads import get_num_threads, set_num_threads
 from fastdnn.layers import Input
 from fastdnn.models import Sequential
@@ -26,5 +26,5 @@ from fastdnn.models import Sequential
 __version__ = "0.1.0"
 
 __all__ = ["Sequential", "Input", "activations", "callbacks", "config", "datasets", "initializers",
-           "layers", "losses", "metrics", "models", "optimizers", "utils", "set_num_threads",
-           "get_num_threads"]
+           "layers", "losses", "metrics", "models", "optimizers", "regularizers", "utils",
+           "set_num_threads", "get_num_threads"]

@@ -754,15 +754,71 @@ cdef struct Update:
     void* slots[3]          # the update's slots (NULL where unused), flat like params
     bint hand_off           # this layer (not cut) leaves dw, db and its step to the last thread
     bint frozen             # this layer takes no step (trainable=False)
+    const Plan* plan        # its weights' penalties (regularizers), added to the gradients
     int64_t pending[4]      # a handed-off layer's w_off, b_off, kernel and bias sizes, whose step
                             # waits for the next meeting (pending[0] -1: none)
 
 
 cdef void _apply_update(const Update* u, floating* like, Py_ssize_t lo,
                         Py_ssize_t hi) noexcept nogil:
-    """Apply ``u`` to the flat parameters lo:hi (``like`` only selects the precision)."""
+    """Apply ``u`` to the flat parameters lo:hi (``like`` only selects the precision), the
+    gradient of the weights' penalties added first."""
+    if u.plan != NULL and u.plan.penalized:
+        _penalty_gradient(u.plan, <floating*>u.params, <floating*>u.grads, lo, hi)
     _update_range(u.config, <floating>u.alpha, <floating*>u.params, <floating*>u.grads,
                   <floating*>u.slots[0], <floating*>u.slots[1], <floating*>u.slots[2], lo, hi)
+
+
+cdef inline void _penalize_span(const floating* w, floating* g, Py_ssize_t start, Py_ssize_t end,
+                                Py_ssize_t lo, Py_ssize_t hi, double l1,
+                                double l2) noexcept nogil:
+    """IN/OUT g[i] += l1·sign(w[i]) + 2·l2·w[i] for i in [start, end) ∩ [lo, hi)."""
+    cdef Py_ssize_t i
+    cdef floating a = <floating>l1, b = <floating>(2 * l2)
+    if l1 == 0 and l2 == 0:
+        return
+    for i in range(max(start, lo), min(end, hi)):
+        g[i] += b * w[i] + (a if w[i] > 0 else (-a if w[i] < 0 else 0))
+
+
+cdef void _penalty_gradient(const Plan* p, const floating* w, floating* g, Py_ssize_t lo,
+                            Py_ssize_t hi) noexcept nogil:
+    """IN/OUT g[lo:hi] += the gradient of the dense ops' penalties (Keras' L1/L2 regularizers:
+    ``l1·Σ|w| + l2·Σw²``) over the parameters lo:hi."""
+    cdef int i
+    cdef Py_ssize_t width = p.n_inputs
+    for i in range(p.n_ops):
+        if p.kind[i] == _OP_DENSE:
+            _penalize_span(w, g, p.w_off[i], p.w_off[i] + width * p.units[i], lo, hi,
+                           p.penalty[4 * i], p.penalty[4 * i + 1])
+            if p.b_off[i] >= 0:
+                _penalize_span(w, g, p.b_off[i], p.b_off[i] + p.units[i], lo, hi,
+                               p.penalty[4 * i + 2], p.penalty[4 * i + 3])
+        width = p.units[i]
+
+
+cdef double _penalty(const Plan* p, const floating* w) noexcept nogil:
+    """The trainable dense ops' penalties ``l1·Σ|w| + l2·Σw²``, kernels and biases, in double."""
+    cdef int i, k
+    cdef Py_ssize_t j, start, size, width = p.n_inputs
+    cdef double total = 0, l1, l2, absolute, square
+    if not p.penalized:
+        return 0
+    for i in range(p.n_ops):
+        if p.kind[i] == _OP_DENSE and p.trainable[i]:
+            for k in range(2):
+                if k == 1 and p.b_off[i] < 0:
+                    continue
+                start = p.w_off[i] if k == 0 else p.b_off[i]
+                size = width * p.units[i] if k == 0 else p.units[i]
+                l1, l2 = p.penalty[4 * i + 2 * k], p.penalty[4 * i + 2 * k + 1]
+                absolute = square = 0
+                for j in range(start, start + size):
+                    absolute += fabs(w[j])
+                    square += <double>w[j] * w[j]
+                total += l1 * absolute + l2 * square
+        width = p.units[i]
+    return total
 
 
 cdef void _apply_pending(Update* u, floating* like) noexcept nogil:
@@ -1857,6 +1913,8 @@ cdef struct Plan:
     const int64_t* mask_off  # offset of the op's dropout mask in the workspace
     int first_dense          # the first trainable dense op: ops before it need no gradient
     const int64_t* trainable # whether each dense op takes the optimizer step
+    const double* penalty    # per op: kernel l1, kernel l2, bias l1, bias l2 (regularizers)
+    bint penalized           # some trainable dense op has a nonzero penalty
     int loss
     int metric
     bint fused               # the last op's softmax/sigmoid is folded into the loss
@@ -2081,7 +2139,7 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
     cdef bint helped = False
     cdef OptConfig opt = c.opt[0]  # this thread's copy: its learning rate follows the schedule
     _slot_pointers(c.opt, <floating*>c.slots, c.n_params, s)
-    u.config, u.params, u.grads, u.pending[0] = &opt, c.params, c.grads, -1
+    u.config, u.params, u.grads, u.pending[0], u.plan = &opt, c.params, c.grads, -1, p
     for k in range(3):
         u.slots[k] = s[k]
     h.x, h.width, h.arrived, h.meetings, h.nt = c.x, n_in, &c.arrived, 0, nt
@@ -2132,6 +2190,7 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
         if t == 0:
             total = _weighted_loss(p.loss, out, lb, yb, wb, <floating*>c.g0, n, n_out,
                                    <floating>(1.0 / n))
+            total += n * _penalty(p, <floating*>c.params)  # per sample, as Keras' mean loss
             c.loss_out[b] = total
             c.correct_out[b] = _weighted_correct(p.metric, out, lb, yb, wb, n, n_out,
                                                  <int>p.act[p.n_ops - 1] if p.fused else _LINEAR)
@@ -2208,6 +2267,9 @@ cdef class Network:
         seed: seed of the dropout generator.
         trainable: one flag per op, or None (all True): a dense op whose flag is false keeps its
             weights (no optimizer step); backpropagation stops at the lowest trainable one.
+        penalties: one entry per op, or None: a dense op's ``(kernel l1, kernel l2, bias l1,
+            bias l2)`` (>= 0) or None; a trainable op's ``l1·Σ|w| + l2·Σw²`` joins the loss
+            (per sample) and its gradient the update, as Keras' regularizers.
     """
     cdef Plan plan
     cdef readonly object dtype
@@ -2217,6 +2279,7 @@ cdef class Network:
     cdef object _ws
     cdef object _scratch      # g0, g1, parts, xbuf, ybuf, lbuf, wbuf
     cdef object _trainable    # int64 per op, the Plan points into it
+    cdef object _penalties    # float64 (n_ops, 4), the Plan points into it
     cdef readonly int n_outputs
     cdef public uint64_t seed
     cdef public uint64_t counter
@@ -2225,7 +2288,7 @@ cdef class Network:
 
     @cython.wraparound(True)
     def __init__(self, n_inputs, ops, params, loss, metric, bint fused, capacity, seed=0,
-                 trainable=None):
+                 trainable=None, penalties=None):
         if self._ready:
             raise RuntimeError("this Network is already initialised: create a new one (its "
                                "buffers belong to its plan)")
@@ -2298,6 +2361,16 @@ cdef class Network:
         stepped = dense & (self._trainable != 0)
         p.first_dense = int(np.argmax(stepped)) if stepped.any() else len(ops)
         p.trainable = <int64_t*>_data(self._trainable)
+        self._penalties = np.zeros((len(ops), 4))
+        if penalties is not None:
+            if len(penalties) != len(ops):
+                raise ValueError(f"penalties must have one entry per op ({len(ops)}), got "
+                                 f"{len(penalties)}")
+            for i, entry in enumerate(penalties):
+                if entry is not None:
+                    self._penalties[i] = [_finite_scalar("penalty", v, 0.0) for v in entry]
+        p.penalty = <double*>_data(self._penalties)
+        p.penalized = bool(np.any(self._penalties[dense & (self._trainable != 0)] != 0))
         p.loss = loss
         p.metric = metric
         p.fused = fused
@@ -2506,6 +2579,9 @@ cdef class Network:
                        team_index(), team_size())
             fpenv_restore(state)
         self._busy -= 1
+        if labels is not None or targets is not None:  # the penalty, per sample
+            loss_sum += n * (_penalty(&self.plan, <float*>pp) if f32
+                             else _penalty(&self.plan, <double*>pp))
         return loss_sum, correct
 
 

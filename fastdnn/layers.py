@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from fastdnn import _kernels, _naming, activations, initializers
+from fastdnn import _kernels, _naming, activations, initializers, regularizers
 
 _BASE_KWARGS = ("name", "dtype", "trainable", "input_shape", "input_dim", "batch_size")
 
@@ -32,6 +32,10 @@ def _initializer(identifier, name):
     if identifier is None:
         raise ValueError(f"`{name}` must not be None")
     return initializers.get(identifier)
+
+
+def _serialize_regularizer(regularizer):
+    return None if regularizer is None else regularizers.serialize(regularizer)
 
 
 def _serialize_initializer(init):
@@ -96,6 +100,10 @@ class Layer:
 
     def initialize(self, weights: list) -> None:
         """Fill freshly laid-out weight views with their initial values."""
+
+    def penalty(self):
+        """The regularizers' ``(kernel l1, kernel l2, bias l1, bias l2)``, or None."""
+        return None
 
     def plan_ops(self, width: int, offsets: list) -> list:
         """The kernel ops of this layer for a flat input of ``width`` features.
@@ -219,14 +227,27 @@ class Dense(Layer):
             ``fastdnn.initializers`` or a callable ``f(shape, dtype)``. Defaults to
             ``'glorot_uniform'``.
         bias_initializer: as kernel_initializer. Defaults to ``'zeros'``.
+        kernel_regularizer: None, a ``fastdnn.regularizers`` object or name (``'l2'``, ...):
+            its penalty of the kernel joins the loss. Defaults to None.
+        bias_regularizer: as kernel_regularizer, for the bias. Defaults to None.
+        activity_regularizer, kernel_constraint, bias_constraint: only None.
         **kwargs: base-layer arguments (``name``, ``trainable``, ``input_shape``, ...).
     """
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 **kwargs):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError("Received an invalid value for `units`, expected a positive "
                              f"integer. Received: units={units}")
+        for name, value in (("activity_regularizer", activity_regularizer),
+                            ("kernel_constraint", kernel_constraint),
+                            ("bias_constraint", bias_constraint)):
+            if value is not None:
+                raise NotImplementedError(f"fastdnn's Dense does not support `{name}`")
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
         super().__init__(**kwargs)
         self.units = int(units)
         self.activation = activations.get(activation)
@@ -263,6 +284,14 @@ class Dense(Layer):
         """The bias, shape (units,), or None without bias."""
         return self._weights[1] if self.use_bias else None
 
+    def penalty(self):
+        """``(kernel l1, kernel l2, bias l1, bias l2)`` of the regularizers, or None."""
+        if self.kernel_regularizer is None and self.bias_regularizer is None:
+            return None
+        bias = self.bias_regularizer if self.use_bias else None
+        return tuple(float(getattr(reg, name, 0.0)) if reg is not None else 0.0
+                     for reg in (self.kernel_regularizer, bias) for name in ("l1", "l2"))
+
     def plan_ops(self, width, offsets):
         code = _kernels.ACTIVATIONS[self.activation]
         dense = (_kernels.OP_DENSE, self.units, code, 0.0, offsets[0],
@@ -276,7 +305,9 @@ class Dense(Layer):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
                 "use_bias": self.use_bias,
                 "kernel_initializer": _serialize_initializer(self.kernel_initializer),
-                "bias_initializer": _serialize_initializer(self.bias_initializer)}
+                "bias_initializer": _serialize_initializer(self.bias_initializer),
+                "kernel_regularizer": _serialize_regularizer(self.kernel_regularizer),
+                "bias_regularizer": _serialize_regularizer(self.bias_regularizer)}
 
 
 class Flatten(Layer):

@@ -467,9 +467,9 @@ class Sequential:
 
     def _plan(self):
         """The kernels' ops for this model, one per dense/activation/dropout (activations folded
-        into the dense layer before them when they can be), and for each op whether it takes
-        optimizer steps."""
-        ops, trains, width = [], [], int(np.prod(self._input.shape))
+        into the dense layer before them when they can be), for each op whether it takes
+        optimizer steps, and its regularizers' penalty coefficients (or None)."""
+        ops, trains, penalties, width = [], [], [], int(np.prod(self._input.shape))
         for layer in self._layers:
             for op in layer.plan_ops(width, getattr(layer, "_offsets", [])):
                 previous = ops[-1] if ops else None
@@ -480,10 +480,11 @@ class Sequential:
                 else:
                     ops.append(op)
                     trains.append(self._trains(layer))
+                    penalties.append(layer.penalty() if op[0] == _kernels.OP_DENSE else None)
             width = layer.output_shape[-1]
         if not any(op[0] == _kernels.OP_DENSE for op in ops):
             raise ValueError(f"Model {self.name} has no Dense layer: nothing to compute")
-        return ops, trains
+        return ops, trains, penalties
 
     def _fusion(self, ops):
         """Whether the output activation folds into the loss (exact cross-entropy from logits)."""
@@ -501,17 +502,19 @@ class Sequential:
 
     def _engine(self, batch_size, metric_code=_kernels.METRIC_NONE, training=True):
         """The network object for this plan (made once, reused while nothing changes)."""
-        ops, trains = self._plan()
+        ops, trains, penalties = self._plan()
         if training:
             loss, fused = self.loss.kind, self._fusion(ops)
         else:
             loss, fused = _kernels.LOSS_MSE, False
-        key = (self.engine, tuple(ops), tuple(trains), loss, fused, metric_code, id(self.params))
+        key = (self.engine, tuple(ops), tuple(trains), tuple(penalties), loss, fused, metric_code,
+               id(self.params))
         if self._network is None or self._network_key != key:
             module = ENGINES[self.engine]
             seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
             self._network = module.Network(int(np.prod(self._input.shape)), ops, self.params,
-                                           loss, metric_code, fused, batch_size, seed, trains)
+                                           loss, metric_code, fused, batch_size, seed, trains,
+                                           penalties)
             self._network_key = key
         self._network.reserve(batch_size)
         return self._network

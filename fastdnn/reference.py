@@ -361,10 +361,11 @@ class Network:
     """The NumPy twin of ``fastdnn._kernels.Network``: same constructor, same methods."""
 
     def __init__(self, n_inputs, ops, params, loss, metric, fused, capacity, seed=0,
-                 trainable=None):
+                 trainable=None, penalties=None):
         self.n_inputs = n_inputs
         self.ops = [tuple(op) for op in ops]
         self.trainable = [True] * len(self.ops) if trainable is None else list(trainable)
+        self.penalties = [None] * len(self.ops) if penalties is None else list(penalties)
         self.params = params
         self.grads = np.zeros_like(params)
         self.dtype = params.dtype
@@ -434,6 +435,24 @@ class Network:
                              None if self.metric == METRIC_SPARSE_ACC else targets,
                              binary=self.metric == METRIC_BINARY_ACC)
 
+    def _penalized(self):
+        """(slice, l1, l2) of every trainable dense op's kernel and bias with a penalty."""
+        widths = [self.n_inputs] + [op[1] for op in self.ops[:-1]]
+        spans = []
+        for (kind, units, _, _, w_off, b_off), width, flag, penalty in zip(
+                self.ops, widths, self.trainable, self.penalties):
+            if kind == OP_DENSE and flag and penalty is not None:
+                spans.append((slice(w_off, w_off + width * units), penalty[0], penalty[1]))
+                if b_off >= 0:
+                    spans.append((slice(b_off, b_off + units), penalty[2], penalty[3]))
+        return spans
+
+    def _penalty(self):
+        """Keras' regularization loss: Σ l1·Σ|w| + l2·Σw² over the penalized weights."""
+        return sum(l1 * np.abs(self.params[s]).sum(dtype=np.float64)
+                   + l2 * np.square(self.params[s], dtype=np.float64).sum()
+                   for s, l1, l2 in self._penalized())
+
     def _frozen(self):
         """The parameter ranges of the dense ops that take no step."""
         widths = [self.n_inputs] + [op[1] for op in self.ops[:-1]]
@@ -479,11 +498,16 @@ class Network:
             weights = None if sample_weight is None else sample_weight[rows]
             inputs, outputs, masks = self._forward(xb, training=True)
             total, g = self._loss(outputs[-1], labels, targets, weights)
+            total += len(rows) * self._penalty()
             loss_out[b] = total
             correct_out[b] = self._correct(outputs[-1], labels, targets, weights)
             if not np.isfinite(total):
                 return b, iteration
             self._backward(inputs, outputs, masks, g.astype(self.dtype))
+            f = self.dtype.type
+            for span, l1, l2 in self._penalized():
+                w = self.params[span]
+                self.grads[span] += f(2 * l2) * w + f(l1) * np.sign(w)
             frozen = self._frozen()
             kept = [(span, self.params[span].copy(), slots[:, span].copy()) for span in frozen]
             _apply_update(opt, self.params, self.grads, slots, iteration)
@@ -505,7 +529,7 @@ class Network:
             wb = None if sample_weight is None else sample_weight[part]
             loss_sum += float(self._loss(out, lb, tb, wb)[0])
             correct += self._correct(out, lb, tb, wb)
-        return loss_sum, correct
+        return loss_sum + x.shape[0] * self._penalty(), correct
 
     def predict(self, x, out):
         """Write the model's outputs for x into ``out``."""
