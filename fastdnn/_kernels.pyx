@@ -755,16 +755,30 @@ cdef struct Update:
     bint hand_off           # this layer (not cut) leaves dw, db and its step to the last thread
     bint frozen             # this layer takes no step (trainable=False)
     const Plan* plan        # its weights' penalties (regularizers), added to the gradients
+    double clipvalue        # > 0: each gradient element is clipped to [-clipvalue, clipvalue]
+    double weight_decay     # > 0: w -= w·weight_decay·lr before the step (decoupled)
     int64_t pending[4]      # a handed-off layer's w_off, b_off, kernel and bias sizes, whose step
                             # waits for the next meeting (pending[0] -1: none)
 
 
 cdef void _apply_update(const Update* u, floating* like, Py_ssize_t lo,
                         Py_ssize_t hi) noexcept nogil:
-    """Apply ``u`` to the flat parameters lo:hi (``like`` only selects the precision), the
-    gradient of the weights' penalties added first."""
+    """Apply ``u`` to the flat parameters lo:hi (``like`` only selects the precision), in
+    Keras' order: the gradient of the weights' penalties added, the gradient clipped, the
+    weights decayed, then the optimizer's step."""
+    cdef Py_ssize_t i
+    cdef floating* w = <floating*>u.params
+    cdef floating* g = <floating*>u.grads
+    cdef floating clip = <floating>u.clipvalue, decay = <floating>u.weight_decay
+    cdef floating lr = <floating>u.config.learning_rate
     if u.plan != NULL and u.plan.penalized:
-        _penalty_gradient(u.plan, <floating*>u.params, <floating*>u.grads, lo, hi)
+        _penalty_gradient(u.plan, w, g, lo, hi)
+    if clip > 0:
+        for i in range(lo, hi):
+            g[i] = clip if g[i] > clip else (-clip if g[i] < -clip else g[i])
+    if decay > 0:
+        for i in range(lo, hi):
+            w[i] -= w[i] * decay * lr
     _update_range(u.config, <floating>u.alpha, <floating*>u.params, <floating*>u.grads,
                   <floating*>u.slots[0], <floating*>u.slots[1], <floating*>u.slots[2], lo, hi)
 
@@ -2074,6 +2088,8 @@ cdef struct TrainCall:
     const Plan* plan
     const OptConfig* opt
     const Schedule* schedule  # the learning rate of each step, from opt's when constant
+    double clipvalue        # opt's clipvalue and weight_decay (0: none), see Update
+    double weight_decay
     void* params
     void* grads
     void* slots
@@ -2140,6 +2156,7 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
     cdef OptConfig opt = c.opt[0]  # this thread's copy: its learning rate follows the schedule
     _slot_pointers(c.opt, <floating*>c.slots, c.n_params, s)
     u.config, u.params, u.grads, u.pending[0], u.plan = &opt, c.params, c.grads, -1, p
+    u.clipvalue, u.weight_decay = c.clipvalue, c.weight_decay
     for k in range(3):
         u.slots[k] = s[k]
     h.x, h.width, h.arrived, h.meetings, h.nt = c.x, n_in, &c.arrived, 0, nt
@@ -2458,9 +2475,9 @@ cdef class Network:
             first: index of the first batch to run.
             count: number of batches to run.
             opt: dict of optimizer settings (kind, learning_rate, momentum, rho, beta_1, beta_2,
-                epsilon, nesterov, centered, amsgrad, and schedule: None or a learning-rate
+                epsilon, nesterov, centered, amsgrad; schedule: None or a learning-rate
                 schedule's ``kernel_spec()``, evaluated at every step instead of
-                learning_rate).
+                learning_rate; clipvalue and weight_decay, 0 for none).
             slots: IN/OUT optimizer slots, (n_slots, n_params) of the network's dtype: the slots
                 Keras creates for these settings, in Keras' order (see ``_slot_pointers``).
             iteration: the optimizer's step counter before this call.
@@ -2503,6 +2520,8 @@ cdef class Network:
         g0, g1, parts, xbuf, ybuf, lbuf, wbuf = self._scratch
         cdef TrainCall call
         call.plan, call.opt, call.schedule = &self.plan, &c, &schedule
+        call.clipvalue = _finite_scalar("clipvalue", opt.get("clipvalue", 0.0), 0.0)
+        call.weight_decay = _finite_scalar("weight_decay", opt.get("weight_decay", 0.0), 0.0)
         call.params, call.grads = _data(self.params), _data(self.grads)
         call.slots, call.n_params = (_data(slots) if needed else NULL), n_params
         call.ws, call.g0, call.g1, call.parts = _data(self._ws), _data(g0), _data(g1), _data(parts)

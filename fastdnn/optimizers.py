@@ -40,8 +40,12 @@ class Optimizer:
             schedule (evaluated at every step, at ``iterations``), or a callable without
             arguments returning the rate.
         name: Defaults to the snake_case of the class name, made unique (``adam``, ``adam_1``).
-        **kwargs: Keras' shared options (``weight_decay``, ``clipnorm``, ...); only their
-            defaults are supported, ``decay`` is ignored with a warning as in Keras.
+        **kwargs: Keras' shared options. ``weight_decay`` (decoupled: every step first does
+            ``w -= w·weight_decay·lr`` on each trainable weight, biases included) and
+            ``clipvalue`` (each gradient element clipped to [-clipvalue, clipvalue]) are
+            supported; the others only at their defaults (``clipnorm`` and ``global_clipnorm``
+            need whole gradients before any step, which the fused loop does not hold); ``decay``
+            is ignored with a warning as in Keras.
     """
 
     kind = ""
@@ -53,6 +57,16 @@ class Optimizer:
         unknown = {k: v for k, v in kwargs.items() if k not in _SHARED}
         if unknown:
             raise ValueError(f"Argument(s) not recognized: {unknown}")
+        clips = {k: kwargs[k] for k in ("clipnorm", "clipvalue", "global_clipnorm")
+                 if kwargs.get(k) is not None}
+        if len(clips) > 1:
+            raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be "
+                             f"set. Received: {', '.join(f'{k}={v}' for k, v in clips.items())}")
+        self.weight_decay = kwargs.pop("weight_decay", None)
+        self.clipvalue = kwargs.pop("clipvalue", None)
+        for option in ("weight_decay", "clipvalue"):
+            if getattr(self, option) is not None:
+                setattr(self, option, _rate(option, getattr(self, option)))
         unsupported = {k: v for k, v in kwargs.items() if v != _SHARED[k]}
         if unsupported:
             raise NotImplementedError(f"fastdnn optimizers do not support {unsupported}")
@@ -139,14 +153,18 @@ class Optimizer:
         spec = None
         if isinstance(self._schedule, schedules.LearningRateSchedule):
             spec = self._schedule.kernel_spec()
-        return {"kind": self.kind, "learning_rate": self.learning_rate, "schedule": spec}
+        return {"kind": self.kind, "learning_rate": self.learning_rate, "schedule": spec,
+                "weight_decay": self.weight_decay or 0.0, "clipvalue": self.clipvalue or 0.0}
 
     def get_config(self) -> dict:
         """Return the constructor arguments (the learning rate rounded to float32, as Keras,
-        or the schedule's ``serialize`` dict)."""
+        or the schedule's ``serialize`` dict; weight_decay and clipvalue when set)."""
         rate = self.serialized_learning_rate()
+        options = {k: getattr(self, k) for k in ("weight_decay", "clipvalue")
+                   if getattr(self, k) is not None}
         return {"name": self.name,
-                "learning_rate": rate if isinstance(rate, dict) else float(np.float32(rate))}
+                "learning_rate": rate if isinstance(rate, dict) else float(np.float32(rate)),
+                **options}
 
     @classmethod
     def from_config(cls, config: dict) -> "Optimizer":
@@ -295,7 +313,30 @@ class Adam(Optimizer):
                 "epsilon": self.epsilon, "amsgrad": self.amsgrad}
 
 
-ALL = {cls.__name__.lower(): cls for cls in (SGD, Adagrad, RMSprop, Adam)}
+class AdamW(Adam):
+    """Adam with decoupled weight decay: each step first does ``w -= w·weight_decay·lr``, then
+    Adam's update (Loshchilov & Hutter).
+
+    Args:
+        learning_rate: Defaults to 0.001.
+        weight_decay: Defaults to 0.004.
+        beta_1: Defaults to 0.9.
+        beta_2: Defaults to 0.999.
+        epsilon: Defaults to 1e-7.
+        amsgrad: Defaults to False.
+        name: Defaults to ``'adamw'``.
+    """
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, amsgrad=False, name=None, **kwargs):
+        if weight_decay is None:
+            raise ValueError("Argument `weight_decay` must be a float. Received: "
+                             "weight_decay=None")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, name,
+                         weight_decay=weight_decay, **kwargs)
+
+
+ALL = {cls.__name__.lower(): cls for cls in (SGD, Adagrad, RMSprop, Adam, AdamW)}
 
 
 def get(identifier) -> Optimizer:

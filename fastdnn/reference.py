@@ -333,9 +333,15 @@ _UPDATES = {"sgd": sgd_update, "adagrad": adagrad_update, "rmsprop": rmsprop_upd
 def _apply_update(opt, params, grads, slots, iteration):
     """One step of the optimizer described by the settings dict ``opt`` (see Network.train)."""
     kind = opt["kind"]
-    hyper = {k: v for k, v in opt.items() if k not in ("kind", "schedule")}
+    hyper = {k: v for k, v in opt.items()
+             if k not in ("kind", "schedule", "clipvalue", "weight_decay")}
     if opt.get("schedule") is not None:
         hyper["learning_rate"] = learning_rate_at(opt["schedule"], float(iteration))
+    f = params.dtype.type
+    if opt.get("clipvalue"):
+        np.clip(grads, -f(opt["clipvalue"]), f(opt["clipvalue"]), out=grads)
+    if opt.get("weight_decay"):
+        params -= params * f(opt["weight_decay"]) * f(hyper.get("learning_rate", 0.001))
     if kind == "sgd":
         hyper = {k: hyper[k] for k in ("learning_rate", "momentum", "nesterov") if k in hyper}
         sgd_update(params, grads, velocity=slots[0] if len(slots) else None, **hyper)
