@@ -40,9 +40,7 @@ def _probe(flags, source):
 
 def _flags():
     """The compile and link flags for a GCC-compatible compiler (see the module docstring)."""
-    # -ffp-contract=off: the updates' loops round as written in every SIMD variant (no FMA
-    # fused in where the variant has it), so that the variants' results are the same.
-    compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-g0"]
+    compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-g0"]
     link_args = []
     if _probe(["-fopenmp"], OPENMP_PROBE):
         compile_args.append("-fopenmp")
@@ -64,8 +62,8 @@ class BuildExt(build_ext):
         if self.compiler.compiler_type == "msvc":
             raise RuntimeError(
                 "fastdnn's kernels need GCC or Clang (their builtins, attributes and OpenMP); "
-                "MSVC is not supported. On Windows, build with MinGW-w64 GCC "
-                "(--config-settings=--build-option=--compiler=mingw32), or use WSL.")
+                "MSVC is not supported. On Windows, use WSL, or MinGW-w64's GCC "
+                "(`compiler = mingw32` in the [build_ext] section of a setup.cfg).")
         compile_args, link_args = _flags()
         for ext in self.extensions:
             ext.extra_compile_args = compile_args

@@ -10,8 +10,9 @@
 #   the kernel tests, the property tests and the API fuzzer with libasan preloaded into Python
 #   (an uninstrumented interpreter needs LD_PRELOAD to load an ASAN extension). Any
 #   AddressSanitizer report, in pytest or in a fuzzer subprocess, fails the run.
-# valgrind: builds the extension without AVX-512 in a scratch directory (valgrind decodes none)
-#   and runs it under `valgrind --tool=memcheck`; fails if any invalid
+# valgrind: builds the extension in a scratch directory and runs it under `valgrind
+#   --tool=memcheck` with FASTDNN_SIMD=$VALGRIND_SIMD (default baseline: valgrind decodes no
+#   AVX-512, and the baseline variant is the one whose BLAS paths the others skip); fails if any invalid
 #   read/write/free has a frame in fastdnn's extension (reports wholly inside CPython, ld.so,
 #   NumPy or OpenBLAS are listed but do not fail the run). Two canaries first prove that valgrind
 #   really checks this interpreter and attributes errors in the extension.
@@ -21,6 +22,8 @@
 # Environment: PYTHON (default python3), FASTDNN_MEMCHECK_DIR (scratch directory, default a new
 # temporary one, removed after a clean run), ASAN_TESTS / VALGRIND_TESTS (pytest arguments
 # replacing the default selections below), VALGRIND_K (the valgrind run's -k expression),
+# VALGRIND_SIMD (the SIMD variant valgrind runs: baseline or avx2), ASAN_SIMD (the variant ASAN
+# runs; default: the fastest the CPU supports),
 # FASTDNN_FUZZ_EXAMPLES (examples per fuzz target under ASAN, default 150).
 set -uo pipefail
 
@@ -36,6 +39,8 @@ STATUS=0
 ASAN_TESTS=${ASAN_TESTS:-"tests/test_kernels.py tests/test_kernel_checks.py tests/test_network.py tests/test_gradients.py tests/test_optimizers.py tests/test_engines.py tests/test_properties.py tests/test_fuzz_api.py"}
 VALGRIND_TESTS=${VALGRIND_TESTS:-"tests/test_kernel_checks.py tests/test_sparse_products.py tests/test_kernels.py::test_activation_forward_matches_reference tests/test_kernels.py::test_dense_forward_matches_reference tests/test_kernels.py::test_dense_backward_matches_reference tests/test_kernels.py::test_sparse_softmax_cross_entropy_matches_reference tests/test_kernels.py::test_softmax_cross_entropy_matches_reference tests/test_kernels.py::test_sigmoid_binary_cross_entropy_matches_reference tests/test_kernels.py::test_mean_squared_error_matches_reference tests/test_kernels.py::test_count_correct_sparse_matches_reference tests/test_kernels.py::test_dropout_forward_draws_the_reference_mask tests/test_network.py::test_network_trains_like_the_reference tests/test_optimizers.py::test_float32_adam_step_is_within_a_few_ulp_of_the_exact_quotient tests/test_optimizers.py::test_adam_special_values_follow_the_exact_quotient"}
 VALGRIND_K=${VALGRIND_K-"not large"}
+VALGRIND_SIMD=${VALGRIND_SIMD:-baseline}
+ASAN_SIMD=${ASAN_SIMD:-}
 
 log() { printf '\n=== %s\n' "$*"; }
 
@@ -43,7 +48,7 @@ log() { printf '\n=== %s\n' "$*"; }
 copy_sources() {
     rm -rf "$1" && mkdir -p "$1/fastdnn"
     cp "$ROOT/setup.py" "$ROOT/pyproject.toml" "$1/"
-    [ -e "$ROOT/README.md" ] && cp "$ROOT/README.md" "$1/"
+    for f in README.md LICENSE; do [ -e "$ROOT/$f" ] && cp "$ROOT/$f" "$1/"; done
     cp -r "$ROOT/tests" "$1/tests"
     (cd "$ROOT/fastdnn" && tar cf - --exclude='*.so' --exclude='_kernels.c' --exclude='__pycache__' .) \
         | (cd "$1/fastdnn" && tar xf -)
@@ -75,7 +80,7 @@ run_asan() {
     export_asan() {
         LD_PRELOAD="$libasan" \
         ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:abort_on_error=1:log_path=$WORK/asan-report" \
-        PYTHONPATH="$src" PYTHONMALLOC=malloc OPENBLAS_NUM_THREADS=1 \
+        PYTHONPATH="$src" PYTHONMALLOC=malloc OPENBLAS_NUM_THREADS=1 FASTDNN_SIMD="$ASAN_SIMD" \
         FASTDNN_FUZZ_EXAMPLES="${FASTDNN_FUZZ_EXAMPLES:-150}" "$@"
     }
     rm -f "$WORK"/asan-report.*
@@ -151,12 +156,12 @@ run_valgrind() {
         echo "VALGRIND: valgrind is not installed"
         return 1
     fi
-    # valgrind 3.19 decodes no AVX-512: a build of its own without it (FASTDNN_AVX512=0), whose
-    # sparse products take the AVX2 variant of the same source (ASAN covers the AVX-512 one).
+    # valgrind 3.19 decodes no AVX-512: the run forces a variant without it (FASTDNN_SIMD).
     src="$WORK/valgrind-src"
-    log "VALGRIND: building the extension without AVX-512 in $src (log: $WORK/valgrind-build.log)"
+    log "VALGRIND: building the extension in $src (log: $WORK/valgrind-build.log)"
     copy_sources "$src"
-    if ! (cd "$src" && FASTDNN_AVX512=0 "$PY" setup.py -q build_ext --inplace \
+    local -x FASTDNN_SIMD="$VALGRIND_SIMD"
+    if ! (cd "$src" && "$PY" setup.py -q build_ext --inplace \
             > "$WORK/valgrind-build.log" 2>&1); then
         tail -30 "$WORK/valgrind-build.log"
         echo "VALGRIND: build failed"
@@ -188,7 +193,7 @@ k.activation_forward(z, np.empty((1, 64)), 'relu')
     fi
     read -r -a ids <<< "$VALGRIND_TESTS"
     [ -n "$VALGRIND_K" ] && kflag=(-k "$VALGRIND_K")
-    log "VALGRIND: memcheck over: $VALGRIND_TESTS ${kflag[*]}"
+    log "VALGRIND: memcheck (FASTDNN_SIMD=$FASTDNN_SIMD) over: $VALGRIND_TESTS ${kflag[*]}"
     (cd "$src" && \
         PYTHONPATH="$src" PYTHONMALLOC=malloc OPENBLAS_NUM_THREADS=1 \
         valgrind --tool=memcheck --leak-check=no --track-origins=no --error-limit=no \

@@ -3,6 +3,7 @@
     python -m fastdnn                      # Flatten → Dense(100, relu) → Dense(10, softmax), Adam
     python -m fastdnn --activation sigmoid --optimizer rmsprop
     python -m fastdnn --compare            # the chapter's grid: activations × optimizers
+    python -m fastdnn --compare --scheduler dask   # ... on a local Dask cluster
     python -m fastdnn --plot history.png   # loss/accuracy curves (needs matplotlib)
 """
 
@@ -13,17 +14,9 @@ import time
 import numpy as np
 
 import fastdnn
-from fastdnn import optimizers
+from fastdnn import _grid
+from fastdnn._chapter import ACTIVATIONS, GRID, OPTIMIZERS, fit_point, train
 
-OPTIMIZERS = {
-    "sgd": lambda: optimizers.SGD(),
-    "momentum": lambda: optimizers.SGD(momentum=0.9),
-    "nesterov": lambda: optimizers.SGD(momentum=0.9, nesterov=True),
-    "adagrad": lambda: optimizers.Adagrad(),
-    "rmsprop": lambda: optimizers.RMSprop(),
-    "adam": lambda: optimizers.Adam(),
-}
-ACTIVATIONS = ("relu", "sigmoid", "tanh")
 VALIDATION_FRACTION = 0.2  # 60,000 training images: 48,000 train, 12,000 validation
 
 
@@ -41,6 +34,13 @@ def _rate(text):
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
     return value
+
+
+def _scheduler(text):
+    try:
+        return _grid.check_scheduler(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,9 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", metavar="DIR",
                         help="folder holding the four Fashion-MNIST IDX files")
     parser.add_argument("--save", metavar="PATH", help="save the trained model (.fastdnn)")
-    parser.add_argument("--plot", metavar="PNG", help="plot loss and accuracy curves to PNG")
+    parser.add_argument("--plot", metavar="PNG",
+                        help="plot loss and accuracy curves to PNG (with --compare: the grid's "
+                             "validation curves)")
     parser.add_argument("--compare", action="store_true",
                         help="run the chapter's grid (sigmoid/relu × six optimizers), print a table")
+    parser.add_argument("--scheduler", type=_scheduler, default=_grid.IN_PROCESS,
+                        metavar="WHERE",
+                        help="where --compare trains: in-process (default), processes (a local "
+                             "pool), dask (a new local Dask cluster) or tcp://HOST:PORT (a Dask "
+                             "cluster's scheduler); the same numbers everywhere")
     return parser
 
 
@@ -83,54 +90,93 @@ def load_split(data_dir, seed):
             (x_test * scale, y_test))
 
 
-def build_model(activation, hidden, dropout, optimizer, engine):
-    """The chapter's network: Flatten(28x28), hidden Dense layers, Dense(10, softmax)."""
-    model = fastdnn.Sequential(name="fashion_mnist")
-    model.add(fastdnn.Input(shape=(28, 28)))
-    model.add(fastdnn.layers.Flatten())
-    for units in hidden:
-        model.add(fastdnn.layers.Dense(units, activation=activation))
-        if dropout:
-            model.add(fastdnn.layers.Dropout(dropout))
-    model.add(fastdnn.layers.Dense(10, activation="softmax"))
-    model.compile(optimizer=OPTIMIZERS[optimizer](), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], engine=engine)
-    return model
+def compare(args, data, say=None) -> list:
+    """Train the chapter's grid where ``args.scheduler`` says and print one table (in grid order;
+    in-process its rows come as the points finish, elsewhere one progress line per finished
+    point goes to stderr first).
+
+    Args:
+        args: the command line's arguments (epochs, batch size, seed, ... and the scheduler).
+        data: ``((x, y), (x_val, y_val), test)``, as ``load_split`` returns.
+        say: called with each progress line. Defaults to printing on stderr.
+
+    Returns:
+        One dict per grid point, in grid order: activation, optimizer, history (the
+        ``History.history`` dict) and seconds of training.
+    """
+    say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+    (x, y), (x_val, y_val), _ = data
+    in_process = args.scheduler == _grid.IN_PROCESS
+    results = [None] * len(GRID)
+    if in_process:
+        _print_header()
+    with _grid.scheduler(args.scheduler, say) as run:
+        points = [(args, activation, optimizer) for activation, optimizer in GRID]
+        for done, (index, result) in enumerate(run(fit_point, points, x, y, x_val, y_val), 1):
+            activation, optimizer = GRID[index]
+            results[index] = {"activation": activation, "optimizer": optimizer, **result}
+            if in_process:
+                _print_row(results[index])
+            else:
+                say(f"[{done:>2}/{len(GRID)}] {activation} {optimizer}: val acc "
+                    f"{result['history']['val_accuracy'][-1]:.4f} in {result['seconds']:.2f} s")
+    if not in_process:
+        _print_header()
+        for result in results:
+            _print_row(result)
+    return results
 
 
-def train(args, data, activation, optimizer, verbose):
-    """Build and fit one model; return (model, history, seconds)."""
-    fastdnn.utils.set_random_seed(args.seed)
-    (x, y), validation, _ = data
-    model = build_model(activation, args.hidden or [100], args.dropout, optimizer, args.engine)
-    if verbose:
-        model.summary()
-    started = time.perf_counter()
-    history = model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size,
-                        validation_data=validation, verbose=verbose)
-    return model, history, time.perf_counter() - started
-
-
-def compare(args, data) -> None:
-    """Train every activation/optimizer pair of the chapter and print one table."""
+def _print_header():
     print(f"{'activation':<10} {'optimizer':<9} {'train acc':>9} {'val acc':>8} {'val loss':>8} "
-          f"{'s/epoch':>8}")
-    for activation in ("sigmoid", "relu"):
-        for optimizer in OPTIMIZERS:
-            _, history, seconds = train(args, data, activation, optimizer, verbose=0)
-            h = history.history
-            print(f"{activation:<10} {optimizer:<9} {h['accuracy'][-1]:>9.4f} "
-                  f"{h['val_accuracy'][-1]:>8.4f} {h['val_loss'][-1]:>8.4f} "
-                  f"{seconds / len(history.epoch):>8.3f}", flush=True)
+          f"{'s/epoch':>8}", flush=True)
 
 
-def plot(history, path) -> None:
-    """Write loss and accuracy curves, train and validation, per epoch."""
+def _print_row(result):
+    h = result["history"]
+    print(f"{result['activation']:<10} {result['optimizer']:<9} {h['accuracy'][-1]:>9.4f} "
+          f"{h['val_accuracy'][-1]:>8.4f} {h['val_loss'][-1]:>8.4f} "
+          f"{result['seconds'] / len(h['loss']):>8.3f}", flush=True)
+
+
+def plot_grid(results, path) -> None:
+    """Write the grid's validation loss and accuracy per epoch, one curve per point (a colour per
+    optimizer, a line style per activation), in one figure."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
+    colours = dict(zip(OPTIMIZERS, plt.get_cmap("tab10").colors))
+    styles = {"sigmoid": "--", "relu": "-"}
+    for result in results:
+        h = result["history"]
+        epochs = np.arange(1, len(h["val_loss"]) + 1)
+        for ax, metric in zip(axes, ("val_loss", "val_accuracy")):
+            ax.plot(epochs, h[metric], styles.get(result["activation"], ":"), marker="o",
+                    markersize=3, color=colours[result["optimizer"]],
+                    label=f"{result['activation']} {result['optimizer']}")
+    for ax, metric in zip(axes, ("validation loss", "validation accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_xticks(epochs)
+        ax.grid(alpha=0.3)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=6,
+               fontsize=8)
+    fig.suptitle("fastdnn on Fashion-MNIST: the chapter's grid")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot(history, path) -> None:
+    """Write loss and accuracy curves, train and validation, per epoch."""
+    plt = _pyplot()
     epochs = np.arange(1, len(history.epoch) + 1)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", "accuracy")):
@@ -158,6 +204,12 @@ def main(argv=None) -> int:
             parser.error("--plot needs matplotlib: pip install 'fastdnn[plot]'")
     if args.save and not args.save.endswith(".fastdnn"):
         parser.error(f"--save needs a path ending in .fastdnn, got {args.save}")
+    if args.scheduler != _grid.IN_PROCESS and not args.compare:
+        parser.error("--scheduler applies to --compare")
+    try:
+        _grid.check_installed(args.scheduler)
+    except ImportError as e:
+        parser.error(str(e))
     started = time.perf_counter()
     try:
         data = load_split(args.data_dir, args.seed)
@@ -165,7 +217,14 @@ def main(argv=None) -> int:
         print(f"fastdnn: {e}", file=sys.stderr)
         return 1
     if args.compare:
-        compare(args, data)
+        try:
+            results = compare(args, data)
+        except OSError as e:  # a Dask scheduler that cannot be reached
+            print(f"fastdnn: {e}", file=sys.stderr)
+            return 1
+        if args.plot:
+            plot_grid(results, args.plot)
+            print(f"wrote the grid's validation curves to {args.plot}")
     else:
         model, history, _ = train(args, data, args.activation, args.optimizer, verbose=1)
         x_test, y_test = data[2]

@@ -24,8 +24,11 @@ results do not depend on the number of threads.
 """
 
 import os
+import time
 
 import numpy as np
+
+from fastdnn._team_size import TeamSizer
 
 cimport cython
 cimport numpy as cnp
@@ -35,6 +38,7 @@ from libc.math cimport INFINITY, exp, expf, fabs, isfinite, log, log1p, log1pf, 
 from libc.math cimport M_2_SQRTPI, M_PI, M_SQRT1_2, ceil, cos, erf, erff, expm1, expm1f, floor
 from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
+from cpython.exc cimport PyErr_CheckSignals
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 cnp.import_array()
@@ -76,6 +80,8 @@ cdef extern from "simd/dispatch.h" nogil:
         void (*sparse_weight_gradient_f32)(const float* x, Py_ssize_t ldx, Py_ssize_t n,
                                            Py_ssize_t lo, Py_ssize_t hi, const float* g,
                                            Py_ssize_t width, float* dw) noexcept nogil
+        Py_ssize_t (*count_nonfinite_f32)(const float* a, Py_ssize_t size) noexcept nogil
+        Py_ssize_t (*count_nonfinite_f64)(const double* a, Py_ssize_t size) noexcept nogil
     enum: SIMD_VARIANTS
     const simd_kernels _simd_table "simd_variants"[]
     const simd_kernels* simd  # the variant in use
@@ -83,6 +89,14 @@ cdef extern from "simd/dispatch.h" nogil:
     int simd_use(const char* name)
 
 cdef extern from "_team.h" nogil:
+    ctypedef struct team_t:
+        int arrived
+        int sleepers
+    void team_join(team_t* team, int size)
+    void team_leave()
+    int team_arrive()
+    bint team_all_arrived(int everyone)
+    void team_wait(int everyone)
     void team_barrier()
     int team_index()
     int team_size()
@@ -108,6 +122,8 @@ UNFUSED_ACTIVATIONS = frozenset({GELU, SILU, LEAKY_RELU})
 OP_DENSE, OP_ACTIVATION, OP_DROPOUT = 0, 1, 2
 LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE, LOSS_MSE = 0, 1, 2, 3
 METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC, METRIC_BINARY_ACC = 0, 1, 2, 3
+METRIC_MAE, METRIC_MSE, METRIC_SPARSE_TOP_K, METRIC_PRECISION, METRIC_RECALL = 4, 5, 6, 7, 8
+MAX_METRICS = 16
 OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM = 0, 1, 2, 3
 
 cdef enum:
@@ -137,6 +153,12 @@ cdef enum:
     _METRIC_SPARSE_ACC = 1
     _METRIC_CATEGORICAL_ACC = 2
     _METRIC_BINARY_ACC = 3
+    _METRIC_MAE = 4
+    _METRIC_MSE = 5
+    _METRIC_SPARSE_TOP_K = 6
+    _METRIC_PRECISION = 7
+    _METRIC_RECALL = 8
+    _MAX_METRICS = 16
 
 # Below this many elements per thread, an OpenMP fork costs more than it saves.
 cdef Py_ssize_t _MIN_CHUNK = 1 << 15
@@ -697,36 +719,44 @@ cdef void _update(const OptConfig* c, floating* w, const floating* g, floating* 
 # left for the next step. The gather of a random row waits on memory, not on arithmetic.
 
 cdef struct Helpers:
-    # One thread's view of the next batch and of the meetings; claimed and arrived are shared.
+    # One thread's view of the next batch; claimed is shared.
     const void* x           # the data, rows ``width`` wide
     const int64_t* rows     # the next batch's rows of x (NULL: nothing to copy this step)
     void* out               # the next batch's buffer
     Py_ssize_t n            # its rows
     Py_ssize_t width
     long long* claimed      # rows of it taken so far
-    long long* arrived      # arrivals at the team's meetings so far, all threads together
-    long long meetings      # meetings this thread has come to
-    int nt                  # threads in the team
 
 
 cdef void _meet(Helpers* h, floating* like) noexcept nogil:
-    """Meet the team at a barrier (``like`` only selects the precision). With h, a thread that
-    arrives before the others copies whole rows of the next batch while it waits, taking one at
-    a time from the shared counter, until all have arrived or no row is left. A row taken is
-    copied before its taker reaches the barrier, which orders the copies before their readers.
-    Every thread of a team passes h to the same meetings, or none does."""
-    cdef long long r, everyone
-    if h != NULL:
-        h.meetings += 1
-        everyone = h.meetings * h.nt  # no thread passes meeting k before all have reached it
-        if team_take(h.arrived) + 1 < everyone and h.rows != NULL:
-            while team_load(h.arrived) < everyone:
-                r = team_take(h.claimed)
-                if r >= h.n:
-                    break
-                memcpy(<floating*>h.out + r * h.width, <const floating*>h.x + h.rows[r] * h.width,
-                       h.width * sizeof(floating))
-    team_barrier()
+    """Meet the team at a barrier (``_team.h``; ``like`` only selects the precision). With h, a
+    thread that arrives before the others copies whole rows of the next batch while it waits,
+    taking one at a time from the shared counter, until all have arrived or no row is left. A
+    row taken is copied before its taker reaches the barrier, which orders the copies before
+    their readers."""
+    cdef long long r
+    cdef int everyone = team_arrive()
+    if h != NULL and h.rows != NULL:
+        while not team_all_arrived(everyone):
+            r = team_take(h.claimed)
+            if r >= h.n:
+                break
+            memcpy(<floating*>h.out + r * h.width, <const floating*>h.x + h.rows[r] * h.width,
+                   h.width * sizeof(floating))
+    team_wait(everyone)
+
+
+cdef inline unsigned int _team_start(team_t* team) noexcept nogil:
+    """Join ``team`` (zeroed before the parallel region) as one of the region's threads and
+    flush denormals in this thread (the FP state is per thread); returns the state to restore."""
+    team_join(team, team_size())
+    return fpenv_flush_denormals()
+
+
+cdef inline void _team_end(unsigned int state) noexcept nogil:
+    """Leave the team joined by ``_team_start`` and restore this thread's FP state."""
+    team_leave()
+    fpenv_restore(state)
 
 
 # --- dense layer
@@ -1231,6 +1261,27 @@ cdef inline Py_ssize_t _argmax_row(const floating* s, Py_ssize_t c) noexcept nog
     return best
 
 
+cdef inline floating _softmax_scale(const floating* s, Py_ssize_t c, floating* m) noexcept nogil:
+    """OUT m: the maximum of s[0:c]; return 1 / sum(exp(s - m)), as ``_activation_forward``
+    computes softmax(s)[j] = exp(s[j] - m)·scale."""
+    cdef Py_ssize_t j
+    cdef floating total = 0
+    m[0] = s[_argmax_row(s, c)]
+    for j in range(c):
+        total += _exp(s[j] - m[0])
+    return 1 / total
+
+
+cdef inline floating _probability(floating v, int act, floating m, floating scale) noexcept nogil:
+    """The model's output for score v: the fused activation ``act`` applied (softmax through the
+    row's m and scale from ``_softmax_scale``)."""
+    if act == _SIGMOID:
+        return _sigmoid(v)
+    if act == _SOFTMAX:
+        return _exp(v - m) * scale
+    return v
+
+
 cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
                            const floating* y, Py_ssize_t n, Py_ssize_t c, int act) noexcept nogil:
     """Return the number of correct samples (binary: mean over the row of element hits; with
@@ -1251,43 +1302,69 @@ cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
     elif metric == _METRIC_BINARY_ACC:
         for i in range(n):
             row = 0
-            if act == _SOFTMAX:  # as _activation_forward computes it
-                m = s[i * c + _argmax_row(s + i * c, c)]
-                scale = 0
-                for j in range(c):
-                    scale += _exp(s[i * c + j] - m)
-                scale = 1 / scale
+            if act == _SOFTMAX:
+                scale = _softmax_scale(s + i * c, c, &m)
             for j in range(c):
-                p = s[i * c + j]
-                if act == _SIGMOID:
-                    p = _sigmoid(p)
-                elif act == _SOFTMAX:
-                    p = _exp(p - m) * scale
+                p = _probability(s[i * c + j], act, m, scale)
                 row += (1 if p > 0.5 else 0) == (y[i * c + j] if y != NULL else labels[i])
             hits += row / c
     return hits
 
 
-cdef double _weighted_correct(int metric, const floating* s, const int32_t* labels,
-                              const floating* y, const floating* w, Py_ssize_t n, Py_ssize_t c,
-                              int act) noexcept nogil:
-    """``_count_correct`` with per-sample weights w (NULL: all 1): Σ_i w_i·hit_i."""
-    cdef Py_ssize_t i
-    cdef double hits = 0
-    if w == NULL:
-        return _count_correct(metric, s, labels, y, n, c, act)
+cdef void _metric_sums(int metric, int k, const floating* s, const int32_t* labels,
+                       const floating* y, const floating* w, Py_ssize_t n, Py_ssize_t c, int act,
+                       double* out) noexcept nogil:
+    """OUT out[0:2]: one metric's sums over a batch, each sample counting w[i] times (w NULL:
+    once), from which Python finishes the value, out[0] / out[1], as Keras' weighted metrics.
+
+    Accuracies and top-k: (Σ w·hit, Σ w). MAE, MSE: (Σ w·(the row's mean |y - p| or (y - p)²),
+    Σ w). Precision, recall, over every element at threshold 0.5: (Σ w·true positives,
+    Σ w·predicted positives) or (Σ w·true positives, Σ w·actual positives). p is the model's
+    output (``act`` applied); top-k compares scores, which the activation does not reorder.
+    """
+    cdef Py_ssize_t i, j, above
+    cdef double a = 0, b = 0, row, positives, weight = 1
+    cdef floating p, d, m = 0, scale = 1
+    cdef bint predicted, actual
+    if metric <= _METRIC_BINARY_ACC and w == NULL:
+        out[0], out[1] = _count_correct(metric, s, labels, y, n, c, act), n
+        return
     for i in range(n):
-        hits += w[i] * _count_correct(metric, s + i * c, labels + i if labels != NULL else NULL,
-                                      y + i * c if y != NULL else NULL, 1, c, act)
-    return hits
-
-
-cdef Py_ssize_t _count_nonfinite(const floating* a, Py_ssize_t size) noexcept nogil:
-    """Return how many of a[0:size] are NaN or infinite (x - x is NaN exactly for those)."""
-    cdef Py_ssize_t i, bad = 0
-    for i in range(size):
-        bad += (a[i] - a[i]) != 0
-    return bad
+        if w != NULL:
+            weight = w[i]
+        if metric <= _METRIC_BINARY_ACC:
+            a += weight * _count_correct(metric, s + i * c, labels + i if labels != NULL else NULL,
+                                         y + i * c if y != NULL else NULL, 1, c, act)
+            b += weight
+            continue
+        if metric == _METRIC_SPARSE_TOP_K:
+            above = 0
+            for j in range(c):
+                above += s[i * c + j] > s[i * c + labels[i]]
+            a += weight * (above < k)
+            b += weight
+            continue
+        if act == _SOFTMAX:
+            scale = _softmax_scale(s + i * c, c, &m)
+        row = positives = 0
+        for j in range(c):
+            p = _probability(s[i * c + j], act, m, scale)
+            d = y[i * c + j] - p
+            if metric == _METRIC_MAE:
+                row += fabs(d)
+            elif metric == _METRIC_MSE:
+                row += d * d
+            else:
+                predicted, actual = p > 0.5, y[i * c + j] > 0.5
+                row += predicted and actual
+                positives += predicted if metric == _METRIC_PRECISION else actual
+        if metric == _METRIC_MAE or metric == _METRIC_MSE:
+            a += weight * row / c
+            b += weight
+        else:
+            a += weight * row
+            b += weight * positives
+    out[0], out[1] = a, b
 
 
 # --- dropout: a counter-based generator, so the NumPy reference draws the same masks
@@ -1424,6 +1501,15 @@ cdef double _finite_scalar(str name, double v, double low=-INFINITY,
     return v
 
 
+cdef double _decay(str name, double v) except? -1:
+    """A decay factor (Adam's betas, RMSprop's rho) in [0, 1): at 1 or beyond the running
+    averages stop averaging or grow without bound."""
+    _finite_scalar(name, v, 0.0)
+    if v >= 1:
+        raise ValueError(f"{name} must lie in [0, 1), got {v}")
+    return v
+
+
 # --- public kernels: each checks its arguments, then runs without the GIL
 
 def activation_forward(z, out, activation, negative_slope=0.2):
@@ -1522,16 +1608,17 @@ def dense_forward(x, w, b, out, activation="linear"):
     cdef void* pout = _data(out)
     cdef void* pparts = _data(parts)
     cdef unsigned int state
+    cdef team_t team = team_t(0, 0)
     cdef bint f32 = dtype == np.float32
     with nogil, parallel(num_threads=_block_threads(_cut(n, n_in, n_out))):
-        state = fpenv_flush_denormals()  # the FP state is per thread
+        state = _team_start(&team)
         if f32:
             _dense_forward(<float*>px, <float*>pw, <float*>pb, <float*>pout, <float*>pparts, n,
                            n_in, n_out, act, True, NULL, team_index(), team_size())
         else:
             _dense_forward(<double*>px, <double*>pw, <double*>pb, <double*>pout, <double*>pparts,
                            n, n_in, n_out, act, True, NULL, team_index(), team_size())
-        fpenv_restore(state)
+        _team_end(state)
 
 
 def dense_backward(x, w, a, grad, dw, db, dx=None, activation="linear"):
@@ -1573,9 +1660,10 @@ def dense_backward(x, w, a, grad, dw, db, dx=None, activation="linear"):
     cdef void* pdx = _data(dx)
     cdef void* pparts = _data(parts)
     cdef unsigned int state
+    cdef team_t team = team_t(0, 0)
     cdef bint f32 = dtype == np.float32
     with nogil, parallel(num_threads=_block_threads(_cut(n, n_in, n_out))):
-        state = fpenv_flush_denormals()
+        state = _team_start(&team)
         if f32:
             _dense_backward(<float*>px, <float*>pw, <float*>pa, <float*>pg, <float*>pdw,
                             <float*>pdb, <float*>pdx, <float*>pparts, n, n_in, n_out, act, NULL,
@@ -1584,7 +1672,7 @@ def dense_backward(x, w, a, grad, dw, db, dx=None, activation="linear"):
             _dense_backward(<double*>px, <double*>pw, <double*>pa, <double*>pg, <double*>pdw,
                             <double*>pdb, <double*>pdx, <double*>pparts, n, n_in, n_out, act,
                             NULL, NULL, team_index(), team_size())
-        fpenv_restore(state)
+        _team_end(state)
 
 
 def _loss_entry(int kind, name_out, out, labels, targets, grad):
@@ -1737,9 +1825,9 @@ def count_nonfinite(a):
             lo = size * k // chunks
             hi = size * (k + 1) // chunks
             if f32:
-                bad += _count_nonfinite(<float*>pa + lo, hi - lo)
+                bad += simd.count_nonfinite_f32(<float*>pa + lo, hi - lo)
             else:
-                bad += _count_nonfinite(<double*>pa + lo, hi - lo)
+                bad += simd.count_nonfinite_f64(<double*>pa + lo, hi - lo)
     return bad
 
 
@@ -1837,7 +1925,7 @@ def sgd_update(params, grads, double learning_rate=0.01, double momentum=0.0,
     """
     cdef OptConfig c
     c.kind = _OPT_SGD
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
     c.momentum = _finite_scalar("momentum", momentum, 0.0, 1.0)
     c.nesterov = nesterov
     _require_slot("velocity", velocity, momentum > 0)
@@ -1853,12 +1941,12 @@ def adagrad_update(params, grads, accumulator, double learning_rate=0.001,
         grads: gradients, like params.
         accumulator: IN/OUT slot like params (starts at initial_accumulator_value).
         learning_rate: Defaults to 0.001.
-        epsilon: added inside the square root. Defaults to 1e-7.
+        epsilon: added inside the square root, >= 0. Defaults to 1e-7.
     """
     cdef OptConfig c
     c.kind = _OPT_ADAGRAD
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
-    c.epsilon = _finite_scalar("epsilon", epsilon)
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
+    c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
     _require_slot("accumulator", accumulator, True)
     _run_update(&c, params, grads, (accumulator,), ("accumulator",), 0)
 
@@ -1877,19 +1965,19 @@ def rmsprop_update(params, grads, velocity, double learning_rate=0.001, double r
         grads: gradients, like params.
         velocity: IN/OUT slot r, like params.
         learning_rate: Defaults to 0.001.
-        rho: Defaults to 0.9.
+        rho: in [0, 1). Defaults to 0.9.
         momentum: Defaults to 0.0.
-        epsilon: added inside the square root. Defaults to 1e-7.
+        epsilon: added inside the square root, >= 0. Defaults to 1e-7.
         centered: Defaults to False.
         momentum_buffer: IN/OUT slot b; required when momentum > 0, else None.
         average_gradient: IN/OUT slot c; required when centered, else None.
     """
     cdef OptConfig c
     c.kind = _OPT_RMSPROP
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
-    c.rho = _finite_scalar("rho", rho)
-    c.momentum = _finite_scalar("momentum", momentum)
-    c.epsilon = _finite_scalar("epsilon", epsilon)
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
+    c.rho = _decay("rho", rho)
+    c.momentum = _finite_scalar("momentum", momentum, 0.0)
+    c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
     c.centered = centered
     _require_slot("velocity", velocity, True)
     _require_slot("momentum_buffer", momentum_buffer, momentum > 0)
@@ -1906,8 +1994,8 @@ def adam_update(params, grads, m, v, iteration, double learning_rate=0.001,
     ``a = lr·sqrt(1 - beta_2^t) / (1 - beta_1^t)``; ``m += (1-beta_1)(g - m)``;
     ``v += (1-beta_2)(g² - v)``; amsgrad: ``v̂ = max(v̂, v)`` used instead of v;
     ``w -= a·m / (sqrt(v) + ε)`` (ε outside the root, on the uncorrected v). In float32 without
-    amsgrad and with ε > 0, on a build with AVX2, the division is a reciprocal estimate refined
-    by a Newton step, within a few ulp of the exact quotient (``_adam.h``).
+    amsgrad and with ε > 0, in the AVX2 and AVX-512 variants, the division is a reciprocal
+    estimate refined by a Newton step, within a few ulp of the exact quotient (``simd/adam.h``).
 
     Args:
         params: IN/OUT 1-D float32/float64 parameters.
@@ -1916,18 +2004,18 @@ def adam_update(params, grads, m, v, iteration, double learning_rate=0.001,
         v: IN/OUT second-moment slot.
         iteration: steps already taken (Keras' ``optimizer.iterations``), >= 0.
         learning_rate: Defaults to 0.001.
-        beta_1: Defaults to 0.9.
-        beta_2: Defaults to 0.999.
-        epsilon: Defaults to 1e-7.
+        beta_1: in [0, 1). Defaults to 0.9.
+        beta_2: in [0, 1). Defaults to 0.999.
+        epsilon: >= 0. Defaults to 1e-7.
         amsgrad: Defaults to False.
         v_hat: IN/OUT slot, required when amsgrad, else None.
     """
     cdef OptConfig c
     c.kind = _OPT_ADAM
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate)
-    c.beta_1 = _finite_scalar("beta_1", beta_1)
-    c.beta_2 = _finite_scalar("beta_2", beta_2)
-    c.epsilon = _finite_scalar("epsilon", epsilon)
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
+    c.beta_1 = _decay("beta_1", beta_1)
+    c.beta_2 = _decay("beta_2", beta_2)
+    c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
     c.amsgrad = amsgrad
     _require_slot("m", m, True)
     _require_slot("v", v, True)
@@ -1954,7 +2042,9 @@ cdef struct Plan:
     const double* penalty    # per op: kernel l1, kernel l2, bias l1, bias l2 (regularizers)
     bint penalized           # some trainable dense op has a nonzero penalty
     int loss
-    int metric
+    int n_metrics
+    const int64_t* metric    # METRIC_* code of each metric
+    const int64_t* metric_k  # k of each top-k metric
     bint fused               # the last op's softmax/sigmoid is folded into the loss
     int64_t capacity         # rows the workspace holds
 
@@ -1964,6 +2054,17 @@ cdef inline int _op_act(const Plan* p, int i) noexcept nogil:
     if p.fused and i == p.n_ops - 1:
         return _LINEAR
     return <int>p.act[i]
+
+
+cdef void _plan_metrics(const Plan* p, const floating* s, const int32_t* labels,
+                        const floating* y, const floating* w, Py_ssize_t n, int act,
+                        double* out) noexcept nogil:
+    """OUT out[0:2·n_metrics]: each metric's two sums over a batch, weighted by w unless NULL
+    (``_metric_sums``)."""
+    cdef int m
+    for m in range(p.n_metrics):
+        _metric_sums(<int>p.metric[m], <int>p.metric_k[m], s, labels, y, w, n,
+                     p.units[p.n_ops - 1], act, out + 2 * m)
 
 
 cdef floating* _forward(const Plan* p, const floating* params, floating* ws, floating* parts,
@@ -2139,10 +2240,10 @@ cdef struct TrainCall:
     uint64_t seed
     uint64_t counter        # IN/OUT: the dropout generator's position
     double* loss_out
-    double* correct_out
+    double* metric_out      # OUT (count, n_metrics, 2): each batch's metric sums
     Py_ssize_t done         # OUT: batches applied (fewer than count: a non-finite loss)
     long long claimed[_X_BUFFERS]  # rows of the batch copied ahead (``_meet``), per buffer
-    long long arrived       # the team's arrivals at meetings (``_meet``)
+    team_t team             # the team's meetings (``_team.h``)
 
 
 cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept nogil:
@@ -2183,7 +2284,7 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
     u.clipvalue, u.weight_decay = c.clipvalue, c.weight_decay
     for k in range(3):
         u.slots[k] = s[k]
-    h.x, h.width, h.arrived, h.meetings, h.nt = c.x, n_in, &c.arrived, 0, nt
+    h.x, h.width = c.x, n_in
     for b in range(c.count):
         start = (c.first + b) * c.batch_size
         n = c.batch_size if start + c.batch_size <= c.n_samples else c.n_samples - start
@@ -2233,8 +2334,8 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
                                    <floating>(1.0 / n))
             total += n * _penalty(p, <floating*>c.params)  # per sample, as Keras' mean loss
             c.loss_out[b] = total
-            c.correct_out[b] = _weighted_correct(p.metric, out, lb, yb, wb, n, n_out,
-                                                 <int>p.act[p.n_ops - 1] if p.fused else _LINEAR)
+            _plan_metrics(p, out, lb, yb, wb, n, <int>p.act[p.n_ops - 1] if p.fused else _LINEAR,
+                          c.metric_out + b * 2 * p.n_metrics)
             if not isfinite(total):
                 c.done = b
         _meet(&h, xbuf)
@@ -2251,16 +2352,18 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
 
 cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* parts,
                  const floating* x, const floating* y, const int32_t* labels, const floating* w,
-                 floating* pred, Py_ssize_t n_samples, double* loss_sum, double* correct, int t,
+                 floating* pred, Py_ssize_t n_samples, double* loss_sum, double* sums, int t,
                  int nt) noexcept nogil:
     """Forward pass over all samples in workspace-sized batches, in inference mode.
 
     OUT pred (n_samples x n_out) gets the model's outputs (the fused activation applied), unless
-    NULL; with targets (y or labels), OUT loss_sum and correct accumulate loss and hits, weighted
-    by the per-sample weights w unless NULL. Team
-    call (thread t of nt); thread 0 writes the outputs.
+    NULL; with targets (y or labels), OUT loss_sum and sums[0:2·n_metrics] accumulate the loss
+    and the metrics' sums, weighted by the per-sample weights w unless NULL. Team call (thread t
+    of nt); thread 0 writes the outputs.
     """
     cdef Py_ssize_t start, n, n_out = p.units[p.n_ops - 1], n_in = p.n_inputs
+    cdef double batch[2 * _MAX_METRICS]
+    cdef int m
     cdef floating* out
     cdef uint64_t unused = 0
     cdef int last_act = <int>p.act[p.n_ops - 1] if p.fused else _LINEAR
@@ -2275,15 +2378,42 @@ cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* 
                                               labels + start if labels != NULL else NULL,
                                               y + start * n_out if y != NULL else NULL,
                                               w + start if w != NULL else NULL, NULL, n, n_out, 1)
-                correct[0] += _weighted_correct(p.metric, out,
-                                                labels + start if labels != NULL else NULL,
-                                                y + start * n_out if y != NULL else NULL,
-                                                w + start if w != NULL else NULL, n, n_out,
-                                                last_act)
+                _plan_metrics(p, out, labels + start if labels != NULL else NULL,
+                              y + start * n_out if y != NULL else NULL,
+                              w + start if w != NULL else NULL, n, last_act, batch)
+                for m in range(2 * p.n_metrics):
+                    sums[m] += batch[m]
             if pred != NULL:
                 _activation_forward(out, pred + start * n_out, n, n_out, last_act)
         team_barrier()  # the next batch overwrites the workspace
         start += n
+
+
+_SPARSE_METRICS = (_METRIC_SPARSE_ACC, _METRIC_SPARSE_TOP_K)
+
+
+def _metric_specs(metric, loss, n_outputs):
+    """Check Network's ``metric`` argument; return int64 arrays of codes and ks."""
+    if isinstance(metric, (int, np.integer)):
+        if metric not in (_METRIC_NONE, _METRIC_SPARSE_ACC, _METRIC_CATEGORICAL_ACC,
+                          _METRIC_BINARY_ACC):
+            raise ValueError(f"unknown metric code {metric}")
+        specs = [] if metric == _METRIC_NONE else [(metric, 0)]
+    else:
+        specs = [tuple(spec) for spec in metric]
+        if len(specs) > _MAX_METRICS or any(len(spec) != 2 for spec in specs):
+            raise ValueError(f"metric must be a list of at most {_MAX_METRICS} (code, k) pairs")
+    for code, k in specs:
+        if code not in range(_METRIC_SPARSE_ACC, _METRIC_RECALL + 1):
+            raise ValueError(f"unknown metric code {code}")
+        if (code in _SPARSE_METRICS) != (loss == _LOSS_SPARSE_CE) \
+                and not (code == _METRIC_BINARY_ACC and n_outputs == 1):
+            raise ValueError("metric and loss must both read integer labels (sparse) or both "
+                             "read target arrays (binary accuracy reads labels for one output)")
+        if code == _METRIC_SPARSE_TOP_K:
+            _int_in("k", k, 1, _INT_MAX)
+    return (np.array([code for code, _ in specs], np.int64),
+            np.array([k for _, k in specs], np.int64))
 
 
 cdef class Network:
@@ -2301,8 +2431,12 @@ cdef class Network:
             applies the optimizer step to its own weights.
         params: the flat parameter buffer (1-D float32 or float64, C-contiguous).
         loss: LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE or LOSS_MSE (the cross-entropies from logits).
-        metric: METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or METRIC_BINARY_ACC
-            (with the sparse loss only for a one-unit output, whose label is its target).
+        metric: one code, METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or
+            METRIC_BINARY_ACC (``train``'s correct_out is then (count,): hits per batch), or a
+            list of up to MAX_METRICS ``(code, k)`` pairs, any METRIC_* but NONE, k used by
+            METRIC_SPARSE_TOP_K (correct_out is then (count, n_metrics, 2): each metric's sums
+            per batch, see ``_metric_sums``). Binary accuracy reads the sparse loss's labels
+            for a one-unit output, whose label is its target.
         fused: the last op's activation (softmax or sigmoid) is folded into the loss.
         capacity: rows per batch the workspace holds.
         seed: seed of the dropout generator.
@@ -2321,7 +2455,12 @@ cdef class Network:
     cdef object _scratch      # g0, g1, parts, xbuf, ybuf, lbuf, wbuf
     cdef object _trainable    # int64 per op, the Plan points into it
     cdef object _penalties    # float64 (n_ops, 4), the Plan points into it
+    cdef dict _sizers         # work ('train', 'infer'): (its key, its TeamSizer)
+    cdef object _kept         # spare copies of params and slots (train's non-finite guard)
     cdef readonly int n_outputs
+    cdef readonly int n_metrics
+    cdef bint _one_metric      # metric given as one code: correct_out holds hits per batch
+    cdef object _metric_arrays
     cdef public uint64_t seed
     cdef public uint64_t counter
     cdef bint _ready          # __init__ completed: the plan, params and workspace match
@@ -2340,18 +2479,13 @@ cdef class Network:
             raise ValueError("ops must not be empty")
         if loss not in (_LOSS_SPARSE_CE, _LOSS_CE, _LOSS_BCE, _LOSS_MSE):
             raise ValueError(f"unknown loss code {loss}")
-        if metric not in (_METRIC_NONE, _METRIC_SPARSE_ACC, _METRIC_CATEGORICAL_ACC, _METRIC_BINARY_ACC):
-            raise ValueError(f"unknown metric code {metric}")
         kind, units, act, rate, w_off, b_off = (np.array(col) for col in zip(*ops))
         kind, units, act, w_off, b_off = (a.astype(np.int64) for a in (kind, units, act, w_off, b_off))
         rate = rate.astype(np.float64)
         width_in = np.concatenate([[n_inputs], units[:-1]])
         if np.any(units < 1) or np.any((kind != _OP_DENSE) & (units != width_in)):
             raise ValueError("ops have inconsistent widths")
-        if metric != _METRIC_NONE and (metric == _METRIC_SPARSE_ACC) != (loss == _LOSS_SPARSE_CE) \
-                and not (metric == _METRIC_BINARY_ACC and units[-1] == 1):
-            raise ValueError("metric and loss must both read integer labels (sparse) or both "
-                             "read target arrays (binary accuracy reads labels for one output)")
+        codes, ks = _metric_specs(metric, loss, int(units[-1]))
         if np.any((kind < 0) | (kind > 2)) or np.any((act < 0) | (act > _EXPONENTIAL)):
             raise ValueError("ops have an unknown kind or activation")
         if np.any((kind == _OP_DROPOUT) & ~((rate >= 0) & (rate <= 1))):
@@ -2413,7 +2547,11 @@ cdef class Network:
         p.penalty = <double*>_data(self._penalties)
         p.penalized = bool(np.any(self._penalties[dense & (self._trainable != 0)] != 0))
         p.loss = loss
-        p.metric = metric
+        self._one_metric = isinstance(metric, (int, np.integer))
+        self._metric_arrays = (codes, ks)
+        self.n_metrics = p.n_metrics = codes.shape[0]
+        p.metric = <int64_t*>_data(codes)
+        p.metric_k = <int64_t*>_data(ks)
         p.fused = fused
         p.kind = <int64_t*>_data(kind)
         p.units = <int64_t*>_data(units)
@@ -2488,8 +2626,16 @@ cdef class Network:
         return None, y
 
     def train(self, x, y, order, Py_ssize_t batch_size, Py_ssize_t first, Py_ssize_t count,
-              opt, slots, int64_t iteration, loss_out, correct_out, sample_weight=None):
+              opt, slots, iteration, loss_out, correct_out, sample_weight=None):
         """Train ``count`` batches, starting at batch ``first``, without the GIL.
+
+        A step that would leave a weight or a slot NaN or infinite is never applied: the call
+        keeps a copy of the parameters, slots and dropout position, checks them once at its end,
+        and when one is not finite restores the copy and runs the batches again one at a time,
+        stopping before the step that broke them (deterministic, so the same steps). A signal's
+        exception (Ctrl-C) landing between the stretches the batches run in (``_run``) stops
+        the call there, and is raised once the parameters, slots, dropout position and an
+        array ``iteration`` agree on the batches applied.
 
         Args:
             x: inputs, (n, n_inputs), the network's dtype, C-contiguous.
@@ -2504,16 +2650,20 @@ cdef class Network:
                 learning_rate; clipvalue and weight_decay, 0 for none).
             slots: IN/OUT optimizer slots, (n_slots, n_params) of the network's dtype: the slots
                 Keras creates for these settings, in Keras' order (see ``_slot_pointers``).
-            iteration: the optimizer's step counter before this call.
+            iteration: the optimizer's step counter before this call, in [0, 2**62 - count]:
+                an int, or an int64 array of shape (1,), IN/OUT, advanced by this call in the
+                same C code that applies the steps (no signal can land between the two).
             loss_out: OUT float64 (count,): each batch's summed per-sample loss.
-            correct_out: OUT float64 (count,): each batch's number of correct samples.
+            correct_out: OUT float64: each batch's number of correct samples, (count,), for a
+                metric given as one code; else each batch's metric sums, (count, n_metrics, 2).
             sample_weight: None, or (n,) finite weights of the network's dtype: each sample's
-                loss, gradient and hits count that many times (the gradient is still divided
-                by the batch size, as Keras' 'sum_over_batch_size').
+                loss, gradient and metric sums count that many times (the gradient is still
+                divided by the batch size, as Keras' 'sum_over_batch_size').
 
         Returns:
             ``(batches_applied, iteration)``: fewer batches than asked when a batch's loss was not
-            finite (that batch's loss is in loss_out; its update was not applied).
+            finite or its step would have made a weight or slot non-finite (that batch's loss is
+            in loss_out; its update was not applied).
         """
         self._check_ready()
         labels, targets = self._check_data(x, y)
@@ -2532,14 +2682,26 @@ cdef class Network:
         if any(_overlap(slots, other) for other in (self.params, self.grads, x)):
             raise ValueError("slots must not overlap the parameters, the gradients or x")
         _check("loss_out", loss_out, 1, np.float64, (count,), writable=True)
-        _check("correct_out", correct_out, 1, np.float64, (count,), writable=True)
+        if self._one_metric:
+            _check("correct_out", correct_out, 1, np.float64, (count,), writable=True)
+            metric_out = np.zeros((count, self.n_metrics, 2))
+        else:
+            _check("correct_out", correct_out, 3, np.float64, (count, self.n_metrics, 2),
+                   writable=True)
+            metric_out = correct_out
         cdef OptConfig c = _opt_config(opt)
         cdef Schedule schedule = _schedule_config(opt.get("schedule"))
         needed = _slot_count(c)
         if slots.shape[0] != needed:
             raise ValueError(f"slots must have {needed} rows for this optimizer, got {slots.shape[0]}")
-        if iteration < 0:
-            raise ValueError(f"iteration must be >= 0, got {iteration}")
+        cdef int64_t* step_counter = NULL
+        if isinstance(iteration, np.ndarray):
+            _check("iteration", iteration, 1, np.int64, (1,), writable=True)
+            step_counter = <int64_t*>_data(iteration)
+            start_iteration = int(step_counter[0])
+        else:
+            start_iteration = iteration
+        _int_in("iteration", start_iteration, 0, 2**62 - count)
         self._check_weights(sample_weight, n)
         g0, g1, parts, xbuf, ybuf, lbuf, wbuf = self._scratch
         cdef TrainCall call
@@ -2554,30 +2716,128 @@ cdef class Network:
         call.weights, call.wbuf = _data(sample_weight), _data(wbuf)
         call.order = <int64_t*>_data(order)
         call.n_samples, call.batch_size, call.first, call.count = n, batch_size, first, count
-        call.iteration, call.seed, call.counter = iteration, self.seed, self.counter
+        call.iteration, call.seed, call.counter = start_iteration, self.seed, self.counter
         call.loss_out = <double*>_data(loss_out)
-        call.correct_out = <double*>_data(correct_out)
+        call.metric_out = <double*>_data(metric_out)
         call.done = count
-        memset(call.claimed, 0, sizeof(call.claimed))
-        call.arrived = 0
+        kept = self._keep(slots, call.counter)
+        held = self._run(&call)
+        cdef Py_ssize_t applied = 0, limit = call.done if held is not None else count
+        if not self._finite(slots):
+            self._restore(kept, slots)
+            call.counter = kept[2]
+            while applied < limit:  # again, one step at a time, each checked before the next
+                kept = self._keep(slots, call.counter)
+                call.first, call.count, call.done = first + applied, 1, 1
+                call.iteration = start_iteration + applied
+                call.loss_out = <double*>_data(loss_out) + applied
+                call.metric_out = <double*>_data(metric_out) + applied * 2 * self.n_metrics
+                held = self._run(&call) or held
+                if call.done == 0 or not self._finite(slots):
+                    self._restore(kept, slots)
+                    call.counter = kept[2]
+                    break
+                applied += 1
+            call.done = applied
+        self.counter = call.counter
+        if self._one_metric:
+            ran = min(count, call.done + 1)
+            correct_out[:ran] = metric_out[:ran, 0, 0] if self.n_metrics else 0
+        if step_counter != NULL:
+            step_counter[0] = start_iteration + call.done
+        if held is not None:
+            raise held
+        return call.done, start_iteration + call.done
+
+    cdef object _run(self, TrainCall* call):
+        """Run ``call``'s batches without the GIL, in stretches on the thread count the
+        network's ``TeamSizer`` chooses for each; OUT call.done: the batches applied in all.
+
+        Returns None, or the exception a signal handler (Ctrl-C) raised in the Python code
+        between two stretches: the run stops there, and ``train`` raises it once the
+        parameters, slots and step counter agree on the batches applied."""
         cdef unsigned int state
         cdef bint f32 = self.dtype == np.float32
-        self._busy += 1
-        with nogil, parallel(num_threads=_team_threads(&self.plan, batch_size)):
-            state = fpenv_flush_denormals()  # the FP state is per thread
-            if f32:
-                _train_batches(&call, <float*>NULL, team_index(), team_size())
-            else:
-                _train_batches(&call, <double*>NULL, team_index(), team_size())
-            fpenv_restore(state)
-        self._busy -= 1
-        self.counter = call.counter
-        return call.done, iteration + call.done
+        cdef Py_ssize_t first = call.first, count = call.count, done = 0
+        cdef int64_t iteration = call.iteration
+        cdef double* losses = call.loss_out
+        cdef double* sums = call.metric_out
+        cdef int threads
+        held = None
+        try:
+            sizer = self._sizer("train", _team_threads(&self.plan, call.batch_size),
+                                call.batch_size)
+            while done < count:
+                threads, call.count = sizer.next_run(count - done)
+                call.first, call.iteration = first + done, iteration + done
+                call.loss_out, call.metric_out = losses + done, sums + done * 2 * self.n_metrics
+                call.done = call.count
+                memset(call.claimed, 0, sizeof(call.claimed))
+                call.team = team_t(0, 0)
+                started = time.perf_counter()
+                self._busy += 1
+                with nogil, parallel(num_threads=threads):
+                    state = _team_start(&call.team)
+                    if f32:
+                        _train_batches(call, <float*>NULL, team_index(), team_size())
+                    else:
+                        _train_batches(call, <double*>NULL, team_index(), team_size())
+                    _team_end(state)
+                self._busy -= 1
+                done += call.done
+                if call.done < call.count:
+                    break
+                sizer.record(threads, call.done, time.perf_counter() - started)
+        except BaseException as e:  # only the Python code between stretches can raise
+            held = e
+        call.done = done
+        return held
+
+    def _sizer(self, work, team, rows):
+        """The ``TeamSizer`` of ``work`` ('train' or 'infer') on batches of ``rows`` rows, for a
+        team of ``team`` threads (a new one when the team or the batch size changes)."""
+        key = (work, team, rows)
+        if self._sizers is None:
+            self._sizers = {}
+        sizer = self._sizers.get(work)
+        if sizer is None or sizer[0] != key:
+            sizer = self._sizers[work] = (key, TeamSizer(team))
+        return sizer[1]
+
+    def _keep(self, slots, uint64_t counter):
+        """Copy the parameters and slots into the network's spare buffers (made once per slots
+        shape); return ``(params copy, slots copy, dropout position)``."""
+        if self._kept is None or self._kept[1].shape != slots.shape:
+            self._kept = (np.empty_like(self.params), np.empty_like(slots))
+        np.copyto(self._kept[0], self.params)
+        np.copyto(self._kept[1], slots)
+        return self._kept + (counter,)
+
+    def _restore(self, kept, slots):
+        np.copyto(self.params, kept[0])
+        np.copyto(slots, kept[1])
+
+    def _finite(self, slots):
+        """Whether every parameter and slot is finite (one pass on this thread: no team to wake
+        for a pass this short)."""
+        cdef void* pp = _data(self.params)
+        cdef void* ps = _data(slots)
+        cdef Py_ssize_t n = self.params.shape[0], n_slots = slots.size, bad
+        if self.dtype == np.float32:
+            with nogil:
+                bad = simd.count_nonfinite_f32(<float*>pp, n)
+                bad += simd.count_nonfinite_f32(<float*>ps, n_slots)
+        else:
+            with nogil:
+                bad = simd.count_nonfinite_f64(<double*>pp, n)
+                bad += simd.count_nonfinite_f64(<double*>ps, n_slots)
+        return bad == 0
 
     def evaluate(self, x, y, sample_weight=None):
-        """Return ``(loss_sum, correct)`` over all samples, in inference mode, without the GIL;
-        with ``sample_weight`` ((n,) finite, the network's dtype), each sample's loss and hit
-        counts that many times."""
+        """Return ``(loss_sum, correct)`` over all samples, in inference mode, without the GIL:
+        correct is the number of hits for a metric given as one code, else every metric's sums,
+        an (n_metrics, 2) array; with ``sample_weight`` ((n,) finite, the network's dtype),
+        each sample's loss and metric sums count that many times."""
         self._check_ready()
         labels, targets = self._check_data(x, y)
         self._check_weights(sample_weight, x.shape[0])
@@ -2597,35 +2857,85 @@ cdef class Network:
         self._infer(x, None, None, out, None)
 
     def _infer(self, x, labels, targets, out, weights):
-        cdef double loss_sum = 0, correct = 0
-        cdef Py_ssize_t n = x.shape[0]
-        cdef void* pp = _data(self.params)
-        cdef void* pws = _data(self._ws)
-        cdef void* pparts = _data(self._scratch[2])
-        cdef void* px = _data(x)
-        cdef void* py = _data(targets)
+        """Run ``_infer`` over x in calls of about ``_CALL_FLOPS`` at most (whole batches of
+        ``capacity`` rows when a batch is cheaper than that, so the results do not change),
+        handling signals between calls: Ctrl-C stops a long predict or evaluate promptly. Each
+        call is a stretch on the thread count the network's ``TeamSizer`` chooses."""
+        cdef double loss_sum = 0
+        sums = np.zeros((max(self.n_metrics, 1), 2))
+        cdef double* psums = <double*>_data(sums)
+        cdef Py_ssize_t n = x.shape[0], n_out = self.n_outputs, start = 0, rows
+        cdef Py_ssize_t capacity = self.plan.capacity
+        cdef Py_ssize_t step = _rows_per_call(&self.plan)
+        cdef Py_ssize_t item = self.dtype.itemsize, x_row = self.plan.n_inputs * item
+        cdef char* pp = <char*>_data(self.params)
+        cdef char* pws = <char*>_data(self._ws)
+        cdef char* pparts = <char*>_data(self._scratch[2])
+        cdef char* px = <char*>_data(x)
+        cdef char* py = <char*>_data(targets)
         cdef int32_t* pl = <int32_t*>_data(labels)
-        cdef void* pw = _data(weights)
-        cdef void* pout = _data(out)
+        cdef char* pw = <char*>_data(weights)
+        cdef char* pout = <char*>_data(out)
+        cdef int threads
         cdef unsigned int state
+        cdef team_t team
         cdef bint f32 = self.dtype == np.float32
-        self._busy += 1
-        with nogil, parallel(num_threads=_team_threads(&self.plan, self.plan.capacity)):
-            state = fpenv_flush_denormals()
-            if f32:
-                _infer(&self.plan, <float*>pp, <float*>pws, <float*>pparts, <float*>px,
-                       <float*>py, pl, <float*>pw, <float*>pout, n, &loss_sum, &correct,
-                       team_index(), team_size())
-            else:
-                _infer(&self.plan, <double*>pp, <double*>pws, <double*>pparts, <double*>px,
-                       <double*>py, pl, <double*>pw, <double*>pout, n, &loss_sum, &correct,
-                       team_index(), team_size())
-            fpenv_restore(state)
-        self._busy -= 1
+        sizer = self._sizer("infer", _team_threads(&self.plan, capacity), capacity)
+        while start < n:  # in stretches of whole batches as in ``train``, within _CALL_FLOPS
+            rows = min(step, n - start)
+            threads, batches = sizer.next_run((rows + capacity - 1) // capacity)
+            rows = min(rows, batches * capacity)
+            team = team_t(0, 0)
+            started = time.perf_counter()
+            self._busy += 1
+            with nogil, parallel(num_threads=threads):
+                state = _team_start(&team)
+                if f32:
+                    _infer(&self.plan, <float*>pp, <float*>pws, <float*>pparts,
+                           <float*>(px + start * x_row),
+                           <float*>(py + start * n_out * item) if py != NULL else NULL,
+                           pl + start if pl != NULL else NULL,
+                           <float*>(pw + start * item) if pw != NULL else NULL,
+                           <float*>(pout + start * n_out * item) if pout != NULL else NULL,
+                           rows, &loss_sum, psums, team_index(), team_size())
+                else:
+                    _infer(&self.plan, <double*>pp, <double*>pws, <double*>pparts,
+                           <double*>(px + start * x_row),
+                           <double*>(py + start * n_out * item) if py != NULL else NULL,
+                           pl + start if pl != NULL else NULL,
+                           <double*>(pw + start * item) if pw != NULL else NULL,
+                           <double*>(pout + start * n_out * item) if pout != NULL else NULL,
+                           rows, &loss_sum, psums, team_index(), team_size())
+                _team_end(state)
+            self._busy -= 1
+            sizer.record(threads, batches, time.perf_counter() - started)
+            start += rows
+            if start < n:
+                PyErr_CheckSignals()
         if labels is not None or targets is not None:  # the penalty, per sample
             loss_sum += n * (_penalty(&self.plan, <float*>pp) if f32
                              else _penalty(&self.plan, <double*>pp))
-        return loss_sum, correct
+        if self._one_metric:
+            return loss_sum, float(sums[0, 0])
+        return loss_sum, sums[:self.n_metrics]
+
+
+# A call into the kernels from predict or evaluate does about this many flops before Python
+# handles signals (Ctrl-C): tenths of a second even on a slow, shared core.
+cdef double _CALL_FLOPS = 2e9
+
+
+cdef Py_ssize_t _rows_per_call(const Plan* p) noexcept:
+    """Rows per inference call: whole batches of ``capacity`` rows within ``_CALL_FLOPS``, or
+    fewer rows than a batch when a batch alone would exceed it."""
+    cdef double row_flops = 0
+    cdef Py_ssize_t width = p.n_inputs, rows
+    cdef int i
+    for i in range(p.n_ops):
+        row_flops += 2.0 * width * p.units[i] if p.kind[i] == _OP_DENSE else p.units[i]
+        width = p.units[i]
+    rows = max(1, <Py_ssize_t>(_CALL_FLOPS / row_flops))
+    return rows - rows % p.capacity if rows >= p.capacity else rows
 
 
 _OPT_KINDS = {"sgd": _OPT_SGD, "adagrad": _OPT_ADAGRAD, "rmsprop": _OPT_RMSPROP, "adam": _OPT_ADAM}
@@ -2685,12 +2995,12 @@ cdef OptConfig _opt_config(dict opt) except *:
     if opt.get("kind") not in _OPT_KINDS:
         raise ValueError(f"opt['kind'] must be one of {sorted(_OPT_KINDS)}, got {opt.get('kind')!r}")
     c.kind = _OPT_KINDS[opt["kind"]]
-    c.learning_rate = _finite_scalar("learning_rate", opt.get("learning_rate", 0.001))
+    c.learning_rate = _finite_scalar("learning_rate", opt.get("learning_rate", 0.001), 0.0)
     c.momentum = _finite_scalar("momentum", opt.get("momentum", 0.0), 0.0)
-    c.rho = _finite_scalar("rho", opt.get("rho", 0.9))
-    c.beta_1 = _finite_scalar("beta_1", opt.get("beta_1", 0.9))
-    c.beta_2 = _finite_scalar("beta_2", opt.get("beta_2", 0.999))
-    c.epsilon = _finite_scalar("epsilon", opt.get("epsilon", 1e-7))
+    c.rho = _decay("rho", opt.get("rho", 0.9))
+    c.beta_1 = _decay("beta_1", opt.get("beta_1", 0.9))
+    c.beta_2 = _decay("beta_2", opt.get("beta_2", 0.999))
+    c.epsilon = _finite_scalar("epsilon", opt.get("epsilon", 1e-7), 0.0)
     c.nesterov = bool(opt.get("nesterov", False))
     c.centered = bool(opt.get("centered", False))
     c.amsgrad = bool(opt.get("amsgrad", False))

@@ -286,12 +286,12 @@ class EarlyStopping(_Monitor):
 class ModelCheckpoint(_Monitor):
     """Saves the model (or its weights) during training.
 
-    fastdnn's formats replace Keras' extensions: a whole model goes to a ``.fastdnn`` file, the
-    weights alone to a ``.weights.fastdnn`` file. Writes are atomic.
+    A whole model goes to a ``.keras`` file (Keras 3's format) or a ``.fastdnn`` file, the
+    weights alone to a ``.weights.h5`` or ``.weights.fastdnn`` file. Writes are atomic.
 
     Args:
         filepath: path, formatted with ``epoch`` (1-based), ``batch`` and the logs, e.g.
-            ``'ep{epoch:02d}-{val_loss:.2f}.fastdnn'``. Missing folders are created.
+            ``'ep{epoch:02d}-{val_loss:.2f}.keras'``. Missing folders are created.
         monitor: Defaults to ``'val_loss'``.
         verbose: 1 prints a message at each save. Defaults to 0.
         save_best_only: save only when the monitor improves. Defaults to False.
@@ -306,13 +306,14 @@ class ModelCheckpoint(_Monitor):
                  initial_value_threshold=None):
         super().__init__(monitor, mode)
         filepath = os.fspath(filepath)
-        if save_weights_only and not filepath.endswith(".weights.fastdnn"):
+        if save_weights_only and not filepath.endswith((".weights.h5", ".weights.fastdnn")):
             raise ValueError("When using `save_weights_only=True` in `ModelCheckpoint`, the "
-                             "filepath provided must end in `.weights.fastdnn` (fastdnn weights "
-                             f"format). Received: filepath={filepath}")
-        if not save_weights_only and not filepath.endswith(".fastdnn"):
-            raise ValueError("The filepath provided must end in `.fastdnn` (fastdnn model "
-                             f"format). Received: filepath={filepath}")
+                             "filepath provided must end in `.weights.h5` (Keras weights "
+                             "format) or `.weights.fastdnn`. Received: "
+                             f"filepath={filepath}")
+        if not save_weights_only and not filepath.endswith((".keras", ".fastdnn")):
+            raise ValueError("The filepath provided must end in `.keras` (Keras model format) "
+                             f"or `.fastdnn`. Received: filepath={filepath}")
         if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
             raise ValueError(f"Unrecognized save_freq: {save_freq}. Expected save_freq are "
                              "'epoch' or integer values")

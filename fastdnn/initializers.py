@@ -3,16 +3,16 @@
 An initializer is called as ``init(shape, dtype=None)`` and returns a NumPy array. Keras 3's
 distributions are reproduced exactly (bounds, variances, truncation); the random streams are
 NumPy's, not Keras'. An initializer given ``seed=n`` returns the same values at every call; one
-without a seed draws its seed from Python's ``random`` when it is created, as Keras does, so
-``keras.utils.set_random_seed`` before building a model makes its weights repeatable.
+without a seed draws its seed when it is created, as Keras does, but from fastdnn's own stream
+(``fastdnn._random``), so ``keras.utils.set_random_seed`` before building a model makes its weights
+repeatable.
 """
 
 import math
-import random
 
 import numpy as np
 
-from fastdnn import _naming
+from fastdnn import _naming, _random
 
 # Standard deviation of a unit normal truncated to [-2, 2]: VarianceScaling divides by it so that
 # the truncated draw keeps the variance it asks for.
@@ -110,7 +110,7 @@ class RandomInitializer(Initializer):
     """Base class of the random initializers.
 
     Args:
-        seed: an int, or None to draw one from Python's ``random`` now. Defaults to None.
+        seed: an int, or None to draw one from fastdnn's stream now. Defaults to None.
     """
 
     def __init__(self, seed=None):
@@ -118,7 +118,7 @@ class RandomInitializer(Initializer):
             raise ValueError("`seed` argument should be an integer or None. Received: "
                              f"seed={seed!r}")
         self._init_seed = None if seed is None else int(seed)
-        self.seed = random.randrange(2**31) if seed is None else int(seed)
+        self.seed = _random.draw_seed() if seed is None else int(seed)
 
     def _rng(self):
         return np.random.default_rng(self.seed)

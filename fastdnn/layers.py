@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from fastdnn import _kernels, _naming, activations, initializers, regularizers
+from fastdnn import _kernels, _naming, _tensors, activations, initializers, regularizers
 
 _BASE_KWARGS = ("name", "dtype", "trainable", "input_shape", "input_dim", "batch_size")
 
@@ -89,6 +89,10 @@ class Layer:
         self.built = False
         self.output_shape = None
         self._weights = []
+        # Set by the model that lays the weights out: what Variables and KerasTensors report.
+        self._weight_names, self._variables = [], []
+        self._scope = self._built_input_shape = self._dtype = None
+        self._home = None  # the model whose parameter buffer holds the weights (_sharing)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         """Shape of the output, batch axis (None) included, for an input of ``input_shape``."""
@@ -114,13 +118,45 @@ class Layer:
 
     @property
     def weights(self) -> list:
-        """The layer's weights: NumPy views into the model's parameter buffer."""
-        return list(self._weights)
+        """The layer's weights as ``Variable`` objects (``.numpy()``, ``.assign()``, ...), which
+        read and write the model's parameter buffer."""
+        if len(self._variables) != len(self._weights):
+            self._variables = [_tensors.Variable(self, i) for i in range(len(self._weights))]
+        return list(self._variables)
 
     @property
     def trainable_weights(self) -> list:
         """The weights, if the layer is trainable."""
         return self.weights if self.trainable else []
+
+    @property
+    def non_trainable_weights(self) -> list:
+        """The weights, if the layer is not trainable."""
+        return [] if self.trainable else self.weights
+
+    @property
+    def input(self):
+        """A ``KerasTensor`` with the shape (batch axis None) and dtype of the layer's input.
+
+        Raises:
+            AttributeError: if no model has built the layer yet.
+        """
+        return self._tensor(self._built_input_shape, "input")
+
+    @property
+    def output(self):
+        """A ``KerasTensor`` with the shape (batch axis None) and dtype of the layer's output.
+
+        Raises:
+            AttributeError: if no model has built the layer yet.
+        """
+        return self._tensor(self.output_shape if self.built else None, "output")
+
+    def _tensor(self, shape, what):
+        if shape is None:
+            raise AttributeError(f"The layer {self.name} has never been called and thus has no "
+                                 f"defined {what}.")
+        return _tensors.KerasTensor(shape, self._dtype or "float32")
 
     def get_weights(self) -> list:
         """Return copies of the weights (kernel, then bias)."""
@@ -252,7 +288,8 @@ class Dense(Layer):
         self.units = int(units)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
-        # Created now: an unseeded initializer draws its seed from Python's random, as in Keras.
+        # Created now: an unseeded initializer draws its seed at construction, as in Keras, but
+        # from fastdnn's own stream (see _random).
         self.kernel_initializer = _initializer(kernel_initializer, "kernel_initializer")
         self.bias_initializer = _initializer(bias_initializer, "bias_initializer")
 
@@ -276,13 +313,13 @@ class Dense(Layer):
 
     @property
     def kernel(self):
-        """The kernel, shape (input width, units): a view into the model's buffer."""
-        return self._weights[0]
+        """The kernel ``Variable``, shape (input width, units)."""
+        return self.weights[0]
 
     @property
     def bias(self):
-        """The bias, shape (units,), or None without bias."""
-        return self._weights[1] if self.use_bias else None
+        """The bias ``Variable``, shape (units,), or None without bias."""
+        return self.weights[1] if self.use_bias else None
 
     def penalty(self):
         """``(kernel l1, kernel l2, bias l1, bias l2)`` of the regularizers, or None."""

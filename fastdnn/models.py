@@ -10,21 +10,25 @@ callbacks.
 import contextlib
 import functools
 import math
+import os
 import threading
 import time
 import warnings
 
 import numpy as np
 
-from fastdnn import (_kernels, _naming, _summary, _threads, callbacks as callbacks_module, config,
-                     layers as layers_module, losses, metrics as metrics_module, optimizers,
-                     reference, saving)
+from fastdnn import (_keras_format, _kernels, _naming, _sharing, _summary, _tensors, _threads,
+                     callbacks as callbacks_module, config, layers as layers_module, losses,
+                     metrics as metrics_module, optimizers, reference, saving)
 from fastdnn._progbar import Progbar
 
 ENGINES = {"fastdnn": _kernels, "numpy": reference}
 
-# A call into the kernels runs about this long before fit returns to Python for progress.
+# A call into the kernels runs about this long before fit returns to Python for progress
+# (and for signals: Ctrl-C). The first call's batches are estimated from their flops (about 6
+# per weight and sample: forward, backward, update) before a measured call can set the pace.
 _SECONDS_PER_CALL = 0.05
+_FIRST_CALL_FLOPS = 2e9
 # The kernels index arrays with C ints (BLAS's own limit).
 _MAX_PARAMS = 2**31 - 1
 
@@ -85,13 +89,12 @@ def _not_while_fitting(method):
     return guarded
 
 
-def _logs(loss_sum, correct, seen, metric_name, weight_seen=None):
-    """Running logs, in Keras' alphabetical order: the mean loss over ``seen`` samples and the
-    metric over them, or over their total weight ``weight_seen`` (with sample weights)."""
+def _logs(loss_sum, sums, seen, metrics):
+    """Running logs, in Keras' alphabetical order: the mean loss over ``seen`` samples and each
+    metric's value from its sums (``sums``: (n_metrics, 2), weighted with sample weights)."""
     logs = {"loss": loss_sum / seen}
-    if metric_name:
-        total = seen if weight_seen is None else weight_seen
-        logs[metric_name] = correct / total if total else 0.0
+    for metric, metric_sums in zip(metrics, sums):
+        logs[metric.name] = metrics_module.value(metric, metric_sums)
     return dict(sorted(logs.items()))
 
 
@@ -114,6 +117,7 @@ class Sequential:
         self.name = _naming.check_name(name, "sequential")
         self._trainable = bool(trainable)
         self._layers = []
+        self._sharers = []  # models computing with a part of this model's buffer (_sharing)
         self._input = None
         self.params = None
         self.built = False
@@ -161,9 +165,12 @@ class Sequential:
                 raise ValueError("An Input must be the first layer of a Sequential model")
             self._input = layer
             return
-        if not isinstance(layer, layers_module.Layer):
+        if not isinstance(layer, (layers_module.Layer, Sequential)):
             raise ValueError("Only instances of `keras.Layer` can be added to a Sequential model. "
                              f"Received: {layer!r} (of type {type(layer)})")
+        if isinstance(layer, Sequential) and not layer.built:
+            raise ValueError(f"Model {layer.name} must be built (start it with an `Input`) before "
+                             "it is used as a layer of another model")
         taken = [l.name for l in self._layers] + ([self._input.name] if self._input else [])
         if layer.name in taken:
             raise ValueError("All layers added to a Sequential model should have unique names. "
@@ -175,7 +182,7 @@ class Sequential:
         if self._input is not None:
             try:
                 self._lay_out()
-            except ValueError:
+            except (ValueError, NotImplementedError):
                 self._layers.pop()
                 raise
 
@@ -206,8 +213,20 @@ class Sequential:
                              "shape. Pass `input_shape` or add an `Input` first.")
         self._lay_out()
 
+    @property
+    def _input_shape(self):
+        """The input shape without the batch axis: a model used as a layer gives the outer
+        model its input."""
+        return self._input.shape if self._input is not None else None
+
+    def _flat_layers(self) -> list:
+        """The layers, those of the models used as layers in their place."""
+        return [inner for layer in self._layers
+                for inner in (layer._flat_layers() if isinstance(layer, Sequential) else [layer])]
+
     def _lay_out(self) -> None:
-        """Lay every weight out in one new flat buffer, keeping the values of built layers."""
+        """Lay every weight out in one flat buffer, keeping the values of built layers (shared
+        with the model that holds them, see ``fastdnn._sharing``)."""
         if not self._layers:
             raise ValueError(f"Sequential model {self.name} cannot be built because it has no "
                              "layers. Call `model.add(layer)`.")
@@ -215,19 +234,19 @@ class Sequential:
             self._dtype = config._dtype()
         shape = self._input.output_shape
         plan, total = [], 0
-        for layer in self._layers:
+        for layer in self._flat_layers():
             spans = []
-            for _, wshape in layer.weight_shapes(shape):
-                spans.append((total, wshape))
+            for wname, wshape in layer.weight_shapes(shape):
+                spans.append((total, wshape, wname))
                 total += int(np.prod(wshape))
             plan.append((layer, spans, shape))
             shape = layer.compute_output_shape(shape)
         if total > _MAX_PARAMS:
             raise ValueError(f"Model {self.name} would have {total:,} parameters; the kernels "
                              f"address at most {_MAX_PARAMS:,}")
-        params = np.zeros(total, self._dtype)
+        params, home = _sharing.buffer_for(self, plan, total, self._dtype)
         for layer, spans, in_shape in plan:
-            views = [params[o:o + int(np.prod(s))].reshape(s) for o, s in spans]
+            views = [params[o:o + int(np.prod(s))].reshape(s) for o, s, _ in spans]
             old = layer._weights
             if layer.built and [w.shape for w in old] == [v.shape for v in views]:
                 for view, value in zip(views, old):
@@ -235,12 +254,17 @@ class Sequential:
             else:
                 layer.initialize(views)
             layer._weights = views
-            layer._offsets = [o for o, _ in spans]
+            layer._offsets = [o for o, _, _ in spans]
+            layer._weight_names = [n for _, _, n in spans]
+            layer._scope = layer._scope or self.name
+            layer._home = home
+            layer._built_input_shape, layer._dtype = in_shape, str(self._dtype)
             layer.output_shape = layer.compute_output_shape(in_shape)
             layer.built = True
         self.params = params
         self.built = True
         self._network = None
+        _sharing.follow(self, params)
 
     @property
     def trainable(self) -> bool:
@@ -254,18 +278,13 @@ class Sequential:
         for layer in self._layers:
             layer.trainable = self._trainable
 
-    def _trains(self, layer) -> bool:
-        return self._trainable and layer.trainable
-
-    @property
-    def trainable_weights(self) -> list:
-        """The weights fit changes: those of the trainable layers (none if the model is not)."""
-        return [w for layer in self._layers if self._trains(layer) for w in layer.weights]
-
-    @property
-    def non_trainable_weights(self) -> list:
-        """The weights of the frozen layers."""
-        return [w for layer in self._layers if not self._trains(layer) for w in layer.weights]
+    def _trained_layers(self) -> list:
+        """The flat layers fit steps: trainable ones, in trainable models only."""
+        if not self._trainable:
+            return []
+        return [inner for layer in self._layers if layer.trainable
+                for inner in (layer._trained_layers() if isinstance(layer, Sequential)
+                              else [layer])]
 
     @property
     def input_shape(self):
@@ -279,12 +298,27 @@ class Sequential:
 
     @property
     def weights(self) -> list:
-        """Every weight, layer by layer (kernel, then bias): views into the parameter buffer."""
+        """Every weight, layer by layer (kernel, then bias), as ``Variable`` objects."""
         return [w for layer in self._layers for w in layer.weights] if self.built else []
+
+    @property
+    def trainable_weights(self) -> list:
+        """The weights of the trainable layers (all of them, if the model is trainable)."""
+        return [w for layer in self._layers for w in layer.trainable_weights] \
+            if self.built and self.trainable else []
+
+    @property
+    def non_trainable_weights(self) -> list:
+        """The weights of the layers that are not trainable."""
+        return [w for w in self.weights if not w.trainable] if self.trainable else self.weights
+
+    def _views(self) -> list:
+        """Every weight as a NumPy view into the parameter buffer."""
+        return [w for layer in self._flat_layers() for w in layer._weights] if self.built else []
 
     def get_weights(self) -> list:
         """Return copies of every weight, layer by layer."""
-        return [w.copy() for w in self.weights]
+        return [w.copy() for w in self._views()]
 
     def set_weights(self, weights) -> None:
         """Set every weight from a list like ``get_weights()``'s; nothing changes on error.
@@ -294,7 +328,7 @@ class Sequential:
             ValueError: for a wrong count, a wrong shape, or a value that is NaN, infinite or
                 beyond the model's float type.
         """
-        mine, weights = self.weights, list(weights)
+        mine, weights = self._views(), list(weights)
         if len(weights) != len(mine):
             raise ValueError(f"You called `set_weights(weights)` on model {self.name} with a "
                              f"weight list of length {len(weights)}, but the model was expecting "
@@ -313,6 +347,58 @@ class Sequential:
         """Number of weight elements."""
         return self.params.size if self.built else 0
 
+    def get_layer(self, name=None, index=None):
+        """Return a layer by name or by index in ``model.layers``.
+
+        Args:
+            name: the layer's name. Defaults to None.
+            index: its index (the input layer not counted). Defaults to None.
+
+        Raises:
+            ValueError: for an unknown name, an index out of range, or neither argument.
+        """
+        if index is not None and name is not None:
+            raise ValueError("Provide only a layer name or a layer index. Received: "
+                             f"index={index}, name={name}.")
+        if index is not None:
+            if not -len(self._layers) <= index < len(self._layers):
+                raise ValueError(f"Was asked to retrieve layer at index {index} but model only "
+                                 f"has {len(self._layers)} layers.")
+            return self._layers[index]
+        if name is not None:
+            for layer in self._layers:
+                if layer.name == name:
+                    return layer
+            raise ValueError(f"No such layer: {name}. Existing layers are: "
+                             f"{[l.name for l in self._layers]}.")
+        raise ValueError("Provide either a layer name or layer index at `get_layer`.")
+
+    @property
+    def inputs(self) -> list:
+        """``[KerasTensor]`` describing the model's input (shape with None for the batch axis)."""
+        return [self._symbol(self.input_shape, "input")]
+
+    @property
+    def outputs(self) -> list:
+        """``[KerasTensor]`` describing the model's output."""
+        return [self._symbol(self.output_shape, "output")]
+
+    @property
+    def input(self):
+        """The ``KerasTensor`` of ``inputs``."""
+        return self.inputs[0]
+
+    @property
+    def output(self):
+        """The ``KerasTensor`` of ``outputs``."""
+        return self.outputs[0]
+
+    def _symbol(self, shape, what):
+        if shape is None or not self.built:
+            raise AttributeError(f"The model {self.name} has not been built yet and thus has no "
+                                 f"defined {what}. Add an `Input` first, or call `build()`.")
+        return _tensors.KerasTensor(shape, self._dtype)
+
     # --- compile
 
     @_not_while_fitting
@@ -326,7 +412,10 @@ class Sequential:
                 Defaults to ``'rmsprop'``.
             loss: name or ``fastdnn.losses`` object: sparse/categorical/binary cross-entropy or
                 mean squared error.
-            metrics: None or ``['accuracy']`` (or a specific accuracy name).
+            metrics: None or a list of Keras metric names or objects, several allowed:
+                ``'accuracy'``/``'acc'`` and the accuracy classes, ``'mae'``, ``'mse'``,
+                ``'RootMeanSquaredError'``, ``SparseTopKCategoricalAccuracy``, ``Precision``,
+                ``Recall`` (see ``fastdnn.metrics``).
             engine: ``'fastdnn'`` (the compiled kernels, the default) or ``'numpy'`` (the plain
                 NumPy reference, same maths: for verification and comparison). A fastdnn
                 extension.
@@ -341,10 +430,8 @@ class Sequential:
             raise ValueError(f"`engine` must be one of {sorted(ENGINES)}. Received: {engine!r}")
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss) if loss is not None else None
-        metric_list = metrics_module.check_list(metrics)
-        for m in metric_list:
-            metrics_module.resolve(m, 1, 1, 2)  # the name only: the form is decided by fit's data
-        self._metrics = metric_list
+        self._metrics = metrics_module.check_list(metrics)
+        self.metrics_names = ["loss"] + [m.name for m in self._metrics]
         self.engine = engine
         self.compiled = True
         self._network = None
@@ -367,7 +454,7 @@ class Sequential:
         except BaseException:
             if unbuilt and self._input is not None:
                 self._input, self.params, self.built, self._network = None, None, False, None
-                for layer in self._layers:
+                for layer in self._flat_layers():
                     layer.built, layer._weights, layer.output_shape = False, [], None
             raise
 
@@ -455,13 +542,12 @@ class Sequential:
             raise ValueError(f"`{name}` contains NaN or infinite values (in {self._dtype})")
         return weights
 
-    def _metric(self, y):
-        """(name, kernel code) of the compiled metric for targets like ``y``, or (None, NONE)."""
-        if not self._metrics:
-            return None, _kernels.METRIC_NONE
+    def _metric_specs(self, y):
+        """``(code, k)`` of each compiled metric for targets like ``y``, for the kernels."""
         shape = np.shape(y)
-        return metrics_module.resolve(self._metrics[0], len(shape), shape[-1],
-                                      self._layers[-1].output_shape[-1])
+        return [metrics_module.resolve(m, len(shape), shape[-1], self._layers[-1].output_shape[-1],
+                                       self.loss.kind == _kernels.LOSS_SPARSE_CE)
+                for m in self._metrics]
 
     # --- the plan for the kernels
 
@@ -470,7 +556,8 @@ class Sequential:
         into the dense layer before them when they can be), for each op whether it takes
         optimizer steps, and its regularizers' penalty coefficients (or None)."""
         ops, trains, penalties, width = [], [], [], int(np.prod(self._input.shape))
-        for layer in self._layers:
+        trained = {id(layer) for layer in self._trained_layers()}
+        for layer in self._flat_layers():
             for op in layer.plan_ops(width, getattr(layer, "_offsets", [])):
                 previous = ops[-1] if ops else None
                 if (op[0] == _kernels.OP_ACTIVATION and previous is not None
@@ -479,7 +566,7 @@ class Sequential:
                     ops[-1] = previous[:2] + (op[2],) + previous[3:]
                 else:
                     ops.append(op)
-                    trains.append(self._trains(layer))
+                    trains.append(id(layer) in trained)
                     penalties.append(layer.penalty() if op[0] == _kernels.OP_DENSE else None)
             width = layer.output_shape[-1]
         if not any(op[0] == _kernels.OP_DENSE for op in ops):
@@ -500,21 +587,21 @@ class Sequential:
                          f"'{self._layers[-1].name}'. Add that activation, or pass "
                          "from_logits=True if the output is logits.")
 
-    def _engine(self, batch_size, metric_code=_kernels.METRIC_NONE, training=True):
+    def _engine(self, batch_size, metric_specs=(), training=True):
         """The network object for this plan (made once, reused while nothing changes)."""
         ops, trains, penalties = self._plan()
         if training:
             loss, fused = self.loss.kind, self._fusion(ops)
         else:
             loss, fused = _kernels.LOSS_MSE, False
-        key = (self.engine, tuple(ops), tuple(trains), tuple(penalties), loss, fused, metric_code,
-               id(self.params))
+        key = (self.engine, tuple(ops), tuple(trains), tuple(penalties), loss, fused,
+               tuple(metric_specs), id(self.params))
         if self._network is None or self._network_key != key:
             module = ENGINES[self.engine]
             seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
             self._network = module.Network(int(np.prod(self._input.shape)), ops, self.params,
-                                           loss, metric_code, fused, batch_size, seed, trains,
-                                           penalties)
+                                           loss, list(metric_specs), fused, batch_size, seed,
+                                           trains, penalties)
             self._network_key = key
         self._network.reserve(batch_size)
         return self._network
@@ -575,7 +662,7 @@ class Sequential:
             x_all = self._prepare_x(x)
             y_all = self._prepare_y(y, x_all.shape[0])
             w_all = self._prepare_weights(sample_weight, class_weight, y, x_all.shape[0])
-            metric_name, metric_code = self._metric(y)
+            metric_specs = self._metric_specs(y)
             val = None
             if validation_data is not None:
                 if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (
@@ -604,7 +691,7 @@ class Sequential:
             steps = math.ceil(x_all.shape[0] / batch_size)
             batch_size = min(batch_size, x_all.shape[0])  # one batch of everything: same steps
             val_rows = val[0].shape[0] if val is not None else 1
-            network = self._engine(max(batch_size, min(val_batch, val_rows)), metric_code)
+            network = self._engine(max(batch_size, min(val_batch, val_rows)), metric_specs)
         self.optimizer.build(self.params.size, self._dtype)
         if not self.trainable_weights:
             warnings.warn("The model does not have any trainable weights.", stacklevel=2)
@@ -619,27 +706,27 @@ class Sequential:
             with _threads.single_threaded_blas():
                 logs = self._run_epochs(network, (x_all, y_all, w_all), val, batch_size, steps,
                                         initial_epoch, epochs, shuffle, validation_freq, val_batch,
-                                        cb, metric_name)
+                                        cb)
             cb.on_train_end(logs)
         finally:
             self._fitting = fitting
         return history
 
     def _run_epochs(self, network, data, val, batch_size, steps, initial_epoch, epochs,
-                    shuffle, validation_freq, val_batch_size, cb, metric_name):
+                    shuffle, validation_freq, val_batch_size, cb):
         """The epoch loop of ``fit`` on ``data`` (x, y, sample weights or None); return the last
         epoch's logs."""
         n = data[0].shape[0]
         every_batch = cb.wants_every_batch()
-        loss_out, correct_out = np.zeros(steps), np.zeros(steps)
+        loss_out, metric_out = np.zeros(steps), np.zeros((steps, len(self._metrics), 2))
         logs = {}
         for epoch in range(initial_epoch, epochs):
             cb.on_epoch_begin(epoch)
             order = np.random.permutation(n).astype(np.int64) if shuffle else None
             logs = self._train_epoch(network, data, order, batch_size, steps, cb,
-                                     every_batch, loss_out, correct_out, metric_name)
+                                     every_batch, loss_out, metric_out)
             if val is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_arrays(network, *val, metric_name, cb, val_batch_size)
+                val_logs = self._evaluate_arrays(network, *val, cb, val_batch_size)
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
             logs = dict(sorted(logs.items()))
             cb.on_epoch_end(epoch, logs)
@@ -648,16 +735,17 @@ class Sequential:
         return logs
 
     def _train_epoch(self, network, data, order, batch_size, steps, cb, every_batch, loss_out,
-                     correct_out, metric_name):
+                     metric_out):
         """Run one epoch in calls of many batches; return the epoch's logs (running means)."""
         x, y, weights = data
         n = x.shape[0]
         slots = self.optimizer.slots
-        batch, seen, loss_sum, correct = 0, 0, 0.0, 0.0
-        weight_seen = None if weights is None else 0.0
+        batch, seen, loss_sum = 0, 0, 0.0
+        sums = np.zeros(metric_out.shape[1:])
         # batch by batch for batch hooks, or a learning rate computed in Python per step
         one_at_a_time = every_batch or self.optimizer.steps_in_python()
-        chunk = 1 if one_at_a_time else 8
+        chunk = 1 if one_at_a_time else max(1, min(8, int(
+            _FIRST_CALL_FLOPS / (6 * batch_size * self.params.size))))
         logs = {}
         while batch < steps and not self.stop_training:
             count = min(chunk, steps - batch)
@@ -666,47 +754,44 @@ class Sequential:
             started = time.perf_counter()
             # read at every call: a callback may have changed the learning rate
             settings = self.optimizer.settings()
-            done, self.optimizer.iterations = network.train(
-                x, y, order, batch_size, batch, count, settings, slots, self.optimizer.iterations,
-                loss_out[batch:batch + count], correct_out[batch:batch + count], weights)
+            done, _ = network.train(x, y, order, batch_size, batch, count, settings, slots,
+                                    self.optimizer.iteration_buffer,
+                                    loss_out[batch:batch + count], metric_out[batch:batch + count],
+                                    weights)
             elapsed = time.perf_counter() - started
             ran = min(count, done + 1)  # a stopped call still reports its bad batch
             loss_sum += float(loss_out[batch:batch + ran].sum())
-            correct += float(correct_out[batch:batch + ran].sum())
-            rows = slice(batch * batch_size, min(n, (batch + ran) * batch_size))
-            seen += rows.stop - rows.start
-            if weights is not None:
-                weight_seen += float(weights[rows if order is None else order[rows]].sum())
+            sums += metric_out[batch:batch + ran].sum(axis=0)
+            seen += min(n, (batch + ran) * batch_size) - batch * batch_size
             batch += ran
-            logs = _logs(loss_sum, correct, seen, metric_name, weight_seen)
+            logs = _logs(loss_sum, sums, seen, self._metrics)
             cb.on_train_batch_end(batch - 1, logs)
             if done < count and not self.stop_training:
-                print(f"Batch {batch - 1}: Invalid loss, terminating training", flush=True)
+                what = ("loss" if not np.isfinite(loss_out[batch - 1]) else
+                        "step (it would make weights or optimizer slots NaN or infinite)")
+                print(f"Batch {batch - 1}: Invalid {what}, terminating training", flush=True)
                 self.stop_training = True
             if not one_at_a_time:
                 per_batch = max(elapsed / count, 1e-7)
                 chunk = max(1, min(steps, int(_SECONDS_PER_CALL / per_batch)))
         return logs
 
-    def _evaluate_arrays(self, network, x, y, weights, metric_name, cb, batch_size):
-        """Loss and metric over x, y (weighted unless ``weights`` is None) in inference mode,
+    def _evaluate_arrays(self, network, x, y, weights, cb, batch_size):
+        """Loss and metrics over x, y (weighted unless ``weights`` is None) in inference mode,
         with the test hooks: one call into the kernels, or one per batch when a callback has
         test batch hooks (they see running logs)."""
         n = x.shape[0]
         step = batch_size if cb.wants_every_batch("test") else n
-        loss_sum = correct = 0.0
-        weight_seen = None if weights is None else 0.0
+        loss_sum, sums = 0.0, np.zeros((len(self._metrics), 2))
         cb.on_test_begin()
         for start in range(0, n, step):
             if step < n:
                 cb.on_test_batch_begin(start // step)
             part = slice(start, start + step)
-            batch_weights = None if weights is None else weights[part]
-            batch_loss, batch_correct = network.evaluate(x[part], y[part], batch_weights)
-            loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
-            if weights is not None:
-                weight_seen += float(batch_weights.sum())
-            logs = _logs(loss_sum, correct, min(n, start + step), metric_name, weight_seen)
+            batch_loss, batch_sums = network.evaluate(
+                x[part], y[part], None if weights is None else weights[part])
+            loss_sum, sums = loss_sum + batch_loss, sums + batch_sums
+            logs = _logs(loss_sum, sums, min(n, start + step), self._metrics)
             if step < n:
                 cb.on_test_batch_end(start // step, logs)
         cb.on_test_end(logs)
@@ -740,19 +825,20 @@ class Sequential:
             xs = self._prepare_x(x)
             ys = self._prepare_y(y, xs.shape[0])
             ws = self._prepare_weights(sample_weight, None, None, xs.shape[0])
-            metric_name, metric_code = self._metric(y)
-            network = self._engine(min(batch_size, xs.shape[0]), metric_code)
+            network = self._engine(min(batch_size, xs.shape[0]), self._metric_specs(y))
         self.optimizer.build(self.params.size, self._dtype)
         n_steps = math.ceil(xs.shape[0] / batch_size)
         cb = callbacks_module.CallbackList(callbacks, self,
                                            {"verbose": verbose, "epochs": 1, "steps": n_steps})
         bar = Progbar(n_steps, verbose_flag)
         with _threads.single_threaded_blas():
-            logs = self._evaluate_arrays(network, xs, ys, ws, metric_name, cb, batch_size)
+            logs = self._evaluate_arrays(network, xs, ys, ws, cb, batch_size)
         bar.update(n_steps, list(logs.items()), finalize=True)
         if return_dict:
             return logs
-        return logs["loss"] if metric_name is None else [logs["loss"], logs[metric_name]]
+        if not self._metrics:
+            return logs["loss"]
+        return [logs["loss"]] + [logs[m.name] for m in self._metrics]
 
     @_exclusive
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
@@ -824,7 +910,7 @@ class Sequential:
             rows.append((f"{layer.name} ({type(layer).__name__})", shape_text, count))
         size = self._dtype.itemsize if self._dtype is not None else 4
         total = self.count_params()
-        trainable = sum(w.size for w in self.trainable_weights)
+        trainable = sum(int(np.prod(w.shape)) for w in self.trainable_weights)
         frozen = total - trainable
         footer = [("Total params", total, total * size),
                   ("Trainable params", trainable, trainable * size),
@@ -844,13 +930,19 @@ class Sequential:
     def __repr__(self):
         return f"<Sequential name={self.name}, built={self.built}>"
 
+    def __reduce__(self):
+        """Pickle and copy through the model file's bytes (architecture, weights, compile
+        settings, optimizer state), so joblib and Dask can ship a model."""
+        return saving.model_from_bytes, (saving.model_to_bytes(self),)
+
     # --- configuration and files
 
     def get_config(self) -> dict:
-        """Return the architecture: the name and every layer's config (input layer first)."""
+        """Return the architecture: the name and every layer's config (input layer first; the
+        layers of a model used as a layer in its place)."""
         layers = ([layers_module.serialize(self._input)] if self._input is not None else [])
         return {"name": self.name, "layers": layers + [layers_module.serialize(l)
-                                                         for l in self._layers]}
+                                                         for l in self._flat_layers()]}
 
     @classmethod
     def from_config(cls, config: dict) -> "Sequential":
@@ -858,30 +950,46 @@ class Sequential:
         return cls([layers_module.deserialize(c) for c in config["layers"]], name=config["name"])
 
     def save(self, filepath, overwrite=True) -> None:
-        """Save architecture, weights, compile settings and optimizer state to a ``.fastdnn``
-        file, atomically (a crash mid-write leaves any previous file intact).
+        """Save architecture, weights, compile settings and optimizer state, atomically (a crash
+        mid-write leaves any previous file intact).
 
         Args:
-            filepath: path ending in ``.fastdnn``.
+            filepath: path ending in ``.keras`` (Keras 3's format, which Keras opens; needs
+                h5py) or ``.fastdnn`` (fastdnn's own, needs nothing more).
             overwrite: Defaults to True.
         """
-        saving.save_model(self, filepath, overwrite=overwrite)
+        if _keras_format.model_file_is_keras(filepath):
+            _keras_format.save_model(self, filepath, overwrite=overwrite)
+        else:
+            saving.save_model(self, filepath, overwrite=overwrite)
 
     def save_weights(self, filepath, overwrite=True) -> None:
-        """Save the weights alone to a ``.weights.fastdnn`` file, atomically."""
-        saving.save_weights(self, filepath, overwrite=overwrite)
+        """Save the weights alone, atomically, to a ``.weights.h5`` file (Keras 3's format,
+        with the optimizer's variables, as Keras) or a ``.weights.fastdnn`` file."""
+        if _keras_format.weights_file_is_keras(filepath):
+            _keras_format.save_weights(self, filepath, overwrite=overwrite)
+        else:
+            saving.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath) -> None:
-        """Load weights saved by ``save_weights`` or ``save``; refuse a file of another
-        architecture, or a damaged one, without changing the model."""
-        saving.load_weights(self, filepath)
+        """Load weights saved by ``save_weights`` or ``save`` (``.weights.h5``, ``.keras``, or
+        fastdnn's files); refuse a file of another architecture, or a damaged one, without
+        changing the model."""
+        if _keras_format.is_keras_path(filepath):
+            _keras_format.load_weights(self, filepath)
+        else:
+            saving.load_weights(self, filepath)
 
 
 def load_model(filepath, compile=True):
-    """Load a model saved with ``model.save``: architecture, weights and, with ``compile=True``,
-    its compile settings and optimizer state, so that training resumes where it stopped.
+    """Load a model saved with ``model.save`` (or a ``.keras`` file from Keras 3): architecture,
+    weights and, with ``compile=True``, its compile settings and optimizer state, so that
+    training resumes where it stopped.
 
     Raises:
-        ValueError: for a missing, truncated, corrupted or unknown-version file.
+        ValueError: for a missing, truncated, corrupted or unknown-version file, or a Keras file
+            holding layers fastdnn lacks (naming them).
     """
+    if os.fspath(filepath).endswith(".keras"):
+        return _keras_format.load_model(filepath, compile=compile)
     return saving.load_model(filepath, compile=compile)

@@ -32,8 +32,27 @@ def _rate(name, value):
     return value
 
 
+def _fraction(name, value):
+    """Check a decay factor in [0, 1) (Adam's betas, RMSprop's rho): at 1 or beyond, the running
+    averages stop averaging or grow without bound."""
+    value = _rate(name, value)
+    if value >= 1:
+        raise ValueError(f"Argument `{name}` must be in [0, 1). Received: {name}={value}")
+    return value
+
+
+def _sgd_momentum(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
+            or not 0 <= value <= 1:
+        raise ValueError("`momentum` must be a float between [0, 1].")
+    return float(value)
+
+
 class Optimizer:
     """Base class: the iteration counter, the learning rate, the slots, and the shared options.
+
+    Hyper-parameters are checked wherever they are set, in the constructor or by assignment
+    (``ValueError`` for a value out of range: Keras accepts some that make training diverge).
 
     Args:
         learning_rate: step size: a non-negative float, a ``fastdnn.optimizers.schedules``
@@ -49,6 +68,12 @@ class Optimizer:
     """
 
     kind = ""
+    # hyper-parameter -> its check, applied wherever it is set (constructor or assignment)
+    _checks = {}
+
+    def __setattr__(self, name, value):
+        check = self._checks.get(name)
+        super().__setattr__(name, check(name, value) if check is not None else value)
 
     def __init__(self, learning_rate, name=None, **kwargs):
         if "decay" in kwargs:
@@ -70,10 +95,23 @@ class Optimizer:
         unsupported = {k: v for k, v in kwargs.items() if v != _SHARED[k]}
         if unsupported:
             raise NotImplementedError(f"fastdnn optimizers do not support {unsupported}")
-        self.iterations = 0
+        # the step counter, IN/OUT for the kernels: they advance it with the steps they apply
+        self.iteration_buffer = np.zeros(1, np.int64)
         self._set_initial_learning_rate(learning_rate)
         self.name = _naming.check_name(name, _naming.to_snake_case(type(self).__name__))
         self.slots = None
+
+    @property
+    def iterations(self) -> int:
+        """Steps applied so far (settable, e.g. to resume: an int in [0, 2**62])."""
+        return int(self.iteration_buffer[0])
+
+    @iterations.setter
+    def iterations(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
+                not 0 <= value <= 2**62:
+            raise ValueError(f"`iterations` must be an integer in [0, 2**62]. Received: {value!r}")
+        self.iteration_buffer[0] = value
 
     @property
     def learning_rate(self) -> float:
@@ -189,13 +227,12 @@ class SGD(Optimizer):
     """
 
     kind = "sgd"
+    _checks = {"momentum": _sgd_momentum}
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name=None, **kwargs):
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.floating)) \
-                or not 0 <= momentum <= 1:
-            raise ValueError("`momentum` must be a float between [0, 1].")
+        _sgd_momentum("momentum", momentum)
         super().__init__(learning_rate, name, **kwargs)
-        self.momentum = float(momentum)
+        self.momentum = momentum
         self.nesterov = bool(nesterov)
 
     def slot_names(self):
@@ -213,18 +250,19 @@ class Adagrad(Optimizer):
 
     Args:
         learning_rate: Defaults to 0.001.
-        initial_accumulator_value: starting value of s. Defaults to 0.1.
-        epsilon: Defaults to 1e-7.
+        initial_accumulator_value: starting value of s, >= 0. Defaults to 0.1.
+        epsilon: >= 0. Defaults to 1e-7.
         name: Defaults to ``'adagrad'``.
     """
 
     kind = "adagrad"
+    _checks = {"initial_accumulator_value": _rate, "epsilon": _rate}
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
                  name=None, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
-        self.initial_accumulator_value = float(initial_accumulator_value)
-        self.epsilon = float(epsilon)
+        self.initial_accumulator_value = initial_accumulator_value
+        self.epsilon = epsilon
 
     def slot_names(self):
         return ["accumulator"]
@@ -247,21 +285,22 @@ class RMSprop(Optimizer):
 
     Args:
         learning_rate: Defaults to 0.001.
-        rho: Defaults to 0.9.
-        momentum: Defaults to 0.0.
-        epsilon: Defaults to 1e-7.
+        rho: in [0, 1). Defaults to 0.9.
+        momentum: >= 0. Defaults to 0.0.
+        epsilon: >= 0. Defaults to 1e-7.
         centered: Defaults to False.
         name: Defaults to ``'rm_sprop'`` (Keras' snake_case of the class name).
     """
 
     kind = "rmsprop"
+    _checks = {"rho": _fraction, "momentum": _rate, "epsilon": _rate}
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
                  name=None, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
-        self.rho = float(rho)
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
+        self.rho = rho
+        self.momentum = momentum
+        self.epsilon = epsilon
         self.centered = bool(centered)
 
     def slot_names(self):
@@ -284,21 +323,22 @@ class Adam(Optimizer):
 
     Args:
         learning_rate: Defaults to 0.001.
-        beta_1: Defaults to 0.9.
-        beta_2: Defaults to 0.999.
-        epsilon: Defaults to 1e-7.
+        beta_1: in [0, 1). Defaults to 0.9.
+        beta_2: in [0, 1). Defaults to 0.999.
+        epsilon: >= 0. Defaults to 1e-7.
         amsgrad: Defaults to False.
         name: Defaults to ``'adam'``.
     """
 
     kind = "adam"
+    _checks = {"beta_1": _fraction, "beta_2": _fraction, "epsilon": _rate}
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, name=None, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
-        self.beta_1 = float(beta_1)
-        self.beta_2 = float(beta_2)
-        self.epsilon = float(epsilon)
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
         self.amsgrad = bool(amsgrad)
 
     def slot_names(self):

@@ -20,6 +20,7 @@ SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.050700987355480493
 OP_DENSE, OP_ACTIVATION, OP_DROPOUT = 0, 1, 2
 LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE, LOSS_MSE = 0, 1, 2, 3
 METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC, METRIC_BINARY_ACC = 0, 1, 2, 3
+METRIC_MAE, METRIC_MSE, METRIC_SPARSE_TOP_K, METRIC_PRECISION, METRIC_RECALL = 4, 5, 6, 7, 8
 
 def _code(activation):
     return ACTIVATIONS[activation] if isinstance(activation, str) else activation
@@ -208,6 +209,33 @@ def count_nonfinite(a):
     return int(a.size - np.count_nonzero(np.isfinite(a)))
 
 
+def metric_sums(metric, k, outputs, scores, labels, targets, weights=None):
+    """One metric's two sums over a batch, each sample counting ``weights[i]`` times (None: once;
+    see ``fastdnn._kernels._metric_sums``): ``outputs`` are the model's outputs, ``scores`` what
+    top-k ranks."""
+    w = np.ones(outputs.shape[0]) if weights is None else np.asarray(weights, np.float64)
+    if metric == METRIC_BINARY_ACC and targets is None:  # one output: the label is its target
+        targets = labels.reshape(-1, 1).astype(outputs.dtype)
+    if metric <= METRIC_BINARY_ACC:
+        if metric == METRIC_SPARSE_ACC:
+            hits = outputs.argmax(axis=1) == labels
+        elif metric == METRIC_CATEGORICAL_ACC:
+            hits = outputs.argmax(axis=1) == targets.argmax(axis=1)
+        else:
+            hits = ((outputs > 0.5) == targets).mean(axis=1)
+        return float(w @ hits), float(w.sum())
+    if metric == METRIC_SPARSE_TOP_K:
+        label_scores = scores[np.arange(len(labels)), labels][:, None]
+        return float(w @ ((scores > label_scores).sum(axis=1) < k)), float(w.sum())
+    if metric in (METRIC_MAE, METRIC_MSE):
+        d = targets - outputs
+        per_element = np.abs(d) if metric == METRIC_MAE else d * d
+        return float(w @ per_element.mean(axis=1, dtype=np.float64)), float(w.sum())
+    predicted, actual = outputs > 0.5, targets > 0.5
+    return float(w @ (predicted & actual).sum(axis=1)), float(
+        w @ (predicted if metric == METRIC_PRECISION else actual).sum(axis=1))
+
+
 def count_correct(scores, labels=None, targets=None, binary=False):
     """Number of correct samples (see ``fastdnn._kernels.count_correct``)."""
     if labels is not None:
@@ -376,6 +404,12 @@ class Network:
         self.grads = np.zeros_like(params)
         self.dtype = params.dtype
         self.loss, self.metric, self.fused = loss, metric, fused
+        self._one_metric = isinstance(metric, (int, np.integer))
+        if self._one_metric:
+            self.metrics = [] if metric == METRIC_NONE else [(metric, 0)]
+        else:
+            self.metrics = [tuple(spec) for spec in metric]
+        self.n_metrics = len(self.metrics)
         self.n_outputs = self.ops[-1][1]
         self.capacity = capacity
         self.seed, self.counter = seed, 0
@@ -427,19 +461,11 @@ class Network:
         total = sum(w * loss for w, (loss, _) in zip(weights, rows))
         return total, np.concatenate([w * g for w, (_, g) in zip(weights, rows)])
 
-    def _correct(self, out, labels, targets, weights=None):
-        if weights is not None:
-            return sum(w * self._correct(out[i:i + 1], None if labels is None else labels[i:i + 1],
-                                         None if targets is None else targets[i:i + 1])
-                       for i, w in enumerate(weights))
-        if self.metric == METRIC_NONE:
-            return 0.0
-        scores = _apply(out, self.ops[-1][2]) if self.fused else out
-        if targets is None and self.metric == METRIC_BINARY_ACC:  # one output: the label is its target
-            targets = labels.reshape(-1, 1).astype(scores.dtype)
-        return count_correct(scores, labels if self.metric == METRIC_SPARSE_ACC else None,
-                             None if self.metric == METRIC_SPARSE_ACC else targets,
-                             binary=self.metric == METRIC_BINARY_ACC)
+    def _metric_sums(self, out, labels, targets, weights=None):
+        """Every metric's two sums, (n_metrics, 2), weighted by ``weights`` unless None."""
+        outputs = _apply(out, self.ops[-1][2]) if self.fused else out
+        return np.array([metric_sums(code, k, outputs, out, labels, targets, weights)
+                         for code, k in self.metrics]).reshape(-1, 2)
 
     def _penalized(self):
         """(slice, l1, l2) of every trainable dense op's kernel and bias with a penalty."""
@@ -495,6 +521,7 @@ class Network:
         """Train ``count`` batches from batch ``first`` (see ``fastdnn._kernels.Network.train``)."""
         n = x.shape[0]
         sparse = self.loss == LOSS_SPARSE_CE
+        counter = iteration if isinstance(iteration, np.ndarray) else np.array([iteration])
         for b in range(count):
             rows = np.arange((first + b) * batch_size, min(n, (first + b + 1) * batch_size))
             if order is not None:
@@ -506,36 +533,46 @@ class Network:
             total, g = self._loss(outputs[-1], labels, targets, weights)
             total += len(rows) * self._penalty()
             loss_out[b] = total
-            correct_out[b] = self._correct(outputs[-1], labels, targets, weights)
+            sums = self._metric_sums(outputs[-1], labels, targets, weights)
+            if self._one_metric:
+                correct_out[b] = sums[0, 0] if self.n_metrics else 0.0
+            else:
+                correct_out[b] = sums
             if not np.isfinite(total):
-                return b, iteration
+                return b, int(counter[0])
+            kept = self.params.copy(), slots.copy()
             self._backward(inputs, outputs, masks, g.astype(self.dtype))
             f = self.dtype.type
             for span, l1, l2 in self._penalized():
                 w = self.params[span]
                 self.grads[span] += f(2 * l2) * w + f(l1) * np.sign(w)
-            frozen = self._frozen()
-            kept = [(span, self.params[span].copy(), slots[:, span].copy()) for span in frozen]
-            _apply_update(opt, self.params, self.grads, slots, iteration)
-            for span, params, slot_values in kept:
-                self.params[span], slots[:, span] = params, slot_values
-            iteration += 1
-        return count, iteration
+            with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+                _apply_update(opt, self.params, self.grads, slots, int(counter[0]))
+            for span in self._frozen():
+                self.params[span], slots[:, span] = kept[0][span], kept[1][:, span]
+            if not (np.isfinite(self.params).all() and np.isfinite(slots).all()):
+                self.params[...], slots[...] = kept  # a step to non-finite weights is not applied
+                return b, int(counter[0])
+            counter[0] += 1
+        return count, int(counter[0])
 
     def evaluate(self, x, y, sample_weight=None):
         """Return ``(loss_sum, correct)`` over all samples, in inference mode (weighted by
         ``sample_weight`` unless None)."""
         sparse = self.loss == LOSS_SPARSE_CE
         labels, targets = (y, None) if sparse else (None, y)
-        loss_sum = correct = 0.0
+        loss_sum, sums = 0.0, np.zeros((self.n_metrics, 2))
         for start in range(0, x.shape[0], self.capacity):
             part = slice(start, start + self.capacity)
             out = self._forward(x[part], training=False)[1][-1]
             lb, tb = (labels[part], None) if sparse else (None, targets[part])
             wb = None if sample_weight is None else sample_weight[part]
             loss_sum += float(self._loss(out, lb, tb, wb)[0])
-            correct += self._correct(out, lb, tb, wb)
-        return loss_sum + x.shape[0] * self._penalty(), correct
+            sums += self._metric_sums(out, lb, tb, wb)
+        loss_sum += x.shape[0] * self._penalty()
+        if self._one_metric:
+            return loss_sum, float(sums[0, 0]) if self.n_metrics else 0.0
+        return loss_sum, sums
 
     def predict(self, x, out):
         """Write the model's outputs for x into ``out``."""

@@ -22,7 +22,7 @@ import tempfile
 
 import numpy as np
 
-from fastdnn import layers as layers_module, losses, optimizers
+from fastdnn import layers as layers_module, losses, metrics, optimizers
 
 MAGIC = b"FASTDNN\0"
 VERSION = 1
@@ -111,7 +111,11 @@ def _unpack(path):
     if not os.path.isfile(path):
         raise ValueError(f"File not found: filepath={path}")
     with open(path, "rb") as f:
-        data = f.read()
+        return _parse(f.read(), path)
+
+
+def _parse(data: bytes, path):
+    """Verify the bytes of a file (``path`` names them in errors); return ``(header, arrays)``."""
     if len(data) < _PREFIX.size + _DIGEST or data[:len(MAGIC)] != MAGIC:
         raise ValueError(f"{path} is not a fastdnn file (or is truncated)")
     _, version, header_len = _PREFIX.unpack_from(data)
@@ -161,17 +165,15 @@ def _target(path, overwrite):
 def _layout(model) -> list:
     """The weight shapes of a model, layer by layer: what a weights file must match (names may
     differ: a second copy of a model gets other automatic names)."""
-    return [[list(w.shape) for w in layer.weights] for layer in model.layers]
+    return [[list(w.shape) for w in layer.weights] for layer in model._flat_layers()]
 
 
-def save_model(model, filepath, overwrite=True) -> None:
-    """Write architecture, weights, compile settings and optimizer state (see module doc)."""
-    path = _target(_check_suffix(filepath, ".fastdnn", "a model"), overwrite)
-    if not model.built:
-        raise ValueError(f"Model {model.name} is not built yet: nothing to save")
+def _contents(model):
+    """The header and arrays of a model file: architecture, compile settings, optimizer state and,
+    once built, the weights."""
     header = {"kind": "model", "model": model.get_config(), "layout": _layout(model),
               "compile": None}
-    arrays = {"params": model.params}
+    arrays = {"params": model.params} if model.built else {}
     if model.compiled:
         opt = model.optimizer
         header["compile"] = {
@@ -180,10 +182,46 @@ def save_model(model, filepath, overwrite=True) -> None:
                                      "learning_rate": opt.serialized_learning_rate()},
                           "iterations": opt.iterations},
             "loss": losses.serialize(model.loss) if model.loss is not None else None,
-            "metrics": list(model._metrics), "engine": model.engine}
+            "metrics": [metrics.serialize(m) for m in model._metrics], "engine": model.engine}
         if opt.slots is not None:
             arrays["slots"] = opt.slots
-    _write_atomic(path, _pack(header, arrays))
+    return header, arrays
+
+
+def save_model(model, filepath, overwrite=True) -> None:
+    """Write architecture, weights, compile settings and optimizer state (see module doc)."""
+    path = _target(_check_suffix(filepath, ".fastdnn", "a model"), overwrite)
+    if not model.built:
+        raise ValueError(f"Model {model.name} is not built yet: nothing to save")
+    _write_atomic(path, _pack(*_contents(model)))
+
+
+def model_to_bytes(model) -> bytes:
+    """A model file's bytes, in memory (how a model pickles); the model may be unbuilt."""
+    return _pack(*_contents(model))
+
+
+def model_from_bytes(data: bytes):
+    """The model ``model_to_bytes`` wrote (its compile settings and optimizer state included)."""
+    with _consistent("<model bytes>"):
+        return _assemble(*_parse(data, "<model bytes>"), "<model bytes>", compile=True)
+
+
+def copy_model(model, weights=True):
+    """A new model of the same architecture, float type and compile settings.
+
+    Args:
+        model: a ``Sequential``, built or not.
+        weights: True copies the weights and the optimizer's state; False draws new weights, as
+            the layers' initializers do, and starts a new optimizer (Keras' ``clone_model``,
+            compiled as the original). Defaults to True.
+    """
+    header, arrays = _contents(model)
+    if not weights:
+        arrays = {}
+        if header["compile"] is not None:
+            header["compile"]["optimizer"]["iterations"] = 0
+    return _assemble(header, arrays, model.name, compile=True, dtype=model._dtype)
 
 
 def save_weights(model, filepath, overwrite=True) -> None:
@@ -213,29 +251,41 @@ def load_weights(model, filepath) -> None:
 
 def load_model(filepath, compile=True):
     """Rebuild a model from a ``.fastdnn`` file (see module doc)."""
+    source = os.fspath(filepath)
+    with _consistent(source):
+        return _assemble(*_unpack(filepath), source, compile, weights_required=True)
+
+
+@contextlib.contextmanager
+def _consistent(source):
+    """Turn the errors of reading a header that lacks what it should hold into ValueError."""
     try:
-        return _rebuild(filepath, compile)
+        yield
     except (KeyError, TypeError, AttributeError, IndexError) as e:
-        raise ValueError(f"{os.fspath(filepath)} is inconsistent: {type(e).__name__}: {e}") from None
+        raise ValueError(f"{source} is inconsistent: {type(e).__name__}: {e}") from None
 
 
-def _rebuild(filepath, compile):
+def _assemble(header, arrays, source, compile, dtype=None, weights_required=False):
+    """A model from a file's header and arrays (``source`` names them in errors); without
+    ``params`` its weights are drawn anew in ``dtype`` (default: floatx)."""
     from fastdnn.models import Sequential
 
-    header, arrays = _unpack(filepath)
     if header.get("kind") != "model":
-        raise ValueError(f"{os.fspath(filepath)} holds weights only; use model.load_weights")
+        raise ValueError(f"{source} holds weights only; use model.load_weights")
+    if weights_required and "params" not in arrays:
+        raise ValueError(f"{source} is inconsistent: it holds no weights")
     config = header["model"]
-    params = arrays["params"]
+    params = arrays.get("params")
     layers = [layers_module.deserialize(c) for c in config["layers"]]
     model = Sequential(name=config["name"])
-    model._dtype = params.dtype
+    model._dtype = params.dtype if params is not None else dtype
     for layer in layers:
         model.add(layer)
-    if not model.built or _layout(model) != header["layout"] or model.params.shape != params.shape:
-        raise ValueError(f"{os.fspath(filepath)} is inconsistent: its weights do not fit its "
-                         "architecture")
-    model.params[...] = params
+    if _layout(model) != header["layout"] or (params is not None and (
+            not model.built or model.params.shape != params.shape)):
+        raise ValueError(f"{source} is inconsistent: its weights do not fit its architecture")
+    if params is not None:
+        model.params[...] = params
     settings = header.get("compile")
     if compile and settings is not None:
         opt_info = settings["optimizer"]
@@ -244,9 +294,9 @@ def _rebuild(filepath, compile):
         loss = losses.deserialize(settings["loss"]) if settings["loss"] else None
         model.compile(optimizer, loss, settings["metrics"] or None, engine=settings["engine"])
         if "slots" in arrays:
-            expected = (len(optimizer.slot_names()), params.size)
-            if arrays["slots"].shape != expected or arrays["slots"].dtype != params.dtype:
-                raise ValueError(f"{os.fspath(filepath)} is inconsistent: optimizer slots of shape "
+            expected = (len(optimizer.slot_names()), model.params.size)
+            if arrays["slots"].shape != expected or arrays["slots"].dtype != model.params.dtype:
+                raise ValueError(f"{source} is inconsistent: optimizer slots of shape "
                                  f"{arrays['slots'].shape}, expected {expected}")
-            optimizer.slots = arrays["slots"]
+            optimizer.slots = np.array(arrays["slots"])  # never the source model's own
     return model

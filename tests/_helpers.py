@@ -1,8 +1,8 @@
 """Shared helpers for the kernel test files (imported by the tests, no fixtures here).
 
 The fixtures themselves live in ``conftest.py``; this module holds plain functions and constants
-that several test files need: tolerances per precision, finite differences, and the builders of
-``Network`` ops, parameter buffers and optimizer slots.
+that several test files need: tolerances per precision, finite differences, the builders of
+``Network`` ops, parameter buffers and optimizer slots, and a tiny Fashion-MNIST.
 """
 
 import numpy as np
@@ -143,3 +143,18 @@ Model: "sequential"
  Trainable params: 79,510 (310.59 KB)
  Non-trainable params: 0 (0.00 B)
 """
+
+
+def tiny_fashion_mnist(n_train, n_test):
+    """A Fashion-MNIST look-alike in ``load_data``'s form: 28x28 uint8 images of faint noise
+    whose class (0-9) is two bright rows, ``n_train`` then ``n_test`` of them from one seed."""
+    rng = np.random.default_rng(0)
+
+    def make(n):
+        y = rng.integers(0, 10, n).astype(np.uint8)
+        x = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+        for image, label in zip(x, y):
+            image[2 * label:2 * label + 2] = 255
+        return x, y
+
+    return make(n_train), make(n_test)

@@ -479,10 +479,9 @@ def test_model_checkpoint_every_n_batches_names_the_batch(tmp_path):
 @pytest.mark.parametrize("path, kwargs, message", [
     ("w.fastdnn", {"save_weights_only": True},
      "When using `save_weights_only=True` in `ModelCheckpoint`, the filepath provided must end "
-     "in `.weights.fastdnn`"),
-    ("w.weights.h5", {"save_weights_only": True}, "must end in `.weights.fastdnn`"),
-    ("m.keras", {}, "The filepath provided must end in `.fastdnn`"),
-    ("m.h5", {}, "The filepath provided must end in `.fastdnn`"),
+     "in `.weights.h5`"),
+    ("w.h5", {"save_weights_only": True}, "must end in `.weights.h5`"),
+    ("m.h5", {}, "The filepath provided must end in `.keras`"),
     ("m.fastdnn", {"save_freq": "batch"}, "Unrecognized save_freq: batch"),
     ("m.fastdnn", {"save_freq": 0}, "Unrecognized save_freq: 0"),
 ])

@@ -307,7 +307,7 @@ def test_loading_float64_weights_that_overflow_float32_is_refused(tmp_path):
 def test_saving_refuses_a_wrong_extension_and_overwrite_false(trained, tmp_path):
     model, path, blob = trained
     with pytest.raises(ValueError, match="extension"):
-        model.save(tmp_path / "model.keras")
+        model.save(tmp_path / "model.h5")
     with pytest.raises(ValueError, match="extension"):
         model.save_weights(tmp_path / "model.fastdnn")
     with pytest.raises(FileExistsError):

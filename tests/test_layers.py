@@ -171,8 +171,8 @@ def test_dense_computes_activation_of_x_times_kernel_plus_bias(activation):
     bias = rng.normal(size=4)
     model.layers[0].set_weights([model.layers[0].get_weights()[0], bias])
     x = rng.normal(size=(6, 5)).astype(np.float32)
-    z = x.astype(np.float64) @ model.layers[0].kernel.astype(np.float64) + \
-        model.layers[0].bias.astype(np.float64)
+    z = x.astype(np.float64) @ model.layers[0].kernel.numpy().astype(np.float64) + \
+        model.layers[0].bias.numpy().astype(np.float64)
     expected = {"linear": z, None: z, "relu": np.maximum(z, 0), "sigmoid": 1 / (1 + np.exp(-z)),
                 "tanh": np.tanh(z),
                 "softmax": np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)}[activation]

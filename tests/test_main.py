@@ -8,11 +8,12 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import fastdnn
 from fastdnn import __main__ as cli
+
+from _helpers import tiny_fashion_mnist
 
 REAL_DATA = "/usr/share/datasets/fashion-mnist"
 
@@ -20,16 +21,7 @@ REAL_DATA = "/usr/share/datasets/fashion-mnist"
 @pytest.fixture
 def small_data(monkeypatch):
     """500 training and 100 test 28x28 uint8 images whose class is two bright rows."""
-    rng = np.random.default_rng(0)
-
-    def make(n):
-        y = rng.integers(0, 10, n).astype(np.uint8)
-        x = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
-        for image, label in zip(x, y):
-            image[2 * label:2 * label + 2] = 255
-        return x, y
-
-    data = (make(500), make(100))
+    data = tiny_fashion_mnist(500, 100)
     monkeypatch.setattr(fastdnn.datasets.fashion_mnist, "load_data", lambda path=None: data)
     return data
 

@@ -154,7 +154,7 @@ def test_pop_removes_the_top_layer_and_keeps_the_others_weights():
     assert model.output_shape == (None, 100)
     assert same_weights(model.layers[1].get_weights(), before)
     assert model.count_params() == 78_500
-    assert np.shares_memory(model.layers[1].kernel, model.params)
+    assert np.shares_memory(model.layers[1].kernel.value, model.params)
 
 
 def test_pop_on_an_empty_model_raises_index_error():
@@ -225,8 +225,8 @@ def test_all_weights_live_in_one_contiguous_buffer():
     assert params.size == model.count_params() == 79_510
     assert np.array_equal(params, np.concatenate([w.ravel() for w in model.get_weights()]))
     for layer in model.layers[1:]:
-        assert np.shares_memory(layer.kernel.base, params)
-        assert np.shares_memory(layer.bias, params)
+        assert np.shares_memory(layer.kernel.value.base, params)
+        assert np.shares_memory(layer.bias.value, params)
 
 
 def test_training_updates_the_buffer_in_place_and_the_layer_views_follow():
@@ -235,7 +235,7 @@ def test_training_updates_the_buffer_in_place_and_the_layer_views_follow():
     x, y = tiny_data(6, dtype=np.float32)
     model.fit(x, y, batch_size=2, verbose=0)
     assert model.params is params
-    assert np.array_equal(model.layers[0].kernel.ravel(), params[:12])
+    assert np.array_equal(model.layers[0].kernel.numpy().ravel(), params[:12])
     params[0] = 42.0
     assert model.layers[0].kernel[0, 0] == 42.0
     assert model.get_weights()[0][0, 0] == 42.0

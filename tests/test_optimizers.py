@@ -372,8 +372,8 @@ def test_parallel_adam_update_is_bit_identical_to_serial(dtype, size, kernel_thr
 
 
 def test_float32_adam_step_is_within_a_few_ulp_of_the_exact_quotient():
-    # float32 Adam divides by a refined reciprocal estimate where the build has AVX2 (fastdnn/
-    # _adam.h): its step must stay within the rounding of the exact one, over magnitudes from
+    # float32 Adam divides by a refined reciprocal estimate in the AVX2 and AVX-512 variants
+    # (fastdnn/simd/adam.h): its step must stay within the rounding of the exact one, over magnitudes from
     # tiny second moments (1e-12) to large gradients, and over a ragged end (1,003 weights)
     rng = np.random.default_rng(11)
     size = 1_003

@@ -123,9 +123,30 @@ def test_shared_options_at_their_defaults_are_accepted():
     assert isinstance(opt, opts.Adam)
 
 
-def test_hyper_parameters_keras_does_not_validate_are_accepted():
-    assert opts.RMSprop(rho=2.0).rho == 2.0
-    assert opts.Adagrad(initial_accumulator_value=-1.0).initial_accumulator_value == -1.0
+@pytest.mark.parametrize("make", [
+    lambda: opts.RMSprop(rho=2.0), lambda: opts.RMSprop(rho=1.0), lambda: opts.RMSprop(momentum=-0.1),
+    lambda: opts.Adam(beta_1=1.0), lambda: opts.Adam(beta_2=5), lambda: opts.Adam(beta_2=-0.1),
+    lambda: opts.Adam(epsilon=-1e-7), lambda: opts.Adagrad(initial_accumulator_value=-1.0),
+    lambda: opts.Adagrad(epsilon=float("nan")), lambda: opts.Adam(learning_rate=float("inf")),
+], ids=["rho-2", "rho-1", "rmsprop-momentum", "beta_1-1", "beta_2-5", "beta_2-negative",
+        "epsilon-negative", "accumulator-negative", "epsilon-nan", "lr-inf"])
+def test_hyper_parameters_that_make_training_diverge_are_refused(make):
+    # Keras accepts these (or documents them as invalid); fastdnn refuses them where given.
+    with pytest.raises(ValueError, match="Argument"):
+        make()
+
+
+def test_hyper_parameters_assigned_later_are_checked_too():
+    opt = opts.Adam()
+    with pytest.raises(ValueError, match="beta_2"):
+        opt.beta_2 = 5.0
+    assert opt.beta_2 == 0.999
+    opt.beta_2 = 0.99
+    assert opt.get_config()["beta_2"] == 0.99
+    with pytest.raises(ValueError, match="iterations"):
+        opt.iterations = 2**63
+    with pytest.raises(ValueError, match="iterations"):
+        opt.iterations = -1
 
 
 def test_learning_rate_can_be_assigned():

@@ -261,3 +261,117 @@ def test_a_network_whose_init_failed_or_never_ran_refuses_every_call():
                       0, np.zeros(2), np.zeros(2))
     failed.__init__(4, ops, params, K.LOSS_MSE, K.METRIC_NONE, False, 4, 0)  # now it completes
     failed.predict(x, np.empty((8, 3), np.float32))
+
+
+# --- hyper-parameters out of range; a step that would write non-finite weights or slots
+
+
+@pytest.mark.parametrize("settings", [
+    {"kind": "adam", "beta_2": 5.0}, {"kind": "adam", "beta_1": 1.0},
+    {"kind": "rmsprop", "rho": 2.0}, {"kind": "rmsprop", "epsilon": -1e-7},
+    {"kind": "sgd", "learning_rate": -0.1}, {"kind": "rmsprop", "momentum": -0.5},
+], ids=["beta_2", "beta_1", "rho", "epsilon", "learning_rate", "momentum"])
+def test_network_train_refuses_hyper_parameters_out_of_range(settings):
+    net, _ = _network()
+    x, y = np.ones((8, 4), np.float32), np.ones((8, 3), np.float32)
+    name = next(k for k in settings if k != "kind")
+    rows = {"adam": 2, "rmsprop": 1 + (settings.get("momentum", 0) > 0), "sgd": 0}
+    slots = np.zeros((rows[settings["kind"]], net.params.size), np.float32)
+    before = net.params.copy()
+    with pytest.raises(ValueError, match=name):
+        net.train(x, y, None, 4, 0, 2, settings, slots, 0, np.zeros(2), np.zeros(2))
+    np.testing.assert_array_equal(net.params, before)
+
+
+def test_network_train_caps_the_iteration_counter_like_adam_update():
+    net, _ = _network()
+    x, y = np.ones((8, 4), np.float32), np.ones((8, 3), np.float32)
+    slots = np.zeros((2, net.params.size), np.float32)
+    with pytest.raises(ValueError, match="iteration"):
+        net.train(x, y, None, 4, 0, 2, {"kind": "adam"}, slots, 2**62 - 1, np.zeros(2), np.zeros(2))
+    counter = np.array([2**62 - 2], np.int64)
+    assert net.train(x, y, None, 4, 0, 2, {"kind": "adam"}, slots, counter, np.zeros(2),
+                     np.zeros(2)) == (2, 2**62)
+    assert counter[0] == 2**62
+
+
+def _diverging_data(good, n_features=4):
+    """``good`` ordinary samples, then one whose finite loss has a gradient whose square
+    overflows float32 (Adam's second moment would become inf, then the weights NaN)."""
+    rng = np.random.default_rng(1)
+    x = np.abs(rng.normal(size=(good + 4, n_features))).astype(np.float32)
+    y = rng.normal(size=good + 4).astype(np.float32)
+    x[good:] *= 1e4
+    y[good:] = 1e17
+    return x, y
+
+
+@pytest.mark.parametrize("engine", ["fastdnn", "numpy"])
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop", "adagrad"])
+def test_a_step_that_would_make_weights_or_slots_non_finite_is_never_applied(engine, optimizer):
+    x, y = _diverging_data(good=10)
+    models = []
+    for rows in (len(x), 10):  # all the data (the bad step is batch 10), and the good part alone
+        keras.utils.set_random_seed(7)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                                  keras.layers.Dense(1)])
+        model.compile(optimizer, "mse", engine=engine)
+        model.fit(x[:rows], y[:rows], batch_size=1, shuffle=False, verbose=0)
+        models.append(model)
+    stopped, reference = models
+    assert stopped.optimizer.iterations == reference.optimizer.iterations == 10
+    for a, b in zip(stopped.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(stopped.optimizer.slots, reference.optimizer.slots)
+    assert np.isfinite(stopped.optimizer.slots).all()
+
+
+# --- what holds after an exception from fit (the README's sentence)
+
+
+class RaiseAt(keras.callbacks.Callback):
+    def __init__(self, batch):
+        super().__init__()
+        self.batch = batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == self.batch:
+            raise ValueError("raised by a callback")
+
+
+def _trained(batches, x, y, callbacks=()):
+    keras.utils.set_random_seed(5)
+    model = small_model()
+    rows = batches * 4
+    model.fit(x[:rows], y[:rows], batch_size=4, shuffle=False, verbose=0, callbacks=list(callbacks))
+    return model
+
+
+def test_after_an_exception_from_fit_the_state_is_that_of_the_batches_applied():
+    x, y = data()
+    keras.utils.set_random_seed(5)
+    raised = small_model()
+    with pytest.raises(ValueError, match="raised by a callback"):
+        raised.fit(x, y, batch_size=4, shuffle=False, verbose=0, callbacks=[RaiseAt(2)])
+    applied = _trained(3, x, y)  # batches 0, 1 and 2 ran before the callback raised
+    assert raised.optimizer.iterations == applied.optimizer.iterations == 3
+    for a, b in zip(raised.get_weights(), applied.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(raised.optimizer.slots, applied.optimizer.slots)
+
+
+@pytest.mark.parametrize("bad", [
+    {"validation_split": 0.999}, {"validation_data": (np.zeros((4, 5)), np.zeros(4))},
+    {"batch_size": 0}, {"x": np.full((8, 4), np.nan)}, {"y": np.full(32, 9)},
+], ids=["split", "validation-shape", "batch_size", "nan-x", "labels"])
+def test_an_exception_from_fit_before_training_changes_nothing(bad):
+    x, y = data()
+    model = _trained(4, x, y)
+    before = model.get_weights(), model.optimizer.slots.copy(), model.optimizer.iterations
+    args = {"x": x, "y": y, **bad}
+    with pytest.raises(ValueError):
+        model.fit(args.pop("x"), args.pop("y"), verbose=0, **args)
+    for a, b in zip(before[0], model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(before[1], model.optimizer.slots)
+    assert model.optimizer.iterations == before[2]

@@ -134,5 +134,6 @@ def test_the_network_checks_its_weights():
             network.evaluate(x, labels, bad)
         with pytest.raises((ValueError, TypeError), match=error):
             network.train(x, labels, None, 4, 0, 1, model.optimizer.settings(),
-                          model.optimizer.slots, 0, np.zeros(1), np.zeros(1), bad)
+                          model.optimizer.slots, 0, np.zeros(1),
+                          np.zeros((1, network.n_metrics, 2)), bad)
     assert isinstance(network, _kernels.Network)

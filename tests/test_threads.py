@@ -1,5 +1,7 @@
-"""Threads: the kernels release the GIL, concurrent use gives the serial results, and the default
-thread count is OpenMP's.
+"""Threads: the kernels release the GIL, concurrent use gives the serial results, a team that
+shrinks and grows mid-fit (``TeamSizer``) or meets on one CPU gives the same numbers, the sizer's
+choices on simulated timings, and the default thread count (affinity, cgroup quota,
+OMP_NUM_THREADS).
 
 GIL release is shown without any timing threshold: the interpreter's switch interval is raised
 to 100 s, so a second Python thread (incrementing a counter) can only run while the main thread
@@ -18,7 +20,7 @@ import numpy as np
 import pytest
 
 import fastdnn as keras
-from fastdnn import _kernels as K
+from fastdnn import _kernels as K, _team_size, _threads
 
 
 class Counter:
@@ -307,3 +309,169 @@ def test_the_default_follows_omp_num_threads(n):
     # e.g. joblib's workers set OMP_NUM_THREADS so that their libraries do not oversubscribe
     _, threads = default_threads(OMP_NUM_THREADS=str(n))
     assert threads == n
+
+
+@needs_openmp
+@needs_affinity
+def test_the_default_is_the_cpus_of_a_narrower_affinity():
+    # e.g. `taskset -c 0 python ...`: one CPU allowed, whatever the machine has
+    proc = subprocess.run([sys.executable, "-c", "import os; os.sched_setaffinity(0, {min("
+                           "os.sched_getaffinity(0))}); import fastdnn; "
+                           "print(fastdnn.get_num_threads())"],
+                          capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("OMP_")})
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    assert int(proc.stdout) == 1
+
+
+def cgroup_tree(tmp_path, membership, files):
+    """A fake /sys/fs/cgroup under tmp_path holding ``files`` ({relative path: text}), and a
+    fake /proc/self/cgroup holding ``membership``; returns both paths."""
+    for name, text in files.items():
+        (tmp_path / "cg" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "cg" / name).write_text(text)
+    (tmp_path / "self").write_text(membership)
+    return str(tmp_path / "cg"), str(tmp_path / "self")
+
+
+@pytest.mark.parametrize("cpu_max,expected", [("max 100000\n", None), ("50000 100000\n", 0.5),
+                                              ("150000 100000\n", 1.5)])
+def test_cgroup_v2_quota_in_cpus(tmp_path, cpu_max, expected):
+    root, membership = cgroup_tree(tmp_path, "0::/\n", {"cpu.max": cpu_max})
+    assert _threads._cgroup_cpus(root, membership) == expected
+
+
+def test_cgroup_v2_the_smallest_quota_on_the_way_up_wins(tmp_path):
+    root, membership = cgroup_tree(tmp_path, "0::/jobs/me\n", {
+        "jobs/cpu.max": "100000 100000", "jobs/me/cpu.max": "max 100000"})
+    assert _threads._cgroup_cpus(root, membership) == 1.0
+
+
+def test_cgroup_v1_quota_in_cpus(tmp_path):
+    root, membership = cgroup_tree(tmp_path, "4:memory:/x\n2:cpu,cpuacct:/docker/abc\n", {
+        "cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "200000\n",
+        "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n",
+        "cpu,cpuacct/cpu.cfs_quota_us": "-1\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"})
+    assert _threads._cgroup_cpus(root, membership) == 2.0
+
+
+def test_no_cgroup_files_no_quota(tmp_path):
+    root, membership = cgroup_tree(tmp_path, "0::/\n1:cpu:/\n", {})
+    assert _threads._cgroup_cpus(root, membership) is None
+    assert _threads._cgroup_cpus(root, str(tmp_path / "missing")) is None
+
+
+# --- the team's size, stretch by stretch (``TeamSizer``)
+
+def shuffled_fit(threads):
+    """Weights and history of a fit at ``threads`` threads whose layers are cut into blocks."""
+    keras.set_num_threads(threads)
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(128, "relu"),
+                              keras.layers.Dense(10, "softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(4)
+    x, y = rng.random((64 * 20 + 17, 784), dtype=np.float32), rng.integers(0, 10, 64 * 20 + 17)
+    history = model.fit(x, y, batch_size=64, epochs=2, verbose=0)
+    return model.get_weights(), history.history, model.predict(x, batch_size=64, verbose=0)
+
+
+def test_a_team_that_shrinks_and_grows_mid_fit_gives_the_same_numbers(kernel_threads,
+                                                                       monkeypatch):
+    serial = shuffled_fit(1)
+    choices = np.random.default_rng(0)
+
+    def next_run(self, remaining):  # any thread count, any stretch: one, the team, or more
+        return int(choices.choice([1, self.team, 3])), int(min(remaining, choices.integers(1, 5)))
+
+    monkeypatch.setattr(_team_size.TeamSizer, "next_run", next_run)
+    for mixed in (shuffled_fit(2), shuffled_fit(3)):
+        for a, b in zip(mixed[0], serial[0]):
+            np.testing.assert_array_equal(a, b)
+        assert mixed[1] == serial[1]
+        np.testing.assert_array_equal(mixed[2], serial[2])
+
+
+def test_a_team_of_more_threads_than_cpus_meets_and_gives_the_same_numbers():
+    # On one CPU a thread that waits at a meeting holds the only core its partner could use:
+    # the partner runs only once the waiter sleeps (or its time slice ends).
+    script = textwrap.dedent("""
+        import os
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        import numpy as np
+        import fastdnn as keras
+        weights = []
+        for threads in (1, 2):
+            keras.set_num_threads(threads)
+            keras.utils.set_random_seed(1)
+            model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(128, "relu"),
+                                      keras.layers.Dense(10, "softmax")])
+            model.compile("adam", "sparse_categorical_crossentropy")
+            rng = np.random.default_rng(1)
+            x = rng.random((32 * 60, 784), dtype=np.float32)
+            model.fit(x, rng.integers(0, 10, len(x)), batch_size=32, epochs=2, verbose=0)
+            weights.append(np.concatenate([w.ravel() for w in model.get_weights()]))
+        print("same" if np.array_equal(*weights) else "different")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    assert proc.stdout.split() == ["same"]
+
+
+def simulate(sizer, seconds_per_batch, batches):
+    """Run ``batches`` batches through ``sizer``, each stretch taking ``seconds_per_batch(threads,
+    elapsed)`` per batch; return (seconds in all, batches run per thread count)."""
+    elapsed, done, per_threads = 0.0, 0, {}
+    while done < batches:
+        threads, n = sizer.next_run(batches - done)
+        assert 1 <= n <= batches - done
+        seconds = n * seconds_per_batch(threads, elapsed)
+        sizer.record(threads, n, seconds)
+        elapsed, done = elapsed + seconds, done + n
+        per_threads[threads] = per_threads.get(threads, 0) + n
+    return elapsed, per_threads
+
+
+def test_a_sizer_of_one_thread_runs_everything_at_once():
+    assert _team_size.TeamSizer(1).next_run(1500) == (1, 1500)
+
+
+def test_a_faster_team_keeps_nearly_every_batch():
+    elapsed, runs = simulate(_team_size.TeamSizer(2), lambda t, _: 80e-6 if t == 2 else 140e-6,
+                             1500 * 5)
+    assert runs[2] >= 0.99 * 1500 * 5
+    assert elapsed <= 1.01 * 1500 * 5 * 80e-6
+
+
+def test_a_team_slower_than_one_thread_costs_at_most_a_few_percent():
+    # a busy neighbour: every team batch waits for a scheduler time slice
+    elapsed, runs = simulate(_team_size.TeamSizer(2), lambda t, _: 4e-3 if t == 2 else 200e-6,
+                             1500 * 5)
+    assert runs[1] >= 0.99 * 1500 * 5
+    assert elapsed <= 1.05 * 1500 * 5 * 200e-6
+
+
+def test_the_team_comes_back_when_the_neighbour_leaves():
+    quiet_from = 0.5
+
+    def rate(threads, elapsed):
+        if threads == 1:
+            return 140e-6
+        return 80e-6 if elapsed >= quiet_from else 2e-3
+
+    sizer = _team_size.TeamSizer(2)
+    elapsed, runs = simulate(sizer, rate, 1500 * 10)
+    assert sizer.threads == 2
+    # one thread from the start until at most MAX_WAIT (and a stretch) after the quiet began
+    assert runs[1] * 140e-6 <= quiet_from + _team_size.MAX_WAIT + 0.01
+
+
+def test_a_team_that_falls_behind_hands_over_to_one_thread_at_once():
+    sizer = _team_size.TeamSizer(2)
+    simulate(sizer, lambda t, _: 80e-6 if t == 2 else 140e-6, 1000)
+    assert sizer.threads == 2
+    sizer.record(2, 50, 50 * 1e-3)  # a slow team stretch
+    assert sizer.next_run(1000)[0] == 1  # probe one thread right away
+    sizer.record(1, 7, 7 * 140e-6)
+    assert sizer.threads == 1

@@ -5,7 +5,7 @@
  * Variants (each a row of simd_variants): "baseline" (the architecture's minimum: SSE2 on
  * x86-64), and on x86-64 with GCC "avx2" (AVX2 + FMA) and "avx512" (AVX-512F, the compiler's own
  * loops kept 256 bits wide, as measured). Each variant's code comes from the same bodies
- * (update.h, sparse.h, adam.h), included once per variant under `#pragma GCC target` with
+ * (update.h, scan.h, sparse.h, adam.h), included once per variant under `#pragma GCC target` with
  * SIMD(name) appending the variant's name to every function they define, as NumPy's
  * NPY_CPU_DISPATCH and SimSIMD do. */
 #ifndef FASTDNN_SIMD_DISPATCH_H
@@ -64,7 +64,7 @@ enum { SPARSE_DEPTH = 64 };
 #define SIMD_X86 0
 #endif
 
-/* A variant's entry points (NULL where it has none: the kernels call BLAS instead). */
+/* A variant's entry points (the sparse products NULL where it has none: BLAS takes them). */
 typedef struct {
     const char* name;
     void (*update_f32)(const OptConfig* c, float alpha, float* w, const float* g, float* s0,
@@ -77,18 +77,21 @@ typedef struct {
                                ptrdiff_t hi, const float* w, ptrdiff_t width, float* out);
     void (*sparse_weight_gradient_f32)(const float* x, ptrdiff_t ldx, ptrdiff_t n, ptrdiff_t lo,
                                        ptrdiff_t hi, const float* g, ptrdiff_t width, float* dw);
+    ptrdiff_t (*count_nonfinite_f32)(const float* a, ptrdiff_t size);
+    ptrdiff_t (*count_nonfinite_f64)(const double* a, ptrdiff_t size);
 } simd_kernels;
 
 #define SIMD_UPDATES(v) update_f32_##v, update_f64_##v
 #define SIMD_SPARSE(v) sparse_nonzeros_below_##v, sparse_product_f32_##v, \
     sparse_weight_gradient_f32_##v
+#define SIMD_SCANS(v) count_nonfinite_f32_##v, count_nonfinite_f64_##v
 
 /* Slowest first: the default is the last one the CPU supports. */
 static const simd_kernels simd_variants[] = {
-    {"baseline", SIMD_UPDATES(baseline), NULL, NULL, NULL},
+    {"baseline", SIMD_UPDATES(baseline), NULL, NULL, NULL, SIMD_SCANS(baseline)},
 #if SIMD_X86
-    {"avx2", SIMD_UPDATES(avx2), SIMD_SPARSE(avx2)},
-    {"avx512", SIMD_UPDATES(avx512), SIMD_SPARSE(avx512)},
+    {"avx2", SIMD_UPDATES(avx2), SIMD_SPARSE(avx2), SIMD_SCANS(avx2)},
+    {"avx512", SIMD_UPDATES(avx512), SIMD_SPARSE(avx512), SIMD_SCANS(avx512)},
 #endif
 };
 enum { SIMD_VARIANTS = sizeof(simd_variants) / sizeof(simd_variants[0]) };

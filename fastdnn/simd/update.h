@@ -1,6 +1,6 @@
 /* One optimizer step of Keras 3's rules over w[lo:hi]: a body compiled once per variant and
- * precision (simd/dispatch.h sets UPDATE_T, float or double, and UPDATE(name), the name suffixed
- * by both), so that the compiler's own vector loops take the variant's widest registers (8 floats
+ * precision (simd/variant.h sets FLOAT_T, float or double, and TYPED(name), the name suffixed by
+ * both), so that the compiler's own vector loops take the variant's widest registers (8 floats
  * a vector under AVX2: about 1.5x faster than 4).
  *
  * Scalars are rounded to the parameter precision first, as Keras does in float32; 1 - beta is
@@ -8,13 +8,13 @@
 
 /* IN/OUT w[lo:hi] and the slots s0..s2 (NULL when unused): one step of c's rule. alpha is Adam's
  * step size (the kernels' _adam_step_size). */
-static void UPDATE(update)(const OptConfig* c, UPDATE_T alpha, UPDATE_T* w, const UPDATE_T* g,
-                           UPDATE_T* s0, UPDATE_T* s1, UPDATE_T* s2, ptrdiff_t lo, ptrdiff_t hi) {
-    const UPDATE_T lr = (UPDATE_T)c->learning_rate, mom = (UPDATE_T)c->momentum;
-    const UPDATE_T eps = (UPDATE_T)c->epsilon, rho = (UPDATE_T)c->rho;
-    const UPDATE_T one_minus_rho = (UPDATE_T)(1 - c->rho);
-    const UPDATE_T one_minus_b1 = (UPDATE_T)(1 - c->beta_1);
-    const UPDATE_T one_minus_b2 = (UPDATE_T)(1 - c->beta_2);
+static void TYPED(update)(const OptConfig* c, FLOAT_T alpha, FLOAT_T* w, const FLOAT_T* g,
+                           FLOAT_T* s0, FLOAT_T* s1, FLOAT_T* s2, ptrdiff_t lo, ptrdiff_t hi) {
+    const FLOAT_T lr = (FLOAT_T)c->learning_rate, mom = (FLOAT_T)c->momentum;
+    const FLOAT_T eps = (FLOAT_T)c->epsilon, rho = (FLOAT_T)c->rho;
+    const FLOAT_T one_minus_rho = (FLOAT_T)(1 - c->rho);
+    const FLOAT_T one_minus_b1 = (FLOAT_T)(1 - c->beta_1);
+    const FLOAT_T one_minus_b2 = (FLOAT_T)(1 - c->beta_2);
     ptrdiff_t i;
     if (c->kind == OPT_SGD) {
         if (s0 == NULL) {
@@ -22,9 +22,9 @@ static void UPDATE(update)(const OptConfig* c, UPDATE_T alpha, UPDATE_T* w, cons
                 w[i] -= lr * g[i];
         } else {
             /* nesterov: w += mom·v - lr·g ; classic: w += v  (a, b select the form) */
-            const UPDATE_T a = c->nesterov ? mom : 1, b = c->nesterov ? lr : 0;
+            const FLOAT_T a = c->nesterov ? mom : 1, b = c->nesterov ? lr : 0;
             for (i = lo; i < hi; i++) {
-                UPDATE_T v = mom * s0[i] - lr * g[i];
+                FLOAT_T v = mom * s0[i] - lr * g[i];
                 s0[i] = v;
                 w[i] += a * v - b * g[i];
             }
@@ -32,12 +32,12 @@ static void UPDATE(update)(const OptConfig* c, UPDATE_T alpha, UPDATE_T* w, cons
     } else if (c->kind == OPT_ADAGRAD) {
         for (i = lo; i < hi; i++) {
             s0[i] += g[i] * g[i];
-            w[i] -= lr * g[i] / UPDATE_SQRT(s0[i] + eps);
+            w[i] -= lr * g[i] / FLOAT_SQRT(s0[i] + eps);
         }
     } else if (c->kind == OPT_RMSPROP) {
         /* s0 velocity, s1 momentum buffer (momentum > 0), s2 average gradient (centered) */
         for (i = lo; i < hi; i++) {
-            UPDATE_T d, u;
+            FLOAT_T d, u;
             s0[i] = rho * s0[i] + one_minus_rho * (g[i] * g[i]);
             if (c->centered) {
                 s2[i] = rho * s2[i] + one_minus_rho * g[i];
@@ -45,7 +45,7 @@ static void UPDATE(update)(const OptConfig* c, UPDATE_T alpha, UPDATE_T* w, cons
             } else {
                 d = s0[i] + eps;
             }
-            u = lr * g[i] / UPDATE_SQRT(d);
+            u = lr * g[i] / FLOAT_SQRT(d);
             if (s1 != NULL) {
                 s1[i] = mom * s1[i] + u;
                 w[i] -= s1[i];
@@ -54,7 +54,7 @@ static void UPDATE(update)(const OptConfig* c, UPDATE_T alpha, UPDATE_T* w, cons
             }
         }
     } else if (c->kind == OPT_ADAM) {
-#if UPDATE_RECIPROCAL
+#if ADAM_RECIPROCAL
         if (!c->amsgrad && eps > 0) {  /* the divider bounds the exact loop */
             SIMD(adam_f32)(w, g, s0, s1, lo, hi, alpha, one_minus_b1, one_minus_b2, eps);
             return;
@@ -66,9 +66,9 @@ static void UPDATE(update)(const OptConfig* c, UPDATE_T alpha, UPDATE_T* w, cons
             s1[i] += (g[i] * g[i] - s1[i]) * one_minus_b2;
             if (c->amsgrad) {
                 s2[i] = s2[i] > s1[i] ? s2[i] : s1[i];
-                w[i] -= (s0[i] * alpha) / (UPDATE_SQRT(s2[i]) + eps);
+                w[i] -= (s0[i] * alpha) / (FLOAT_SQRT(s2[i]) + eps);
             } else {
-                w[i] -= (s0[i] * alpha) / (UPDATE_SQRT(s1[i]) + eps);
+                w[i] -= (s0[i] * alpha) / (FLOAT_SQRT(s1[i]) + eps);
             }
         }
     }

@@ -5,22 +5,25 @@
 #include "adam.h"
 #endif
 
-#define UPDATE_T float
-#define UPDATE(name) SIMD(name##_f32)
-#define UPDATE_SQRT sqrtf
-#define UPDATE_RECIPROCAL SIMD_LANES
+/* The bodies written for both precisions: FLOAT_T, and TYPED(name) suffixed by both. */
+#define FLOAT_T float
+#define TYPED(name) SIMD(name##_f32)
+#define FLOAT_SQRT sqrtf
+#define ADAM_RECIPROCAL SIMD_LANES
 #include "update.h"
-#undef UPDATE_T
-#undef UPDATE
-#undef UPDATE_SQRT
-#undef UPDATE_RECIPROCAL
+#include "scan.h"
+#undef FLOAT_T
+#undef TYPED
+#undef FLOAT_SQRT
+#undef ADAM_RECIPROCAL
 
-#define UPDATE_T double
-#define UPDATE(name) SIMD(name##_f64)
-#define UPDATE_SQRT sqrt
-#define UPDATE_RECIPROCAL 0
+#define FLOAT_T double
+#define TYPED(name) SIMD(name##_f64)
+#define FLOAT_SQRT sqrt
+#define ADAM_RECIPROCAL 0
 #include "update.h"
-#undef UPDATE_T
-#undef UPDATE
-#undef UPDATE_SQRT
-#undef UPDATE_RECIPROCAL
+#include "scan.h"
+#undef FLOAT_T
+#undef TYPED
+#undef FLOAT_SQRT
+#undef ADAM_RECIPROCAL

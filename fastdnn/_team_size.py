@@ -1,0 +1,102 @@
+"""How many threads a network's team runs each stretch of batches on, by measured speed.
+
+A team of threads meets several times per training step, so a thread that loses its core to
+another process (a busy neighbour, NumPy's BLAS threads still spinning after a product) holds
+the whole team back; on a shared machine the team can then be several times slower than one
+thread. ``TeamSizer`` therefore runs the batches in short stretches, times them, and keeps to
+whichever of the whole team and one thread ran its latest stretch faster per batch. Now and
+then it runs a short stretch of the other choice (a probe) to see whether that has changed;
+probes that lose are spaced so that they cost at most about ``PROBE_SHARE`` of the time.
+Results do not depend on the thread count (``_kernels``), so switching changes speed only.
+"""
+
+RUN_SECONDS = 0.005  # a stretch: short enough to notice a neighbour, long enough to pay a fork
+PROBE_SECONDS = 0.001
+PROBE_SHARE = 0.02
+FIRST_WAIT = 0.02  # seconds run before a probe of the team, after it last held for a while
+MAX_WAIT = 0.5  # longest wait between probes, unless their cost asks for more
+HELD = 4  # stretches the team must last after a winning probe for it to count as held
+WARM_BATCHES = 2  # the first stretch (cold caches, first touches) is not timed
+FIRST_BATCHES = 4
+
+
+class TeamSizer:
+    """Chooses the thread count of each stretch of batches: ``team`` or 1.
+
+    A team stretch slower per batch than one thread's latest makes the next stretch a probe of
+    one thread (cheap: one thread never waits for another). A probe of the team comes after
+    ``wait`` seconds of one thread; the wait doubles (up to MAX_WAIT) with every probe that
+    loses and every team that did not hold, and stretches so that what they lost is at most
+    PROBE_SHARE of the time, and starts again at FIRST_WAIT once a team has held.
+
+    Args:
+        team: the whole team's thread count (1: every stretch runs on one thread).
+    """
+
+    def __init__(self, team):
+        self.team = team
+        self.threads = team  # the current choice
+        self.per_batch = {}  # thread count: seconds per batch of its latest stretch
+        self.behind = 0.0  # seconds the latest team stretch took beyond one thread's rate
+        self.stretches = 0  # ordinary stretches since the last switch
+        self.since_probe = 0.0  # seconds run on the current choice since the last probe
+        self.wait = FIRST_WAIT  # seconds to run before the next probe
+        self.probe_now = False
+        self.warm = False
+
+    def _other(self, threads):
+        return 1 if threads == self.team else self.team
+
+    def next_run(self, remaining):
+        """Return ``(threads, batches)`` for the next stretch of at most ``remaining`` batches."""
+        if self.team == 1:
+            return 1, remaining
+        if not self.warm:
+            return self.threads, min(WARM_BATCHES, remaining)
+        threads, seconds = self.threads, RUN_SECONDS
+        if self.probe_now or (self.threads in self.per_batch and self.since_probe >= self.wait):
+            threads, seconds = self._other(self.threads), PROBE_SECONDS
+        rate = self.per_batch.get(threads)
+        batches = max(1, int(seconds / rate)) if rate else FIRST_BATCHES
+        return threads, min(batches, remaining)
+
+    def record(self, threads, batches, seconds):
+        """Take the time of a stretch: ``batches`` batches run on ``threads`` threads in
+        ``seconds`` seconds (wall clock)."""
+        if self.team == 1 or batches < 1:
+            return
+        if not self.warm:
+            self.warm = True
+            return
+        rate = seconds / batches
+        if threads != self.threads:
+            self._probed(threads, batches, seconds, rate)
+            return
+        self.per_batch[threads] = rate
+        self.since_probe += seconds
+        self.stretches += 1
+        one = self.per_batch.get(1)
+        if threads == self.team and one is not None and rate > one:
+            self.behind = seconds - batches * one
+            self.probe_now = True
+
+    def _probed(self, threads, batches, seconds, rate):
+        current = self.per_batch.get(self.threads)
+        self.per_batch[threads] = rate
+        self.since_probe, self.probe_now = 0.0, False
+        if current is None:
+            return
+        if rate >= current:
+            self._space_probes(seconds - batches * current)
+            return
+        if threads == 1:  # the team has fallen behind
+            if self.stretches < HELD:
+                self._space_probes(self.behind)
+            else:
+                self.wait = FIRST_WAIT
+        self.threads, self.stretches = threads, 0
+
+    def _space_probes(self, lost):
+        """Wait twice as long as last time before the next probe, and long enough that what was
+        ``lost`` (seconds) stays within PROBE_SHARE of the time."""
+        self.wait = max(min(2 * self.wait, MAX_WAIT), lost / PROBE_SHARE)
