@@ -2045,6 +2045,7 @@ cdef struct Plan:
     int n_metrics
     const int64_t* metric    # METRIC_* code of each metric
     const int64_t* metric_k  # k of each top-k metric
+    const int64_t* metric_weighted  # 1: the metric takes the sample weights
     bint fused               # the last op's softmax/sigmoid is folded into the loss
     int64_t capacity         # rows the workspace holds
 
@@ -2059,12 +2060,13 @@ cdef inline int _op_act(const Plan* p, int i) noexcept nogil:
 cdef void _plan_metrics(const Plan* p, const floating* s, const int32_t* labels,
                         const floating* y, const floating* w, Py_ssize_t n, int act,
                         double* out) noexcept nogil:
-    """OUT out[0:2·n_metrics]: each metric's two sums over a batch, weighted by w unless NULL
-    (``_metric_sums``)."""
+    """OUT out[0:2·n_metrics]: each metric's two sums over a batch (``_metric_sums``), those of
+    the weighted metrics weighted by w unless NULL."""
     cdef int m
     for m in range(p.n_metrics):
-        _metric_sums(<int>p.metric[m], <int>p.metric_k[m], s, labels, y, w, n,
-                     p.units[p.n_ops - 1], act, out + 2 * m)
+        _metric_sums(<int>p.metric[m], <int>p.metric_k[m], s, labels, y,
+                     w if p.metric_weighted[m] else NULL, n, p.units[p.n_ops - 1], act,
+                     out + 2 * m)
 
 
 cdef floating* _forward(const Plan* p, const floating* params, floating* ws, floating* parts,
@@ -2393,17 +2395,20 @@ _SPARSE_METRICS = (_METRIC_SPARSE_ACC, _METRIC_SPARSE_TOP_K)
 
 
 def _metric_specs(metric, loss, n_outputs):
-    """Check Network's ``metric`` argument; return int64 arrays of codes and ks."""
+    """Check Network's ``metric`` argument; return int64 arrays of codes, ks and weighted
+    flags."""
     if isinstance(metric, (int, np.integer)):
         if metric not in (_METRIC_NONE, _METRIC_SPARSE_ACC, _METRIC_CATEGORICAL_ACC,
                           _METRIC_BINARY_ACC):
             raise ValueError(f"unknown metric code {metric}")
-        specs = [] if metric == _METRIC_NONE else [(metric, 0)]
+        specs = [] if metric == _METRIC_NONE else [(metric, 0, False)]
     else:
         specs = [tuple(spec) for spec in metric]
-        if len(specs) > _MAX_METRICS or any(len(spec) != 2 for spec in specs):
-            raise ValueError(f"metric must be a list of at most {_MAX_METRICS} (code, k) pairs")
-    for code, k in specs:
+        if len(specs) > _MAX_METRICS or any(len(spec) not in (2, 3) for spec in specs):
+            raise ValueError(f"metric must be a list of at most {_MAX_METRICS} (code, k) or "
+                             "(code, k, weighted) tuples")
+        specs = [spec if len(spec) == 3 else spec + (False,) for spec in specs]
+    for code, k, _ in specs:
         if code not in range(_METRIC_SPARSE_ACC, _METRIC_RECALL + 1):
             raise ValueError(f"unknown metric code {code}")
         if (code in _SPARSE_METRICS) != (loss == _LOSS_SPARSE_CE) \
@@ -2412,8 +2417,9 @@ def _metric_specs(metric, loss, n_outputs):
                              "read target arrays (binary accuracy reads labels for one output)")
         if code == _METRIC_SPARSE_TOP_K:
             _int_in("k", k, 1, _INT_MAX)
-    return (np.array([code for code, _ in specs], np.int64),
-            np.array([k for _, k in specs], np.int64))
+    return (np.array([spec[0] for spec in specs], np.int64),
+            np.array([spec[1] for spec in specs], np.int64),
+            np.array([bool(spec[2]) for spec in specs], np.int64))
 
 
 cdef class Network:
@@ -2433,10 +2439,12 @@ cdef class Network:
         loss: LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE or LOSS_MSE (the cross-entropies from logits).
         metric: one code, METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or
             METRIC_BINARY_ACC (``train``'s correct_out is then (count,): hits per batch), or a
-            list of up to MAX_METRICS ``(code, k)`` pairs, any METRIC_* but NONE, k used by
-            METRIC_SPARSE_TOP_K (correct_out is then (count, n_metrics, 2): each metric's sums
-            per batch, see ``_metric_sums``). Binary accuracy reads the sparse loss's labels
-            for a one-unit output, whose label is its target.
+            list of up to MAX_METRICS ``(code, k)`` or ``(code, k, weighted)`` tuples, any
+            METRIC_* but NONE, k used by METRIC_SPARSE_TOP_K, weighted (default False) whether
+            the sample weights weigh it, as Keras' ``weighted_metrics`` (correct_out is then
+            (count, n_metrics, 2): each metric's sums per batch, see ``_metric_sums``). Binary
+            accuracy reads the sparse loss's labels for a one-unit output, whose label is its
+            target.
         fused: the last op's activation (softmax or sigmoid) is folded into the loss.
         capacity: rows per batch the workspace holds.
         seed: seed of the dropout generator.
@@ -2485,7 +2493,7 @@ cdef class Network:
         width_in = np.concatenate([[n_inputs], units[:-1]])
         if np.any(units < 1) or np.any((kind != _OP_DENSE) & (units != width_in)):
             raise ValueError("ops have inconsistent widths")
-        codes, ks = _metric_specs(metric, loss, int(units[-1]))
+        codes, ks, weighted = _metric_specs(metric, loss, int(units[-1]))
         if np.any((kind < 0) | (kind > 2)) or np.any((act < 0) | (act > _EXPONENTIAL)):
             raise ValueError("ops have an unknown kind or activation")
         if np.any((kind == _OP_DROPOUT) & ~((rate >= 0) & (rate <= 1))):
@@ -2548,10 +2556,11 @@ cdef class Network:
         p.penalized = bool(np.any(self._penalties[dense & (self._trainable != 0)] != 0))
         p.loss = loss
         self._one_metric = isinstance(metric, (int, np.integer))
-        self._metric_arrays = (codes, ks)
+        self._metric_arrays = (codes, ks, weighted)
         self.n_metrics = p.n_metrics = codes.shape[0]
         p.metric = <int64_t*>_data(codes)
         p.metric_k = <int64_t*>_data(ks)
+        p.metric_weighted = <int64_t*>_data(weighted)
         p.fused = fused
         p.kind = <int64_t*>_data(kind)
         p.units = <int64_t*>_data(units)
@@ -2657,8 +2666,8 @@ cdef class Network:
             correct_out: OUT float64: each batch's number of correct samples, (count,), for a
                 metric given as one code; else each batch's metric sums, (count, n_metrics, 2).
             sample_weight: None, or (n,) finite weights of the network's dtype: each sample's
-                loss, gradient and metric sums count that many times (the gradient is still
-                divided by the batch size, as Keras' 'sum_over_batch_size').
+                loss, gradient and weighted metrics' sums count that many times (the gradient
+                is still divided by the batch size, as Keras' 'sum_over_batch_size').
 
         Returns:
             ``(batches_applied, iteration)``: fewer batches than asked when a batch's loss was not
@@ -2837,7 +2846,7 @@ cdef class Network:
         """Return ``(loss_sum, correct)`` over all samples, in inference mode, without the GIL:
         correct is the number of hits for a metric given as one code, else every metric's sums,
         an (n_metrics, 2) array; with ``sample_weight`` ((n,) finite, the network's dtype),
-        each sample's loss and metric sums count that many times."""
+        each sample's loss and weighted metrics' sums count that many times."""
         self._check_ready()
         labels, targets = self._check_data(x, y)
         self._check_weights(sample_weight, x.shape[0])

@@ -307,22 +307,35 @@ def value(metric: Metric, sums) -> float:
     return mean
 
 
-def check_list(metrics) -> list:
-    """Validate ``compile(metrics=...)`` (a list or tuple, or None); return the Metric objects.
+def check_list(metrics, weighted_metrics=None) -> list:
+    """Validate ``compile(metrics=..., weighted_metrics=...)`` (lists or tuples, or None).
+
+    Returns:
+        ``(name in the logs, Metric, weighted)`` for each metric, then each weighted metric
+        (which the sample weights weigh); as Keras, a weighted metric named like a metric is
+        logged as ``weighted_<name>``.
 
     Raises:
         ValueError: for a dict or another type, an unknown metric, two metrics of one name, or
             more than the kernels' limit.
     """
-    if metrics is None:
-        return []
-    if not isinstance(metrics, (list, tuple)):
-        raise ValueError("Expected `metrics` argument to be a list, tuple, or dict. "
-                         f"Received instead: metrics={metrics} of type {type(metrics)}")
-    resolved = [get(m) for m in metrics]
-    names = [m.name for m in resolved]
-    if len(set(names)) != len(names):
-        raise ValueError(f"Metrics need distinct names; got {names}")
-    if len(resolved) > _kernels.MAX_METRICS:
+    named = []
+    for argument, values, weighted in (("metrics", metrics, False),
+                                       ("weighted_metrics", weighted_metrics, True)):
+        if values is None:
+            continue
+        if not isinstance(values, (list, tuple)):
+            raise ValueError(f"Expected `{argument}` argument to be a list, tuple, or dict. "
+                             f"Received instead: {argument}={values} of type {type(values)}")
+        resolved = [get(m) for m in values]
+        names = [m.name for m in resolved]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Metrics need distinct names; got {names}")
+        taken = {name for name, _, _ in named}
+        named += [("weighted_" + m.name if m.name in taken else m.name, m, weighted)
+                  for m in resolved]
+    if len({name for name, _, _ in named}) != len(named):
+        raise ValueError(f"Metrics need distinct names; got {[name for name, _, _ in named]}")
+    if len(named) > _kernels.MAX_METRICS:
         raise ValueError(f"fastdnn computes at most {_kernels.MAX_METRICS} metrics per model")
-    return resolved
+    return named

@@ -89,12 +89,13 @@ def _not_while_fitting(method):
     return guarded
 
 
-def _logs(loss_sum, sums, seen, metrics):
+def _logs(loss_sum, sums, seen, named_metrics):
     """Running logs, in Keras' alphabetical order: the mean loss over ``seen`` samples and each
-    metric's value from its sums (``sums``: (n_metrics, 2), weighted with sample weights)."""
+    metric's value from its sums (``sums``: (n_metrics, 2); ``named_metrics``: ``(name,
+    Metric, weighted)`` each)."""
     logs = {"loss": loss_sum / seen}
-    for metric, metric_sums in zip(metrics, sums):
-        logs[metric.name] = metrics_module.value(metric, metric_sums)
+    for (name, metric, _), metric_sums in zip(named_metrics, sums):
+        logs[name] = metrics_module.value(metric, metric_sums)
     return dict(sorted(logs.items()))
 
 
@@ -403,7 +404,8 @@ class Sequential:
 
     @_not_while_fitting
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, engine="fastdnn",
-                run_eagerly=False, jit_compile="auto", steps_per_execution=1):
+                run_eagerly=False, jit_compile="auto", steps_per_execution=1,
+                weighted_metrics=None):
         """Configure the model for training.
 
         Args:
@@ -415,13 +417,17 @@ class Sequential:
             metrics: None or a list of Keras metric names or objects, several allowed:
                 ``'accuracy'``/``'acc'`` and the accuracy classes, ``'mae'``, ``'mse'``,
                 ``'RootMeanSquaredError'``, ``SparseTopKCategoricalAccuracy``, ``Precision``,
-                ``Recall`` (see ``fastdnn.metrics``).
+                ``Recall`` (see ``fastdnn.metrics``). As Keras, fit's and evaluate's
+                ``sample_weight`` does not weigh them.
             engine: ``'fastdnn'`` (the compiled kernels, the default) or ``'numpy'`` (the plain
                 NumPy reference, same maths: for verification and comparison). A fastdnn
                 extension.
             run_eagerly: accepted for Keras compatibility; no effect.
             jit_compile: accepted for Keras compatibility; no effect.
             steps_per_execution: accepted for Keras compatibility; fastdnn chooses for itself.
+            weighted_metrics: None or a list as ``metrics``, of metrics that the sample weights
+                weigh (``Σ w·value / Σ w``); one named like a metric is logged as
+                ``weighted_<name>``, as Keras.
 
         Raises:
             ValueError: for an unknown optimizer, loss, metric or engine.
@@ -430,8 +436,10 @@ class Sequential:
             raise ValueError(f"`engine` must be one of {sorted(ENGINES)}. Received: {engine!r}")
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss) if loss is not None else None
-        self._metrics = metrics_module.check_list(metrics)
-        self.metrics_names = ["loss"] + [m.name for m in self._metrics]
+        self._named_metrics = metrics_module.check_list(metrics, weighted_metrics)
+        self._metrics = [m for _, m, weighted in self._named_metrics if not weighted]
+        self._weighted_metrics = [m for _, m, weighted in self._named_metrics if weighted]
+        self.metrics_names = ["loss"] + [name for name, _, _ in self._named_metrics]
         self.engine = engine
         self.compiled = True
         self._network = None
@@ -543,11 +551,12 @@ class Sequential:
         return weights
 
     def _metric_specs(self, y):
-        """``(code, k)`` of each compiled metric for targets like ``y``, for the kernels."""
+        """``(code, k, weighted)`` of each compiled metric for targets like ``y``, for the
+        kernels."""
         shape = np.shape(y)
         return [metrics_module.resolve(m, len(shape), shape[-1], self._layers[-1].output_shape[-1],
-                                       self.loss.kind == _kernels.LOSS_SPARSE_CE)
-                for m in self._metrics]
+                                       self.loss.kind == _kernels.LOSS_SPARSE_CE) + (weighted,)
+                for _, m, weighted in self._named_metrics]
 
     # --- the plan for the kernels
 
@@ -635,10 +644,11 @@ class Sequential:
             initial_epoch: epoch to start at. Defaults to 0.
             validation_batch_size: Defaults to batch_size.
             validation_freq: validate every this many epochs. Defaults to 1.
-            class_weight: ``{class index: weight}``: each sample's loss (and metric) counts
-                its class's weight (1 for classes not listed). Not applied to validation.
+            class_weight: ``{class index: weight}``: each sample's loss (and weighted metrics)
+                counts its class's weight (1 for classes not listed). Not applied to validation.
             sample_weight: one finite weight per sample, instead of class_weight: the batch
-                loss is ``Σ w_i·loss_i / batch size`` and the metric the weighted mean, as Keras.
+                loss is ``Σ w_i·loss_i / batch size`` and each of compile's
+                ``weighted_metrics`` the weighted mean, as Keras.
             steps_per_epoch, validation_steps: only None.
 
         Returns:
@@ -718,7 +728,7 @@ class Sequential:
         epoch's logs."""
         n = data[0].shape[0]
         every_batch = cb.wants_every_batch()
-        loss_out, metric_out = np.zeros(steps), np.zeros((steps, len(self._metrics), 2))
+        loss_out, metric_out = np.zeros(steps), np.zeros((steps, len(self._named_metrics), 2))
         logs = {}
         for epoch in range(initial_epoch, epochs):
             cb.on_epoch_begin(epoch)
@@ -764,7 +774,7 @@ class Sequential:
             sums += metric_out[batch:batch + ran].sum(axis=0)
             seen += min(n, (batch + ran) * batch_size) - batch * batch_size
             batch += ran
-            logs = _logs(loss_sum, sums, seen, self._metrics)
+            logs = _logs(loss_sum, sums, seen, self._named_metrics)
             cb.on_train_batch_end(batch - 1, logs)
             if done < count and not self.stop_training:
                 what = ("loss" if not np.isfinite(loss_out[batch - 1]) else
@@ -782,7 +792,7 @@ class Sequential:
         test batch hooks (they see running logs)."""
         n = x.shape[0]
         step = batch_size if cb.wants_every_batch("test") else n
-        loss_sum, sums = 0.0, np.zeros((len(self._metrics), 2))
+        loss_sum, sums = 0.0, np.zeros((len(self._named_metrics), 2))
         cb.on_test_begin()
         for start in range(0, n, step):
             if step < n:
@@ -791,7 +801,7 @@ class Sequential:
             batch_loss, batch_sums = network.evaluate(
                 x[part], y[part], None if weights is None else weights[part])
             loss_sum, sums = loss_sum + batch_loss, sums + batch_sums
-            logs = _logs(loss_sum, sums, min(n, start + step), self._metrics)
+            logs = _logs(loss_sum, sums, min(n, start + step), self._named_metrics)
             if step < n:
                 cb.on_test_batch_end(start // step, logs)
         cb.on_test_end(logs)
@@ -808,13 +818,15 @@ class Sequential:
             batch_size: Defaults to 32 (it only sets the progress bar's step count here).
             verbose: 'auto' (= 1), 0, 1 or 2.
             sample_weight: None, or one finite weight per sample: the loss is
-                ``Σ w_i·loss_i / n`` and the metric the weighted mean, as Keras.
+                ``Σ w_i·loss_i / n`` and each of compile's ``weighted_metrics`` the weighted
+                mean, as Keras.
             steps: only None.
             callbacks: list of callbacks (their test hooks are called).
             return_dict: return ``{'accuracy': ..., 'loss': ...}``. Defaults to False.
 
         Returns:
-            The loss as a float when there is no metric, else ``[loss, metric]``.
+            The loss as a float when there is no metric, else the list of ``metrics_names``'
+            values: ``[loss, metric, ...]``, the metrics then the weighted metrics.
         """
         self._assert_compiled()
         if steps is not None:
@@ -836,9 +848,9 @@ class Sequential:
         bar.update(n_steps, list(logs.items()), finalize=True)
         if return_dict:
             return logs
-        if not self._metrics:
+        if not self._named_metrics:
             return logs["loss"]
-        return [logs["loss"]] + [logs[m.name] for m in self._metrics]
+        return [logs[name] for name in self.metrics_names]
 
     @_exclusive
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):

@@ -406,9 +406,9 @@ class Network:
         self.loss, self.metric, self.fused = loss, metric, fused
         self._one_metric = isinstance(metric, (int, np.integer))
         if self._one_metric:
-            self.metrics = [] if metric == METRIC_NONE else [(metric, 0)]
+            self.metrics = [] if metric == METRIC_NONE else [(metric, 0, False)]
         else:
-            self.metrics = [tuple(spec) for spec in metric]
+            self.metrics = [tuple(spec) + (False,) * (3 - len(spec)) for spec in metric]
         self.n_metrics = len(self.metrics)
         self.n_outputs = self.ops[-1][1]
         self.capacity = capacity
@@ -462,10 +462,11 @@ class Network:
         return total, np.concatenate([w * g for w, (_, g) in zip(weights, rows)])
 
     def _metric_sums(self, out, labels, targets, weights=None):
-        """Every metric's two sums, (n_metrics, 2), weighted by ``weights`` unless None."""
+        """Every metric's two sums, (n_metrics, 2), the weighted ones' by ``weights``."""
         outputs = _apply(out, self.ops[-1][2]) if self.fused else out
-        return np.array([metric_sums(code, k, outputs, out, labels, targets, weights)
-                         for code, k in self.metrics]).reshape(-1, 2)
+        return np.array([metric_sums(code, k, outputs, out, labels, targets,
+                                     weights if weighted else None)
+                         for code, k, weighted in self.metrics]).reshape(-1, 2)
 
     def _penalized(self):
         """(slice, l1, l2) of every trainable dense op's kernel and bias with a penalty."""

@@ -3,7 +3,9 @@
 Keras 3 (keras/src/losses/loss.py, reduction 'sum_over_batch_size'; the compiled metrics take
 the sample weights): a batch's loss is ``Σ w_i·loss_i / batch size``, so the gradient is the
 weighted per-sample gradient over the batch size; the reported loss is the mean over samples of
-``w_i·loss_i``; accuracy is the weighted mean ``Σ w_i·hit_i / Σ w_i``. ``class_weight`` gives
+``w_i·loss_i``; the ``weighted_metrics`` are weighted means (accuracy ``Σ w_i·hit_i / Σ w_i``,
+logged as ``weighted_accuracy`` beside the same metric in ``metrics``), the ``metrics`` are not
+weighted (keras/src/trainers/compile_utils.py, CompileMetrics.update_state). ``class_weight`` gives
 each sample its class's weight (1 for classes not listed; a one-hot row's class is its argmax).
 The expected values below are computed here in NumPy from those formulas.
 """
@@ -25,7 +27,8 @@ def data(n=12, seed=0):
 def softmax_model(loss="sparse_categorical_crossentropy", engine="fastdnn"):
     keras.utils.set_random_seed(1)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
-    model.compile(keras.optimizers.SGD(0.5), loss, metrics=["accuracy"], engine=engine)
+    model.compile(keras.optimizers.SGD(0.5), loss, metrics=["accuracy"],
+                  weighted_metrics=["accuracy"], engine=engine)
     return model
 
 
@@ -34,13 +37,15 @@ def per_sample(model, x, y):
     return -np.log(p[np.arange(len(y)), y]), p.argmax(axis=1) == y, p
 
 
-def test_evaluate_weighs_the_loss_and_the_accuracy():
+def test_evaluate_weighs_the_loss_and_the_weighted_metrics_only():
     x, y, w = data()
     model = softmax_model()
+    assert model.metrics_names == ["loss", "accuracy", "weighted_accuracy"]
     losses, hits, _ = per_sample(model, x, y)
-    loss, accuracy = model.evaluate(x, y, sample_weight=w, batch_size=5, verbose=0)
+    loss, accuracy, weighted = model.evaluate(x, y, sample_weight=w, batch_size=5, verbose=0)
     assert loss == pytest.approx((w * losses).sum() / len(y), rel=1e-12)
-    assert accuracy == pytest.approx((w * hits).sum() / w.sum(), rel=1e-12)
+    assert accuracy == pytest.approx(hits.mean(), rel=1e-12)
+    assert weighted == pytest.approx((w * hits).sum() / w.sum(), rel=1e-12)
     plain = model.evaluate(x, y, verbose=0)
     assert plain[0] == pytest.approx(losses.mean(), rel=1e-12)
 
@@ -57,7 +62,9 @@ def test_one_weighted_sgd_step_follows_the_formula():
     np.testing.assert_allclose(new_kernel, kernel - 0.5 * x.T @ g, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(new_bias, bias - 0.5 * g.sum(axis=0), rtol=1e-12, atol=1e-14)
     assert history.history["loss"][0] == pytest.approx((w * losses).sum() / len(y), rel=1e-12)
-    assert history.history["accuracy"][0] == pytest.approx((w * hits).sum() / w.sum(), rel=1e-12)
+    assert history.history["accuracy"][0] == pytest.approx(hits.mean(), rel=1e-12)
+    assert history.history["weighted_accuracy"][0] == pytest.approx((w * hits).sum() / w.sum(),
+                                                                    rel=1e-12)
 
 
 def test_class_weight_is_the_sample_weight_of_each_class():
@@ -89,6 +96,7 @@ def test_shuffled_weighted_training_matches_the_reference_engine():
         np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(ha["loss"], hb["loss"], rtol=1e-10)
     np.testing.assert_allclose(ha["accuracy"], hb["accuracy"], rtol=1e-12)
+    np.testing.assert_allclose(ha["weighted_accuracy"], hb["weighted_accuracy"], rtol=1e-12)
 
 
 def test_validation_weights_from_data_and_from_the_split():
@@ -99,8 +107,8 @@ def test_validation_weights_from_data_and_from_the_split():
         model.evaluate(x[30:], y[30:], sample_weight=w[30:], verbose=0)[0], rel=1e-12)
     model = softmax_model()
     history = model.fit(x, y, sample_weight=w, validation_split=0.25, shuffle=False, verbose=0)
-    assert history.history["val_accuracy"][0] == pytest.approx(
-        model.evaluate(x[30:], y[30:], sample_weight=w[30:], verbose=0)[1], rel=1e-12)
+    assert history.history["val_weighted_accuracy"][0] == pytest.approx(
+        model.evaluate(x[30:], y[30:], sample_weight=w[30:], verbose=0)[2], rel=1e-12)
 
 
 def test_bad_weights_are_refused_before_training():
@@ -117,7 +125,7 @@ def test_bad_weights_are_refused_before_training():
         model.evaluate(x, y, sample_weight=np.ones((len(y), 2)), verbose=0)
     assert all(np.array_equal(u, v) for u, v in zip(before, model.get_weights()))
     zero = model.evaluate(x, y, sample_weight=np.zeros(len(y)), verbose=0)
-    assert zero == [0.0, 0.0]
+    assert zero == [0.0, model.evaluate(x, y, verbose=0)[1], 0.0]
 
 
 def test_the_network_checks_its_weights():
@@ -137,3 +145,57 @@ def test_the_network_checks_its_weights():
                           model.optimizer.slots, 0, np.zeros(1),
                           np.zeros((1, network.n_metrics, 2)), bad)
     assert isinstance(network, _kernels.Network)
+
+
+@pytest.mark.parametrize("engine", ["fastdnn", "numpy"])
+def test_every_weighted_metric_is_weighted_in_training_and_evaluation(engine):
+    # A weighted mean is Σ w·value / Σ w; precision and recall count each element of a sample w
+    # times. A zero learning rate keeps fit's metrics those of the starting weights.
+    M = keras.metrics
+    rng = np.random.default_rng(3)
+    x, w = rng.normal(size=(40, 4)), rng.uniform(0, 2, 40)
+    targets = rng.integers(0, 2, (40, 3)).astype(float)
+    labels = rng.integers(0, 3, 40)
+    multi = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="sigmoid")])
+    multi.compile(keras.optimizers.SGD(0.0), "binary_crossentropy", engine=engine,
+                  weighted_metrics=["binary_accuracy", "mae", "mse", M.RootMeanSquaredError(),
+                           M.Precision(), M.Recall()])
+    ranked = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    ranked.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy", engine=engine,
+                   weighted_metrics=[M.SparseTopKCategoricalAccuracy(k=2)])
+
+    p = multi.predict(x, verbose=0)
+    d = targets - p
+    predicted, actual = p > 0.5, targets > 0.5
+    mse = (w * (d ** 2).mean(axis=1)).sum() / w.sum()
+    expected = {"binary_accuracy": (w * (predicted == actual).mean(axis=1)).sum() / w.sum(),
+                "mae": (w * np.abs(d).mean(axis=1)).sum() / w.sum(), "mse": mse,
+                "root_mean_squared_error": np.sqrt(mse),
+                "precision": (w @ (predicted & actual).sum(axis=1)) / (w @ predicted.sum(axis=1)),
+                "recall": (w @ (predicted & actual).sum(axis=1)) / (w @ actual.sum(axis=1))}
+    scores = ranked.predict(x, verbose=0)
+    rank = (scores > scores[np.arange(40), labels][:, None]).sum(axis=1)
+    top_k = (w * (rank < 2)).sum() / w.sum()
+
+    for run in (lambda m, y: m.evaluate(x, y, sample_weight=w, batch_size=7, verbose=0,
+                                        return_dict=True),
+                lambda m, y: {k: v[0] for k, v in m.fit(x, y, sample_weight=w, batch_size=7,
+                                                         verbose=0).history.items()}):
+        got = run(multi, targets)
+        for name, value in expected.items():
+            assert got[name] == pytest.approx(value, rel=1e-9), name
+        assert run(ranked, labels)["sparse_top_k_categorical_accuracy"] == pytest.approx(
+            top_k, rel=1e-9)
+
+
+@pytest.mark.parametrize("suffix", [".fastdnn", ".keras"])
+def test_weighted_metrics_survive_saving(tmp_path, suffix):
+    x, y, w = data()
+    model = softmax_model()
+    model.fit(x, y, verbose=0)
+    path = tmp_path / f"model{suffix}"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.metrics_names == ["loss", "accuracy", "weighted_accuracy"]
+    np.testing.assert_allclose(loaded.evaluate(x, y, sample_weight=w, verbose=0),
+                               model.evaluate(x, y, sample_weight=w, verbose=0), rtol=1e-6)
