@@ -11,9 +11,9 @@ on a shared machine a busy neighbour costs at most one thread's speed, not the t
 The default thread count respects the CPU affinity, a cgroup's CPU quota and
 ``OMP_NUM_THREADS``; fastdnn sets no environment variable and no global OpenMP setting.
 OpenBLAS's own threads are kept at one while the kernels run, because they hand off badly on the
-skinny products of small batches (measured on 2 cores: 32x784x100 ten times slower with 2 BLAS
-threads than with 1) and would fight the kernels' threads for the cores. SciPy bundles its own
-OpenBLAS (the one the kernels call), apart from NumPy's; threadpoolctl reaches it by its library.
+skinny products of small batches and would fight the kernels' threads for the cores. SciPy
+bundles its own OpenBLAS (the one the kernels call), apart from NumPy's; threadpoolctl reaches it
+by its library.
 """
 
 import contextlib

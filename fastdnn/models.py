@@ -1002,6 +1002,4 @@ def load_model(filepath, compile=True):
         ValueError: for a missing, truncated, corrupted or unknown-version file, or a Keras file
             holding layers fastdnn lacks (naming them).
     """
-    if os.fspath(filepath).endswith(".keras"):
-        return _keras_format.load_model(filepath, compile=compile)
     return saving.load_model(filepath, compile=compile)

@@ -252,8 +252,13 @@ def load_weights(model, filepath) -> None:
 
 
 def load_model(filepath, compile=True):
-    """Rebuild a model from a ``.fastdnn`` file (see module doc)."""
+    """Rebuild a model from a ``.fastdnn`` file (see module doc), or from a ``.keras`` file
+    (Keras 3's format, ``fastdnn._keras_format``)."""
     source = os.fspath(filepath)
+    if source.endswith(".keras"):
+        from fastdnn import _keras_format  # it builds on this module
+
+        return _keras_format.load_model(filepath, compile=compile)
     with _consistent(source):
         return _assemble(*_unpack(filepath), source, compile, weights_required=True)
 

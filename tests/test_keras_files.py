@@ -58,6 +58,12 @@ def test_a_keras_file_loads_and_predicts_as_keras_did(name):
                                EXPECTED[f"{name}/predict"], rtol=1e-5, atol=1e-6)
 
 
+def test_keras_saving_load_model_opens_keras_files_too():
+    model = keras.saving.load_model(fixture("sgd_mse"))  # keras.saving.load_model, as tutorials
+    np.testing.assert_allclose(model.predict(EXPECTED["sgd_mse/x"], verbose=0),
+                               EXPECTED["sgd_mse/predict"], rtol=1e-5, atol=1e-6)
+
+
 def test_a_keras_file_keeps_names_settings_and_compile_configuration():
     model = keras.models.load_model(fixture("rmsprop_sigmoid"))
     assert [layer.name for layer in model.layers] == ["flatten", "hidden", "dense_2"]  # as Keras named them

@@ -1,9 +1,6 @@
 /* A dense layer's two products with its input, skipping the input's zeros: for float32 layers
  * whose inputs are mostly zeros (Fashion-MNIST's images are half background, ReLU outputs about
- * half zeros). One thread, 32 rows of Fashion-MNIST against a 784 x 100 kernel, on an AVX2 Zen 3
- * VM: x @ w 48 us against OpenBLAS's 101 us, x^T g 47 us against 75 us. On an AVX-512 Xeon, whose
- * OpenBLAS runs near the FMA units' peak, 32 or 256 rows against blocks of 192 inputs take 0.5 to
- * 1.0 of BLAS's time, by the block's density (0.35 to 0.66).
+ * half zeros); the kernels call them where a block's density makes them faster than BLAS.
  *
  * Each output row is kept in registers (up to 12 vectors and a partial one: 100 floats) while
  * the row's nonzero inputs, found by compares into one 64-bit word, are taken one by one, each
@@ -37,7 +34,7 @@ enum { SPARSE_VECTORS = 12, SPARSE_ROWS = 32 };  /* SPARSE_DEPTH: simd/dispatch.
 /* One vector of SPARSE_LANES floats, and its operations: 16 lanes where the build has AVX-512,
  * else 8 (AVX2). A partial vector's lanes are a `sparse_mask` (sparse_lanes). SPARSE_PACK: the
  * rows of w and g are read from aligned copies (sparse_rows); with 8 lanes the copies cost more
- * than they saved at 32 rows (on the Xeon; the Zen 3 figures above are without them). */
+ * than they save. */
 #if SIMD_LANES == 16
 #define SPARSE_MM(op) _mm512_##op  /* the operations named alike in both, but for the prefix */
 #define sparse_vec __m512
@@ -178,8 +175,7 @@ SPARSE_INLINE void SIMD(sparse_row)(const float* x, ptrdiff_t count, const float
 /* Columns [0, SPARSE_LANES nv + tail) of one row of dw: d (=, or += unless first) the sum over
  * the rows i of x[i] g[i] (x's rows ldx apart; g's ldg, see sparse_rows) for the
  * rows whose bit is set in `rows`. The same loop as sparse_row's, kept apart: one version for
- * both, with the scalar's and the row's strides as arguments, left gcc a register short in
- * sparse_row (AVX2), which then took 61 us instead of 48 for 32 x 784 x 100. */
+ * both, with the strides as arguments, leaves gcc a register short in sparse_row (AVX2). */
 SPARSE_INLINE void SIMD(sparse_gradient_row)(const float* x, ptrdiff_t ldx, uint32_t rows,
                                        const float* g, ptrdiff_t ldg, float* d, const int nv,
                                        ptrdiff_t tail, sparse_mask lanes, const int first) {
@@ -215,8 +211,7 @@ static inline ptrdiff_t SIMD(sparse_tile)(ptrdiff_t left) {
 /* Where to read src[0:rows, 0:cols] (its rows *ld apart) from: src itself, or with SPARSE_PACK
  * a copy in `pack`, each row padded with zeros to whole vectors (*ld becomes the copy's row
  * stride). The copy is aligned: most rows of a layer 100 wide start inside a cache line, and a
- * load that crosses a line costs two (AVX-512 on a Xeon, 256 x 192 inputs of Fashion-MNIST
- * against 100 units: x @ w 105 us with the rows in place, 71 us from the copy; BLAS 80 us). */
+ * load that crosses a line costs two. */
 SPARSE_INLINE const float* SIMD(sparse_rows)(const float* src, ptrdiff_t* ld, ptrdiff_t rows,
                                        ptrdiff_t cols, float* pack) {
     ptrdiff_t full = cols - cols % SPARSE_LANES, stride = full + (full < cols ? SPARSE_LANES : 0);
