@@ -217,12 +217,9 @@ def metric_sums(metric, k, outputs, scores, labels, targets, weights=None):
     if metric == METRIC_BINARY_ACC and targets is None:  # one output: the label is its target
         targets = labels.reshape(-1, 1).astype(outputs.dtype)
     if metric <= METRIC_BINARY_ACC:
-        if metric == METRIC_SPARSE_ACC:
-            hits = outputs.argmax(axis=1) == labels
-        elif metric == METRIC_CATEGORICAL_ACC:
-            hits = outputs.argmax(axis=1) == targets.argmax(axis=1)
-        else:
-            hits = ((outputs > 0.5) == targets).mean(axis=1)
+        sparse = metric == METRIC_SPARSE_ACC
+        hits = _hits(outputs, labels if sparse else None, None if sparse else targets,
+                     binary=metric == METRIC_BINARY_ACC)
         return float(w @ hits), float(w.sum())
     if metric == METRIC_SPARSE_TOP_K:
         label_scores = scores[np.arange(len(labels)), labels][:, None]
@@ -236,13 +233,18 @@ def metric_sums(metric, k, outputs, scores, labels, targets, weights=None):
         w @ (predicted if metric == METRIC_PRECISION else actual).sum(axis=1))
 
 
+def _hits(scores, labels=None, targets=None, binary=False):
+    """Each sample's hit (binary: the fraction of its row's elements that hit)."""
+    if labels is not None:
+        return scores.argmax(axis=1) == labels
+    if binary:
+        return ((scores > 0.5) == targets).mean(axis=1)
+    return scores.argmax(axis=1) == targets.argmax(axis=1)
+
+
 def count_correct(scores, labels=None, targets=None, binary=False):
     """Number of correct samples (see ``fastdnn._kernels.count_correct``)."""
-    if labels is not None:
-        return float((scores.argmax(axis=1) == labels).sum())
-    if binary:
-        return float(((scores > 0.5) == targets).mean(axis=1).sum())
-    return float((scores.argmax(axis=1) == targets.argmax(axis=1)).sum())
+    return float(_hits(scores, labels, targets, binary).sum())
 
 
 # --- dropout: the same counter-based generator as the kernels
