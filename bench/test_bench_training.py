@@ -29,7 +29,6 @@ Groups:
 
 import contextlib
 import math
-import time
 
 import numpy as np
 import pytest

@@ -10,7 +10,6 @@ callbacks.
 import contextlib
 import functools
 import math
-import os
 import threading
 import time
 import warnings
