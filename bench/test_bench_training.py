@@ -20,6 +20,8 @@ Groups:
 - ``epoch 784-1024-1024-10 adam bs<batch> (9600 samples)``: the large model on a shortened epoch;
 - ``threads 784-1024-1024-10 adam bs32 (9600 samples)``: that epoch with
   ``fastdnn.set_num_threads(1)`` and ``(2)``;
+- ``epoch 784-100-10 adam l2 bs32`` / ``adamw bs32``: the epoch with an L2 kernel regularizer
+  (1e-4) on both layers under Adam, and under AdamW (weight decay 0.004);
 - ``contended <widths> adam bs<batch>``: an epoch at the default thread count and at one
   thread, interleaved, while a busy process (``busy_neighbour``) loops on one core;
 - ``predict 784-100-10 10000 images bs32``: ``Model.predict`` on the test images.
@@ -27,7 +29,6 @@ Groups:
 
 import contextlib
 import math
-import time
 
 import numpy as np
 import pytest
@@ -59,14 +60,22 @@ def _tag(benchmark, group, role, **targets):
         benchmark.extra_info.update(targets)
 
 
+# Keras features on the chapter's epoch: the optimizer, and every layer's kernel regularizer
+FEATURES = {"adam l2": (fastdnn.optimizers.Adam, fastdnn.regularizers.L2(1e-4)),
+            "adamw": (fastdnn.optimizers.AdamW, None)}
+
+
 def build_model(widths, optimizer, engine):
-    """The chapter's model shape: relu hidden layers, softmax output, sparse cross-entropy."""
+    """The chapter's model shape: relu hidden layers, softmax output, sparse cross-entropy;
+    ``optimizer`` a name of OPTIMIZERS or FEATURES."""
+    make, regularizer = FEATURES.get(optimizer, (OPTIMIZERS.get(optimizer), None))
     np.random.seed(0)
     model = fastdnn.Sequential(
         [fastdnn.Input((widths[0],))]
-        + [layers.Dense(n, activation="relu") for n in widths[1:-1]]
-        + [layers.Dense(widths[-1], activation="softmax")])
-    model.compile(optimizer=OPTIMIZERS[optimizer](), loss="sparse_categorical_crossentropy",
+        + [layers.Dense(n, activation="relu", kernel_regularizer=regularizer)
+           for n in widths[1:-1]]
+        + [layers.Dense(widths[-1], activation="softmax", kernel_regularizer=regularizer)])
+    model.compile(optimizer=make(), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], engine=engine)
     return model
 
@@ -205,6 +214,19 @@ def test_epoch(benchmark, interleaved, data, opt, bs, role):
     _tag(benchmark, f"epoch 784-100-10 {opt} bs{bs}", role, **targets)
     rounds = {"fastdnn": 7, "reference": 3, "floor": 7}[role]
     _epoch(interleaved, CHAPTER, opt, bs, role, x, y, rounds, _compared_roles(role, targets))
+
+
+FEATURE_EPOCH = [(feature, role) for feature in FEATURES for role in ROLES]
+
+
+@pytest.mark.parametrize("feature,role", FEATURE_EPOCH,
+                         ids=[f"{f.replace(' ', '-')}-bs32-{r}" for f, r in FEATURE_EPOCH])
+def test_epoch_features(benchmark, interleaved, data, feature, role):
+    x, y, _ = data
+    targets = {"min_speedup": 6.0}
+    _tag(benchmark, f"epoch 784-100-10 {feature} bs32", role, **targets)
+    rounds = {"fastdnn": 5, "reference": 3, "floor": 5}[role]
+    _epoch(interleaved, CHAPTER, feature, 32, role, x, y, rounds, _compared_roles(role, targets))
 
 
 LARGE_EPOCH = [(bs, role) for bs in (32, 256) for role in ROLES]

@@ -17,17 +17,17 @@ The hot paths are Cython kernels calling BLAS without the GIL (``fastdnn._kernel
 plain-NumPy twins are in ``fastdnn.reference``.
 """
 
-from fastdnn import (activations, backend, callbacks, config, datasets, layers, losses, metrics,
-                     models, optimizers, utils)
+from fastdnn import (activations, backend, callbacks, config, datasets, initializers, layers,
+                     losses, metrics, models, optimizers, regularizers, utils)
 from fastdnn._threads import get_num_threads, set_num_threads
 from fastdnn.layers import Input
 from fastdnn.models import Sequential
 
 __version__ = "0.1.0"
 
-__all__ = ["Sequential", "Input", "activations", "backend", "callbacks", "config", "datasets", "layers",
-           "losses", "metrics", "models", "optimizers", "utils", "set_num_threads",
-           "get_num_threads"]
+__all__ = ["Sequential", "Input", "activations", "backend", "callbacks", "config", "datasets",
+           "initializers", "layers", "losses", "metrics", "models", "optimizers", "regularizers",
+           "utils", "set_num_threads", "get_num_threads"]
 
 
 def __getattr__(name):

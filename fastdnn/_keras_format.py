@@ -111,7 +111,8 @@ def model_config(model) -> dict:
             "optimizer": _keras_object("keras.optimizers", model.optimizer),
             "loss": _keras_object("keras.losses", model.loss) if model.loss is not None else None,
             "loss_weights": None, "metrics": [metrics.serialize(m) for m in model._metrics] or None,
-            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
+            "weighted_metrics": [metrics.serialize(m) for m in model._weighted_metrics] or None,
+            "run_eagerly": False, "steps_per_execution": 1,
             "jit_compile": False}
     return config
 
@@ -439,13 +440,13 @@ def _optimizer(value):
 
 
 def _compile(model, settings):
-    metric_list = settings.get("metrics")
-    if isinstance(metric_list, dict):
+    metric_lists = settings.get("metrics"), settings.get("weighted_metrics")
+    if any(isinstance(metric_list, dict) for metric_list in metric_lists):
         raise ValueError("fastdnn models have one output: metrics given as a dict are not "
                          "supported")
     model.compile(_optimizer(settings["optimizer"]),
                   _loss(settings["loss"]) if settings.get("loss") is not None else None,
-                  metric_list or None)
+                  metric_lists[0] or None, weighted_metrics=metric_lists[1] or None)
 
 
 def load_model(filepath, compile=True):

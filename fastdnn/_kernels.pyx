@@ -36,6 +36,7 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, exp, expf, fabs, isfinite, log, log1p, log1pf, logf, pow, powf, sqrt, sqrtf, tanh, tanhf
+from libc.math cimport M_2_SQRTPI, M_PI, M_SQRT1_2, ceil, cos, erf, erff, expm1, expm1f, floor
 from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
 from cpython.exc cimport PyErr_CheckSignals
@@ -119,7 +120,14 @@ cdef extern from "_team.h" nogil:
 # --- constants shared with the Python layer
 
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4
-ACTIVATIONS = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX}
+ELU, SELU, GELU, SILU, SOFTPLUS, SOFTSIGN, LEAKY_RELU, RELU6, HARD_SIGMOID, EXPONENTIAL = range(5, 15)
+ACTIVATIONS = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX,
+               "elu": ELU, "selu": SELU, "gelu": GELU, "silu": SILU, "softplus": SOFTPLUS,
+               "softsign": SOFTSIGN, "leaky_relu": LEAKY_RELU, "relu6": RELU6,
+               "hard_sigmoid": HARD_SIGMOID, "exponential": EXPONENTIAL}
+# Activations a dense layer cannot fuse: their derivative needs the input z (gelu, silu) or a
+# parameter (leaky_relu's negative slope, the op's ``rate``), so they run as an activation op.
+UNFUSED_ACTIVATIONS = frozenset({GELU, SILU, LEAKY_RELU})
 
 OP_DENSE, OP_ACTIVATION, OP_DROPOUT = 0, 1, 2
 LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE, LOSS_MSE = 0, 1, 2, 3
@@ -134,6 +142,16 @@ cdef enum:
     _SIGMOID = 2
     _TANH = 3
     _SOFTMAX = 4
+    _ELU = 5
+    _SELU = 6
+    _GELU = 7
+    _SILU = 8
+    _SOFTPLUS = 9
+    _SOFTSIGN = 10
+    _LEAKY_RELU = 11
+    _RELU6 = 12
+    _HARD_SIGMOID = 13
+    _EXPONENTIAL = 14
     _OP_DENSE = 0
     _OP_ACTIVATION = 1
     _OP_DROPOUT = 2
@@ -258,6 +276,20 @@ cdef inline floating _tanh(floating x) noexcept nogil:
         return tanhf(x)
     else:
         return tanh(x)
+
+
+cdef inline floating _expm1(floating x) noexcept nogil:
+    if floating is float:
+        return expm1f(x)
+    else:
+        return expm1(x)
+
+
+cdef inline floating _erf(floating x) noexcept nogil:
+    if floating is float:
+        return erff(x)
+    else:
+        return erf(x)
 
 
 cdef inline floating _sigmoid(floating x) noexcept nogil:
@@ -493,11 +525,19 @@ cdef inline Py_ssize_t _share(Py_ssize_t count, int t, int nt) noexcept nogil:
 
 # --- activations
 
+# SELU's constants (Klambauer et al.), as Keras writes them
+cdef double _SELU_ALPHA = 1.6732632423543772848170429916717
+cdef double _SELU_SCALE = 1.0507009873554804934193349852946
+
+
 cdef void _activation_forward(const floating* z, floating* a, Py_ssize_t n, Py_ssize_t c,
-                              int act) noexcept nogil:
-    """OUT a = act(z), row by row; z and a may be the same buffer."""
+                              int act, double param=0) noexcept nogil:
+    """OUT a = act(z), row by row; z and a may be the same buffer. ``param`` is leaky_relu's
+    negative slope."""
     cdef Py_ssize_t i, j, size = n * c
-    cdef floating m, s
+    cdef floating m, s, v
+    cdef floating slope = <floating>param, sa = <floating>(_SELU_SCALE * _SELU_ALPHA)
+    cdef floating scale = <floating>_SELU_SCALE, root_half = <floating>M_SQRT1_2
     if act == _LINEAR:
         if a != z:
             memcpy(a, z, size * sizeof(floating))
@@ -510,6 +550,37 @@ cdef void _activation_forward(const floating* z, floating* a, Py_ssize_t n, Py_s
     elif act == _TANH:
         for i in range(size):
             a[i] = _tanh(z[i])
+    elif act == _ELU:
+        for i in range(size):
+            a[i] = z[i] if z[i] > 0 else _expm1(z[i])
+    elif act == _SELU:
+        for i in range(size):
+            a[i] = scale * z[i] if z[i] > 0 else sa * _expm1(z[i])
+    elif act == _GELU:
+        for i in range(size):
+            a[i] = <floating>0.5 * z[i] * (1 + _erf(z[i] * root_half))
+    elif act == _SILU:
+        for i in range(size):
+            a[i] = z[i] * _sigmoid(z[i])
+    elif act == _SOFTPLUS:
+        for i in range(size):
+            v = z[i] if z[i] > 0 else 0
+            a[i] = v + _log1p(_exp(-(z[i] if z[i] > 0 else -z[i])))
+    elif act == _SOFTSIGN:
+        for i in range(size):
+            a[i] = z[i] / (1 + (z[i] if z[i] > 0 else -z[i]))
+    elif act == _LEAKY_RELU:
+        for i in range(size):
+            a[i] = slope * z[i] if z[i] < 0 else z[i]
+    elif act == _RELU6 or act == _HARD_SIGMOID:
+        # hard_sigmoid = relu6(z + 3) / 6, as Keras 3
+        for i in range(size):
+            v = z[i] + 3 if act == _HARD_SIGMOID else z[i]
+            v = 0 if v <= 0 else (6 if v > 6 else v)  # NaN stays NaN
+            a[i] = v / 6 if act == _HARD_SIGMOID else v
+    elif act == _EXPONENTIAL:
+        for i in range(size):
+            a[i] = _exp(z[i])
     elif act == _SOFTMAX:
         for i in range(n):
             m = z[i * c]
@@ -526,10 +597,14 @@ cdef void _activation_forward(const floating* z, floating* a, Py_ssize_t n, Py_s
 
 
 cdef void _activation_backward(const floating* a, floating* g, Py_ssize_t n, Py_ssize_t c,
-                               int act) noexcept nogil:
-    """IN/OUT g: dL/dA on entry, dL/dZ on exit, from the activation's output a = act(z)."""
+                               int act, const floating* z=NULL, double param=0) noexcept nogil:
+    """IN/OUT g: dL/dA on entry, dL/dZ on exit, from the activation's output a = act(z); gelu
+    and silu read the input z instead, leaky_relu its negative slope ``param``."""
     cdef Py_ssize_t i, j, size = n * c
-    cdef floating dot
+    cdef floating dot, s, cdf
+    cdef floating slope = <floating>param, sa = <floating>(_SELU_SCALE * _SELU_ALPHA)
+    cdef floating scale = <floating>_SELU_SCALE, root_half = <floating>M_SQRT1_2
+    cdef floating density = <floating>(0.5 * M_2_SQRTPI * M_SQRT1_2)  # 1 / sqrt(2 pi)
     if act == _RELU:
         for i in range(size):
             g[i] = g[i] if a[i] > 0 else 0
@@ -539,6 +614,39 @@ cdef void _activation_backward(const floating* a, floating* g, Py_ssize_t n, Py_
     elif act == _TANH:
         for i in range(size):
             g[i] = g[i] * (1 - a[i] * a[i])
+    elif act == _ELU:
+        for i in range(size):  # exp(z) = a + 1 where z <= 0
+            g[i] = g[i] if a[i] > 0 else g[i] * (a[i] + 1)
+    elif act == _SELU:
+        for i in range(size):
+            g[i] = g[i] * scale if a[i] > 0 else g[i] * (a[i] + sa)
+    elif act == _GELU:
+        for i in range(size):
+            cdf = <floating>0.5 * (1 + _erf(z[i] * root_half))
+            g[i] = g[i] * (cdf + z[i] * density * _exp(<floating>-0.5 * z[i] * z[i]))
+    elif act == _SILU:
+        for i in range(size):
+            s = _sigmoid(z[i])
+            g[i] = g[i] * s * (1 + z[i] * (1 - s))
+    elif act == _SOFTPLUS:
+        for i in range(size):  # sigmoid(z) = 1 - exp(-a)
+            g[i] = -g[i] * _expm1(-a[i])
+    elif act == _SOFTSIGN:
+        for i in range(size):  # 1 / (1 + |z|)^2 = (1 - |a|)^2
+            s = 1 - (a[i] if a[i] > 0 else -a[i])
+            g[i] = g[i] * s * s
+    elif act == _LEAKY_RELU:
+        for i in range(size):  # slope >= 0: a > 0 exactly where z > 0
+            g[i] = g[i] if a[i] > 0 else g[i] * slope
+    elif act == _RELU6:
+        for i in range(size):
+            g[i] = g[i] if 0 < a[i] < 6 else 0
+    elif act == _HARD_SIGMOID:
+        for i in range(size):
+            g[i] = g[i] / 6 if 0 < a[i] < 1 else 0
+    elif act == _EXPONENTIAL:
+        for i in range(size):
+            g[i] = g[i] * a[i]
     elif act == _SOFTMAX:
         for i in range(n):
             dot = 0
@@ -549,6 +657,60 @@ cdef void _activation_backward(const floating* a, floating* g, Py_ssize_t n, Py_
 
 
 # --- optimizers: one pass over params, grads and slots, in place, no temporaries
+
+cdef enum:
+    _CONSTANT_RATE = 0
+    _EXPONENTIAL_DECAY = 1
+    _INVERSE_TIME_DECAY = 2
+    _POLYNOMIAL_DECAY = 3
+    _COSINE_DECAY = 4
+    _PIECEWISE_CONSTANT = 5
+    _MAX_PIECES = 32        # fastdnn.schedules.MAX_PIECES
+
+
+cdef struct Schedule:
+    # A learning-rate schedule the training loop evaluates at every step
+    int kind                # _CONSTANT_RATE, or the schedule ``_learning_rate_at`` evaluates
+    double decay[6]         # the schedule's parameters, in fastdnn.schedules' kernel_spec order
+    int n_pieces            # _PIECEWISE_CONSTANT: boundaries [0, n_pieces), values [0, n_pieces]
+    double bounds[_MAX_PIECES]
+    double values[_MAX_PIECES + 1]
+
+
+cdef double _learning_rate_at(const Schedule* c, double constant,
+                              int64_t iteration) noexcept nogil:
+    """The learning rate of the step after ``iteration`` steps, as Keras' schedules compute it
+    from ``optimizer.iterations`` (twin: ``fastdnn.reference.learning_rate_at``); ``constant``
+    without a schedule."""
+    cdef const double* s = c.decay
+    cdef double step = <double>iteration, p, span
+    cdef int k
+    if c.kind == _EXPONENTIAL_DECAY or c.kind == _INVERSE_TIME_DECAY:
+        p = floor(step / s[1]) if s[3] != 0 else step / s[1]
+        return s[0] * pow(s[2], p) if c.kind == _EXPONENTIAL_DECAY else s[0] / (1 + s[2] * p)
+    if c.kind == _POLYNOMIAL_DECAY:
+        span = s[1]
+        if s[4] != 0:
+            span *= 1 if step == 0 else ceil(step / s[1])
+        elif step > span:
+            step = span
+        return (s[0] - s[2]) * pow(1 - step / span, s[3]) + s[2]
+    if c.kind == _COSINE_DECAY:
+        # initial, decay_steps, alpha, warmup_target, warmup_steps, has warmup
+        if s[5] != 0:
+            step = min(step, s[1] + s[4])
+            if step < s[4]:
+                return (s[3] - s[0]) * (step / s[4]) + s[0]
+            return s[3] * ((1 - s[2]) * 0.5 * (1 + cos(M_PI * (step - s[4]) / s[1])) + s[2])
+        step = min(step, s[1])
+        return s[0] * ((1 - s[2]) * 0.5 * (1 + cos(M_PI * step / s[1])) + s[2])
+    if c.kind == _PIECEWISE_CONSTANT:
+        for k in range(c.n_pieces):
+            if step <= c.bounds[k]:
+                return c.values[k]
+        return c.values[c.n_pieces]
+    return constant
+
 
 cdef inline floating _adam_step_size(const OptConfig* c, int64_t iteration,
                                      const floating* like) noexcept nogil:
@@ -699,18 +861,112 @@ cdef struct Update:
     void* grads
     void* slots[3]          # the update's slots (NULL where unused), flat like params
     bint hand_off           # this layer (not cut) leaves dw, db and its step to the last thread
+    bint frozen             # this layer takes no step (trainable=False)
+    const Plan* plan        # its weights' penalties (regularizers), added to the gradients
+    double clipvalue        # > 0: each gradient element is clipped to [-clipvalue, clipvalue]
+    double weight_decay     # > 0: w -= w·weight_decay·lr before the step (decoupled)
     int64_t pending[4]      # a handed-off layer's w_off, b_off, kernel and bias sizes, whose step
                             # waits for the next meeting (pending[0] -1: none)
 
 
 cdef void _apply_update(const Update* u, floating* like, Py_ssize_t lo,
                         Py_ssize_t hi) noexcept nogil:
-    """Apply ``u`` to the flat parameters lo:hi (``like`` only selects the precision); a
-    stopped team's step is void, skipped."""
+    """Apply ``u`` to the flat parameters lo:hi (``like`` only selects the precision), in
+    Keras' order: the gradient of the weights' penalties added, the gradient clipped, the
+    weights decayed, then the optimizer's step; a stopped team's step is void, skipped."""
+    cdef Py_ssize_t i
+    cdef floating* w = <floating*>u.params
+    cdef floating* g = <floating*>u.grads
+    cdef floating clip = <floating>u.clipvalue, decay = <floating>u.weight_decay
+    cdef floating lr = <floating>u.config.learning_rate
     if team_stopped():
         return
+    if u.plan != NULL and u.plan.penalized:
+        _penalty_gradient(u.plan, w, g, lo, hi)
+    if clip > 0:
+        for i in range(lo, hi):
+            g[i] = clip if g[i] > clip else (-clip if g[i] < -clip else g[i])
+    if decay > 0:
+        for i in range(lo, hi):
+            w[i] -= w[i] * decay * lr
     _update_range(u.config, <floating>u.alpha, <floating*>u.params, <floating*>u.grads,
                   <floating*>u.slots[0], <floating*>u.slots[1], <floating*>u.slots[2], lo, hi)
+
+
+cdef inline void _penalize_span(const floating* w, floating* g, Py_ssize_t start, Py_ssize_t end,
+                                Py_ssize_t lo, Py_ssize_t hi, double l1,
+                                double l2) noexcept nogil:
+    """IN/OUT g[i] += l1·sign(w[i]) + 2·l2·w[i] for i in [start, end) ∩ [lo, hi)."""
+    cdef Py_ssize_t i
+    cdef floating a = <floating>l1, b = <floating>(2 * l2)
+    if l1 == 0 and l2 == 0:
+        return
+    for i in range(max(start, lo), min(end, hi)):  # branch-free: the loop vectorizes
+        g[i] += b * w[i] + a * ((w[i] > 0) - (w[i] < 0))
+
+
+cdef void _penalty_gradient(const Plan* p, const floating* w, floating* g, Py_ssize_t lo,
+                            Py_ssize_t hi) noexcept nogil:
+    """IN/OUT g[lo:hi] += the gradient of the dense ops' penalties (Keras' L1/L2 regularizers:
+    ``l1·Σ|w| + l2·Σw²``) over the parameters lo:hi."""
+    cdef int i
+    cdef Py_ssize_t width = p.n_inputs
+    for i in range(p.n_ops):
+        if p.kind[i] == _OP_DENSE:
+            _penalize_span(w, g, p.w_off[i], p.w_off[i] + width * p.units[i], lo, hi,
+                           p.penalty[4 * i], p.penalty[4 * i + 1])
+            if p.b_off[i] >= 0:
+                _penalize_span(w, g, p.b_off[i], p.b_off[i] + p.units[i], lo, hi,
+                               p.penalty[4 * i + 2], p.penalty[4 * i + 3])
+        width = p.units[i]
+
+
+cdef void _sums(const floating* w, Py_ssize_t size, double* absolute,
+                double* square) noexcept nogil:
+    """OUT Σ|w| and Σw² over w[0:size], in double, four partial sums each (a fixed order)."""
+    cdef Py_ssize_t j, end = size - size % 4
+    cdef double a0 = 0, a1 = 0, a2 = 0, a3 = 0, q0 = 0, q1 = 0, q2 = 0, q3 = 0, v
+    for j in range(0, end, 4):
+        v = w[j]
+        a0 += fabs(v)
+        q0 += v * v
+        v = w[j + 1]
+        a1 += fabs(v)
+        q1 += v * v
+        v = w[j + 2]
+        a2 += fabs(v)
+        q2 += v * v
+        v = w[j + 3]
+        a3 += fabs(v)
+        q3 += v * v
+    for j in range(end, size):
+        v = w[j]
+        a0 += fabs(v)
+        q0 += v * v
+    absolute[0] = (a0 + a1) + (a2 + a3)
+    square[0] = (q0 + q1) + (q2 + q3)
+
+
+cdef double _penalty(const Plan* p, const floating* w) noexcept nogil:
+    """The trainable dense ops' penalties ``l1·Σ|w| + l2·Σw²``, kernels and biases, in double."""
+    cdef int i, k
+    cdef Py_ssize_t start, size, width = p.n_inputs
+    cdef double total = 0, l1, l2, absolute, square
+    if not p.penalized:
+        return 0
+    for i in range(p.n_ops):
+        if p.kind[i] == _OP_DENSE and p.trainable[i]:
+            for k in range(2):
+                if k == 1 and p.b_off[i] < 0:
+                    continue
+                start = p.w_off[i] if k == 0 else p.b_off[i]
+                size = width * p.units[i] if k == 0 else p.units[i]
+                l1, l2 = p.penalty[4 * i + 2 * k], p.penalty[4 * i + 2 * k + 1]
+                if l1 != 0 or l2 != 0:
+                    _sums(w + start, size, &absolute, &square)
+                    total += l1 * absolute + l2 * square
+        width = p.units[i]
+    return total
 
 
 cdef void _apply_pending(Update* u, floating* like) noexcept nogil:
@@ -912,7 +1168,8 @@ cdef void _dense_backward(const floating* x, const floating* w, const floating* 
     once dx no longer needs w: the next layer down must be cut.
     """
     cdef int p, blocks = _row_blocks(n, n_in, n_out), cut = _cut(n, n_in, n_out)
-    cdef bint hand_off = u != NULL and u.hand_off
+    cdef Update* step = NULL if u == NULL or u.frozen else u  # this layer's own step
+    cdef bint hand_off = step != NULL and step.hand_off
     cdef Py_ssize_t lo, hi
     if t == 0:
         _activation_backward(a, g, n, n_out, act)
@@ -926,10 +1183,10 @@ cdef void _dense_backward(const floating* x, const floating* w, const floating* 
             if hand_off:
                 u.pending[0], u.pending[1] = u.w_off, u.b_off if db != NULL else -1
                 u.pending[2], u.pending[3] = n_in * n_out, n_out
-            elif u != NULL:
-                _apply_update(u, dw, u.w_off, u.w_off + n_in * n_out)
+            elif step != NULL:
+                _apply_update(step, dw, step.w_off, step.w_off + n_in * n_out)
                 if db != NULL:
-                    _apply_update(u, dw, u.b_off, u.b_off + n_out)
+                    _apply_update(step, dw, step.b_off, step.b_off + n_out)
         return
     _meet(h, g)
     if t == nt - 1:
@@ -937,17 +1194,18 @@ cdef void _dense_backward(const floating* x, const floating* w, const floating* 
             _apply_pending(u, g)
         if db != NULL:
             _bias_gradient(g, db, n, n_out)
-            if u != NULL:
-                _apply_update(u, db, u.b_off, u.b_off + n_out)
+            if step != NULL:
+                _apply_update(step, db, step.b_off, step.b_off + n_out)
     for p in range(_share(cut, t, nt), _share(cut, t + 1, nt)):
         if blocks == 1:  # cut by columns
             lo = _block_edge(n_out, cut, p)
             hi = _block_edge(n_out, cut, p + 1)
             _dense_backward_columns(x, w, g, dw, NULL if dx == NULL else
-                                    _partial(dx, parts, p, n * n_in), n, n_in, n_out, lo, hi, u)
+                                    _partial(dx, parts, p, n * n_in), n, n_in, n_out, lo, hi,
+                                    step)
         else:
             _dense_backward_rows(x, w, g, dw, dx, n, n_in, n_out, _block_edge(n_in, blocks, p),
-                                 _block_edge(n_in, blocks, p + 1), u)
+                                 _block_edge(n_in, blocks, p + 1), step)
     if dx != NULL:
         if blocks == 1:
             _sum_partials(dx, parts, cut, n * n_in, 0, n * n_in, True, t, nt)
@@ -1058,6 +1316,22 @@ cdef double _loss(int kind, const floating* out, const int32_t* labels, const fl
     return _mse(out, y, grad, n, c, scale)
 
 
+cdef double _weighted_loss(int kind, const floating* out, const int32_t* labels,
+                           const floating* y, const floating* w, floating* grad, Py_ssize_t n,
+                           Py_ssize_t c, floating scale) noexcept nogil:
+    """``_loss`` with per-sample weights w (NULL: all 1): return Σ_i w_i·loss_i, OUT grad with
+    row i scaled by w_i (Keras' sample_weight under 'sum_over_batch_size')."""
+    cdef Py_ssize_t i
+    cdef double total = 0
+    if w == NULL:
+        return _loss(kind, out, labels, y, grad, n, c, scale)
+    for i in range(n):
+        total += w[i] * _loss(kind, out + i * c, labels + i if labels != NULL else NULL,
+                              y + i * c if y != NULL else NULL,
+                              grad + i * c if grad != NULL else NULL, 1, c, scale * w[i])
+    return total
+
+
 # --- accuracy counts
 
 cdef inline Py_ssize_t _argmax_row(const floating* s, Py_ssize_t c) noexcept nogil:
@@ -1120,35 +1394,41 @@ cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
 
 
 cdef void _metric_sums(int metric, int k, const floating* s, const int32_t* labels,
-                       const floating* y, Py_ssize_t n, Py_ssize_t c, int act,
+                       const floating* y, const floating* w, Py_ssize_t n, Py_ssize_t c, int act,
                        double* out) noexcept nogil:
-    """OUT out[0:2]: one metric's sums over a batch, from which Python finishes the value.
+    """OUT out[0:2]: one metric's sums over a batch, each sample counting w[i] times (w NULL:
+    once), from which Python finishes the value, out[0] / out[1], as Keras' weighted metrics.
 
-    Accuracies and top-k: (hits, 0). MAE, MSE: (sum over samples of the row's mean |y - p| or
-    (y - p)², 0). Precision, recall, over every element at threshold 0.5: (true positives,
-    predicted positives) or (true positives, actual positives). p is the model's output (``act``
-    applied); top-k compares scores, which the activation does not reorder.
+    Accuracies and top-k: (Σ w·hit, Σ w). MAE, MSE: (Σ w·(the row's mean |y - p| or (y - p)²),
+    Σ w). Precision, recall, over every element at threshold 0.5: (Σ w·true positives,
+    Σ w·predicted positives) or (Σ w·true positives, Σ w·actual positives). p is the model's
+    output (``act`` applied); top-k compares scores, which the activation does not reorder.
     """
     cdef Py_ssize_t i, j, above
-    cdef double a = 0, b = 0, row
+    cdef double a = 0, b = 0, row, positives, weight = 1
     cdef floating p, d, m = 0, scale = 1
     cdef bint predicted, actual
-    out[1] = 0
-    if metric <= _METRIC_BINARY_ACC:
-        out[0] = _count_correct(metric, s, labels, y, n, c, act)
+    if metric <= _METRIC_BINARY_ACC and w == NULL:
+        out[0], out[1] = _count_correct(metric, s, labels, y, n, c, act), n
         return
-    if metric == _METRIC_SPARSE_TOP_K:
-        for i in range(n):
+    for i in range(n):
+        if w != NULL:
+            weight = w[i]
+        if metric <= _METRIC_BINARY_ACC:
+            a += weight * _count_correct(metric, s + i * c, labels + i if labels != NULL else NULL,
+                                         y + i * c if y != NULL else NULL, 1, c, act)
+            b += weight
+            continue
+        if metric == _METRIC_SPARSE_TOP_K:
             above = 0
             for j in range(c):
                 above += s[i * c + j] > s[i * c + labels[i]]
-            a += above < k
-        out[0] = a
-        return
-    for i in range(n):
+            a += weight * (above < k)
+            b += weight
+            continue
         if act == _SOFTMAX:
             scale = _softmax_scale(s + i * c, c, &m)
-        row = 0
+        row = positives = 0
         for j in range(c):
             p = _probability(s[i * c + j], act, m, scale)
             d = y[i * c + j] - p
@@ -1158,9 +1438,14 @@ cdef void _metric_sums(int metric, int k, const floating* s, const int32_t* labe
                 row += d * d
             else:
                 predicted, actual = p > 0.5, y[i * c + j] > 0.5
-                a += predicted and actual
-                b += predicted if metric == _METRIC_PRECISION else actual
-        a += row / c
+                row += predicted and actual
+                positives += predicted if metric == _METRIC_PRECISION else actual
+        if metric == _METRIC_MAE or metric == _METRIC_MSE:
+            a += weight * row / c
+            b += weight
+        else:
+            a += weight * row
+            b += weight * positives
     out[0], out[1] = a, b
 
 
@@ -1253,13 +1538,17 @@ def _check_labels(labels, n, n_classes):
                          f"{labels.min()} to {labels.max()}")
 
 
-def _activation_code(activation):
+def _activation_code(activation, bint fused=False):
+    """The code of an activation name or code; ``fused``: one a dense layer can apply."""
     if isinstance(activation, str):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-        return ACTIVATIONS[activation]
-    if activation not in (LINEAR, RELU, SIGMOID, TANH, SOFTMAX):
+        activation = ACTIVATIONS[activation]
+    elif activation not in ACTIVATIONS.values():
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if fused and activation in UNFUSED_ACTIVATIONS:
+        raise ValueError("gelu, silu and leaky_relu cannot be fused into a dense layer: apply "
+                         "them with activation_forward/activation_backward")
     return activation
 
 
@@ -1305,19 +1594,21 @@ cdef double _decay(str name, double v) except? -1:
 
 # --- public kernels: each checks its arguments, then runs without the GIL
 
-def activation_forward(z, out, activation):
+def activation_forward(z, out, activation, negative_slope=0.2):
     """Apply an activation row by row: ``out = activation(z)``.
 
     Args:
         z: float32 or float64 array of shape (n, c), C-contiguous.
         out: OUT array like z (may be z itself, for in place).
-        activation: 'linear', 'relu', 'sigmoid', 'tanh' or 'softmax' (over the last axis).
+        activation: a name of ``ACTIVATIONS`` ('softmax' over the last axis).
+        negative_slope: leaky_relu's slope for z < 0, >= 0. Defaults to 0.2.
     """
     dtype = _check("z", z, 2)
     _check("out", out, 2, dtype, z.shape, writable=True)
     if z.shape[1] == 0:
         raise ValueError("z has no columns: it needs at least one")
     cdef int act = _activation_code(activation)
+    cdef double slope = _finite_scalar("negative_slope", negative_slope, 0.0)
     cdef Py_ssize_t n = z.shape[0], c = z.shape[1]
     cdef void* pz = _data(z)
     cdef void* pout = _data(out)
@@ -1326,36 +1617,48 @@ def activation_forward(z, out, activation):
     with nogil:
         state = fpenv_flush_denormals()
         if f32:
-            _activation_forward(<float*>pz, <float*>pout, n, c, act)
+            _activation_forward(<float*>pz, <float*>pout, n, c, act, slope)
         else:
-            _activation_forward(<double*>pz, <double*>pout, n, c, act)
+            _activation_forward(<double*>pz, <double*>pout, n, c, act, slope)
         fpenv_restore(state)
 
 
-def activation_backward(a, grad, activation):
-    """Turn dL/dA into dL/dZ in place, from the activation's output ``a``.
+def activation_backward(a, grad, activation, z=None, negative_slope=0.2):
+    """Turn dL/dA into dL/dZ in place, from the activation's output ``a`` (and, for gelu and
+    silu, its input ``z``).
 
     Args:
         a: the activation's output, float32 or float64, shape (n, c), C-contiguous.
         grad: IN/OUT array like a: dL/dA on entry, dL/dZ on return.
-        activation: 'linear', 'relu', 'sigmoid', 'tanh' or 'softmax'.
+        activation: a name of ``ACTIVATIONS``.
+        z: the activation's input, like a: required for 'gelu' and 'silu', else unused.
+        negative_slope: leaky_relu's slope, >= 0. Defaults to 0.2.
     """
     dtype = _check("a", a, 2)
     _check("grad", grad, 2, dtype, a.shape, writable=True)
     if a.shape[1] == 0:
         raise ValueError("a has no columns: it needs at least one")
     cdef int act = _activation_code(activation)
+    cdef double slope = _finite_scalar("negative_slope", negative_slope, 0.0)
+    if act in (_GELU, _SILU):
+        if z is None:
+            raise ValueError(f"activation {activation!r} needs its input z")
+        _check("z", z, 2, dtype, a.shape)
+    else:
+        z = None
+    _no_overlap({"grad": grad}, {"z": z})
     cdef Py_ssize_t n = a.shape[0], c = a.shape[1]
     cdef void* pa = _data(a)
+    cdef void* pz = _data(z)
     cdef void* pg = _data(grad)
     cdef unsigned int state
     cdef bint f32 = dtype == np.float32
     with nogil:
         state = fpenv_flush_denormals()
         if f32:
-            _activation_backward(<float*>pa, <float*>pg, n, c, act)
+            _activation_backward(<float*>pa, <float*>pg, n, c, act, <float*>pz, slope)
         else:
-            _activation_backward(<double*>pa, <double*>pg, n, c, act)
+            _activation_backward(<double*>pa, <double*>pg, n, c, act, <double*>pz, slope)
         fpenv_restore(state)
 
 
@@ -1377,7 +1680,7 @@ def dense_forward(x, w, b, out, activation="linear"):
         _check("b", b, 1, dtype, (w.shape[1],))
     _check("out", out, 2, dtype, (x.shape[0], w.shape[1]), writable=True)
     _no_overlap({"out": out}, {"x": x, "w": w, "b": b})
-    cdef int act = _activation_code(activation)
+    cdef int act = _activation_code(activation, True)
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
     cdef int blocks = _row_blocks(n, n_in, n_out)
     parts = np.empty((blocks - 1) * n * n_out, dtype) if blocks > 1 else None
@@ -1426,7 +1729,7 @@ def dense_backward(x, w, a, grad, dw, db, dx=None, activation="linear"):
     if dx is not None:
         _check("dx", dx, 2, dtype, x.shape, writable=True)
     _no_overlap({"grad": grad, "dw": dw, "db": db, "dx": dx}, {"x": x, "w": w, "a": a})
-    cdef int act = _activation_code(activation)
+    cdef int act = _activation_code(activation, True)
     cdef Py_ssize_t n = x.shape[0], n_in = x.shape[1], n_out = w.shape[1]
     cdef int columns = _column_blocks(n, n_in, n_out)
     parts = np.empty((columns - 1) * n * n_in, dtype) if columns > 1 and dx is not None else None
@@ -1816,11 +2119,15 @@ cdef struct Plan:
     const int64_t* b_off     # bias offset, -1 for none
     const int64_t* out_off   # offset of the op's output in the workspace (rows x units)
     const int64_t* mask_off  # offset of the op's dropout mask in the workspace
-    int first_dense          # ops before it need no gradient
+    int first_dense          # the first trainable dense op: ops before it need no gradient
+    const int64_t* trainable # whether each dense op takes the optimizer step
+    const double* penalty    # per op: kernel l1, kernel l2, bias l1, bias l2 (regularizers)
+    bint penalized           # some trainable dense op has a nonzero penalty
     int loss
     int n_metrics
     const int64_t* metric    # METRIC_* code of each metric
     const int64_t* metric_k  # k of each top-k metric
+    const int64_t* metric_weighted  # 1: the metric takes the sample weights
     bint fused               # the last op's softmax/sigmoid is folded into the loss
     int64_t capacity         # rows the workspace holds
 
@@ -1833,12 +2140,15 @@ cdef inline int _op_act(const Plan* p, int i) noexcept nogil:
 
 
 cdef void _plan_metrics(const Plan* p, const floating* s, const int32_t* labels,
-                        const floating* y, Py_ssize_t n, int act, double* out) noexcept nogil:
-    """OUT out[0:2·n_metrics]: each metric's two sums over a batch (``_metric_sums``)."""
+                        const floating* y, const floating* w, Py_ssize_t n, int act,
+                        double* out) noexcept nogil:
+    """OUT out[0:2·n_metrics]: each metric's two sums over a batch (``_metric_sums``), those of
+    the weighted metrics weighted by w unless NULL."""
     cdef int m
     for m in range(p.n_metrics):
-        _metric_sums(<int>p.metric[m], <int>p.metric_k[m], s, labels, y, n,
-                     p.units[p.n_ops - 1], act, out + 2 * m)
+        _metric_sums(<int>p.metric[m], <int>p.metric_k[m], s, labels, y,
+                     w if p.metric_weighted[m] else NULL, n, p.units[p.n_ops - 1], act,
+                     out + 2 * m)
 
 
 cdef floating* _forward(const Plan* p, const floating* params, floating* ws, floating* parts,
@@ -1861,7 +2171,7 @@ cdef floating* _forward(const Plan* p, const floating* params, floating* ws, flo
                            out, parts, n, width, units, _op_act(p, i), i == 0, h, t, nt)
         elif p.kind[i] == _OP_ACTIVATION:
             if t == 0:
-                _activation_forward(cur, out, n, units, _op_act(p, i))
+                _activation_forward(cur, out, n, units, _op_act(p, i), p.rate[i])
         elif training:
             if t == 0:
                 _dropout_forward(cur, out, ws + p.mask_off[i], n * units, p.rate[i], seed,
@@ -1901,8 +2211,8 @@ cdef void _backward(const Plan* p, floating* params, floating* grads, floating* 
             inp = x if i == 0 else ws + p.out_off[i - 1]
             width_in = p.n_inputs if i == 0 else p.units[i - 1]
             dx = g_other if i > p.first_dense else NULL
-            u.w_off, u.b_off = p.w_off[i], p.b_off[i]
-            u.hand_off = (nt > 1 and i == p.n_ops - 1 and i - 1 >= p.first_dense
+            u.w_off, u.b_off, u.frozen = p.w_off[i], p.b_off[i], not p.trainable[i]
+            u.hand_off = (not u.frozen and nt > 1 and i == p.n_ops - 1 and i - 1 >= p.first_dense
                           and _op_act(p, i) == _LINEAR and _cut(n, width_in, units) == 1
                           and p.kind[i - 1] == _OP_DENSE and _cut(
                               n, p.n_inputs if i == 1 else p.units[i - 2], width_in) > 1)
@@ -1914,8 +2224,9 @@ cdef void _backward(const Plan* p, floating* params, floating* grads, floating* 
             g_other = tmp
         elif t != 0:
             pass
-        elif p.kind[i] == _OP_ACTIVATION:
-            _activation_backward(out, g, n, units, _op_act(p, i))
+        elif p.kind[i] == _OP_ACTIVATION:  # i > first_dense: its input is op i - 1's output
+            _activation_backward(out, g, n, units, _op_act(p, i), ws + p.out_off[i - 1],
+                                 p.rate[i])
         else:
             mask = ws + p.mask_off[i]
             for j in range(n * units):
@@ -1985,6 +2296,9 @@ cdef struct TrainCall:
     # the outputs, which thread 0 writes).
     const Plan* plan
     const OptConfig* opt
+    const Schedule* schedule  # the learning rate of each step, from opt's when constant
+    double clipvalue        # opt's clipvalue and weight_decay (0: none), see Update
+    double weight_decay
     void* params
     void* grads
     void* slots
@@ -1999,6 +2313,8 @@ cdef struct TrainCall:
     const void* x
     const void* y
     const int32_t* labels
+    const void* weights     # per-sample weights (n_samples), or NULL
+    void* wbuf              # capacity: a shuffled batch's weights
     const int64_t* order
     Py_ssize_t n_samples
     Py_ssize_t batch_size
@@ -2039,6 +2355,8 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
     cdef const floating* xb
     cdef const floating* yb
     cdef const int32_t* lb
+    cdef const floating* wb = NULL
+    cdef const floating* w = <const floating*>c.weights
     cdef floating* out
     cdef floating* s[3]
     cdef double total
@@ -2047,8 +2365,10 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
     cdef Helpers h
     cdef int k, cur
     cdef bint helped = False
+    cdef OptConfig opt = c.opt[0]  # this thread's copy: its learning rate follows the schedule
     _slot_pointers(c.opt, <floating*>c.slots, c.n_params, s)
-    u.config, u.params, u.grads, u.pending[0] = c.opt, c.params, c.grads, -1
+    u.config, u.params, u.grads, u.pending[0], u.plan = &opt, c.params, c.grads, -1, p
+    u.clipvalue, u.weight_decay = c.clipvalue, c.weight_decay
     for k in range(3):
         u.slots[k] = s[k]
     h.x, h.width = c.x, n_in
@@ -2068,6 +2388,7 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
             xb = x + start * n_in
             yb = y + start * n_out if y != NULL else NULL
             lb = c.labels + start if c.labels != NULL else NULL
+            wb = w + start if w != NULL else NULL
         else:
             # rows the others copied while this thread waited in the last step
             ready = min(team_load(&c.claimed[cur]), n) if helped else 0
@@ -2080,7 +2401,10 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
                         memcpy(ybuf + r * n_out, y + row * n_out, n_out * sizeof(floating))
                     else:
                         c.lbuf[r] = c.labels[row]
+                    if w != NULL:
+                        (<floating*>c.wbuf)[r] = w[row]
             xb = xbuf
+            wb = <floating*>c.wbuf if w != NULL else NULL
             yb = ybuf if y != NULL else NULL
             lb = c.lbuf if y == NULL else NULL
             # the next batch, while this one is full
@@ -2093,9 +2417,11 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
         out = _forward(p, <floating*>c.params, <floating*>c.ws, <floating*>c.parts, xb, n, True,
                        c.seed, &c.counter, &h, t, nt)
         if t == 0:
-            total = _loss(p.loss, out, lb, yb, <floating*>c.g0, n, n_out, <floating>(1.0 / n))
+            total = _weighted_loss(p.loss, out, lb, yb, wb, <floating*>c.g0, n, n_out,
+                                   <floating>(1.0 / n))
+            total += n * _penalty(p, <floating*>c.params)  # per sample, as Keras' mean loss
             c.loss_out[b] = total
-            _plan_metrics(p, out, lb, yb, n, <int>p.act[p.n_ops - 1] if p.fused else _LINEAR,
+            _plan_metrics(p, out, lb, yb, wb, n, <int>p.act[p.n_ops - 1] if p.fused else _LINEAR,
                           c.metric_out + b * 2 * p.n_metrics)
             if not isfinite(total) or _stopping():  # a stopped team skipped this step's work
                 c.done = b
@@ -2104,21 +2430,23 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
             return
         if t == 0:  # every thread has read this buffer's count; batch b + 3 starts it anew
             team_store(&c.claimed[cur], 0)
-        u.alpha = _adam_step_size(c.opt, iteration, <floating*>c.params)
+        opt.learning_rate = _learning_rate_at(c.schedule, c.opt.learning_rate, iteration)
+        u.alpha = _adam_step_size(&opt, iteration, <floating*>c.params)
         _backward(p, <floating*>c.params, <floating*>c.grads, <floating*>c.ws, <floating*>c.g0,
                   <floating*>c.g1, <floating*>c.parts, xb, n, &u, &h, t, nt)
         iteration += 1
 
 
 cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* parts,
-                 const floating* x, const floating* y, const int32_t* labels, floating* pred,
-                 Py_ssize_t n_samples, double* loss_sum, double* sums, int t,
+                 const floating* x, const floating* y, const int32_t* labels, const floating* w,
+                 floating* pred, Py_ssize_t n_samples, double* loss_sum, double* sums, int t,
                  int nt) noexcept nogil:
     """Forward pass over all samples in workspace-sized batches, in inference mode.
 
     OUT pred (n_samples x n_out) gets the model's outputs (the fused activation applied), unless
     NULL; with targets (y or labels), OUT loss_sum and sums[0:2·n_metrics] accumulate the loss
-    and the metrics' sums. Team call (thread t of nt); thread 0 writes the outputs.
+    and the metrics' sums, weighted by the per-sample weights w unless NULL. Team call (thread t
+    of nt); thread 0 writes the outputs.
     """
     cdef Py_ssize_t start, n, n_out = p.units[p.n_ops - 1], n_in = p.n_inputs
     cdef double batch[2 * _MAX_METRICS]
@@ -2133,10 +2461,13 @@ cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* 
                        nt)
         if t == 0:
             if labels != NULL or y != NULL:
-                loss_sum[0] += _loss(p.loss, out, labels + start if labels != NULL else NULL,
-                                     y + start * n_out if y != NULL else NULL, NULL, n, n_out, 1)
+                loss_sum[0] += _weighted_loss(p.loss, out,
+                                              labels + start if labels != NULL else NULL,
+                                              y + start * n_out if y != NULL else NULL,
+                                              w + start if w != NULL else NULL, NULL, n, n_out, 1)
                 _plan_metrics(p, out, labels + start if labels != NULL else NULL,
-                              y + start * n_out if y != NULL else NULL, n, last_act, batch)
+                              y + start * n_out if y != NULL else NULL,
+                              w + start if w != NULL else NULL, n, last_act, batch)
                 for m in range(2 * p.n_metrics):
                     sums[m] += batch[m]
             if pred != NULL:
@@ -2149,17 +2480,20 @@ _SPARSE_METRICS = (_METRIC_SPARSE_ACC, _METRIC_SPARSE_TOP_K)
 
 
 def _metric_specs(metric, loss, n_outputs):
-    """Check Network's ``metric`` argument; return int64 arrays of codes and ks."""
+    """Check Network's ``metric`` argument; return int64 arrays of codes, ks and weighted
+    flags."""
     if isinstance(metric, (int, np.integer)):
         if metric not in (_METRIC_NONE, _METRIC_SPARSE_ACC, _METRIC_CATEGORICAL_ACC,
                           _METRIC_BINARY_ACC):
             raise ValueError(f"unknown metric code {metric}")
-        specs = [] if metric == _METRIC_NONE else [(metric, 0)]
+        specs = [] if metric == _METRIC_NONE else [(metric, 0, False)]
     else:
         specs = [tuple(spec) for spec in metric]
-        if len(specs) > _MAX_METRICS or any(len(spec) != 2 for spec in specs):
-            raise ValueError(f"metric must be a list of at most {_MAX_METRICS} (code, k) pairs")
-    for code, k in specs:
+        if len(specs) > _MAX_METRICS or any(len(spec) not in (2, 3) for spec in specs):
+            raise ValueError(f"metric must be a list of at most {_MAX_METRICS} (code, k) or "
+                             "(code, k, weighted) tuples")
+        specs = [spec if len(spec) == 3 else spec + (False,) for spec in specs]
+    for code, k, _ in specs:
         if code not in range(_METRIC_SPARSE_ACC, _METRIC_RECALL + 1):
             raise ValueError(f"unknown metric code {code}")
         if (code in _SPARSE_METRICS) != (loss == _LOSS_SPARSE_CE) \
@@ -2168,8 +2502,9 @@ def _metric_specs(metric, loss, n_outputs):
                              "read target arrays (binary accuracy reads labels for one output)")
         if code == _METRIC_SPARSE_TOP_K:
             _int_in("k", k, 1, _INT_MAX)
-    return (np.array([code for code, _ in specs], np.int64),
-            np.array([k for _, k in specs], np.int64))
+    return (np.array([spec[0] for spec in specs], np.int64),
+            np.array([spec[1] for spec in specs], np.int64),
+            np.array([bool(spec[2]) for spec in specs], np.int64))
 
 
 cdef class Network:
@@ -2189,13 +2524,20 @@ cdef class Network:
         loss: LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE or LOSS_MSE (the cross-entropies from logits).
         metric: one code, METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or
             METRIC_BINARY_ACC (``train``'s correct_out is then (count,): hits per batch), or a
-            list of up to MAX_METRICS ``(code, k)`` pairs, any METRIC_* but NONE, k used by
-            METRIC_SPARSE_TOP_K (correct_out is then (count, n_metrics, 2): each metric's sums
-            per batch, see ``_metric_sums``). Binary accuracy reads the sparse loss's labels
-            for a one-unit output, whose label is its target.
+            list of up to MAX_METRICS ``(code, k)`` or ``(code, k, weighted)`` tuples, any
+            METRIC_* but NONE, k used by METRIC_SPARSE_TOP_K, weighted (default False) whether
+            the sample weights weigh it, as Keras' ``weighted_metrics`` (correct_out is then
+            (count, n_metrics, 2): each metric's sums per batch, see ``_metric_sums``). Binary
+            accuracy reads the sparse loss's labels for a one-unit output, whose label is its
+            target.
         fused: the last op's activation (softmax or sigmoid) is folded into the loss.
         capacity: rows per batch the workspace holds.
         seed: seed of the dropout generator.
+        trainable: one flag per op, or None (all True): a dense op whose flag is false keeps its
+            weights (no optimizer step); backpropagation stops at the lowest trainable one.
+        penalties: one entry per op, or None: a dense op's ``(kernel l1, kernel l2, bias l1,
+            bias l2)`` (>= 0) or None; a trainable op's ``l1·Σ|w| + l2·Σw²`` joins the loss
+            (per sample) and its gradient the update, as Keras' regularizers.
     """
     cdef Plan plan
     cdef readonly object dtype
@@ -2203,7 +2545,9 @@ cdef class Network:
     cdef readonly object grads
     cdef object _arrays       # int/float plan arrays the Plan points into
     cdef object _ws
-    cdef object _scratch      # g0, g1, parts, xbuf, ybuf, lbuf
+    cdef object _scratch      # g0, g1, parts, xbuf, ybuf, lbuf, wbuf
+    cdef object _trainable    # int64 per op, the Plan points into it
+    cdef object _penalties    # float64 (n_ops, 4), the Plan points into it
     cdef dict _sizers         # work ('train', 'infer'): (its key, its TeamSizer)
     cdef object _kept         # spare copies of params and slots (train's non-finite guard)
     cdef readonly int n_outputs
@@ -2216,7 +2560,8 @@ cdef class Network:
     cdef int _busy            # calls running without the GIL on the workspace
 
     @cython.wraparound(True)
-    def __init__(self, n_inputs, ops, params, loss, metric, bint fused, capacity, seed=0):
+    def __init__(self, n_inputs, ops, params, loss, metric, bint fused, capacity, seed=0,
+                 trainable=None, penalties=None):
         if self._ready:
             raise RuntimeError("this Network is already initialised: create a new one (its "
                                "buffers belong to its plan)")
@@ -2233,11 +2578,17 @@ cdef class Network:
         width_in = np.concatenate([[n_inputs], units[:-1]])
         if np.any(units < 1) or np.any((kind != _OP_DENSE) & (units != width_in)):
             raise ValueError("ops have inconsistent widths")
-        codes, ks = _metric_specs(metric, loss, int(units[-1]))
-        if np.any((kind < 0) | (kind > 2)) or np.any((act < 0) | (act > 4)):
+        codes, ks, weighted = _metric_specs(metric, loss, int(units[-1]))
+        if np.any((kind < 0) | (kind > 2)) or np.any((act < 0) | (act > _EXPONENTIAL)):
             raise ValueError("ops have an unknown kind or activation")
-        if np.any((rate < 0) | (rate > 1)):
+        if np.any((kind == _OP_DROPOUT) & ~((rate >= 0) & (rate <= 1))):
             raise ValueError("dropout rates must lie in [0, 1]")
+        if np.any((kind == _OP_ACTIVATION) & ~((rate >= 0) & np.isfinite(rate))):
+            raise ValueError("an activation op's parameter (leaky_relu's slope) must be finite "
+                             "and >= 0")
+        if np.any((kind == _OP_DENSE) & np.isin(act, list(UNFUSED_ACTIVATIONS))):
+            raise ValueError("a dense op cannot apply gelu, silu or leaky_relu: follow it with "
+                             "an activation op")
         dense = kind == _OP_DENSE
         if not dense.any():
             raise ValueError("ops need at least one dense layer")
@@ -2269,13 +2620,32 @@ cdef class Network:
         p = &self.plan
         p.n_ops = len(ops)
         p.n_inputs = n_inputs
-        p.first_dense = int(np.argmax(dense))
+        self._trainable = np.ones(len(ops), np.int64)
+        if trainable is not None:
+            if len(trainable) != len(ops):
+                raise ValueError(f"trainable must have one flag per op ({len(ops)}), got "
+                                 f"{len(trainable)}")
+            self._trainable[:] = [bool(flag) for flag in trainable]
+        stepped = dense & (self._trainable != 0)
+        p.first_dense = int(np.argmax(stepped)) if stepped.any() else len(ops)
+        p.trainable = <int64_t*>_data(self._trainable)
+        self._penalties = np.zeros((len(ops), 4))
+        if penalties is not None:
+            if len(penalties) != len(ops):
+                raise ValueError(f"penalties must have one entry per op ({len(ops)}), got "
+                                 f"{len(penalties)}")
+            for i, entry in enumerate(penalties):
+                if entry is not None:
+                    self._penalties[i] = [_finite_scalar("penalty", v, 0.0) for v in entry]
+        p.penalty = <double*>_data(self._penalties)
+        p.penalized = bool(np.any(self._penalties[dense & (self._trainable != 0)] != 0))
         p.loss = loss
         self._one_metric = isinstance(metric, (int, np.integer))
-        self._metric_arrays = (codes, ks)
+        self._metric_arrays = (codes, ks, weighted)
         self.n_metrics = p.n_metrics = codes.shape[0]
         p.metric = <int64_t*>_data(codes)
         p.metric_k = <int64_t*>_data(ks)
+        p.metric_weighted = <int64_t*>_data(weighted)
         p.fused = fused
         p.kind = <int64_t*>_data(kind)
         p.units = <int64_t*>_data(units)
@@ -2327,7 +2697,8 @@ cdef class Network:
         scratch = (np.zeros(capacity * widest, self.dtype), np.zeros(capacity * widest, self.dtype),
                    np.zeros((_MAX_BLOCKS - 1) * capacity * widest, self.dtype),
                    np.zeros(_X_BUFFERS * capacity * self.plan.n_inputs, self.dtype),
-                   np.zeros(capacity * self.n_outputs, self.dtype), np.zeros(capacity, np.int32))
+                   np.zeros(capacity * self.n_outputs, self.dtype), np.zeros(capacity, np.int32),
+                   np.zeros(capacity, self.dtype))
         out_off[:] = new_out
         mask_off[:] = new_mask
         self._ws, self._scratch = ws, scratch
@@ -2349,7 +2720,7 @@ cdef class Network:
         return None, y
 
     def train(self, x, y, order, Py_ssize_t batch_size, Py_ssize_t first, Py_ssize_t count,
-              opt, slots, iteration, loss_out, correct_out):
+              opt, slots, iteration, loss_out, correct_out, sample_weight=None):
         """Train ``count`` batches, starting at batch ``first``, without the GIL.
 
         A step that would leave a weight or a slot NaN or infinite is never applied: the call
@@ -2370,7 +2741,9 @@ cdef class Network:
             first: index of the first batch to run.
             count: number of batches to run.
             opt: dict of optimizer settings (kind, learning_rate, momentum, rho, beta_1, beta_2,
-                epsilon, nesterov, centered, amsgrad).
+                epsilon, nesterov, centered, amsgrad; schedule: None or a learning-rate
+                schedule's ``kernel_spec()``, evaluated at every step instead of
+                learning_rate; clipvalue and weight_decay, 0 for none).
             slots: IN/OUT optimizer slots, (n_slots, n_params) of the network's dtype: the slots
                 Keras creates for these settings, in Keras' order (see ``_slot_pointers``).
             iteration: the optimizer's step counter before this call, in [0, 2**62 - count]:
@@ -2379,6 +2752,9 @@ cdef class Network:
             loss_out: OUT float64 (count,): each batch's summed per-sample loss.
             correct_out: OUT float64: each batch's number of correct samples, (count,), for a
                 metric given as one code; else each batch's metric sums, (count, n_metrics, 2).
+            sample_weight: None, or (n,) finite weights of the network's dtype: each sample's
+                loss, gradient and weighted metrics' sums count that many times (the gradient
+                is still divided by the batch size, as Keras' 'sum_over_batch_size').
 
         Returns:
             ``(batches_applied, iteration)``: fewer batches than asked when a batch's loss was not
@@ -2410,6 +2786,7 @@ cdef class Network:
                    writable=True)
             metric_out = correct_out
         cdef OptConfig c = _opt_config(opt)
+        cdef Schedule schedule = _schedule_config(opt.get("schedule"))
         needed = _slot_count(c)
         if slots.shape[0] != needed:
             raise ValueError(f"slots must have {needed} rows for this optimizer, got {slots.shape[0]}")
@@ -2421,14 +2798,18 @@ cdef class Network:
         else:
             start_iteration = iteration
         _int_in("iteration", start_iteration, 0, 2**62 - count)
-        g0, g1, parts, xbuf, ybuf, lbuf = self._scratch
+        self._check_weights(sample_weight, n)
+        g0, g1, parts, xbuf, ybuf, lbuf, wbuf = self._scratch
         cdef TrainCall call
-        call.plan, call.opt = &self.plan, &c
+        call.plan, call.opt, call.schedule = &self.plan, &c, &schedule
+        call.clipvalue = _finite_scalar("clipvalue", opt.get("clipvalue", 0.0), 0.0)
+        call.weight_decay = _finite_scalar("weight_decay", opt.get("weight_decay", 0.0), 0.0)
         call.params, call.grads = _data(self.params), _data(self.grads)
         call.slots, call.n_params = (_data(slots) if needed else NULL), n_params
         call.ws, call.g0, call.g1, call.parts = _data(self._ws), _data(g0), _data(g1), _data(parts)
         call.xbuf, call.ybuf, call.lbuf = _data(xbuf), _data(ybuf), <int32_t*>_data(lbuf)
         call.x, call.y, call.labels = _data(x), _data(targets), <int32_t*>_data(labels)
+        call.weights, call.wbuf = _data(sample_weight), _data(wbuf)
         call.order = <int64_t*>_data(order)
         call.n_samples, call.batch_size, call.first, call.count = n, batch_size, first, count
         call.iteration, call.seed, call.counter = start_iteration, self.seed, self.counter
@@ -2562,22 +2943,30 @@ cdef class Network:
                 bad += simd.count_nonfinite_f64(<double*>ps, n_slots)
         return bad == 0
 
-    def evaluate(self, x, y):
+    def evaluate(self, x, y, sample_weight=None):
         """Return ``(loss_sum, correct)`` over all samples, in inference mode, without the GIL:
         correct is the number of hits for a metric given as one code, else every metric's sums,
-        an (n_metrics, 2) array."""
+        an (n_metrics, 2) array; with ``sample_weight`` ((n,) finite, the network's dtype),
+        each sample's loss and weighted metrics' sums count that many times."""
         self._check_ready()
         labels, targets = self._check_data(x, y)
-        return self._infer(x, labels, targets, None)
+        self._check_weights(sample_weight, x.shape[0])
+        return self._infer(x, labels, targets, None, sample_weight)
+
+    def _check_weights(self, sample_weight, n):
+        if sample_weight is not None:
+            _check("sample_weight", sample_weight, 1, self.dtype, (n,))
+            if count_nonfinite(sample_weight):
+                raise ValueError("sample_weight must be finite")
 
     def predict(self, x, out):
         """Write the model's outputs for x into OUT ``out`` (n, n_outputs), without the GIL."""
         self._check_ready()
         _check("x", x, 2, self.dtype, (None, self.plan.n_inputs))
         _check("out", out, 2, self.dtype, (x.shape[0], self.n_outputs), writable=True)
-        self._infer(x, None, None, out)
+        self._infer(x, None, None, out, None)
 
-    def _infer(self, x, labels, targets, out):
+    def _infer(self, x, labels, targets, out, weights):
         """Run ``_infer`` over x in calls of about ``_CALL_FLOPS`` at most (whole batches of
         ``capacity`` rows when a batch is cheaper than that, so the results do not change),
         handling signals between calls and, on Python's main thread, during them
@@ -2596,6 +2985,7 @@ cdef class Network:
         cdef char* px = <char*>_data(x)
         cdef char* py = <char*>_data(targets)
         cdef int32_t* pl = <int32_t*>_data(labels)
+        cdef char* pw = <char*>_data(weights)
         cdef char* pout = <char*>_data(out)
         cdef int threads
         cdef unsigned int state
@@ -2619,6 +3009,7 @@ cdef class Network:
                            <float*>(px + start * x_row),
                            <float*>(py + start * n_out * item) if py != NULL else NULL,
                            pl + start if pl != NULL else NULL,
+                           <float*>(pw + start * item) if pw != NULL else NULL,
                            <float*>(pout + start * n_out * item) if pout != NULL else NULL,
                            rows, &loss_sum, psums, team_index(), team_size())
                 else:
@@ -2626,6 +3017,7 @@ cdef class Network:
                            <double*>(px + start * x_row),
                            <double*>(py + start * n_out * item) if py != NULL else NULL,
                            pl + start if pl != NULL else NULL,
+                           <double*>(pw + start * item) if pw != NULL else NULL,
                            <double*>(pout + start * n_out * item) if pout != NULL else NULL,
                            rows, &loss_sum, psums, team_index(), team_size())
                 _team_end(state)
@@ -2636,6 +3028,9 @@ cdef class Network:
             start += rows
             if start < n:
                 PyErr_CheckSignals()
+        if labels is not None or targets is not None:  # the penalty, per sample
+            loss_sum += n * (_penalty(&self.plan, <float*>pp) if f32
+                             else _penalty(&self.plan, <double*>pp))
         if self._one_metric:
             return loss_sum, float(sums[0, 0])
         return loss_sum, sums[:self.n_metrics]
@@ -2660,6 +3055,54 @@ cdef Py_ssize_t _rows_per_call(const Plan* p) noexcept:
 
 
 _OPT_KINDS = {"sgd": _OPT_SGD, "adagrad": _OPT_ADAGRAD, "rmsprop": _OPT_RMSPROP, "adam": _OPT_ADAM}
+# schedule kind: (code, number of parameters, indices of the parameters that must be > 0)
+_SCHEDULES = {"exponential": (_EXPONENTIAL_DECAY, 4, (1,)), "inverse_time": (_INVERSE_TIME_DECAY, 4, (1,)),
+              "polynomial": (_POLYNOMIAL_DECAY, 5, (1,)), "cosine": (_COSINE_DECAY, 6, (1,))}
+
+
+cdef Schedule _schedule_config(object schedule) except *:
+    """Read and check ``opt['schedule']`` (``fastdnn.schedules``' ``kernel_spec()``)."""
+    cdef Schedule c
+    cdef int k
+    c.kind, c.n_pieces = _CONSTANT_RATE, 0
+    if schedule is None:
+        return c
+    if not isinstance(schedule, dict):
+        raise TypeError(f"opt['schedule'] must be a dict or None, got {type(schedule).__name__}")
+    kind = schedule.get("kind")
+    if kind == "piecewise":
+        bounds = [_finite_scalar("schedule boundary", b) for b in schedule.get("boundaries", ())]
+        values = [_finite_scalar("schedule value", v) for v in schedule.get("values", ())]
+        if len(values) != len(bounds) + 1 or len(bounds) > _MAX_PIECES:
+            raise ValueError(f"a piecewise schedule needs at most {_MAX_PIECES} boundaries and "
+                             "one value more than boundaries")
+        c.kind, c.n_pieces = _PIECEWISE_CONSTANT, len(bounds)
+        for k in range(len(bounds)):
+            c.bounds[k] = bounds[k]
+        for k in range(len(values)):
+            c.values[k] = values[k]
+        return c
+    if kind not in _SCHEDULES:
+        raise ValueError(f"unknown schedule kind {kind!r}")
+    code, count, positive = _SCHEDULES[kind]
+    params = list(schedule.get("params", ()))
+    if len(params) != count:
+        raise ValueError(f"a {kind} schedule has {count} parameters, got {len(params)}")
+    for k in range(count):
+        c.decay[k] = _finite_scalar("schedule parameter", params[k])
+        if k in positive and not c.decay[k] > 0:
+            raise ValueError(f"the {kind} schedule's decay_steps must be > 0")
+    c.kind = code
+    return c
+
+
+def learning_rate_at(opt, iteration):
+    """The learning rate the training loop uses for the step after ``iteration`` steps with
+    the optimizer settings ``opt`` (see ``Network.train``): its schedule's value, or its
+    constant learning rate."""
+    cdef OptConfig c = _opt_config(opt)
+    cdef Schedule schedule = _schedule_config(opt.get("schedule"))
+    return _learning_rate_at(&schedule, c.learning_rate, _int_in("iteration", iteration, 0, 2**62))
 
 
 cdef OptConfig _opt_config(dict opt) except *:

@@ -5,11 +5,14 @@ callback overrides one, ``fit`` runs one batch per call and calls it after every
 batch-end hooks (the progress bar's) run after each group of batches, with the running logs.
 """
 
+import collections.abc
+import csv
 import math
 import os
 import sys
 import warnings
 
+import numpy as np
 
 from fastdnn._progbar import Progbar
 
@@ -101,7 +104,13 @@ class CallbackList:
         if not hook.startswith("on_"):
             raise AttributeError(hook)
 
+        indexed = "epoch" in hook or "batch" in hook
+
         def call(*args, **kwargs):
+            # every hook gets its logs ({} when none), as Keras passes them: function callbacks
+            # (LambdaCallback) declare them without a default
+            if "logs" not in kwargs and len(args) < 1 + indexed:
+                kwargs["logs"] = {}
             for cb in self.callbacks:
                 getattr(cb, hook)(*args, **kwargs)
         return call
@@ -395,3 +404,219 @@ class TerminateOnNaN(Callback):
             self.model.stop_training = True
 
 
+
+
+def _current_learning_rate(model) -> float:
+    """The optimizer's learning rate as Keras reads it back (a float32 variable)."""
+    return float(np.float32(model.optimizer.learning_rate))
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiplies the learning rate by ``factor`` when a monitored value has stopped improving
+    for ``patience`` epochs; adds ``learning_rate`` to each epoch's logs.
+
+    Args:
+        monitor: Defaults to ``'val_loss'``.
+        factor: ``new_lr = lr * factor``, below 1. Defaults to 0.1.
+        patience: epochs without improvement before reducing. Defaults to 10.
+        verbose: 1 prints a message at each reduction. Defaults to 0.
+        mode: ``'auto'`` (higher is better if the name contains "acc"), ``'min'`` or ``'max'``.
+            Defaults to ``'auto'``.
+        min_delta: smallest change that counts as an improvement. Defaults to 1e-4.
+        cooldown: epochs to wait after a reduction before counting again. Defaults to 0.
+        min_lr: lower bound on the learning rate. Defaults to 0.0.
+
+    Raises:
+        ValueError: for ``factor >= 1``.
+    """
+
+    needs_every_batch = False
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
+                 min_delta=1e-4, cooldown=0, min_lr=0.0, **kwargs):
+        super().__init__()
+        if factor >= 1.0:
+            raise ValueError("ReduceLROnPlateau does not support a factor >= 1.0. Received "
+                             f"factor={factor}")
+        self.monitor, self.factor, self.min_lr, self.min_delta = monitor, factor, min_lr, min_delta
+        self.patience, self.verbose, self.cooldown, self.mode = patience, verbose, cooldown, mode
+        self._reset()
+
+    def _reset(self):
+        if self.mode not in ("auto", "min", "max"):
+            warnings.warn(f"Learning rate reduction mode {self.mode} is unknown, fallback to auto "
+                          "mode.", stacklevel=2)
+            self.mode = "auto"
+        self._lower_is_better = self.mode == "min" or (self.mode == "auto"
+                                                       and "acc" not in self.monitor)
+        self.best = np.inf if self._lower_is_better else -np.inf
+        self.cooldown_counter = 0
+        self.wait = 0
+
+    def _improved(self, current):
+        if self._lower_is_better:
+            return current < self.best - self.min_delta
+        return current > self.best + self.min_delta
+
+    def in_cooldown(self) -> bool:
+        """Whether the callback is waiting after a reduction."""
+        return self.cooldown_counter > 0
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        logs["learning_rate"] = _current_learning_rate(self.model)
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"Learning rate reduction is conditioned on metric `{self.monitor}` "
+                          f"which is not available. Available metrics are: {','.join(logs)}.",
+                          stacklevel=2)
+            return
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._improved(current):
+            self.best = current
+            self.wait = 0
+        elif not self.in_cooldown():
+            self.wait += 1
+            if self.wait >= self.patience:
+                old_lr = _current_learning_rate(self.model)
+                if old_lr > np.float32(self.min_lr):
+                    new_lr = max(old_lr * self.factor, self.min_lr)
+                    self.model.optimizer.learning_rate = new_lr
+                    if self.verbose > 0:
+                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to "
+                              f"{new_lr}.")
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0
+
+
+class LearningRateScheduler(Callback):
+    """Sets the learning rate at the start of every epoch to ``schedule(epoch, lr)`` (or
+    ``schedule(epoch)``, the older form); adds ``learning_rate`` to each epoch's logs.
+
+    Args:
+        schedule: function of the epoch index (from 0) and the current learning rate (float),
+            returning the new learning rate (float).
+        verbose: 1 prints the new learning rate each epoch. Defaults to 0.
+
+    Raises:
+        ValueError: (in ``fit``) if the schedule returns something other than a float.
+    """
+
+    needs_every_batch = False
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        self.schedule = schedule
+        self.verbose = verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        try:
+            learning_rate = self.schedule(epoch, _current_learning_rate(self.model))
+        except TypeError:
+            learning_rate = self.schedule(epoch)
+        if not isinstance(learning_rate, (float, np.float32, np.float64)):
+            raise ValueError("The output of the `schedule` function should be a float. "
+                             f"Got: {learning_rate}")
+        self.model.optimizer.learning_rate = float(learning_rate)
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to "
+                  f"{learning_rate}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = _current_learning_rate(self.model)
+
+
+class CSVLogger(Callback):
+    """Writes each epoch's logs as a row of a CSV file: ``epoch`` then the log keys, sorted.
+
+    Args:
+        filename: path of the CSV file.
+        separator: Defaults to ``','``.
+        append: append to an existing file (its header is kept) instead of overwriting it.
+            Defaults to False.
+    """
+
+    needs_every_batch = False
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        self.filename = os.fspath(filename)
+        self.sep = separator
+        self.append = append
+        self.keys = None
+        self.writer = None
+        self.csv_file = None
+        self.append_header = True
+
+    def on_train_begin(self, logs=None):
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename) as f:
+                self.append_header = not f.readline()
+        if self.csv_file is not None and not self.csv_file.closed:
+            self.csv_file.close()
+        self.csv_file = open(self.filename, "a" if self.append else "w", newline="")
+        self.writer = None
+        self.keys = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+        if self.writer is None:
+            class Dialect(csv.excel):
+                delimiter = self.sep
+
+            self.writer = csv.DictWriter(self.csv_file, fieldnames=["epoch"] + self.keys,
+                                         dialect=Dialect)
+            if self.append_header:
+                self.writer.writeheader()
+        row = {"epoch": epoch}
+        row.update((key, _csv_value(logs.get(key, "NA"))) for key in self.keys)
+        self.writer.writerow(row)
+        self.csv_file.flush()
+
+    def on_train_end(self, logs=None):
+        if self.csv_file is not None and not self.csv_file.closed:
+            self.csv_file.close()
+        self.writer = None
+
+
+def _csv_value(value):
+    """A log value as CSVLogger writes it: 1-D iterables as ``"[a, b]"``, the rest as is."""
+    if isinstance(value, str) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        return value
+    if isinstance(value, collections.abc.Iterable):
+        return f'"[{", ".join(map(str, value))}]"'
+    return value
+
+
+class LambdaCallback(Callback):
+    """A callback made of functions, as Keras': ``on_epoch_begin(epoch, logs)``,
+    ``on_epoch_end(epoch, logs)``, ``on_train_begin(logs)``, ``on_train_end(logs)``,
+    ``on_train_batch_begin(batch, logs)``, ``on_train_batch_end(batch, logs)``, and any other
+    hook passed by name (``on_test_end=...``).
+
+    Args:
+        on_epoch_begin, on_epoch_end, on_train_begin, on_train_end, on_train_batch_begin,
+            on_train_batch_end: functions, or None. Default to None.
+        **kwargs: other hooks, ``name=function``.
+    """
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None,
+                 on_train_end=None, on_train_batch_begin=None, on_train_batch_end=None, **kwargs):
+        super().__init__()
+        self.__dict__.update(kwargs)
+        hooks = {"on_epoch_begin": on_epoch_begin, "on_epoch_end": on_epoch_end,
+                 "on_train_begin": on_train_begin, "on_train_end": on_train_end,
+                 "on_train_batch_begin": on_train_batch_begin,
+                 "on_train_batch_end": on_train_batch_end}
+        self.__dict__.update({k: v for k, v in hooks.items() if v is not None})
+
+    def wants_every_batch(self, stage: str = "train") -> bool:
+        return any(h in self.__dict__ for h in _BATCH_HOOKS[stage])

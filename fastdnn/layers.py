@@ -5,12 +5,11 @@ A layer computes nothing itself. The model lays every weight out in one flat buf
 ``plan_ops`` says which fused operations a layer contributes.
 """
 
-import math
 import warnings
 
 import numpy as np
 
-from fastdnn import _kernels, _naming, _random, _tensors, activations
+from fastdnn import _kernels, _naming, _tensors, activations, initializers, regularizers
 
 _BASE_KWARGS = ("name", "dtype", "trainable", "input_shape", "input_dim", "batch_size")
 
@@ -20,6 +19,30 @@ def _shape(shape, name="shape"):
             d is None or (isinstance(d, (int, np.integer)) and d > 0) for d in shape):
         return tuple(None if d is None else int(d) for d in shape)
     raise ValueError(f"Cannot convert '{shape}' to a shape.")
+
+
+def _activation_op(width, activation, negative_slope=0.2):
+    """The kernel op applying ``activation`` (its parameter: leaky_relu's slope)."""
+    code = _kernels.ACTIVATIONS[activation]
+    param = float(negative_slope) if code == _kernels.LEAKY_RELU else 0.0
+    return (_kernels.OP_ACTIVATION, width, code, param, -1, -1)
+
+
+def _initializer(identifier, name):
+    if identifier is None:
+        raise ValueError(f"`{name}` must not be None")
+    return initializers.get(identifier)
+
+
+def _serialize_regularizer(regularizer):
+    return None if regularizer is None else regularizers.serialize(regularizer)
+
+
+def _serialize_initializer(init):
+    if not isinstance(init, initializers.Initializer):
+        raise ValueError(f"Cannot serialize the initializer {init!r}: only fastdnn.initializers "
+                         "objects can be saved")
+    return initializers.serialize(init)
 
 
 def weight_value(value, dtype, name):
@@ -81,6 +104,10 @@ class Layer:
 
     def initialize(self, weights: list) -> None:
         """Fill freshly laid-out weight views with their initial values."""
+
+    def penalty(self):
+        """The regularizers' ``(kernel l1, kernel l2, bias l1, bias l2)``, or None."""
+        return None
 
     def plan_ops(self, width: int, offsets: list) -> list:
         """The kernel ops of this layer for a flat input of ``width`` features.
@@ -229,28 +256,42 @@ class Dense(Layer):
 
     Args:
         units: positive int, the output width.
-        activation: 'relu', 'sigmoid', 'tanh', 'softmax', 'linear', None (linear) or one of
-            ``fastdnn.activations``' functions. Defaults to None.
+        activation: a name of ``fastdnn.activations.ALL`` ('relu', 'gelu', ...), None
+            (linear) or one of that module's functions. Defaults to None.
         use_bias: Defaults to True.
-        kernel_initializer: only ``'glorot_uniform'`` (the default) is supported.
-        bias_initializer: only ``'zeros'`` (the default) is supported.
+        kernel_initializer: a name (``'he_normal'``, ...), an object of
+            ``fastdnn.initializers`` or a callable ``f(shape, dtype)``. Defaults to
+            ``'glorot_uniform'``.
+        bias_initializer: as kernel_initializer. Defaults to ``'zeros'``.
+        kernel_regularizer: None, a ``fastdnn.regularizers`` object or name (``'l2'``, ...):
+            its penalty of the kernel joins the loss. Defaults to None.
+        bias_regularizer: as kernel_regularizer, for the bias. Defaults to None.
+        activity_regularizer, kernel_constraint, bias_constraint: only None.
         **kwargs: base-layer arguments (``name``, ``trainable``, ``input_shape``, ...).
     """
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
+                 **kwargs):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError("Received an invalid value for `units`, expected a positive "
                              f"integer. Received: units={units}")
-        if kernel_initializer != "glorot_uniform" or bias_initializer != "zeros":
-            raise NotImplementedError("fastdnn's Dense supports kernel_initializer="
-                                      "'glorot_uniform' and bias_initializer='zeros' only")
+        for name, value in (("activity_regularizer", activity_regularizer),
+                            ("kernel_constraint", kernel_constraint),
+                            ("bias_constraint", bias_constraint)):
+            if value is not None:
+                raise NotImplementedError(f"fastdnn's Dense does not support `{name}`")
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
         super().__init__(**kwargs)
         self.units = int(units)
         self.activation = activations.get(activation)
         self.use_bias = bool(use_bias)
-        # Drawn at construction, as Keras does, but from fastdnn's own stream (see _random).
-        self._seed = _random.draw_seed()
+        # Created now: an unseeded initializer draws its seed at construction, as in Keras, but
+        # from fastdnn's own stream (see _random).
+        self.kernel_initializer = _initializer(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = _initializer(bias_initializer, "bias_initializer")
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 2:
@@ -263,11 +304,12 @@ class Dense(Layer):
         return shapes + [("bias", (self.units,))] if self.use_bias else shapes
 
     def initialize(self, weights):
-        kernel = weights[0]
-        limit = math.sqrt(6 / (kernel.shape[0] + kernel.shape[1]))
-        kernel[...] = np.random.default_rng(self._seed).uniform(-limit, limit, kernel.shape)
-        for w in weights[1:]:
-            w[...] = 0
+        for w, init in zip(weights, (self.kernel_initializer, self.bias_initializer)):
+            values = np.asarray(init(w.shape, w.dtype))
+            if values.shape != w.shape or not np.all(np.isfinite(values)):
+                raise ValueError(f"Layer {self.name}: the initializer {init!r} must return finite "
+                                 f"values of shape {w.shape}, got shape {values.shape}")
+            w[...] = values
 
     @property
     def kernel(self):
@@ -279,14 +321,30 @@ class Dense(Layer):
         """The bias ``Variable``, shape (units,), or None without bias."""
         return self.weights[1] if self.use_bias else None
 
+    def penalty(self):
+        """``(kernel l1, kernel l2, bias l1, bias l2)`` of the regularizers, or None."""
+        if self.kernel_regularizer is None and self.bias_regularizer is None:
+            return None
+        bias = self.bias_regularizer if self.use_bias else None
+        return tuple(float(getattr(reg, name, 0.0)) if reg is not None else 0.0
+                     for reg in (self.kernel_regularizer, bias) for name in ("l1", "l2"))
+
     def plan_ops(self, width, offsets):
         code = _kernels.ACTIVATIONS[self.activation]
-        return [(_kernels.OP_DENSE, self.units, code, 0.0, offsets[0],
-                 offsets[1] if self.use_bias else -1)]
+        dense = (_kernels.OP_DENSE, self.units, code, 0.0, offsets[0],
+                 offsets[1] if self.use_bias else -1)
+        if code not in _kernels.UNFUSED_ACTIVATIONS:
+            return [dense]
+        return [(_kernels.OP_DENSE, self.units, _kernels.LINEAR) + dense[3:],
+                _activation_op(self.units, self.activation)]
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
-                "use_bias": self.use_bias}
+                "use_bias": self.use_bias,
+                "kernel_initializer": _serialize_initializer(self.kernel_initializer),
+                "bias_initializer": _serialize_initializer(self.bias_initializer),
+                "kernel_regularizer": _serialize_regularizer(self.kernel_regularizer),
+                "bias_regularizer": _serialize_regularizer(self.bias_regularizer)}
 
 
 class Flatten(Layer):
@@ -341,8 +399,7 @@ class Activation(Layer):
     """Applies an activation function.
 
     Args:
-        activation: 'relu', 'sigmoid', 'tanh', 'softmax', 'linear' or one of
-            ``fastdnn.activations``' functions.
+        activation: a name of ``fastdnn.activations.ALL`` or one of that module's functions.
         **kwargs: base-layer arguments.
     """
 
@@ -353,7 +410,7 @@ class Activation(Layer):
     def plan_ops(self, width, offsets):
         if self.activation == "linear":
             return []
-        return [(_kernels.OP_ACTIVATION, width, _kernels.ACTIVATIONS[self.activation], 0.0, -1, -1)]
+        return [_activation_op(width, self.activation)]
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
@@ -384,6 +441,36 @@ class ReLU(Activation):
         return {"name": self.name, "trainable": self.trainable}
 
 
+class LeakyReLU(Activation):
+    """Leaky rectified linear unit: ``x`` if ``x >= 0``, else ``negative_slope * x``.
+
+    Args:
+        negative_slope: float >= 0. Defaults to 0.3 (Keras' layer default; the
+            ``leaky_relu`` activation's is 0.2).
+        **kwargs: base-layer arguments.
+    """
+
+    def __init__(self, negative_slope=0.3, **kwargs):
+        if "alpha" in kwargs:
+            raise ValueError("Argument `alpha` is no longer supported. Use `negative_slope` "
+                             "instead.")
+        if negative_slope is None or isinstance(negative_slope, bool) or not isinstance(
+                negative_slope, (int, float, np.integer, np.floating)) or not negative_slope >= 0 \
+                or not np.isfinite(negative_slope):
+            raise ValueError("The negative_slope value of a Leaky ReLU layer cannot be None or "
+                             "negative value. Expected a float. Received: "
+                             f"negative_slope={negative_slope}")
+        super().__init__("leaky_relu", **kwargs)
+        self.negative_slope = float(negative_slope)
+
+    def plan_ops(self, width, offsets):
+        return [_activation_op(width, "leaky_relu", self.negative_slope)]
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable,
+                "negative_slope": self.negative_slope}
+
+
 class Softmax(Activation):
     """Softmax over the last axis.
 
@@ -401,7 +488,8 @@ class Softmax(Activation):
         return {"name": self.name, "trainable": self.trainable}
 
 
-ALL = {cls.__name__: cls for cls in (InputLayer, Dense, Flatten, Dropout, Activation, ReLU, Softmax)}
+ALL = {cls.__name__: cls for cls in (InputLayer, Dense, Flatten, Dropout, Activation, ReLU, LeakyReLU,
+                                     Softmax)}
 
 
 def deserialize(config: dict) -> Layer:

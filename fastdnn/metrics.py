@@ -298,30 +298,44 @@ def resolve(metric: Metric, y_ndim: int, y_last: int, n_outputs: int, sparse_lab
     return code, getattr(metric, "k", 0)
 
 
-def value(metric: Metric, sums, seen: int) -> float:
-    """The metric's value from the kernels' two sums over ``seen`` samples."""
-    if isinstance(metric, (Precision, Recall)):
-        return float(sums[0] / sums[1]) if sums[1] else 0.0
-    mean = float(sums[0]) / seen
-    return math.sqrt(mean) if isinstance(metric, RootMeanSquaredError) else mean
+def value(metric: Metric, sums) -> float:
+    """The metric's value from the kernels' two sums (numerator, denominator: 0 when the
+    denominator is, as Keras' ``divide_no_nan``)."""
+    mean = float(sums[0] / sums[1]) if sums[1] else 0.0
+    if isinstance(metric, RootMeanSquaredError):
+        return math.sqrt(mean) if mean >= 0 else math.nan  # negative weights can make it so
+    return mean
 
 
-def check_list(metrics) -> list:
-    """Validate ``compile(metrics=...)`` (a list or tuple, or None); return the Metric objects.
+def check_list(metrics, weighted_metrics=None) -> list:
+    """Validate ``compile(metrics=..., weighted_metrics=...)`` (lists or tuples, or None).
+
+    Returns:
+        ``(name in the logs, Metric, weighted)`` for each metric, then each weighted metric
+        (which the sample weights weigh); as Keras, a weighted metric named like a metric is
+        logged as ``weighted_<name>``.
 
     Raises:
         ValueError: for a dict or another type, an unknown metric, two metrics of one name, or
             more than the kernels' limit.
     """
-    if metrics is None:
-        return []
-    if not isinstance(metrics, (list, tuple)):
-        raise ValueError("Expected `metrics` argument to be a list, tuple, or dict. "
-                         f"Received instead: metrics={metrics} of type {type(metrics)}")
-    resolved = [get(m) for m in metrics]
-    names = [m.name for m in resolved]
-    if len(set(names)) != len(names):
-        raise ValueError(f"Metrics need distinct names; got {names}")
-    if len(resolved) > _kernels.MAX_METRICS:
+    named = []
+    for argument, values, weighted in (("metrics", metrics, False),
+                                       ("weighted_metrics", weighted_metrics, True)):
+        if values is None:
+            continue
+        if not isinstance(values, (list, tuple)):
+            raise ValueError(f"Expected `{argument}` argument to be a list, tuple, or dict. "
+                             f"Received instead: {argument}={values} of type {type(values)}")
+        resolved = [get(m) for m in values]
+        names = [m.name for m in resolved]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Metrics need distinct names; got {names}")
+        taken = {name for name, _, _ in named}
+        named += [("weighted_" + m.name if m.name in taken else m.name, m, weighted)
+                  for m in resolved]
+    if len({name for name, _, _ in named}) != len(named):
+        raise ValueError(f"Metrics need distinct names; got {[name for name, _, _ in named]}")
+    if len(named) > _kernels.MAX_METRICS:
         raise ValueError(f"fastdnn computes at most {_kernels.MAX_METRICS} metrics per model")
-    return resolved
+    return named

@@ -10,9 +10,9 @@ callbacks.
 import contextlib
 import functools
 import math
-import os
 import threading
 import time
+import warnings
 
 import numpy as np
 
@@ -88,12 +88,13 @@ def _not_while_fitting(method):
     return guarded
 
 
-def _logs(loss_sum, sums, seen, metrics):
+def _logs(loss_sum, sums, seen, named_metrics):
     """Running logs, in Keras' alphabetical order: the mean loss over ``seen`` samples and each
-    metric's value from its sums (``sums``: (n_metrics, 2))."""
+    metric's value from its sums (``sums``: (n_metrics, 2); ``named_metrics``: ``(name,
+    Metric, weighted)`` each)."""
     logs = {"loss": loss_sum / seen}
-    for metric, metric_sums in zip(metrics, sums):
-        logs[metric.name] = metrics_module.value(metric, metric_sums, seen)
+    for (name, metric, _), metric_sums in zip(named_metrics, sums):
+        logs[name] = metrics_module.value(metric, metric_sums)
     return dict(sorted(logs.items()))
 
 
@@ -114,7 +115,7 @@ class Sequential:
 
     def __init__(self, layers=None, trainable=True, name=None):
         self.name = _naming.check_name(name, "sequential")
-        self.trainable = trainable
+        self._trainable = bool(trainable)
         self._layers = []
         self._sharers = []  # models computing with a part of this model's buffer (_sharing)
         self._input = None
@@ -266,6 +267,26 @@ class Sequential:
         _sharing.follow(self, params)
 
     @property
+    def trainable(self) -> bool:
+        """Whether fit may change the weights; setting it sets every layer's ``trainable`` too,
+        as Keras does (a frozen model trains none of its layers)."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+        for layer in self._layers:
+            layer.trainable = self._trainable
+
+    def _trained_layers(self) -> list:
+        """The flat layers fit steps: trainable ones, in trainable models only."""
+        if not self._trainable:
+            return []
+        return [inner for layer in self._layers if layer.trainable
+                for inner in (layer._trained_layers() if isinstance(layer, Sequential)
+                              else [layer])]
+
+    @property
     def input_shape(self):
         """The input's shape with the batch axis, e.g. ``(None, 28, 28)``."""
         return self._input.output_shape if self._input is not None else None
@@ -382,7 +403,8 @@ class Sequential:
 
     @_not_while_fitting
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, engine="fastdnn",
-                run_eagerly=False, jit_compile="auto", steps_per_execution=1):
+                run_eagerly=False, jit_compile="auto", steps_per_execution=1,
+                weighted_metrics=None):
         """Configure the model for training.
 
         Args:
@@ -394,13 +416,17 @@ class Sequential:
             metrics: None or a list of Keras metric names or objects, several allowed:
                 ``'accuracy'``/``'acc'`` and the accuracy classes, ``'mae'``, ``'mse'``,
                 ``'RootMeanSquaredError'``, ``SparseTopKCategoricalAccuracy``, ``Precision``,
-                ``Recall`` (see ``fastdnn.metrics``).
+                ``Recall`` (see ``fastdnn.metrics``). As Keras, fit's and evaluate's
+                ``sample_weight`` does not weigh them.
             engine: ``'fastdnn'`` (the compiled kernels, the default) or ``'numpy'`` (the plain
                 NumPy reference, same maths: for verification and comparison). A fastdnn
                 extension.
             run_eagerly: accepted for Keras compatibility; no effect.
             jit_compile: accepted for Keras compatibility; no effect.
             steps_per_execution: accepted for Keras compatibility; fastdnn chooses for itself.
+            weighted_metrics: None or a list as ``metrics``, of metrics that the sample weights
+                weigh (``Σ w·value / Σ w``); one named like a metric is logged as
+                ``weighted_<name>``, as Keras.
 
         Raises:
             ValueError: for an unknown optimizer, loss, metric or engine.
@@ -409,8 +435,10 @@ class Sequential:
             raise ValueError(f"`engine` must be one of {sorted(ENGINES)}. Received: {engine!r}")
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss) if loss is not None else None
-        self._metrics = metrics_module.check_list(metrics)
-        self.metrics_names = ["loss"] + [m.name for m in self._metrics]
+        self._named_metrics = metrics_module.check_list(metrics, weighted_metrics)
+        self._metrics = [m for _, m, weighted in self._named_metrics if not weighted]
+        self._weighted_metrics = [m for _, m, weighted in self._named_metrics if weighted]
+        self.metrics_names = ["loss"] + [name for name, _, _ in self._named_metrics]
         self.engine = engine
         self.compiled = True
         self._network = None
@@ -491,35 +519,67 @@ class Sequential:
         targets = self.loss.transform_targets(targets.astype(np.float64), outputs)
         return np.ascontiguousarray(targets, dtype=self._dtype)
 
+    def _prepare_weights(self, sample_weight, class_weight, y, n, name="sample_weight"):
+        """Per-sample weights in the model's float type, from ``sample_weight`` ((n,) or (n, 1))
+        or from ``class_weight`` ({class: weight}, 1 for classes it omits, the class of a one-hot
+        row its argmax), as Keras; None when neither is given."""
+        if sample_weight is not None and class_weight is not None:
+            raise ValueError("You cannot `class_weight` and `sample_weight` at the same time.")
+        if class_weight is not None:
+            if not isinstance(class_weight, dict):
+                raise ValueError("`class_weight` must be a dict {class index: weight}. "
+                                 f"Received: class_weight={class_weight!r}")
+            labels = np.asarray(y)
+            if labels.ndim > 1:
+                labels = labels.argmax(axis=-1) if labels.shape[-1] != 1 else labels[..., 0]
+            labels = np.round(labels).astype(np.int64)
+            sample_weight = [class_weight.get(int(label), 1.0) for label in labels]
+            name = "class_weight"
+        if sample_weight is None:
+            return None
+        weights = _as_array(sample_weight, name)
+        if weights.ndim == 2 and weights.shape[1] == 1:
+            weights = weights[:, 0]
+        if weights.shape != (n,):
+            raise ValueError(f"`{name}` must give one weight per sample: expected shape ({n},), "
+                             f"got {weights.shape}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            weights = np.ascontiguousarray(weights, dtype=self._dtype)
+        if not np.all(np.isfinite(weights)):
+            raise ValueError(f"`{name}` contains NaN or infinite values (in {self._dtype})")
+        return weights
+
     def _metric_specs(self, y):
-        """``(code, k)`` of each compiled metric for targets like ``y``, for the kernels."""
+        """``(code, k, weighted)`` of each compiled metric for targets like ``y``, for the
+        kernels."""
         shape = np.shape(y)
         return [metrics_module.resolve(m, len(shape), shape[-1], self._layers[-1].output_shape[-1],
-                                       self.loss.kind == _kernels.LOSS_SPARSE_CE)
-                for m in self._metrics]
+                                       self.loss.kind == _kernels.LOSS_SPARSE_CE) + (weighted,)
+                for _, m, weighted in self._named_metrics]
 
     # --- the plan for the kernels
 
     def _plan(self):
-        """The kernels' ops for this model: one per dense/activation/dropout, activations folded
-        into the dense layer before them."""
-        ops, width = [], int(np.prod(self._input.shape))
+        """The kernels' ops for this model, one per dense/activation/dropout (activations folded
+        into the dense layer before them when they can be), for each op whether it takes
+        optimizer steps, and its regularizers' penalty coefficients (or None)."""
+        ops, trains, penalties, width = [], [], [], int(np.prod(self._input.shape))
+        trained = {id(layer) for layer in self._trained_layers()}
         for layer in self._flat_layers():
             for op in layer.plan_ops(width, getattr(layer, "_offsets", [])):
                 previous = ops[-1] if ops else None
                 if (op[0] == _kernels.OP_ACTIVATION and previous is not None
-                        and previous[0] == _kernels.OP_DENSE and previous[2] == _kernels.LINEAR):
+                        and previous[0] == _kernels.OP_DENSE and previous[2] == _kernels.LINEAR
+                        and op[2] not in _kernels.UNFUSED_ACTIVATIONS):
                     ops[-1] = previous[:2] + (op[2],) + previous[3:]
                 else:
                     ops.append(op)
+                    trains.append(id(layer) in trained)
+                    penalties.append(layer.penalty() if op[0] == _kernels.OP_DENSE else None)
             width = layer.output_shape[-1]
         if not any(op[0] == _kernels.OP_DENSE for op in ops):
             raise ValueError(f"Model {self.name} has no Dense layer: nothing to compute")
-        for layer in self._flat_layers():
-            if layer.weights and not layer.trainable:
-                raise NotImplementedError("fastdnn trains every layer: trainable=False is not "
-                                          f"supported (layer {layer.name})")
-        return ops
+        return ops, trains, penalties
 
     def _fusion(self, ops):
         """Whether the output activation folds into the loss (exact cross-entropy from logits)."""
@@ -537,17 +597,19 @@ class Sequential:
 
     def _engine(self, batch_size, metric_specs=(), training=True):
         """The network object for this plan (made once, reused while nothing changes)."""
-        ops = self._plan()
+        ops, trains, penalties = self._plan()
         if training:
             loss, fused = self.loss.kind, self._fusion(ops)
         else:
             loss, fused = _kernels.LOSS_MSE, False
-        key = (self.engine, tuple(ops), loss, fused, tuple(metric_specs), id(self.params))
+        key = (self.engine, tuple(ops), tuple(trains), tuple(penalties), loss, fused,
+               tuple(metric_specs), id(self.params))
         if self._network is None or self._network_key != key:
             module = ENGINES[self.engine]
             seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
             self._network = module.Network(int(np.prod(self._input.shape)), ops, self.params,
-                                           loss, list(metric_specs), fused, batch_size, seed)
+                                           loss, list(metric_specs), fused, batch_size, seed,
+                                           trains, penalties)
             self._network_key = key
         self._network.reserve(batch_size)
         return self._network
@@ -575,19 +637,24 @@ class Sequential:
             callbacks: list of ``fastdnn.callbacks`` objects.
             validation_split: fraction in [0, 1) of the data, taken from the end before
                 shuffling, to validate on.
-            validation_data: ``(x_val, y_val)``, overrides validation_split.
+            validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, val_sample_weight)``,
+                overrides validation_split.
             shuffle: shuffle the training data every epoch. Defaults to True.
             initial_epoch: epoch to start at. Defaults to 0.
             validation_batch_size: Defaults to batch_size.
             validation_freq: validate every this many epochs. Defaults to 1.
-            class_weight, sample_weight, steps_per_epoch, validation_steps: only None.
+            class_weight: ``{class index: weight}``: each sample's loss (and weighted metrics)
+                counts its class's weight (1 for classes not listed). Not applied to validation.
+            sample_weight: one finite weight per sample, instead of class_weight: the batch
+                loss is ``Σ w_i·loss_i / batch size`` and each of compile's
+                ``weighted_metrics`` the weighted mean, as Keras.
+            steps_per_epoch, validation_steps: only None.
 
         Returns:
             A ``History`` whose ``.history`` holds each epoch's loss and metrics.
         """
         self._assert_compiled()
-        for name, value in (("class_weight", class_weight), ("sample_weight", sample_weight),
-                            ("steps_per_epoch", steps_per_epoch),
+        for name, value in (("steps_per_epoch", steps_per_epoch),
                             ("validation_steps", validation_steps)):
             if value is not None:
                 raise NotImplementedError(f"fastdnn's fit does not support `{name}`")
@@ -603,13 +670,18 @@ class Sequential:
         with self._building_from_data():
             x_all = self._prepare_x(x)
             y_all = self._prepare_y(y, x_all.shape[0])
+            w_all = self._prepare_weights(sample_weight, class_weight, y, x_all.shape[0])
             metric_specs = self._metric_specs(y)
             val = None
             if validation_data is not None:
-                if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                    raise ValueError("`validation_data` must be a tuple (x_val, y_val)")
+                if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (
+                        2, 3):
+                    raise ValueError("`validation_data` must be a tuple (x_val, y_val) or "
+                                     "(x_val, y_val, val_sample_weight)")
                 xv = self._prepare_x(validation_data[0], "validation_data[0]")
-                val = (xv, self._prepare_y(validation_data[1], xv.shape[0], "validation_data[1]"))
+                wv = validation_data[2] if len(validation_data) == 3 else None
+                val = (xv, self._prepare_y(validation_data[1], xv.shape[0], "validation_data[1]"),
+                       self._prepare_weights(wv, None, None, xv.shape[0], "validation_data[2]"))
             elif validation_split:
                 n = x_all.shape[0]
                 k = int(n * (1.0 - validation_split))
@@ -619,8 +691,10 @@ class Sequential:
                                      f" by `validation_split={validation_split}`. Either provide "
                                      "more data, or a different value for the `validation_split` "
                                      "argument.")
-                x_all, val = x_all[:k], (x_all[k:], y_all[k:])
+                x_all, val = x_all[:k], (x_all[k:], y_all[k:],
+                                         None if w_all is None else w_all[k:])
                 y_all = y_all[:k]
+                w_all = None if w_all is None else w_all[:k]
             val_batch = _positive_int("validation_batch_size",
                                       validation_batch_size or batch_size)
             steps = math.ceil(x_all.shape[0] / batch_size)
@@ -628,6 +702,8 @@ class Sequential:
             val_rows = val[0].shape[0] if val is not None else 1
             network = self._engine(max(batch_size, min(val_batch, val_rows)), metric_specs)
         self.optimizer.build(self.params.size, self._dtype)
+        if not self.trainable_weights:
+            warnings.warn("The model does not have any trainable weights.", stacklevel=2)
         history = callbacks_module.History()
         automatic = [history] + ([callbacks_module.ProgbarLogger()] if verbose_flag else [])
         cb = callbacks_module.CallbackList(callbacks, self, {"verbose": verbose, "epochs": epochs,
@@ -637,7 +713,7 @@ class Sequential:
         try:
             cb.on_train_begin()
             with _threads.single_threaded_blas():
-                logs = self._run_epochs(network, x_all, y_all, val, batch_size, steps,
+                logs = self._run_epochs(network, (x_all, y_all, w_all), val, batch_size, steps,
                                         initial_epoch, epochs, shuffle, validation_freq, val_batch,
                                         cb)
             cb.on_train_end(logs)
@@ -645,17 +721,18 @@ class Sequential:
             self._fitting = fitting
         return history
 
-    def _run_epochs(self, network, x_all, y_all, val, batch_size, steps, initial_epoch, epochs,
+    def _run_epochs(self, network, data, val, batch_size, steps, initial_epoch, epochs,
                     shuffle, validation_freq, val_batch_size, cb):
-        """The epoch loop of ``fit``; return the last epoch's logs."""
-        n = x_all.shape[0]
+        """The epoch loop of ``fit`` on ``data`` (x, y, sample weights or None); return the last
+        epoch's logs."""
+        n = data[0].shape[0]
         every_batch = cb.wants_every_batch()
-        loss_out, metric_out = np.zeros(steps), np.zeros((steps, len(self._metrics), 2))
+        loss_out, metric_out = np.zeros(steps), np.zeros((steps, len(self._named_metrics), 2))
         logs = {}
         for epoch in range(initial_epoch, epochs):
             cb.on_epoch_begin(epoch)
             order = np.random.permutation(n).astype(np.int64) if shuffle else None
-            logs = self._train_epoch(network, x_all, y_all, order, batch_size, steps, cb,
+            logs = self._train_epoch(network, data, order, batch_size, steps, cb,
                                      every_batch, loss_out, metric_out)
             if val is not None and (epoch + 1) % validation_freq == 0:
                 val_logs = self._evaluate_arrays(network, *val, cb, val_batch_size)
@@ -666,15 +743,17 @@ class Sequential:
                 break
         return logs
 
-    def _train_epoch(self, network, x, y, order, batch_size, steps, cb, every_batch, loss_out,
+    def _train_epoch(self, network, data, order, batch_size, steps, cb, every_batch, loss_out,
                      metric_out):
         """Run one epoch in calls of many batches; return the epoch's logs (running means)."""
+        x, y, weights = data
         n = x.shape[0]
-        settings = self.optimizer.settings()
         slots = self.optimizer.slots
         batch, seen, loss_sum = 0, 0, 0.0
         sums = np.zeros(metric_out.shape[1:])
-        chunk = 1 if every_batch else max(1, min(8, int(
+        # batch by batch for batch hooks, or a learning rate computed in Python per step
+        one_at_a_time = every_batch or self.optimizer.steps_in_python()
+        chunk = 1 if one_at_a_time else max(1, min(8, int(
             _FIRST_CALL_FLOPS / (6 * batch_size * self.params.size))))
         logs = {}
         while batch < steps and not self.stop_training:
@@ -682,40 +761,46 @@ class Sequential:
             if every_batch:
                 cb.on_train_batch_begin(batch)
             started = time.perf_counter()
+            # read at every call: a callback may have changed the learning rate
+            settings = self.optimizer.settings()
             done, _ = network.train(x, y, order, batch_size, batch, count, settings, slots,
                                     self.optimizer.iteration_buffer,
-                                    loss_out[batch:batch + count], metric_out[batch:batch + count])
+                                    loss_out[batch:batch + count], metric_out[batch:batch + count],
+                                    weights)
             elapsed = time.perf_counter() - started
             ran = min(count, done + 1)  # a stopped call still reports its bad batch
             loss_sum += float(loss_out[batch:batch + ran].sum())
             sums += metric_out[batch:batch + ran].sum(axis=0)
             seen += min(n, (batch + ran) * batch_size) - batch * batch_size
             batch += ran
-            logs = _logs(loss_sum, sums, seen, self._metrics)
+            logs = _logs(loss_sum, sums, seen, self._named_metrics)
             cb.on_train_batch_end(batch - 1, logs)
             if done < count and not self.stop_training:
                 what = ("loss" if not np.isfinite(loss_out[batch - 1]) else
                         "step (it would make weights or optimizer slots NaN or infinite)")
                 print(f"Batch {batch - 1}: Invalid {what}, terminating training", flush=True)
                 self.stop_training = True
-            if not every_batch:
+            if not one_at_a_time:
                 per_batch = max(elapsed / count, 1e-7)
                 chunk = max(1, min(steps, int(_SECONDS_PER_CALL / per_batch)))
         return logs
 
-    def _evaluate_arrays(self, network, x, y, cb, batch_size):
-        """Loss and metric over x, y in inference mode, with the test hooks: one call into the
-        kernels, or one per batch when a callback has test batch hooks (they see running logs)."""
+    def _evaluate_arrays(self, network, x, y, weights, cb, batch_size):
+        """Loss and metrics over x, y (weighted unless ``weights`` is None) in inference mode,
+        with the test hooks: one call into the kernels, or one per batch when a callback has
+        test batch hooks (they see running logs)."""
         n = x.shape[0]
         step = batch_size if cb.wants_every_batch("test") else n
-        loss_sum, sums = 0.0, np.zeros((len(self._metrics), 2))
+        loss_sum, sums = 0.0, np.zeros((len(self._named_metrics), 2))
         cb.on_test_begin()
         for start in range(0, n, step):
             if step < n:
                 cb.on_test_batch_begin(start // step)
-            batch_loss, batch_sums = network.evaluate(x[start:start + step], y[start:start + step])
+            part = slice(start, start + step)
+            batch_loss, batch_sums = network.evaluate(
+                x[part], y[part], None if weights is None else weights[part])
             loss_sum, sums = loss_sum + batch_loss, sums + batch_sums
-            logs = _logs(loss_sum, sums, min(n, start + step), self._metrics)
+            logs = _logs(loss_sum, sums, min(n, start + step), self._named_metrics)
             if step < n:
                 cb.on_test_batch_end(start // step, logs)
         cb.on_test_end(logs)
@@ -731,21 +816,26 @@ class Sequential:
             y: targets.
             batch_size: Defaults to 32 (it only sets the progress bar's step count here).
             verbose: 'auto' (= 1), 0, 1 or 2.
-            sample_weight, steps: only None.
+            sample_weight: None, or one finite weight per sample: the loss is
+                ``Σ w_i·loss_i / n`` and each of compile's ``weighted_metrics`` the weighted
+                mean, as Keras.
+            steps: only None.
             callbacks: list of callbacks (their test hooks are called).
             return_dict: return ``{'accuracy': ..., 'loss': ...}``. Defaults to False.
 
         Returns:
-            The loss as a float when there is no metric, else ``[loss, metric]``.
+            The loss as a float when there is no metric, else the list of ``metrics_names``'
+            values: ``[loss, metric, ...]``, the metrics then the weighted metrics.
         """
         self._assert_compiled()
-        if sample_weight is not None or steps is not None:
-            raise NotImplementedError("fastdnn's evaluate does not support sample_weight/steps")
+        if steps is not None:
+            raise NotImplementedError("fastdnn's evaluate does not support `steps`")
         batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size)
         verbose_flag = _verbose(verbose)
         with self._building_from_data():
             xs = self._prepare_x(x)
             ys = self._prepare_y(y, xs.shape[0])
+            ws = self._prepare_weights(sample_weight, None, None, xs.shape[0])
             network = self._engine(min(batch_size, xs.shape[0]), self._metric_specs(y))
         self.optimizer.build(self.params.size, self._dtype)
         n_steps = math.ceil(xs.shape[0] / batch_size)
@@ -753,13 +843,13 @@ class Sequential:
                                            {"verbose": verbose, "epochs": 1, "steps": n_steps})
         bar = Progbar(n_steps, verbose_flag)
         with _threads.single_threaded_blas():
-            logs = self._evaluate_arrays(network, xs, ys, cb, batch_size)
+            logs = self._evaluate_arrays(network, xs, ys, ws, cb, batch_size)
         bar.update(n_steps, list(logs.items()), finalize=True)
         if return_dict:
             return logs
-        if not self._metrics:
+        if not self._named_metrics:
             return logs["loss"]
-        return [logs["loss"]] + [logs[m.name] for m in self._metrics]
+        return [logs[name] for name in self.metrics_names]
 
     @_exclusive
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
@@ -830,13 +920,16 @@ class Sequential:
             count = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
             rows.append((f"{layer.name} ({type(layer).__name__})", shape_text, count))
         size = self._dtype.itemsize if self._dtype is not None else 4
-        trainable = self.count_params()
-        footer = [("Total params", trainable, trainable * size),
+        total = self.count_params()
+        trainable = sum(int(np.prod(w.shape)) for w in self.trainable_weights)
+        frozen = total - trainable
+        footer = [("Total params", total, total * size),
                   ("Trainable params", trainable, trainable * size),
-                  ("Non-trainable params", 0, 0)]
+                  ("Non-trainable params", frozen, frozen * size)]
         if self.optimizer is not None and self.optimizer.built:
-            slots = self.optimizer.slots.size
-            footer[0] = ("Total params", trainable + 2 + slots, (trainable + slots) * size + 8)
+            # Keras creates slots for the trainable weights only
+            slots = len(self.optimizer.slot_names()) * trainable
+            footer[0] = ("Total params", total + 2 + slots, (total + slots) * size + 8)
             footer.append(("Optimizer params", 2 + slots, slots * size + 8))
         text = _summary.render_summary(self.name, rows, footer, line_length=line_length,
                                        positions=positions)

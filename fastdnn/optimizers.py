@@ -6,11 +6,15 @@ soon as it has used them (``fastdnn._kernels``, sections optimizers and dense la
 (velocity, moments, ...) live in one ``(n_slots, n_params)`` array, in Keras' order.
 """
 
+import sys
 import warnings
 
 import numpy as np
 
-from fastdnn import _naming
+from fastdnn import _naming, schedules
+
+# ``from fastdnn.optimizers.schedules import ExponentialDecay`` works, as with Keras
+sys.modules[__name__ + ".schedules"] = schedules
 
 _SHARED = {"weight_decay": None, "clipnorm": None, "clipvalue": None, "global_clipnorm": None,
            "use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency": None,
@@ -51,10 +55,16 @@ class Optimizer:
     (``ValueError`` for a value out of range: Keras accepts some that make training diverge).
 
     Args:
-        learning_rate: step size (a non-negative float).
+        learning_rate: step size: a non-negative float, a ``fastdnn.optimizers.schedules``
+            schedule (evaluated at every step, at ``iterations``), or a callable without
+            arguments returning the rate.
         name: Defaults to the snake_case of the class name, made unique (``adam``, ``adam_1``).
-        **kwargs: Keras' shared options (``weight_decay``, ``clipnorm``, ...); only their
-            defaults are supported, ``decay`` is ignored with a warning as in Keras.
+        **kwargs: Keras' shared options. ``weight_decay`` (decoupled: every step first does
+            ``w -= w·weight_decay·lr`` on each trainable weight, biases included) and
+            ``clipvalue`` (each gradient element clipped to [-clipvalue, clipvalue]) are
+            supported; the others only at their defaults (``clipnorm`` and ``global_clipnorm``
+            need whole gradients before any step, which the fused loop does not hold); ``decay``
+            is ignored with a warning as in Keras.
     """
 
     kind = ""
@@ -72,13 +82,23 @@ class Optimizer:
         unknown = {k: v for k, v in kwargs.items() if k not in _SHARED}
         if unknown:
             raise ValueError(f"Argument(s) not recognized: {unknown}")
+        clips = {k: kwargs[k] for k in ("clipnorm", "clipvalue", "global_clipnorm")
+                 if kwargs.get(k) is not None}
+        if len(clips) > 1:
+            raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be "
+                             f"set. Received: {', '.join(f'{k}={v}' for k, v in clips.items())}")
+        self.weight_decay = kwargs.pop("weight_decay", None)
+        self.clipvalue = kwargs.pop("clipvalue", None)
+        for option in ("weight_decay", "clipvalue"):
+            if getattr(self, option) is not None:
+                setattr(self, option, _rate(option, getattr(self, option)))
         unsupported = {k: v for k, v in kwargs.items() if v != _SHARED[k]}
         if unsupported:
             raise NotImplementedError(f"fastdnn optimizers do not support {unsupported}")
-        self.learning_rate = learning_rate
-        self.name = _naming.check_name(name, _naming.to_snake_case(type(self).__name__))
         # the step counter, IN/OUT for the kernels: they advance it with the steps they apply
         self.iteration_buffer = np.zeros(1, np.int64)
+        self._set_initial_learning_rate(learning_rate)
+        self.name = _naming.check_name(name, _naming.to_snake_case(type(self).__name__))
         self.slots = None
 
     @property
@@ -95,12 +115,52 @@ class Optimizer:
 
     @property
     def learning_rate(self) -> float:
-        """The learning rate (settable, e.g. ``opt.learning_rate = 0.5``)."""
-        return self._learning_rate
+        """The learning rate of the next step (settable, e.g. ``opt.learning_rate = 0.5``,
+        unless the optimizer was created with a schedule)."""
+        return self._current_learning_rate()
 
     @learning_rate.setter
     def learning_rate(self, value):
+        if getattr(self, "_schedule", None) is not None:
+            raise TypeError("This optimizer was created with a `LearningRateSchedule` object as "
+                            "its `learning_rate` constructor argument, hence its learning rate "
+                            "is not settable. If you need the learning rate to be settable, you "
+                            "should instantiate the optimizer with a float `learning_rate` "
+                            "argument.")
         self._learning_rate = _rate("learning_rate", value)
+
+    def _set_initial_learning_rate(self, value):
+        """Take a constructor's ``learning_rate``: a rate, a schedule or a callable."""
+        self._schedule = None
+        if isinstance(value, dict):
+            value = schedules.deserialize(value)
+        if isinstance(value, schedules.LearningRateSchedule) or (
+                callable(value) and not isinstance(value, (int, float, np.number))):
+            self._schedule = value
+        else:
+            self.learning_rate = value
+
+    def _current_learning_rate(self) -> float:
+        if self._schedule is None:
+            return self._learning_rate
+        if isinstance(self._schedule, schedules.LearningRateSchedule):
+            return float(self._schedule(self.iterations))
+        return float(self._schedule())
+
+    def steps_in_python(self) -> bool:
+        """Whether the learning rate comes from Python code that must run before every step
+        (a schedule of your own, a callable), so that ``fit`` calls the kernels batch by batch."""
+        schedule = self._schedule
+        return schedule is not None and (not isinstance(schedule, schedules.LearningRateSchedule)
+                                         or schedule.kernel_spec() is None)
+
+    def serialized_learning_rate(self):
+        """The learning rate as saved: the exact float, or the schedule's ``serialize`` dict."""
+        if self._schedule is None:
+            return self._learning_rate
+        if isinstance(self._schedule, schedules.LearningRateSchedule):
+            return schedules.serialize(self._schedule)
+        raise ValueError(f"Cannot save optimizer {self.name}: its learning rate is a callable")
 
     def slot_names(self) -> list:
         """Names of the slots Keras creates for these settings, in order."""
@@ -126,12 +186,23 @@ class Optimizer:
         return 2 + (self.slots.size if self.slots is not None else 0)
 
     def settings(self) -> dict:
-        """The hyper-parameters as the kernels read them."""
-        return {"kind": self.kind, "learning_rate": self.learning_rate}
+        """The hyper-parameters as the kernels read them (a built-in schedule as its
+        ``kernel_spec()``, evaluated by the kernels at every step)."""
+        spec = None
+        if isinstance(self._schedule, schedules.LearningRateSchedule):
+            spec = self._schedule.kernel_spec()
+        return {"kind": self.kind, "learning_rate": self.learning_rate, "schedule": spec,
+                "weight_decay": self.weight_decay or 0.0, "clipvalue": self.clipvalue or 0.0}
 
     def get_config(self) -> dict:
-        """Return the constructor arguments (the learning rate rounded to float32, as Keras)."""
-        return {"name": self.name, "learning_rate": float(np.float32(self.learning_rate))}
+        """Return the constructor arguments (the learning rate rounded to float32, as Keras,
+        or the schedule's ``serialize`` dict; weight_decay and clipvalue when set)."""
+        rate = self.serialized_learning_rate()
+        options = {k: getattr(self, k) for k in ("weight_decay", "clipvalue")
+                   if getattr(self, k) is not None}
+        return {"name": self.name,
+                "learning_rate": rate if isinstance(rate, dict) else float(np.float32(rate)),
+                **options}
 
     @classmethod
     def from_config(cls, config: dict) -> "Optimizer":
@@ -282,7 +353,30 @@ class Adam(Optimizer):
                 "epsilon": self.epsilon, "amsgrad": self.amsgrad}
 
 
-ALL = {cls.__name__.lower(): cls for cls in (SGD, Adagrad, RMSprop, Adam)}
+class AdamW(Adam):
+    """Adam with decoupled weight decay: each step first does ``w -= w·weight_decay·lr``, then
+    Adam's update (Loshchilov & Hutter).
+
+    Args:
+        learning_rate: Defaults to 0.001.
+        weight_decay: Defaults to 0.004.
+        beta_1: Defaults to 0.9.
+        beta_2: Defaults to 0.999.
+        epsilon: Defaults to 1e-7.
+        amsgrad: Defaults to False.
+        name: Defaults to ``'adamw'``.
+    """
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7, amsgrad=False, name=None, **kwargs):
+        if weight_decay is None:
+            raise ValueError("Argument `weight_decay` must be a float. Received: "
+                             "weight_decay=None")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, name,
+                         weight_decay=weight_decay, **kwargs)
+
+
+ALL = {cls.__name__.lower(): cls for cls in (SGD, Adagrad, RMSprop, Adam, AdamW)}
 
 
 def get(identifier) -> Optimizer:

@@ -5,10 +5,18 @@ into the same output buffers, so the two are interchangeable (the model API take
 engine). The code is written to be read, not to be fast; it checks nothing.
 """
 
+import math
+
 import numpy as np
 
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4
-ACTIVATIONS = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX}
+ELU, SELU, GELU, SILU, SOFTPLUS, SOFTSIGN, LEAKY_RELU, RELU6, HARD_SIGMOID, EXPONENTIAL = range(5, 15)
+ACTIVATIONS = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX,
+               "elu": ELU, "selu": SELU, "gelu": GELU, "silu": SILU, "softplus": SOFTPLUS,
+               "softsign": SOFTSIGN, "leaky_relu": LEAKY_RELU, "relu6": RELU6,
+               "hard_sigmoid": HARD_SIGMOID, "exponential": EXPONENTIAL}
+UNFUSED_ACTIVATIONS = frozenset({GELU, SILU, LEAKY_RELU})
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 OP_DENSE, OP_ACTIVATION, OP_DROPOUT = 0, 1, 2
 LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE, LOSS_MSE = 0, 1, 2, 3
 METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC, METRIC_BINARY_ACC = 0, 1, 2, 3
@@ -31,7 +39,14 @@ def _softmax(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _apply(z, act):
+def _erf(x):
+    """The error function, elementwise (NumPy has none; math.erf is exact to double)."""
+    return np.vectorize(math.erf, otypes=[np.float64])(x).astype(np.result_type(x, np.float32))
+
+
+def _apply(z, act, slope=0.2):
+    """act(z); ``slope`` is leaky_relu's negative slope."""
+    f = z.dtype.type
     if act == RELU:
         return np.maximum(z, 0)
     if act == SIGMOID:
@@ -40,11 +55,31 @@ def _apply(z, act):
         return np.tanh(z)
     if act == SOFTMAX:
         return _softmax(z)
+    if act in (ELU, SELU):
+        scale, alpha = (f(1), f(1)) if act == ELU else (f(SELU_SCALE), f(SELU_ALPHA))
+        return np.where(z > 0, scale * z, scale * alpha * np.expm1(np.minimum(z, 0)))
+    if act == GELU:
+        return f(0.5) * z * (1 + _erf(z / f(math.sqrt(2))))
+    if act == SILU:
+        return z * _sigmoid(z)
+    if act == SOFTPLUS:
+        return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+    if act == SOFTSIGN:
+        return z / (1 + np.abs(z))
+    if act == LEAKY_RELU:
+        return np.where(z < 0, f(slope) * z, z)
+    if act == RELU6:
+        return np.clip(z, 0, 6)
+    if act == HARD_SIGMOID:
+        return np.clip(z + 3, 0, 6) / 6
+    if act == EXPONENTIAL:
+        return np.exp(z)
     return z
 
 
-def _derive(a, g, act):
-    """dL/dZ from the activation's output a and dL/dA."""
+def _derive(a, g, act, z=None, slope=0.2):
+    """dL/dZ from the activation's output a and dL/dA (gelu and silu: from its input z)."""
+    f = a.dtype.type
     if act == RELU:
         return np.where(a > 0, g, 0)
     if act == SIGMOID:
@@ -53,17 +88,39 @@ def _derive(a, g, act):
         return g * (1 - a * a)
     if act == SOFTMAX:
         return a * (g - (g * a).sum(axis=1, keepdims=True))
+    if act == ELU:
+        return np.where(a > 0, g, g * (a + 1))
+    if act == SELU:
+        return np.where(a > 0, g * f(SELU_SCALE), g * (a + f(SELU_SCALE * SELU_ALPHA)))
+    if act == GELU:
+        cdf = f(0.5) * (1 + _erf(z / f(math.sqrt(2))))
+        return g * (cdf + z * np.exp(-z * z / 2) / f(math.sqrt(2 * math.pi)))
+    if act == SILU:
+        s = _sigmoid(z)
+        return g * s * (1 + z * (1 - s))
+    if act == SOFTPLUS:
+        return -g * np.expm1(-a)
+    if act == SOFTSIGN:
+        return g * (1 - np.abs(a)) ** 2
+    if act == LEAKY_RELU:
+        return np.where(a > 0, g, g * f(slope))
+    if act == RELU6:
+        return np.where((a > 0) & (a < 6), g, 0)
+    if act == HARD_SIGMOID:
+        return np.where((a > 0) & (a < 1), g / 6, 0)
+    if act == EXPONENTIAL:
+        return g * a
     return g
 
 
-def activation_forward(z, out, activation):
+def activation_forward(z, out, activation, negative_slope=0.2):
     """``out = activation(z)`` (see ``fastdnn._kernels.activation_forward``)."""
-    out[...] = _apply(z, _code(activation))
+    out[...] = _apply(z, _code(activation), negative_slope)
 
 
-def activation_backward(a, grad, activation):
+def activation_backward(a, grad, activation, z=None, negative_slope=0.2):
     """``grad`` := dL/dZ from dL/dA (see ``fastdnn._kernels.activation_backward``)."""
-    grad[...] = _derive(a, grad, _code(activation))
+    grad[...] = _derive(a, grad, _code(activation), z, negative_slope)
 
 
 # --- dense layer
@@ -152,34 +209,42 @@ def count_nonfinite(a):
     return int(a.size - np.count_nonzero(np.isfinite(a)))
 
 
-def metric_sums(metric, k, outputs, scores, labels, targets):
-    """One metric's two sums over a batch (see ``fastdnn._kernels._metric_sums``): ``outputs``
-    are the model's outputs, ``scores`` what top-k ranks."""
+def metric_sums(metric, k, outputs, scores, labels, targets, weights=None):
+    """One metric's two sums over a batch, each sample counting ``weights[i]`` times (None: once;
+    see ``fastdnn._kernels._metric_sums``): ``outputs`` are the model's outputs, ``scores`` what
+    top-k ranks."""
+    w = np.ones(outputs.shape[0]) if weights is None else np.asarray(weights, np.float64)
     if metric == METRIC_BINARY_ACC and targets is None:  # one output: the label is its target
         targets = labels.reshape(-1, 1).astype(outputs.dtype)
     if metric <= METRIC_BINARY_ACC:
-        return count_correct(outputs, labels if metric == METRIC_SPARSE_ACC else None,
-                             None if metric == METRIC_SPARSE_ACC else targets,
-                             binary=metric == METRIC_BINARY_ACC), 0.0
+        sparse = metric == METRIC_SPARSE_ACC
+        hits = _hits(outputs, labels if sparse else None, None if sparse else targets,
+                     binary=metric == METRIC_BINARY_ACC)
+        return float(w @ hits), float(w.sum())
     if metric == METRIC_SPARSE_TOP_K:
         label_scores = scores[np.arange(len(labels)), labels][:, None]
-        return float(((scores > label_scores).sum(axis=1) < k).sum()), 0.0
+        return float(w @ ((scores > label_scores).sum(axis=1) < k)), float(w.sum())
     if metric in (METRIC_MAE, METRIC_MSE):
         d = targets - outputs
         per_element = np.abs(d) if metric == METRIC_MAE else d * d
-        return float(per_element.mean(axis=1).sum()), 0.0
+        return float(w @ per_element.mean(axis=1, dtype=np.float64)), float(w.sum())
     predicted, actual = outputs > 0.5, targets > 0.5
-    return float((predicted & actual).sum()), float(
-        (predicted if metric == METRIC_PRECISION else actual).sum())
+    return float(w @ (predicted & actual).sum(axis=1)), float(
+        w @ (predicted if metric == METRIC_PRECISION else actual).sum(axis=1))
+
+
+def _hits(scores, labels=None, targets=None, binary=False):
+    """Each sample's hit (binary: the fraction of its row's elements that hit)."""
+    if labels is not None:
+        return scores.argmax(axis=1) == labels
+    if binary:
+        return ((scores > 0.5) == targets).mean(axis=1)
+    return scores.argmax(axis=1) == targets.argmax(axis=1)
 
 
 def count_correct(scores, labels=None, targets=None, binary=False):
     """Number of correct samples (see ``fastdnn._kernels.count_correct``)."""
-    if labels is not None:
-        return float((scores.argmax(axis=1) == labels).sum())
-    if binary:
-        return float(((scores > 0.5) == targets).mean(axis=1).sum())
-    return float((scores.argmax(axis=1) == targets.argmax(axis=1)).sum())
+    return float(_hits(scores, labels, targets, binary).sum())
 
 
 # --- dropout: the same counter-based generator as the kernels
@@ -256,6 +321,41 @@ def adam_update(params, grads, m, v, iteration, learning_rate=0.001, beta_1=0.9,
     params -= (m * alpha) / (np.sqrt(v_hat if amsgrad else v) + f(epsilon))
 
 
+def learning_rate_at(schedule, step):
+    """The learning rate of step ``step`` under a schedule as the kernels read it
+    (``fastdnn.schedules``' ``kernel_spec()``: a kind and its parameters), in float64."""
+    kind = schedule["kind"]
+    if kind == "piecewise":
+        for boundary, value in zip(schedule["boundaries"], schedule["values"]):
+            if step <= boundary:
+                return float(value)
+        return float(schedule["values"][-1])
+    s = [float(v) for v in schedule["params"]]
+    if kind in ("exponential", "inverse_time"):
+        initial, decay_steps, rate, staircase = s
+        p = np.floor(step / decay_steps) if staircase else step / decay_steps
+        return initial * rate**p if kind == "exponential" else initial / (1 + rate * p)
+    if kind == "polynomial":
+        initial, decay_steps, end, power, cycle = s
+        if cycle:
+            decay_steps *= 1.0 if step == 0 else np.ceil(step / decay_steps)
+        else:
+            step = min(step, decay_steps)
+        return (initial - end) * (1 - step / decay_steps) ** power + end
+    if kind == "cosine":
+        initial, decay_steps, alpha, target, warmup_steps, warm = s
+        if warm:
+            step = min(step, decay_steps + warmup_steps)
+            if step < warmup_steps:
+                return (target - initial) * (step / warmup_steps) + initial
+            initial, step = target, step - warmup_steps
+        else:
+            step = min(step, decay_steps)
+        cosine = 0.5 * (1 + np.cos(np.pi * step / decay_steps))
+        return initial * ((1 - alpha) * cosine + alpha)
+    raise ValueError(f"unknown schedule kind {kind!r}")
+
+
 _UPDATES = {"sgd": sgd_update, "adagrad": adagrad_update, "rmsprop": rmsprop_update,
             "adam": adam_update}
 
@@ -263,7 +363,15 @@ _UPDATES = {"sgd": sgd_update, "adagrad": adagrad_update, "rmsprop": rmsprop_upd
 def _apply_update(opt, params, grads, slots, iteration):
     """One step of the optimizer described by the settings dict ``opt`` (see Network.train)."""
     kind = opt["kind"]
-    hyper = {k: v for k, v in opt.items() if k != "kind"}
+    hyper = {k: v for k, v in opt.items()
+             if k not in ("kind", "schedule", "clipvalue", "weight_decay")}
+    if opt.get("schedule") is not None:
+        hyper["learning_rate"] = learning_rate_at(opt["schedule"], float(iteration))
+    f = params.dtype.type
+    if opt.get("clipvalue"):
+        np.clip(grads, -f(opt["clipvalue"]), f(opt["clipvalue"]), out=grads)
+    if opt.get("weight_decay"):
+        params -= params * f(opt["weight_decay"]) * f(hyper.get("learning_rate", 0.001))
     if kind == "sgd":
         hyper = {k: hyper[k] for k in ("learning_rate", "momentum", "nesterov") if k in hyper}
         sgd_update(params, grads, velocity=slots[0] if len(slots) else None, **hyper)
@@ -288,18 +396,21 @@ def _apply_update(opt, params, grads, slots, iteration):
 class Network:
     """The NumPy twin of ``fastdnn._kernels.Network``: same constructor, same methods."""
 
-    def __init__(self, n_inputs, ops, params, loss, metric, fused, capacity, seed=0):
+    def __init__(self, n_inputs, ops, params, loss, metric, fused, capacity, seed=0,
+                 trainable=None, penalties=None):
         self.n_inputs = n_inputs
         self.ops = [tuple(op) for op in ops]
+        self.trainable = [True] * len(self.ops) if trainable is None else list(trainable)
+        self.penalties = [None] * len(self.ops) if penalties is None else list(penalties)
         self.params = params
         self.grads = np.zeros_like(params)
         self.dtype = params.dtype
         self.loss, self.metric, self.fused = loss, metric, fused
         self._one_metric = isinstance(metric, (int, np.integer))
         if self._one_metric:
-            self.metrics = [] if metric == METRIC_NONE else [(metric, 0)]
+            self.metrics = [] if metric == METRIC_NONE else [(metric, 0, False)]
         else:
-            self.metrics = [tuple(spec) for spec in metric]
+            self.metrics = [tuple(spec) + (False,) * (3 - len(spec)) for spec in metric]
         self.n_metrics = len(self.metrics)
         self.n_outputs = self.ops[-1][1]
         self.capacity = capacity
@@ -329,7 +440,7 @@ class Network:
                 z = cur @ w + (b if b is not None else 0)
                 cur = _apply(z, self._act(i))
             elif kind == OP_ACTIVATION:
-                cur = _apply(cur, self._act(i))
+                cur = _apply(cur, self._act(i), rate)
             elif training:
                 mask = np.empty_like(cur)
                 out = np.empty_like(cur)
@@ -341,18 +452,58 @@ class Network:
             width = units
         return inputs, outputs, masks
 
-    def _loss(self, out, labels, targets):
-        return _LOSSES[self.loss](out, labels, targets, out.shape[0])
+    def _loss(self, out, labels, targets, weights=None):
+        """(Σ_i w_i·loss_i, gradient with row i scaled by w_i / n); no weights: all 1."""
+        n = out.shape[0]
+        if weights is None:
+            return _LOSSES[self.loss](out, labels, targets, n)
+        rows = [_LOSSES[self.loss](out[i:i + 1], None if labels is None else labels[i:i + 1],
+                                   None if targets is None else targets[i:i + 1], n)
+                for i in range(n)]
+        total = sum(w * loss for w, (loss, _) in zip(weights, rows))
+        return total, np.concatenate([w * g for w, (_, g) in zip(weights, rows)])
 
-    def _metric_sums(self, out, labels, targets):
-        """Every metric's two sums, (n_metrics, 2)."""
+    def _metric_sums(self, out, labels, targets, weights=None):
+        """Every metric's two sums, (n_metrics, 2), the weighted ones' by ``weights``."""
         outputs = _apply(out, self.ops[-1][2]) if self.fused else out
-        return np.array([metric_sums(code, k, outputs, out, labels, targets)
-                         for code, k in self.metrics]).reshape(-1, 2)
+        return np.array([metric_sums(code, k, outputs, out, labels, targets,
+                                     weights if weighted else None)
+                         for code, k, weighted in self.metrics]).reshape(-1, 2)
+
+    def _penalized(self):
+        """(slice, l1, l2) of every trainable dense op's kernel and bias with a penalty."""
+        widths = [self.n_inputs] + [op[1] for op in self.ops[:-1]]
+        spans = []
+        for (kind, units, _, _, w_off, b_off), width, flag, penalty in zip(
+                self.ops, widths, self.trainable, self.penalties):
+            if kind == OP_DENSE and flag and penalty is not None:
+                spans.append((slice(w_off, w_off + width * units), penalty[0], penalty[1]))
+                if b_off >= 0:
+                    spans.append((slice(b_off, b_off + units), penalty[2], penalty[3]))
+        return spans
+
+    def _penalty(self):
+        """Keras' regularization loss: Σ l1·Σ|w| + l2·Σw² over the penalized weights."""
+        return sum(l1 * np.abs(self.params[s]).sum(dtype=np.float64)
+                   + l2 * np.square(self.params[s], dtype=np.float64).sum()
+                   for s, l1, l2 in self._penalized())
+
+    def _frozen(self):
+        """The parameter ranges of the dense ops that take no step."""
+        widths = [self.n_inputs] + [op[1] for op in self.ops[:-1]]
+        spans = []
+        for (kind, units, _, _, w_off, b_off), width, flag in zip(self.ops, widths,
+                                                                   self.trainable):
+            if kind == OP_DENSE and not flag:
+                spans.append(slice(w_off, w_off + width * units))
+                if b_off >= 0:
+                    spans.append(slice(b_off, b_off + units))
+        return spans
 
     def _backward(self, inputs, outputs, masks, g):
         widths = [self.n_inputs] + [op[1] for op in self.ops[:-1]]
-        first_dense = next(i for i, op in enumerate(self.ops) if op[0] == OP_DENSE)
+        stepped = [i for i, op in enumerate(self.ops) if op[0] == OP_DENSE and self.trainable[i]]
+        first_dense = stepped[0] if stepped else len(self.ops)
         for i in range(len(self.ops) - 1, first_dense - 1, -1):
             kind = self.ops[i][0]
             if kind == OP_DENSE:
@@ -364,12 +515,12 @@ class Network:
                     db[...] = g.sum(axis=0)
                 g = g @ w.T
             elif kind == OP_ACTIVATION:
-                g = _derive(outputs[i], g, self._act(i))
+                g = _derive(outputs[i], g, self._act(i), inputs[i], self.ops[i][3])
             else:
                 g = g * masks.pop()
 
     def train(self, x, y, order, batch_size, first, count, opt, slots, iteration, loss_out,
-              correct_out):
+              correct_out, sample_weight=None):
         """Train ``count`` batches from batch ``first`` (see ``fastdnn._kernels.Network.train``)."""
         n = x.shape[0]
         sparse = self.loss == LOSS_SPARSE_CE
@@ -380,10 +531,12 @@ class Network:
                 rows = order[rows]
             xb = x[rows]
             labels, targets = (y[rows], None) if sparse else (None, y[rows])
+            weights = None if sample_weight is None else sample_weight[rows]
             inputs, outputs, masks = self._forward(xb, training=True)
-            total, g = self._loss(outputs[-1], labels, targets)
+            total, g = self._loss(outputs[-1], labels, targets, weights)
+            total += len(rows) * self._penalty()
             loss_out[b] = total
-            sums = self._metric_sums(outputs[-1], labels, targets)
+            sums = self._metric_sums(outputs[-1], labels, targets, weights)
             if self._one_metric:
                 correct_out[b] = sums[0, 0] if self.n_metrics else 0.0
             else:
@@ -392,16 +545,23 @@ class Network:
                 return b, int(counter[0])
             kept = self.params.copy(), slots.copy()
             self._backward(inputs, outputs, masks, g.astype(self.dtype))
+            f = self.dtype.type
+            for span, l1, l2 in self._penalized():
+                w = self.params[span]
+                self.grads[span] += f(2 * l2) * w + f(l1) * np.sign(w)
             with np.errstate(over="ignore", invalid="ignore"):  # refused just below
                 _apply_update(opt, self.params, self.grads, slots, int(counter[0]))
+            for span in self._frozen():
+                self.params[span], slots[:, span] = kept[0][span], kept[1][:, span]
             if not (np.isfinite(self.params).all() and np.isfinite(slots).all()):
                 self.params[...], slots[...] = kept  # a step to non-finite weights is not applied
                 return b, int(counter[0])
             counter[0] += 1
         return count, int(counter[0])
 
-    def evaluate(self, x, y):
-        """Return ``(loss_sum, correct)`` over all samples, in inference mode."""
+    def evaluate(self, x, y, sample_weight=None):
+        """Return ``(loss_sum, correct)`` over all samples, in inference mode (weighted by
+        ``sample_weight`` unless None)."""
         sparse = self.loss == LOSS_SPARSE_CE
         labels, targets = (y, None) if sparse else (None, y)
         loss_sum, sums = 0.0, np.zeros((self.n_metrics, 2))
@@ -409,8 +569,10 @@ class Network:
             part = slice(start, start + self.capacity)
             out = self._forward(x[part], training=False)[1][-1]
             lb, tb = (labels[part], None) if sparse else (None, targets[part])
-            loss_sum += float(self._loss(out, lb, tb)[0])
-            sums += self._metric_sums(out, lb, tb)
+            wb = None if sample_weight is None else sample_weight[part]
+            loss_sum += float(self._loss(out, lb, tb, wb)[0])
+            sums += self._metric_sums(out, lb, tb, wb)
+        loss_sum += x.shape[0] * self._penalty()
         if self._one_metric:
             return loss_sum, float(sums[0, 0]) if self.n_metrics else 0.0
         return loss_sum, sums

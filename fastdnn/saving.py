@@ -178,10 +178,13 @@ def _contents(model):
         opt = model.optimizer
         header["compile"] = {
             "optimizer": {"class_name": type(opt).__name__,
-                          "config": {**opt.get_config(), "learning_rate": opt.learning_rate},
+                          "config": {**opt.get_config(),
+                                     "learning_rate": opt.serialized_learning_rate()},
                           "iterations": opt.iterations},
             "loss": losses.serialize(model.loss) if model.loss is not None else None,
-            "metrics": [metrics.serialize(m) for m in model._metrics], "engine": model.engine}
+            "metrics": [metrics.serialize(m) for m in model._metrics],
+            "weighted_metrics": [metrics.serialize(m) for m in model._weighted_metrics],
+            "engine": model.engine}
         if opt.slots is not None:
             arrays["slots"] = opt.slots
     return header, arrays
@@ -296,7 +299,8 @@ def _assemble(header, arrays, source, compile, dtype=None, weights_required=Fals
         optimizer = optimizers.ALL[opt_info["class_name"].lower()].from_config(opt_info["config"])
         optimizer.iterations = int(opt_info["iterations"])
         loss = losses.deserialize(settings["loss"]) if settings["loss"] else None
-        model.compile(optimizer, loss, settings["metrics"] or None, engine=settings["engine"])
+        model.compile(optimizer, loss, settings["metrics"] or None, engine=settings["engine"],
+                      weighted_metrics=settings.get("weighted_metrics") or None)
         if "slots" in arrays:
             expected = (len(optimizer.slot_names()), model.params.size)
             if arrays["slots"].shape != expected or arrays["slots"].dtype != model.params.dtype:

@@ -43,6 +43,21 @@ def _seeded_fit(random_state):
     return _random.seeded(int(seed))
 
 
+def _sample_weights(sample_weight, n):
+    """``sample_weight`` as an array of ``n`` numbers not all zero (scikit-learn's rules), or
+    None."""
+    if sample_weight is None:
+        return None
+    weights = np.asarray(sample_weight)
+    if weights.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must hold numbers; got an array of dtype {weights.dtype}")
+    if weights.shape != (n,):
+        raise ValueError(f"sample_weight.shape == {weights.shape}, expected ({n},)")
+    if not np.any(weights):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    return weights
+
+
 class _SKLearnWrapper(BaseEstimator):
     """What the classifier and the regressor share: building the model, fitting, predicting."""
 
@@ -84,6 +99,13 @@ class _SKLearnWrapper(BaseEstimator):
             self.history_ = model.fit(X, targets, **fit_kwargs)
         self.model_ = model
         return self
+
+    def _fit_kwargs(self, kwargs, sample_weight):
+        """The model's ``fit`` arguments: ``fit_kwargs``, then ``kwargs``, then the weights."""
+        fit_kwargs = {**(self.fit_kwargs or {}), **kwargs}
+        if sample_weight is not None:
+            fit_kwargs["sample_weight"] = sample_weight
+        return fit_kwargs
 
     def _predict_raw(self, X):
         check_is_fitted(self)
@@ -136,20 +158,24 @@ class SKLearnClassifier(ClassifierMixin, _SKLearnWrapper):
         tags.classifier_tags.poor_score = True  # the score is the given model's, not the wrapper's
         return tags
 
-    def fit(self, X, y, **kwargs):
+    def fit(self, X, y, sample_weight=None, **kwargs):
         """Fit the model to X and the labels y.
 
         Args:
             X: array-like of shape (n_samples, n_features) (or the model's input shape).
             y: labels, array-like of shape (n_samples,).
+            sample_weight: None, or one weight per sample, for the model's ``fit``. Defaults to
+                None.
             **kwargs: arguments for the model's ``fit``, over ``fit_kwargs``. Labels in a
-                ``validation_data=(X_val, y_val)`` are encoded as y's.
+                ``validation_data=(X_val, y_val)`` (or ``(X_val, y_val, weights)``) are encoded
+                as y's.
 
         Returns:
             self.
 
         Raises:
-            ValueError: for targets that are not class labels, or a single class.
+            ValueError: for targets that are not class labels, or a single class (once the
+                samples of weight 0 are left out).
         """
         X, y = validate_data(self, X, y, allow_nd=True)
         check_classification_targets(y)
@@ -157,21 +183,29 @@ class SKLearnClassifier(ClassifierMixin, _SKLearnWrapper):
         if len(classes) < 2:
             raise ValueError("Classifier can't train when only one class is present: y holds "
                              f"only {classes[0]!r}")
+        sample_weight = _sample_weights(sample_weight, len(codes))
+        if sample_weight is not None:
+            weighted = np.unique(codes[sample_weight != 0])
+            if len(weighted) < 2:
+                raise ValueError("Classifier can't train when only one class is present: the "
+                                 "samples of nonzero sample_weight hold only "
+                                 f"{classes[weighted].tolist()}")
         if self.warm_start and hasattr(self, "model_") and not np.array_equal(classes,
                                                                               self.classes_):
             raise ValueError(f"warm_start: y holds the classes {classes}, the previous fit had "
                              f"{self.classes_}")
         self.classes_ = classes
-        fit_kwargs = {**(self.fit_kwargs or {}), **kwargs}
+        fit_kwargs = self._fit_kwargs(kwargs, sample_weight)
         validation = fit_kwargs.get("validation_data")
-        if isinstance(validation, (tuple, list)) and len(validation) == 2:
-            validation = (validation[0], self._codes(validation[1]))
+        if isinstance(validation, (tuple, list)) and len(validation) in (2, 3):
+            validation = (validation[0], self._codes(validation[1]), *validation[2:])
         one_hot = np.eye(len(classes), dtype=np.float32)[codes]
 
         def model_targets(model):
             if isinstance(validation, tuple):
                 fit_kwargs["validation_data"] = (validation[0],
-                                                 self._encode(model, validation[1]))
+                                                 self._encode(model, validation[1]),
+                                                 *validation[2:])
             return self._encode(model, codes), fit_kwargs
 
         return self._fit(X, one_hot, model_targets)
@@ -242,12 +276,14 @@ class SKLearnRegressor(RegressorMixin, _SKLearnWrapper):
         tags.target_tags.multi_output = True
         return tags
 
-    def fit(self, X, y, **kwargs):
+    def fit(self, X, y, sample_weight=None, **kwargs):
         """Fit the model to X and the targets y.
 
         Args:
             X: array-like of shape (n_samples, n_features) (or the model's input shape).
             y: array-like of shape (n_samples,) or (n_samples, n_outputs).
+            sample_weight: None, or one weight per sample, for the model's ``fit``. Defaults to
+                None.
             **kwargs: arguments for the model's ``fit``, over ``fit_kwargs``.
 
         Returns:
@@ -256,7 +292,7 @@ class SKLearnRegressor(RegressorMixin, _SKLearnWrapper):
         X, y = validate_data(self, X, y, allow_nd=True, multi_output=True, y_numeric=True)
         self._y_was_1d = y.ndim == 1
         y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
-        fit_kwargs = {**(self.fit_kwargs or {}), **kwargs}
+        fit_kwargs = self._fit_kwargs(kwargs, _sample_weights(sample_weight, len(y)))
         return self._fit(X, y, lambda model: (y, fit_kwargs))
 
     def predict(self, X):

@@ -156,13 +156,6 @@ def test_initial_weights_follow_the_seed_set_before_construction():
     assert not np.array_equal(first[0][:2, :2], first[2][:2, :2])  # each layer its own draw
 
 
-@pytest.mark.parametrize("initializer", [{"kernel_initializer": "zeros"},
-                                         {"bias_initializer": "ones"}])
-def test_dense_other_initializers_are_not_supported(initializer):
-    with pytest.raises(NotImplementedError, match="glorot_uniform"):
-        layers.Dense(2, **initializer)
-
-
 def test_dense_on_a_rank_3_input_asks_for_flatten():
     model = keras.Sequential([keras.Input((28, 28))])
     with pytest.raises(ValueError, match="Add a Flatten"):
@@ -402,16 +395,6 @@ def test_dropout_in_fit_makes_the_training_loss_differ_from_inference():
     history = model.fit(x, y, batch_size=8, verbose=0)
     assert history.history["loss"][0] != pytest.approx(model.evaluate(x, y, verbose=0),
                                                        rel=1e-3)
-
-
-def test_non_trainable_layers_are_not_supported_in_fit():
-    model = keras.Sequential([keras.Input((3,)), layers.Dense(2, activation="softmax",
-                                                              trainable=False)])
-    model.compile("sgd", "sparse_categorical_crossentropy")
-    before = model.get_weights()
-    with pytest.raises(NotImplementedError, match="trainable=False"):
-        model.fit(np.ones((2, 3)), [0, 1], verbose=0)
-    assert same_weights(model.get_weights(), before)
 
 
 # --- fastdnn.activations

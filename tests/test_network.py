@@ -290,7 +290,7 @@ BAD_CONSTRUCTIONS = {
     "params_too_short": dict(params=np.zeros(N_PARAMS - 1)),
     "unknown_kind": dict(ops=edit_op(1, kind=3)),
     "negative_kind": dict(ops=edit_op(1, kind=-1)),
-    "unknown_activation": dict(ops=edit_op(0, activation=5)),
+    "unknown_activation": dict(ops=edit_op(0, activation=max(kernels.ACTIVATIONS.values()) + 1)),
     "negative_activation": dict(ops=edit_op(0, activation=-1)),
     "fused_after_relu": dict(ops=edit_op(2, activation=kernels.RELU)),
     "fused_after_linear": dict(ops=edit_op(2, activation=kernels.LINEAR)),

@@ -326,6 +326,28 @@ def test_a_step_that_would_make_weights_or_slots_non_finite_is_never_applied(eng
     assert np.isfinite(stopped.optimizer.slots).all()
 
 
+@pytest.mark.parametrize("engine", ["fastdnn", "numpy"])
+def test_the_guard_holds_with_a_frozen_layer_a_regularizer_and_sample_weights(engine):
+    x, y = _diverging_data(good=10)
+    weights = np.linspace(0.5, 2.0, len(x))
+    models = []
+    for rows in (len(x), 10):
+        keras.utils.set_random_seed(7)
+        model = keras.Sequential([
+            keras.Input((4,)), keras.layers.Dense(8, activation="relu", trainable=False),
+            keras.layers.Dense(1, kernel_regularizer=keras.regularizers.L2(0.01))])
+        model.compile("adam", "mse", engine=engine)
+        model.fit(x[:rows], y[:rows], sample_weight=weights[:rows], batch_size=1, shuffle=False,
+                  verbose=0)
+        models.append(model)
+    stopped, reference = models
+    assert stopped.optimizer.iterations == reference.optimizer.iterations == 10
+    for a, b in zip(stopped.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(stopped.optimizer.slots, reference.optimizer.slots)
+    assert np.isfinite(stopped.optimizer.slots).all()
+
+
 # --- what holds after an exception from fit (the README's sentence)
 
 

@@ -40,12 +40,11 @@ def build_binary(X, y):
 
 
 SILENT = {"epochs": 5, "verbose": 0}
+_EQUIVALENCE = ("mini-batch training: a zero weight is not removing the sample, nor an integer "
+                "weight repeating it (Keras' loss divides by the batch size)")
 EXPECTED_FAILED_CHECKS = {
-    "SKLearnClassifier": {
-        "check_classifiers_one_label_sample_weights":
-            "fastdnn's fit has no sample_weight: it raises NotImplementedError",
-    },
-    "SKLearnRegressor": {},
+    "SKLearnClassifier": {"check_sample_weight_equivalence_on_dense_data": _EQUIVALENCE},
+    "SKLearnRegressor": {"check_sample_weight_equivalence_on_dense_data": _EQUIVALENCE},
 }
 
 
@@ -241,6 +240,33 @@ def test_a_single_class_is_refused(blobs):
     x, _ = blobs
     with pytest.raises(ValueError, match="only one class"):
         SKLearnClassifier(build).fit(x, np.zeros(len(x)))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SKLearnClassifier(build, fit_kwargs=SILENT, random_state=0),
+    lambda: SKLearnRegressor(build, model_kwargs={"loss": "mse"}, fit_kwargs=SILENT,
+                             random_state=0),
+])
+def test_sample_weight_reaches_the_models_fit(blobs, make):
+    x, y = blobs
+    weights = np.random.default_rng(0).uniform(0.1, 3.0, len(y))
+
+    def fitted(sample_weight):
+        return make().fit(x, y, sample_weight=sample_weight).model_.get_weights()
+
+    plain, ones, weighted = fitted(None), fitted(np.ones(len(y))), fitted(weights)
+    for a, b in zip(plain, ones):
+        np.testing.assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(plain, weighted))
+
+
+def test_weights_that_leave_one_class_are_refused(blobs):
+    x, y = blobs
+    with pytest.raises(ValueError, match="only one class"):
+        SKLearnClassifier(build, fit_kwargs=SILENT).fit(x, y, sample_weight=(y == 1) * 1.0)
+    with pytest.raises(ValueError, match="at least one non-zero"):
+        SKLearnRegressor(build, model_kwargs={"loss": "mse"}).fit(x, y * 1.0,
+                                                                  sample_weight=np.zeros(len(y)))
 
 
 def test_without_scikit_learn_the_import_names_the_extra():
