@@ -116,9 +116,9 @@ def test_ctrl_c_stops_a_fit_with_large_batches_promptly():
 
 
 def test_ctrl_c_stops_a_fit_inside_one_long_step():
-    # 784-4096-4096-10 at batch 4096: about 450 GFLOP a step, several seconds even on two free
-    # cores; the step in progress is abandoned, the call's earlier state restored
-    reacted, lines = _interrupt("fit", 4096, 4096, delay=1.0)
+    # 784-8192-8192-10 at batch 4096: about 1.8 TFLOP a step, seconds even on two free cores
+    # (3 GB of buffers); the step in progress is abandoned, the call's earlier state restored
+    reacted, lines = _interrupt("fit", 8192, 4096, delay=1.0)
     assert reacted < STEP_REACT_WITHIN
     assert lines and lines[-1].startswith("consistent"), lines
 
