@@ -15,12 +15,9 @@ cdef inline void _blas_gemm(char transa, char transb, int m, int n, int k, float
 # OpenBLAS (its SkylakeX kernels, which SciPy's build picks on AVX-512 CPUs) multiplies a product
 # of at most 10^6 multiply-adds with "small matrix" kernels, straight from the operands; a larger
 # one is first copied into packed panels, which costs more than the arithmetic on the products of
-# a dense layer's blocks. Measured, one thread, one call against chunks under the limit:
-# 32x256x1024 forward 284 -> 186 us, its input gradient 580 -> 212 us (skinny: a batch of 32);
-# 256x196x100 forward 130 -> 110 us (chunks of 48 rows). So a product is issued in chunks of C's
-# rows or columns under the limit, where a chunk stays at least _MIN_CHUNK_WIDTH wide (narrower
-# ones re-read the other operand too often: 256x196x1024 in chunks of 16 took 2.5x longer) or the
-# product is skinny. Elsewhere the chunks cost a few calls more. Chunks depend on the shapes only.
+# a dense layer's blocks. So a product is issued in chunks of C's rows or columns under the
+# limit, where a chunk stays at least _MIN_CHUNK_WIDTH wide (narrower ones re-read the other
+# operand too often) or the product is skinny. Chunks depend on the shapes only.
 cdef int _SMALL_GEMM = 1000000
 cdef int _SKINNY = 64
 cdef int _MIN_CHUNK_WIDTH = 32
@@ -126,16 +123,9 @@ cdef inline int _chunk_for(int side, int other, int k) noexcept nogil:
 
 # An input block with less than this fraction of nonzeros is multiplied with its zeros skipped
 # (``simd/sparse.h``), if the layer has at least _SPARSE_MIN_WIDTH units: each nonzero input costs a
-# few instructions to find, paid back by one multiply-add per 8 (or 16) units. Measured on an
-# AVX2 machine (Zen 3), one thread, sparse time over OpenBLAS's: 32 rows against 192 x 100 of a
-# kernel at densities 0.5 / 0.7 / 0.8 / 1.0, x @ w 0.46 / 0.60 / 0.68 / 0.73, x^T g 0.60 / 0.75 /
-# 0.80 / 0.87; at density 0.5 against 256 x n_out, for n_out 16 / 24 / 32 / 64, x @ w 1.15 / 0.87
-# / 0.70 / 0.53 and x^T g 0.99 / 0.84 / 0.79 / 0.59 (100 x 10: 1.34 and 1.24). On an AVX-512
-# Xeon, whose OpenBLAS runs nearer the FMA units' peak, on Fashion-MNIST's blocks of 192 inputs
-# (densities 0.35 / 0.55 / 0.66): 32 rows, x @ w 0.63 / 0.90 / 1.02, x^T g 0.62 / 0.88 / 0.97;
-# 256 rows at 0.35 / 0.66, x @ w 0.50 / 0.86, x^T g 0.63 / 0.92. In Fashion-MNIST's batches of 32
-# the densest quarter of the pixels averages 0.66 (std 0.03); 0.75 keeps 99.5% of those blocks
-# sparse.
+# few instructions to find, paid back by one multiply-add per 8 (or 16) units; narrower layers
+# lose to BLAS. 0.75 keeps Fashion-MNIST's densest blocks sparse (the ratios by density and width
+# are in CHANGELOG.md).
 cdef double _SPARSE_DENSITY = 0.75
 cdef Py_ssize_t _SPARSE_MIN_WIDTH = 32
 
@@ -173,8 +163,7 @@ cdef inline void _input_product(const floating* x, const floating* w, floating* 
 
 # A dense layer whose products reach this many multiply-adds is cut into blocks of its input rows,
 # shared among threads, each product by single-threaded BLAS: OpenBLAS's own threads hand off
-# badly on the skinny products of small batches (measured: 32x784x100 ten times slower with 2
-# BLAS threads than with 1).
+# badly on the skinny products of small batches.
 cdef Py_ssize_t _MIN_SPLIT_PRODUCT = 1 << 20
 cdef int _MAX_BLOCKS = 4
 cdef int _MIN_BLOCK = 48
