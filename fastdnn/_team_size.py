@@ -43,6 +43,9 @@ class TeamSizer:
         self.wait = FIRST_WAIT  # seconds to run before the next probe
         self.probe_now = False
         self.warm = False
+        self.woken = False  # the next team probe has had its untimed first batch
+        self.waking = False  # the stretch under way is that batch
+        self.wake_lost = 0.0  # seconds that batch took beyond the current choice's rate
 
     def _other(self, threads):
         return 1 if threads == self.team else self.team
@@ -53,10 +56,16 @@ class TeamSizer:
             return 1, remaining
         if not self.warm:
             return self.threads, min(WARM_BATCHES, remaining)
-        threads, seconds = self.threads, RUN_SECONDS
-        if self.probe_now or (self.threads in self.per_batch and self.since_probe >= self.wait):
+        threads, seconds, rate = self.threads, RUN_SECONDS, self.per_batch.get(self.threads)
+        if self.probe_now or (rate is not None and self.since_probe >= self.wait):
             threads, seconds = self._other(self.threads), PROBE_SECONDS
-        rate = self.per_batch.get(threads)
+            if threads != 1 and not self.woken:
+                # a team idle for a while pays for waking its threads and warming their caches
+                # in its first batch: one untimed batch first, so the probe times the team itself
+                self.woken = self.waking = True
+                return threads, 1
+            # sized by the current choice's fresh rate, not the probed one's stale rate
+            rate = rate or self.per_batch.get(threads)
         batches = max(1, int(seconds / rate)) if rate else FIRST_BATCHES
         return threads, min(batches, remaining)
 
@@ -69,7 +78,12 @@ class TeamSizer:
             self.warm = True
             return
         rate = seconds / batches
+        if self.waking:  # the team's wake-up batch: the probe comes next, and pays for it if it loses
+            self.waking = False
+            self.wake_lost = max(0.0, seconds - batches * self.per_batch.get(self.threads, rate))
+            return
         if threads != self.threads:
+            self.woken = False
             self._probed(threads, batches, seconds, rate)
             return
         self.per_batch[threads] = rate
@@ -87,8 +101,10 @@ class TeamSizer:
         if current is None:
             return
         if rate >= current:
-            self._space_probes(seconds - batches * current)
+            self._space_probes(seconds - batches * current + self.wake_lost)
+            self.wake_lost = 0.0
             return
+        self.wake_lost = 0.0
         if threads == 1:  # the team has fallen behind
             if self.stretches < HELD:
                 self._space_probes(self.behind)

@@ -475,3 +475,23 @@ def test_a_team_that_falls_behind_hands_over_to_one_thread_at_once():
     assert sizer.next_run(1000)[0] == 1  # probe one thread right away
     sizer.record(1, 7, 7 * 140e-6)
     assert sizer.threads == 1
+
+
+def test_a_team_probe_wakes_the_team_first_and_is_sized_by_the_fresh_rate():
+    # a team last timed beside a neighbour (2 ms a batch) probes again once one thread has run a
+    # while: one untimed batch wakes its threads, then a probe as long as one thread's stretch
+    # would be at its own fresh rate, not the one batch the team's stale rate would give
+    sizer = _team_size.TeamSizer(2)
+    simulate(sizer, lambda t, _: 80e-6 if t == 2 else 110e-6, 200)
+    sizer.record(2, 5, 5 * 2e-3)
+    threads, n = sizer.next_run(10_000)
+    sizer.record(threads, n, n * 110e-6)
+    assert sizer.threads == 1
+    sizer.since_probe = sizer.wait  # the probe is due
+    assert sizer.next_run(10_000) == (2, 1)
+    sizer.record(2, 1, 400e-6)  # the wake-up: not judged
+    assert sizer.threads == 1
+    threads, n = sizer.next_run(10_000)
+    assert (threads, n) == (2, int(_team_size.PROBE_SECONDS / 110e-6))
+    sizer.record(2, n, n * 80e-6)
+    assert sizer.threads == 2
