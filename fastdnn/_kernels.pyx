@@ -125,56 +125,57 @@ cdef extern from "_team.h" nogil:
 
 # --- constants shared with the Python layer
 
-LINEAR, RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4
-ELU, SELU, GELU, SILU, SOFTPLUS, SOFTSIGN, LEAKY_RELU, RELU6, HARD_SIGMOID, EXPONENTIAL = range(5, 15)
-ACTIVATIONS = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX,
-               "elu": ELU, "selu": SELU, "gelu": GELU, "silu": SILU, "softplus": SOFTPLUS,
-               "softsign": SOFTSIGN, "leaky_relu": LEAKY_RELU, "relu6": RELU6,
-               "hard_sigmoid": HARD_SIGMOID, "exponential": EXPONENTIAL}
+cpdef enum Activation:
+    LINEAR = 0
+    RELU = 1
+    SIGMOID = 2
+    TANH = 3
+    SOFTMAX = 4
+    ELU = 5
+    SELU = 6
+    GELU = 7
+    SILU = 8
+    SOFTPLUS = 9
+    SOFTSIGN = 10
+    LEAKY_RELU = 11
+    RELU6 = 12
+    HARD_SIGMOID = 13
+    EXPONENTIAL = 14
+globals().update(Activation.__members__)
+ACTIVATIONS = {name.lower(): code for name, code in Activation.__members__.items()}
 # Activations a dense layer cannot fuse: their derivative needs the input z (gelu, silu) or a
 # parameter (leaky_relu's negative slope, the op's ``rate``), so they run as an activation op.
 UNFUSED_ACTIVATIONS = frozenset({GELU, SILU, LEAKY_RELU})
 
-OP_DENSE, OP_ACTIVATION, OP_DROPOUT = 0, 1, 2
-LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE, LOSS_MSE = 0, 1, 2, 3
-METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC, METRIC_BINARY_ACC = 0, 1, 2, 3
-METRIC_MAE, METRIC_MSE, METRIC_SPARSE_TOP_K, METRIC_PRECISION, METRIC_RECALL = 4, 5, 6, 7, 8
-MAX_METRICS = 16
-OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM = 0, 1, 2, 3
+cpdef enum Op:
+    OP_DENSE = 0
+    OP_ACTIVATION = 1
+    OP_DROPOUT = 2
+globals().update(Op.__members__)
+
+cpdef enum Loss:
+    LOSS_SPARSE_CE = 0
+    LOSS_CE = 1
+    LOSS_BCE = 2
+    LOSS_MSE = 3
+globals().update(Loss.__members__)
+
+cpdef enum Metric:
+    METRIC_NONE = 0
+    METRIC_SPARSE_ACC = 1
+    METRIC_CATEGORICAL_ACC = 2
+    METRIC_BINARY_ACC = 3
+    METRIC_MAE = 4
+    METRIC_MSE = 5
+    METRIC_SPARSE_TOP_K = 6
+    METRIC_PRECISION = 7
+    METRIC_RECALL = 8
+globals().update(Metric.__members__)
 
 cdef enum:
-    _LINEAR = 0
-    _RELU = 1
-    _SIGMOID = 2
-    _TANH = 3
-    _SOFTMAX = 4
-    _ELU = 5
-    _SELU = 6
-    _GELU = 7
-    _SILU = 8
-    _SOFTPLUS = 9
-    _SOFTSIGN = 10
-    _LEAKY_RELU = 11
-    _RELU6 = 12
-    _HARD_SIGMOID = 13
-    _EXPONENTIAL = 14
-    _OP_DENSE = 0
-    _OP_ACTIVATION = 1
-    _OP_DROPOUT = 2
-    _LOSS_SPARSE_CE = 0
-    _LOSS_CE = 1
-    _LOSS_BCE = 2
-    _LOSS_MSE = 3
-    _METRIC_NONE = 0
-    _METRIC_SPARSE_ACC = 1
-    _METRIC_CATEGORICAL_ACC = 2
-    _METRIC_BINARY_ACC = 3
-    _METRIC_MAE = 4
-    _METRIC_MSE = 5
-    _METRIC_SPARSE_TOP_K = 6
-    _METRIC_PRECISION = 7
-    _METRIC_RECALL = 8
     _MAX_METRICS = 16
+MAX_METRICS = _MAX_METRICS
+OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM = _OPT_SGD, _OPT_ADAGRAD, _OPT_RMSPROP, _OPT_ADAM
 
 # Below this many elements per thread, an OpenMP fork costs more than it saves.
 cdef Py_ssize_t _MIN_CHUNK = 1 << 15

@@ -9,18 +9,15 @@ import math
 
 import numpy as np
 
-LINEAR, RELU, SIGMOID, TANH, SOFTMAX = 0, 1, 2, 3, 4
-ELU, SELU, GELU, SILU, SOFTPLUS, SOFTSIGN, LEAKY_RELU, RELU6, HARD_SIGMOID, EXPONENTIAL = range(5, 15)
-ACTIVATIONS = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX,
-               "elu": ELU, "selu": SELU, "gelu": GELU, "silu": SILU, "softplus": SOFTPLUS,
-               "softsign": SOFTSIGN, "leaky_relu": LEAKY_RELU, "relu6": RELU6,
-               "hard_sigmoid": HARD_SIGMOID, "exponential": EXPONENTIAL}
-UNFUSED_ACTIVATIONS = frozenset({GELU, SILU, LEAKY_RELU})
+from fastdnn._kernels import (ACTIVATIONS, ELU, EXPONENTIAL, GELU, HARD_SIGMOID, LEAKY_RELU,
+                              LINEAR, LOSS_BCE, LOSS_CE, LOSS_MSE, LOSS_SPARSE_CE,
+                              METRIC_BINARY_ACC, METRIC_MAE, METRIC_MSE, METRIC_NONE,
+                              METRIC_PRECISION, METRIC_SPARSE_ACC, METRIC_SPARSE_TOP_K,
+                              OP_ACTIVATION, OP_DENSE, RELU, RELU6, SELU, SIGMOID, SILU, SOFTMAX,
+                              SOFTPLUS, SOFTSIGN, TANH)
+
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
-OP_DENSE, OP_ACTIVATION, OP_DROPOUT = 0, 1, 2
-LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE, LOSS_MSE = 0, 1, 2, 3
-METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC, METRIC_BINARY_ACC = 0, 1, 2, 3
-METRIC_MAE, METRIC_MSE, METRIC_SPARSE_TOP_K, METRIC_PRECISION, METRIC_RECALL = 4, 5, 6, 7, 8
+
 
 def _code(activation):
     return ACTIVATIONS[activation] if isinstance(activation, str) else activation

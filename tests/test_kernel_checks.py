@@ -410,8 +410,9 @@ SUBPROCESS_CASES = {
 @pytest.mark.parametrize("case", list(SUBPROCESS_CASES))
 def test_dangerous_bad_input_does_not_crash_a_subprocess(case):
     body, names = SUBPROCESS_CASES[case]
-    ops_and_size = build_ops(N_IN, [("dense", 8, "relu", True), ("dense", C, "softmax", True)])
-    script = SUBPROCESS_PRELUDE + textwrap.dedent(body).replace("OPS_AND_SIZE", repr(ops_and_size))
+    ops, size = build_ops(N_IN, [("dense", 8, "relu", True), ("dense", C, "softmax", True)])
+    ops = [tuple(v if isinstance(v, float) else int(v) for v in op) for op in ops]  # codes as literals
+    script = SUBPROCESS_PRELUDE + textwrap.dedent(body).replace("OPS_AND_SIZE", repr((ops, size)))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr

@@ -123,17 +123,17 @@ cdef double _decay(str name, double v) except? -1:
     return v
 
 
-_SPARSE_METRICS = (_METRIC_SPARSE_ACC, _METRIC_SPARSE_TOP_K)
+_SPARSE_METRICS = (METRIC_SPARSE_ACC, METRIC_SPARSE_TOP_K)
 
 
 def _metric_specs(metric, loss, n_outputs):
     """Check Network's ``metric`` argument; return int64 arrays of codes, ks and weighted
     flags."""
     if isinstance(metric, (int, np.integer)):
-        if metric not in (_METRIC_NONE, _METRIC_SPARSE_ACC, _METRIC_CATEGORICAL_ACC,
-                          _METRIC_BINARY_ACC):
+        if metric not in (METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC,
+                          METRIC_BINARY_ACC):
             raise ValueError(f"unknown metric code {metric}")
-        specs = [] if metric == _METRIC_NONE else [(metric, 0, False)]
+        specs = [] if metric == METRIC_NONE else [(metric, 0, False)]
     else:
         specs = [tuple(spec) for spec in metric]
         if len(specs) > _MAX_METRICS or any(len(spec) not in (2, 3) for spec in specs):
@@ -141,13 +141,13 @@ def _metric_specs(metric, loss, n_outputs):
                              "(code, k, weighted) tuples")
         specs = [spec if len(spec) == 3 else spec + (False,) for spec in specs]
     for code, k, _ in specs:
-        if code not in range(_METRIC_SPARSE_ACC, _METRIC_RECALL + 1):
+        if code not in range(METRIC_SPARSE_ACC, METRIC_RECALL + 1):
             raise ValueError(f"unknown metric code {code}")
-        if (code in _SPARSE_METRICS) != (loss == _LOSS_SPARSE_CE) \
-                and not (code == _METRIC_BINARY_ACC and n_outputs == 1):
+        if (code in _SPARSE_METRICS) != (loss == LOSS_SPARSE_CE) \
+                and not (code == METRIC_BINARY_ACC and n_outputs == 1):
             raise ValueError("metric and loss must both read integer labels (sparse) or both "
                              "read target arrays (binary accuracy reads labels for one output)")
-        if code == _METRIC_SPARSE_TOP_K:
+        if code == METRIC_SPARSE_TOP_K:
             _int_in("k", k, 1, _INT_MAX)
     return (np.array([spec[0] for spec in specs], np.int64),
             np.array([spec[1] for spec in specs], np.int64),

@@ -76,7 +76,7 @@ cdef void _penalty_gradient(const Plan* p, const floating* w, floating* g, Py_ss
     cdef int i
     cdef Py_ssize_t width = p.n_inputs
     for i in range(p.n_ops):
-        if p.kind[i] == _OP_DENSE:
+        if p.kind[i] == OP_DENSE:
             _penalize_span(w, g, p.w_off[i], p.w_off[i] + width * p.units[i], lo, hi,
                            p.penalty[4 * i], p.penalty[4 * i + 1])
             if p.b_off[i] >= 0:
@@ -119,7 +119,7 @@ cdef double _penalty(const Plan* p, const floating* w) noexcept nogil:
     if not p.penalized:
         return 0
     for i in range(p.n_ops):
-        if p.kind[i] == _OP_DENSE and p.trainable[i]:
+        if p.kind[i] == OP_DENSE and p.trainable[i]:
             for k in range(2):
                 if k == 1 and p.b_off[i] < 0:
                     continue
@@ -218,7 +218,7 @@ cdef void _finish_rows(floating* a, floating* parts, int blocks, const floating*
         for i in range(r0, r1):
             for j in range(c):
                 a[i * c + j] += b[j]
-    if act != _LINEAR:
+    if act != LINEAR:
         _activation_forward(a + r0 * c, a + r0 * c, r1 - r0, c, act)
 
 
@@ -375,4 +375,4 @@ cdef void _dense_backward(const floating* x, const floating* w, const floating* 
             _sum_partials(dx, parts, cut, n * n_in, 0, n * n_in, True, t, nt)
         _meet(h, g)
         if blocks == 1 and t == 0:
-            _finish_rows(dx, parts, cut, NULL, 0, n, n, n_in, _LINEAR, t, nt)
+            _finish_rows(dx, parts, cut, NULL, 0, n, n, n_in, LINEAR, t, nt)

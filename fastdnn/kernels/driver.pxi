@@ -30,7 +30,7 @@ cdef struct Plan:
 cdef inline int _op_act(const Plan* p, int i) noexcept nogil:
     """Activation op i applies in the forward pass (the fused one is left to the loss)."""
     if p.fused and i == p.n_ops - 1:
-        return _LINEAR
+        return LINEAR
     return <int>p.act[i]
 
 
@@ -61,10 +61,10 @@ cdef floating* _forward(const Plan* p, const floating* params, floating* ws, flo
     for i in range(p.n_ops):
         units = p.units[i]
         out = ws + p.out_off[i]
-        if p.kind[i] == _OP_DENSE:
+        if p.kind[i] == OP_DENSE:
             _dense_forward(cur, params + p.w_off[i], params + p.b_off[i] if p.b_off[i] >= 0 else NULL,
                            out, parts, n, width, units, _op_act(p, i), i == 0, h, t, nt)
-        elif p.kind[i] == _OP_ACTIVATION:
+        elif p.kind[i] == OP_ACTIVATION:
             if t == 0:
                 _activation_forward(cur, out, n, units, _op_act(p, i), p.rate[i])
         elif training:
@@ -102,14 +102,14 @@ cdef void _backward(const Plan* p, floating* params, floating* grads, floating* 
     for i in range(p.n_ops - 1, p.first_dense - 1, -1):
         units = p.units[i]
         out = ws + p.out_off[i]
-        if p.kind[i] == _OP_DENSE:
+        if p.kind[i] == OP_DENSE:
             inp = x if i == 0 else ws + p.out_off[i - 1]
             width_in = p.n_inputs if i == 0 else p.units[i - 1]
             dx = g_other if i > p.first_dense else NULL
             u.w_off, u.b_off, u.frozen = p.w_off[i], p.b_off[i], not p.trainable[i]
             u.hand_off = (not u.frozen and nt > 1 and i == p.n_ops - 1 and i - 1 >= p.first_dense
-                          and _op_act(p, i) == _LINEAR and _cut(n, width_in, units) == 1
-                          and p.kind[i - 1] == _OP_DENSE and _cut(
+                          and _op_act(p, i) == LINEAR and _cut(n, width_in, units) == 1
+                          and p.kind[i - 1] == OP_DENSE and _cut(
                               n, p.n_inputs if i == 1 else p.units[i - 2], width_in) > 1)
             _dense_backward(inp, params + p.w_off[i], out, g, grads + p.w_off[i],
                             grads + p.b_off[i] if p.b_off[i] >= 0 else NULL, dx, parts, n,
@@ -119,7 +119,7 @@ cdef void _backward(const Plan* p, floating* params, floating* grads, floating* 
             g_other = tmp
         elif t != 0:
             pass
-        elif p.kind[i] == _OP_ACTIVATION:  # i > first_dense: its input is op i - 1's output
+        elif p.kind[i] == OP_ACTIVATION:  # i > first_dense: its input is op i - 1's output
             _activation_backward(out, g, n, units, _op_act(p, i), ws + p.out_off[i - 1],
                                  p.rate[i])
         else:
@@ -146,7 +146,7 @@ cdef void _slot_pointers(const OptConfig* c, floating* slots, Py_ssize_t n_param
 
 cdef inline int _first_blocks(const Plan* p, Py_ssize_t n) noexcept nogil:
     """Blocks the first op cuts its input into (1 unless it is a dense layer cut by rows)."""
-    if p.kind[0] != _OP_DENSE:
+    if p.kind[0] != OP_DENSE:
         return 1
     return _row_blocks(n, p.n_inputs, p.units[0])
 
@@ -157,7 +157,7 @@ cdef int _team_threads(const Plan* p, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t width = p.n_inputs
     cdef int i, cut, most = 1
     for i in range(p.n_ops):
-        if p.kind[i] == _OP_DENSE:
+        if p.kind[i] == OP_DENSE:
             cut = _cut(n, width, p.units[i])
             most = cut if cut > most else most
         width = p.units[i]
@@ -316,7 +316,7 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
                                    <floating>(1.0 / n))
             total += n * _penalty(p, <floating*>c.params)  # per sample, as Keras' mean loss
             c.loss_out[b] = total
-            _plan_metrics(p, out, lb, yb, wb, n, <int>p.act[p.n_ops - 1] if p.fused else _LINEAR,
+            _plan_metrics(p, out, lb, yb, wb, n, <int>p.act[p.n_ops - 1] if p.fused else LINEAR,
                           c.metric_out + b * 2 * p.n_metrics)
             if not isfinite(total) or _stopping():  # a stopped team skipped this step's work
                 c.done = b
@@ -348,7 +348,7 @@ cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* 
     cdef int m
     cdef floating* out
     cdef uint64_t unused = 0
-    cdef int last_act = <int>p.act[p.n_ops - 1] if p.fused else _LINEAR
+    cdef int last_act = <int>p.act[p.n_ops - 1] if p.fused else LINEAR
     start = 0
     while start < n_samples:
         n = p.capacity if start + p.capacity <= n_samples else n_samples - start

@@ -16,50 +16,50 @@ cdef void _activation_forward(const floating* z, floating* a, Py_ssize_t n, Py_s
     cdef floating m, s, v
     cdef floating slope = <floating>param, sa = <floating>(_SELU_SCALE * _SELU_ALPHA)
     cdef floating scale = <floating>_SELU_SCALE, root_half = <floating>M_SQRT1_2
-    if act == _LINEAR:
+    if act == LINEAR:
         if a != z:
             memcpy(a, z, size * sizeof(floating))
-    elif act == _RELU:
+    elif act == RELU:
         for i in range(size):
             a[i] = 0 if z[i] <= 0 else z[i]  # NaN stays NaN, as np.maximum
-    elif act == _SIGMOID:
+    elif act == SIGMOID:
         for i in range(size):
             a[i] = _sigmoid(z[i])
-    elif act == _TANH:
+    elif act == TANH:
         for i in range(size):
             a[i] = _tanh(z[i])
-    elif act == _ELU:
+    elif act == ELU:
         for i in range(size):
             a[i] = z[i] if z[i] > 0 else _expm1(z[i])
-    elif act == _SELU:
+    elif act == SELU:
         for i in range(size):
             a[i] = scale * z[i] if z[i] > 0 else sa * _expm1(z[i])
-    elif act == _GELU:
+    elif act == GELU:
         for i in range(size):
             a[i] = <floating>0.5 * z[i] * (1 + _erf(z[i] * root_half))
-    elif act == _SILU:
+    elif act == SILU:
         for i in range(size):
             a[i] = z[i] * _sigmoid(z[i])
-    elif act == _SOFTPLUS:
+    elif act == SOFTPLUS:
         for i in range(size):
             v = z[i] if z[i] > 0 else 0
             a[i] = v + _log1p(_exp(-(z[i] if z[i] > 0 else -z[i])))
-    elif act == _SOFTSIGN:
+    elif act == SOFTSIGN:
         for i in range(size):
             a[i] = z[i] / (1 + (z[i] if z[i] > 0 else -z[i]))
-    elif act == _LEAKY_RELU:
+    elif act == LEAKY_RELU:
         for i in range(size):
             a[i] = slope * z[i] if z[i] < 0 else z[i]
-    elif act == _RELU6 or act == _HARD_SIGMOID:
+    elif act == RELU6 or act == HARD_SIGMOID:
         # hard_sigmoid = relu6(z + 3) / 6, as Keras 3
         for i in range(size):
-            v = z[i] + 3 if act == _HARD_SIGMOID else z[i]
+            v = z[i] + 3 if act == HARD_SIGMOID else z[i]
             v = 0 if v <= 0 else (6 if v > 6 else v)  # NaN stays NaN
-            a[i] = v / 6 if act == _HARD_SIGMOID else v
-    elif act == _EXPONENTIAL:
+            a[i] = v / 6 if act == HARD_SIGMOID else v
+    elif act == EXPONENTIAL:
         for i in range(size):
             a[i] = _exp(z[i])
-    elif act == _SOFTMAX:
+    elif act == SOFTMAX:
         for i in range(n):
             m = z[i * c]
             for j in range(1, c):
@@ -83,49 +83,49 @@ cdef void _activation_backward(const floating* a, floating* g, Py_ssize_t n, Py_
     cdef floating slope = <floating>param, sa = <floating>(_SELU_SCALE * _SELU_ALPHA)
     cdef floating scale = <floating>_SELU_SCALE, root_half = <floating>M_SQRT1_2
     cdef floating density = <floating>(0.5 * M_2_SQRTPI * M_SQRT1_2)  # 1 / sqrt(2 pi)
-    if act == _RELU:
+    if act == RELU:
         for i in range(size):
             g[i] = g[i] if a[i] > 0 else 0
-    elif act == _SIGMOID:
+    elif act == SIGMOID:
         for i in range(size):
             g[i] = g[i] * a[i] * (1 - a[i])
-    elif act == _TANH:
+    elif act == TANH:
         for i in range(size):
             g[i] = g[i] * (1 - a[i] * a[i])
-    elif act == _ELU:
+    elif act == ELU:
         for i in range(size):  # exp(z) = a + 1 where z <= 0
             g[i] = g[i] if a[i] > 0 else g[i] * (a[i] + 1)
-    elif act == _SELU:
+    elif act == SELU:
         for i in range(size):
             g[i] = g[i] * scale if a[i] > 0 else g[i] * (a[i] + sa)
-    elif act == _GELU:
+    elif act == GELU:
         for i in range(size):
             cdf = <floating>0.5 * (1 + _erf(z[i] * root_half))
             g[i] = g[i] * (cdf + z[i] * density * _exp(<floating>-0.5 * z[i] * z[i]))
-    elif act == _SILU:
+    elif act == SILU:
         for i in range(size):
             s = _sigmoid(z[i])
             g[i] = g[i] * s * (1 + z[i] * (1 - s))
-    elif act == _SOFTPLUS:
+    elif act == SOFTPLUS:
         for i in range(size):  # sigmoid(z) = 1 - exp(-a)
             g[i] = -g[i] * _expm1(-a[i])
-    elif act == _SOFTSIGN:
+    elif act == SOFTSIGN:
         for i in range(size):  # 1 / (1 + |z|)^2 = (1 - |a|)^2
             s = 1 - (a[i] if a[i] > 0 else -a[i])
             g[i] = g[i] * s * s
-    elif act == _LEAKY_RELU:
+    elif act == LEAKY_RELU:
         for i in range(size):  # slope >= 0: a > 0 exactly where z > 0
             g[i] = g[i] if a[i] > 0 else g[i] * slope
-    elif act == _RELU6:
+    elif act == RELU6:
         for i in range(size):
             g[i] = g[i] if 0 < a[i] < 6 else 0
-    elif act == _HARD_SIGMOID:
+    elif act == HARD_SIGMOID:
         for i in range(size):
             g[i] = g[i] / 6 if 0 < a[i] < 1 else 0
-    elif act == _EXPONENTIAL:
+    elif act == EXPONENTIAL:
         for i in range(size):
             g[i] = g[i] * a[i]
-    elif act == _SOFTMAX:
+    elif act == SOFTMAX:
         for i in range(n):
             dot = 0
             for j in range(c):

@@ -49,7 +49,7 @@ def activation_backward(a, grad, activation, z=None, negative_slope=0.2):
         raise ValueError("a has no columns: it needs at least one")
     cdef int act = _activation_code(activation)
     cdef double slope = _finite_scalar("negative_slope", negative_slope, 0.0)
-    if act in (_GELU, _SILU):
+    if act in (GELU, SILU):
         if z is None:
             raise ValueError(f"activation {activation!r} needs its input z")
         _check("z", z, 2, dtype, a.shape)
@@ -171,7 +171,7 @@ def _loss_entry(int kind, name_out, out, labels, targets, grad):
     dtype = _check(name_out, out, 2)
     _check_rows(name_out, out)
     cdef Py_ssize_t n = out.shape[0], c = out.shape[1]
-    if kind == _LOSS_SPARSE_CE:
+    if kind == LOSS_SPARSE_CE:
         _check_labels(labels, n, c)
     else:
         _check("targets", targets, 2, dtype, out.shape)
@@ -208,7 +208,7 @@ def sparse_softmax_cross_entropy(logits, labels, grad=None):
     Returns:
         The mean loss over the batch (a Python float).
     """
-    return _loss_entry(_LOSS_SPARSE_CE, "logits", logits, labels, None, grad)
+    return _loss_entry(LOSS_SPARSE_CE, "logits", logits, labels, None, grad)
 
 
 def softmax_cross_entropy(logits, targets, grad=None):
@@ -222,7 +222,7 @@ def softmax_cross_entropy(logits, targets, grad=None):
     Returns:
         The mean loss over the batch.
     """
-    return _loss_entry(_LOSS_CE, "logits", logits, None, targets, grad)
+    return _loss_entry(LOSS_CE, "logits", logits, None, targets, grad)
 
 
 def sigmoid_binary_cross_entropy(logits, targets, grad=None):
@@ -236,7 +236,7 @@ def sigmoid_binary_cross_entropy(logits, targets, grad=None):
     Returns:
         The mean over samples of the per-sample mean over the last axis.
     """
-    return _loss_entry(_LOSS_BCE, "logits", logits, None, targets, grad)
+    return _loss_entry(LOSS_BCE, "logits", logits, None, targets, grad)
 
 
 def mean_squared_error(predictions, targets, grad=None):
@@ -250,7 +250,7 @@ def mean_squared_error(predictions, targets, grad=None):
     Returns:
         The mean over samples of the per-sample mean over the last axis.
     """
-    return _loss_entry(_LOSS_MSE, "predictions", predictions, None, targets, grad)
+    return _loss_entry(LOSS_MSE, "predictions", predictions, None, targets, grad)
 
 
 def count_correct(scores, labels=None, targets=None, binary=False):
@@ -278,10 +278,10 @@ def count_correct(scores, labels=None, targets=None, binary=False):
         raise ValueError("pass exactly one of labels and targets")
     if labels is not None:
         _check_labels(labels, n, c)
-        metric = _METRIC_SPARSE_ACC
+        metric = METRIC_SPARSE_ACC
     else:
         _check("targets", targets, 2, dtype, scores.shape)
-        metric = _METRIC_BINARY_ACC if binary else _METRIC_CATEGORICAL_ACC
+        metric = METRIC_BINARY_ACC if binary else METRIC_CATEGORICAL_ACC
     cdef void* ps = _data(scores)
     cdef int32_t* pl = <int32_t*>_data(labels)
     cdef void* pt = _data(targets)
@@ -289,9 +289,9 @@ def count_correct(scores, labels=None, targets=None, binary=False):
     cdef bint f32 = dtype == np.float32
     with nogil:
         if f32:
-            hits = _count_correct(metric, <float*>ps, pl, <float*>pt, n, c, _LINEAR)
+            hits = _count_correct(metric, <float*>ps, pl, <float*>pt, n, c, LINEAR)
         else:
-            hits = _count_correct(metric, <double*>ps, pl, <double*>pt, n, c, _LINEAR)
+            hits = _count_correct(metric, <double*>ps, pl, <double*>pt, n, c, LINEAR)
     return hits
 
 

@@ -94,11 +94,11 @@ cdef double _mse(const floating* p, const floating* y, floating* grad, Py_ssize_
 cdef double _loss(int kind, const floating* out, const int32_t* labels, const floating* y,
                   floating* grad, Py_ssize_t n, Py_ssize_t c, floating scale) noexcept nogil:
     """Dispatch to the loss ``kind``: return the sum of per-sample losses, OUT grad (or NULL)."""
-    if kind == _LOSS_SPARSE_CE:
+    if kind == LOSS_SPARSE_CE:
         return _sparse_softmax_xent(out, labels, grad, n, c, scale)
-    if kind == _LOSS_CE:
+    if kind == LOSS_CE:
         return _softmax_xent(out, y, grad, n, c, scale)
-    if kind == _LOSS_BCE:
+    if kind == LOSS_BCE:
         return _sigmoid_bce(out, y, grad, n, c, scale)
     return _mse(out, y, grad, n, c, scale)
 
@@ -144,9 +144,9 @@ cdef inline floating _softmax_scale(const floating* s, Py_ssize_t c, floating* m
 cdef inline floating _probability(floating v, int act, floating m, floating scale) noexcept nogil:
     """The model's output for score v: the fused activation ``act`` applied (softmax through the
     row's m and scale from ``_softmax_scale``)."""
-    if act == _SIGMOID:
+    if act == SIGMOID:
         return _sigmoid(v)
-    if act == _SOFTMAX:
+    if act == SOFTMAX:
         return _exp(v - m) * scale
     return v
 
@@ -162,16 +162,16 @@ cdef double _count_correct(int metric, const floating* s, const int32_t* labels,
     cdef Py_ssize_t i, j
     cdef double hits = 0, row
     cdef floating p, m = 0, scale = 1
-    if metric == _METRIC_SPARSE_ACC:
+    if metric == METRIC_SPARSE_ACC:
         for i in range(n):
             hits += _argmax_row(s + i * c, c) == labels[i]
-    elif metric == _METRIC_CATEGORICAL_ACC:
+    elif metric == METRIC_CATEGORICAL_ACC:
         for i in range(n):
             hits += _argmax_row(s + i * c, c) == _argmax_row(y + i * c, c)
-    elif metric == _METRIC_BINARY_ACC:
+    elif metric == METRIC_BINARY_ACC:
         for i in range(n):
             row = 0
-            if act == _SOFTMAX:
+            if act == SOFTMAX:
                 scale = _softmax_scale(s + i * c, c, &m)
             for j in range(c):
                 p = _probability(s[i * c + j], act, m, scale)
@@ -195,39 +195,39 @@ cdef void _metric_sums(int metric, int k, const floating* s, const int32_t* labe
     cdef double a = 0, b = 0, row, positives, weight = 1
     cdef floating p, d, m = 0, scale = 1
     cdef bint predicted, actual
-    if metric <= _METRIC_BINARY_ACC and w == NULL:
+    if metric <= METRIC_BINARY_ACC and w == NULL:
         out[0], out[1] = _count_correct(metric, s, labels, y, n, c, act), n
         return
     for i in range(n):
         if w != NULL:
             weight = w[i]
-        if metric <= _METRIC_BINARY_ACC:
+        if metric <= METRIC_BINARY_ACC:
             a += weight * _count_correct(metric, s + i * c, labels + i if labels != NULL else NULL,
                                          y + i * c if y != NULL else NULL, 1, c, act)
             b += weight
             continue
-        if metric == _METRIC_SPARSE_TOP_K:
+        if metric == METRIC_SPARSE_TOP_K:
             above = 0
             for j in range(c):
                 above += s[i * c + j] > s[i * c + labels[i]]
             a += weight * (above < k)
             b += weight
             continue
-        if act == _SOFTMAX:
+        if act == SOFTMAX:
             scale = _softmax_scale(s + i * c, c, &m)
         row = positives = 0
         for j in range(c):
             p = _probability(s[i * c + j], act, m, scale)
             d = y[i * c + j] - p
-            if metric == _METRIC_MAE:
+            if metric == METRIC_MAE:
                 row += fabs(d)
-            elif metric == _METRIC_MSE:
+            elif metric == METRIC_MSE:
                 row += d * d
             else:
                 predicted, actual = p > 0.5, y[i * c + j] > 0.5
                 row += predicted and actual
-                positives += predicted if metric == _METRIC_PRECISION else actual
-        if metric == _METRIC_MAE or metric == _METRIC_MSE:
+                positives += predicted if metric == METRIC_PRECISION else actual
+        if metric == METRIC_MAE or metric == METRIC_MSE:
             a += weight * row / c
             b += weight
         else:

@@ -64,26 +64,26 @@ cdef class Network:
         capacity = _int_in("capacity", capacity, 1, _INT_MAX)
         if not ops:
             raise ValueError("ops must not be empty")
-        if loss not in (_LOSS_SPARSE_CE, _LOSS_CE, _LOSS_BCE, _LOSS_MSE):
+        if loss not in (LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE, LOSS_MSE):
             raise ValueError(f"unknown loss code {loss}")
         kind, units, act, rate, w_off, b_off = (np.array(col) for col in zip(*ops))
         kind, units, act, w_off, b_off = (a.astype(np.int64) for a in (kind, units, act, w_off, b_off))
         rate = rate.astype(np.float64)
         width_in = np.concatenate([[n_inputs], units[:-1]])
-        if np.any(units < 1) or np.any((kind != _OP_DENSE) & (units != width_in)):
+        if np.any(units < 1) or np.any((kind != OP_DENSE) & (units != width_in)):
             raise ValueError("ops have inconsistent widths")
         codes, ks, weighted = _metric_specs(metric, loss, int(units[-1]))
-        if np.any((kind < 0) | (kind > 2)) or np.any((act < 0) | (act > _EXPONENTIAL)):
+        if np.any((kind < 0) | (kind > 2)) or np.any((act < 0) | (act > EXPONENTIAL)):
             raise ValueError("ops have an unknown kind or activation")
-        if np.any((kind == _OP_DROPOUT) & ~((rate >= 0) & (rate <= 1))):
+        if np.any((kind == OP_DROPOUT) & ~((rate >= 0) & (rate <= 1))):
             raise ValueError("dropout rates must lie in [0, 1]")
-        if np.any((kind == _OP_ACTIVATION) & ~((rate >= 0) & np.isfinite(rate))):
+        if np.any((kind == OP_ACTIVATION) & ~((rate >= 0) & np.isfinite(rate))):
             raise ValueError("an activation op's parameter (leaky_relu's slope) must be finite "
                              "and >= 0")
-        if np.any((kind == _OP_DENSE) & np.isin(act, list(UNFUSED_ACTIVATIONS))):
+        if np.any((kind == OP_DENSE) & np.isin(act, list(UNFUSED_ACTIVATIONS))):
             raise ValueError("a dense op cannot apply gelu, silu or leaky_relu: follow it with "
                              "an activation op")
-        dense = kind == _OP_DENSE
+        dense = kind == OP_DENSE
         if not dense.any():
             raise ValueError("ops need at least one dense layer")
         w_end = w_off + width_in * units
@@ -99,8 +99,8 @@ cdef class Network:
             # each layer applies the optimizer step to its own weights (see _backward)
             raise ValueError("the dense ops' kernels and biases must cover params exactly, "
                              "each parameter once")
-        if fused and not ((loss in (_LOSS_SPARSE_CE, _LOSS_CE) and act[-1] == _SOFTMAX or
-                           loss == _LOSS_BCE and act[-1] == _SIGMOID) and kind[-1] != _OP_DROPOUT):
+        if fused and not ((loss in (LOSS_SPARSE_CE, LOSS_CE) and act[-1] == SOFTMAX or
+                           loss == LOSS_BCE and act[-1] == SIGMOID) and kind[-1] != OP_DROPOUT):
             raise ValueError("fused needs a cross-entropy loss and a final softmax (or, for "
                              "binary cross-entropy, sigmoid)")
         self.params = params
@@ -183,7 +183,7 @@ cdef class Network:
         for i in range(self.plan.n_ops):
             new_out[i] = offset
             offset += capacity * units[i]
-            if kind[i] == _OP_DROPOUT:
+            if kind[i] == OP_DROPOUT:
                 new_mask[i] = offset
                 offset += capacity * units[i]
         widest = int(max(units.max(), self.plan.n_inputs))
@@ -207,7 +207,7 @@ cdef class Network:
         """Check x and y against the plan; return the labels and float targets (one is None)."""
         _check("x", x, 2, self.dtype, (None, self.plan.n_inputs))
         n = x.shape[0]
-        if self.plan.loss == _LOSS_SPARSE_CE:
+        if self.plan.loss == LOSS_SPARSE_CE:
             _check_labels(y, n, self.n_outputs)
             return y, None
         _check("y", y, 2, self.dtype, (n, self.n_outputs))
@@ -542,7 +542,7 @@ cdef Py_ssize_t _rows_per_call(const Plan* p) noexcept:
     cdef Py_ssize_t width = p.n_inputs, rows
     cdef int i
     for i in range(p.n_ops):
-        row_flops += 2.0 * width * p.units[i] if p.kind[i] == _OP_DENSE else p.units[i]
+        row_flops += 2.0 * width * p.units[i] if p.kind[i] == OP_DENSE else p.units[i]
         width = p.units[i]
     rows = max(1, <Py_ssize_t>(_CALL_FLOPS / row_flops))
     return rows - rows % p.capacity if rows >= p.capacity else rows
