@@ -19,7 +19,7 @@ plain-NumPy twins are in ``fastdnn.reference``.
 
 from fastdnn import (activations, backend, callbacks, config, datasets, initializers, layers,
                      losses, metrics, models, optimizers, regularizers, utils)
-from fastdnn._threads import get_num_threads, set_num_threads
+from fastdnn.config import get_num_threads, set_num_threads
 from fastdnn.layers import Input
 from fastdnn.models import Sequential
 

@@ -184,7 +184,7 @@ cdef int _n_threads = 1
 
 
 def set_num_threads(int n):
-    """Set how many threads the kernels' parallel work (large products, updates) may use.
+    """The kernels' side of ``fastdnn.config.set_num_threads`` (the checked public entry point).
 
     Args:
         n: number of threads, at least 1. Keep BLAS itself to one thread meanwhile
@@ -192,7 +192,7 @@ def set_num_threads(int n):
     """
     global _n_threads
     if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
+        raise ValueError(f"n must be a positive integer, got {n!r}")
     _n_threads = n
 
 

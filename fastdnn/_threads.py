@@ -94,27 +94,6 @@ def _default_threads() -> int:
     return threads
 
 
-def set_num_threads(n: int) -> None:
-    """Use ``n`` threads for fastdnn's parallel work (matrix products and optimizer updates).
-
-    Args:
-        n: a positive int. Defaults, at import, to the ``OMP_NUM_THREADS`` environment
-            variable when set, else the number of CPUs the process may run on (its CPU
-            affinity, and its cgroup's CPU quota rounded up; 1 in a build without OpenMP).
-
-    Raises:
-        ValueError: if n is not a positive int.
-    """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    _kernels.set_num_threads(n)
-
-
-def get_num_threads() -> int:
-    """Return the number of threads fastdnn's parallel work uses."""
-    return _kernels.get_num_threads()
-
-
 @contextlib.contextmanager
 def single_threaded_blas():
     """Keep BLAS to one thread inside the block (the kernels bring their own threads).

@@ -1,6 +1,8 @@
-"""Global settings, as in ``keras.config``: the default float type and the fuzz factor."""
+"""Global settings, as in ``keras.config``: the default float type, the fuzz factor, threads."""
 
 import numpy as np
+
+from fastdnn import _kernels
 
 _FLOATX = "float32"
 _EPSILON = 1e-7
@@ -51,6 +53,29 @@ def simd() -> str:
         ``'avx512'`` (AVX-512F), ``'avx2'`` (AVX2 and FMA) or ``'baseline'`` (any CPU of the
         architecture: SSE2 on x86-64, and every other architecture).
     """
-    from fastdnn import _kernels
-
     return _kernels.simd_variant()
+
+
+def set_num_threads(n: int) -> None:
+    """Set how many threads fastdnn's parallel work uses (matrix products, optimizer updates).
+
+    Args:
+        n: a positive int. Defaults, at import, to the ``OMP_NUM_THREADS`` environment
+            variable when set, else the number of CPUs the process may run on (its CPU
+            affinity, and its cgroup's CPU quota rounded up; 1 in a build without OpenMP).
+
+    Raises:
+        ValueError: if n is not a positive int.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    _kernels.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """Return how many threads fastdnn's parallel work uses.
+
+    Returns:
+        The positive int last given to ``set_num_threads``, or the default chosen at import.
+    """
+    return _kernels.get_num_threads()

@@ -422,5 +422,5 @@ def test_adam_special_values_follow_the_exact_quotient(dtype, epsilon):
 
 
 def test_set_num_threads_rejects_zero():
-    with pytest.raises(ValueError, match="n must be at least 1"):
+    with pytest.raises(ValueError, match="n must be a positive integer"):
         kernels.set_num_threads(0)

@@ -495,3 +495,17 @@ def test_a_team_probe_wakes_the_team_first_and_is_sized_by_the_fresh_rate():
     assert (threads, n) == (2, int(_team_size.PROBE_SECONDS / 110e-6))
     sizer.record(2, n, n * 80e-6)
     assert sizer.threads == 2
+
+
+def test_set_num_threads_lives_in_config_with_the_old_name_an_alias():
+    assert keras.set_num_threads is keras.config.set_num_threads
+    assert keras.get_num_threads is keras.config.get_num_threads
+
+
+@pytest.mark.parametrize("set_threads", [keras.set_num_threads, keras.config.set_num_threads])
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2", None])
+def test_set_num_threads_refuses_a_bad_count_and_keeps_the_old(set_threads, bad):
+    before = keras.get_num_threads()
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        set_threads(bad)
+    assert keras.get_num_threads() == before
