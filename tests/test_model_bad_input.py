@@ -10,7 +10,6 @@ import pytest
 from _api_helpers import (  # noqa: F401
     chapter_model,
     compiled_tiny,
-    float64,
     fresh_names,
     image_data,
     same_weights,

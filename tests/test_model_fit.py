@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from _api_helpers import (  # noqa: F401
     compiled_tiny,
-    float64,
     fresh_names,
     same_weights,
     tiny_data,
