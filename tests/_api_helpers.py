@@ -1,4 +1,4 @@
-"""Shared helpers of the model-API test files (test_models.py, test_layers.py, ...).
+"""Shared helpers of the model-API test files (test_model_*.py, test_layers.py, ...).
 
 Three things live here:
 
@@ -113,6 +113,19 @@ def same_weights(a, b):
     """Whether two lists of arrays are equal bit for bit (shapes and dtypes included)."""
     return len(a) == len(b) and all(
         x.shape == y.shape and x.dtype == y.dtype and np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def compiled_tiny(optimizer="sgd", metrics=("accuracy",), **kwargs):
+    """``tiny_model(**kwargs)`` compiled with sparse categorical cross-entropy and ``metrics``."""
+    model = tiny_model(**kwargs)
+    model.compile(optimizer, "sparse_categorical_crossentropy",
+                  metrics=list(metrics) if metrics else None)
+    return model
+
+
+def fmt(v):
+    """A metric value as the verbose=1 line prints it (8.6)."""
+    return f"{v:.4f}" if abs(v) > 1e-3 else f"{v:.4e}"
 
 
 class Recorder(keras.callbacks.Callback):

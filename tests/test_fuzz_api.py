@@ -1,6 +1,6 @@
 """API fuzzing: random wrong inputs to every public entry point, in a subprocess.
 
-The fuzzer itself is ``tests/_fuzz_worker.py`` (hypothesis, fixed seed, bounded examples). Each
+The fuzzer itself is the ``tests/fuzz`` package (hypothesis, fixed seed, bounded examples). Each
 target runs in its own ``sys.executable`` subprocess with a timeout, so a segfault or an abort is
 a failing test with the offending input on its stderr, not a dead test runner, and a hang is a
 timeout. The worker exits 0 only when every example either worked correctly (after the
@@ -11,7 +11,7 @@ Bugs the fuzzer found are reproduced below, each by a minimal deterministic test
 ``xfail(strict=True)`` while open: the test states the behaviour fastdnn should have. The worker counts
 their occurrences (``known:<tag>`` outcomes) instead of failing, so it keeps guarding everything
 else; when a bug is fixed its xfail test starts to pass (strict: the run fails) and both the mark
-and the tag in ``_fuzz_worker.KNOWN_BUGS`` should go.
+and the tag in ``tests/fuzz/common.py``'s ``KNOWN_BUGS`` should go.
 """
 
 import json
@@ -26,7 +26,7 @@ import pytest
 import fastdnn as keras
 from fastdnn import _kernels as K
 
-WORKER = os.path.join(os.path.dirname(__file__), "_fuzz_worker.py")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = 20240601
 # Examples per target: ~2-4 s each on one core. FASTDNN_FUZZ_EXAMPLES raises it for a long run.
 EXAMPLES = int(os.environ.get("FASTDNN_FUZZ_EXAMPLES", "300"))
@@ -36,10 +36,9 @@ TIMEOUT = 300
 def run_worker(target, examples=EXAMPLES, seed=SEED):
     env = {**os.environ, "PYTHONFAULTHANDLER": "1", "OPENBLAS_NUM_THREADS": "1"}
     try:
-        proc = subprocess.run([sys.executable, WORKER, target, "--seed", str(seed),
+        proc = subprocess.run([sys.executable, "-m", "tests.fuzz", target, "--seed", str(seed),
                                "--examples", str(examples)], capture_output=True, text=True,
-                              timeout=TIMEOUT, env=env,
-                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                              timeout=TIMEOUT, env=env, cwd=ROOT)
     except subprocess.TimeoutExpired as exc:
         tail = (exc.stderr or b"")[-3000:]
         pytest.fail(f"fuzz target {target} hung (>{TIMEOUT} s); last stderr:\n{tail!r}")
