@@ -49,6 +49,24 @@ def assert_gradient_close(analytic, numeric, rtol=1e-6):
     np.testing.assert_allclose(analytic, numeric, rtol=rtol, atol=1e-8 * scale)
 
 
+def assert_activation_backward_matches_finite_differences(engine, inputs, activation, rng,
+                                                          **kwargs):
+    """``engine.activation_backward`` (``kwargs`` passed on, e.g. ``z=``) against central
+    differences of sum(activation(inputs) * r) for a random r."""
+    r = rng.normal(size=inputs.shape)
+    out = np.empty_like(inputs)
+
+    def loss():
+        engine.activation_forward(inputs, out, activation)
+        return float((out * r).sum())
+
+    numeric = numerical_gradient(loss, inputs)
+    engine.activation_forward(inputs, out, activation)
+    grad = r.copy()
+    engine.activation_backward(out, grad, activation, **kwargs)
+    assert_gradient_close(grad, numeric)
+
+
 # --- Network builders
 
 

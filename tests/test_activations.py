@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fastdnn as keras
-from _helpers import assert_gradient_close, numerical_gradient
+from _helpers import assert_activation_backward_matches_finite_differences
 from _api_helpers import float64, fresh_names  # noqa: F401
 from fastdnn import _kernels as kernels
 from fastdnn import reference
@@ -63,18 +63,7 @@ def test_forward_matches_keras_formula(engine, name):
 @pytest.mark.parametrize("name", NEW)
 def test_backward_matches_finite_differences(engine, name, rng):
     z = Z.copy()
-    r = rng.normal(size=z.shape)
-    out = np.empty_like(z)
-
-    def loss():
-        engine.activation_forward(z, out, name)
-        return float((out * r).sum())
-
-    numeric = numerical_gradient(loss, z)
-    engine.activation_forward(z, out, name)
-    grad = r.copy()
-    engine.activation_backward(out, grad, name, z=z)
-    assert_gradient_close(grad, numeric)
+    assert_activation_backward_matches_finite_differences(engine, z, name, rng, z=z)
 
 
 @pytest.mark.parametrize("name", NEW)

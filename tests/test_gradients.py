@@ -11,6 +11,7 @@ import pytest
 
 from _helpers import (
     ACTIVATIONS,
+    assert_activation_backward_matches_finite_differences,
     assert_gradient_close,
     init_params,
     network_data,
@@ -35,18 +36,7 @@ def away_from_kinks(rng, n, n_in, n_out):
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_activation_backward_matches_finite_differences(engine, activation, rng):
     z = away_from_kinks(rng, N, N_OUT, N_OUT)[0] * 2
-    r = rng.normal(size=z.shape)
-    out = np.empty_like(z)
-
-    def loss():
-        engine.activation_forward(z, out, activation)
-        return float((out * r).sum())
-
-    numeric = numerical_gradient(loss, z)
-    engine.activation_forward(z, out, activation)
-    grad = r.copy()
-    engine.activation_backward(out, grad, activation)
-    assert_gradient_close(grad, numeric)
+    assert_activation_backward_matches_finite_differences(engine, z, activation, rng)
 
 
 @pytest.mark.parametrize("use_bias", [True, False], ids=["bias", "no_bias"])
