@@ -304,6 +304,16 @@ def _diverging_data(good, n_features=4):
     return x, y
 
 
+def assert_stopped_before_the_bad_step(stopped, reference):
+    """``stopped`` (fit on all the data, the bad step at batch 10) equals ``reference`` (fit on the
+    10 good batches alone): weights, finite slots and the step counter."""
+    assert stopped.optimizer.iterations == reference.optimizer.iterations == 10
+    for a, b in zip(stopped.get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(stopped.optimizer.slots, reference.optimizer.slots)
+    assert np.isfinite(stopped.optimizer.slots).all()
+
+
 @pytest.mark.parametrize("engine", ["fastdnn", "numpy"])
 @pytest.mark.parametrize("optimizer", ["adam", "rmsprop", "adagrad"])
 def test_a_step_that_would_make_weights_or_slots_non_finite_is_never_applied(engine, optimizer):
@@ -316,12 +326,7 @@ def test_a_step_that_would_make_weights_or_slots_non_finite_is_never_applied(eng
         model.compile(optimizer, "mse", engine=engine)
         model.fit(x[:rows], y[:rows], batch_size=1, shuffle=False, verbose=0)
         models.append(model)
-    stopped, reference = models
-    assert stopped.optimizer.iterations == reference.optimizer.iterations == 10
-    for a, b in zip(stopped.get_weights(), reference.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(stopped.optimizer.slots, reference.optimizer.slots)
-    assert np.isfinite(stopped.optimizer.slots).all()
+    assert_stopped_before_the_bad_step(*models)
 
 
 @pytest.mark.parametrize("engine", ["fastdnn", "numpy"])
@@ -338,12 +343,7 @@ def test_the_guard_holds_with_a_frozen_layer_a_regularizer_and_sample_weights(en
         model.fit(x[:rows], y[:rows], sample_weight=weights[:rows], batch_size=1, shuffle=False,
                   verbose=0)
         models.append(model)
-    stopped, reference = models
-    assert stopped.optimizer.iterations == reference.optimizer.iterations == 10
-    for a, b in zip(stopped.get_weights(), reference.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(stopped.optimizer.slots, reference.optimizer.slots)
-    assert np.isfinite(stopped.optimizer.slots).all()
+    assert_stopped_before_the_bad_step(*models)
 
 
 # --- what holds after an exception from fit (the README's sentence)
