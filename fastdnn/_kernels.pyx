@@ -151,6 +151,8 @@ cpdef enum Op:
     OP_DENSE = 0
     OP_ACTIVATION = 1
     OP_DROPOUT = 2
+    OP_BATCH_NORMALIZATION = 3
+    OP_NORMALIZATION = 4
 globals().update(Op.__members__)
 
 cpdef enum Loss:
@@ -249,6 +251,7 @@ include "kernels/elementwise.pxi"
 include "kernels/updates.pxi"
 include "kernels/team.pxi"
 include "kernels/dense.pxi"
+include "kernels/normalization.pxi"
 include "kernels/losses.pxi"
 include "kernels/checks.pxi"
 include "kernels/entry_points.pxi"

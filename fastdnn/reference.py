@@ -265,6 +265,56 @@ def dropout_forward(x, out, mask, rate, seed, counter):
     out[...] = x * mask
 
 
+
+# --- per-feature normalization (Keras 3's BatchNormalization and Normalization)
+
+def _bn_scale_shift(mean, var, gamma, beta, epsilon):
+    """Keras' ``ops.batch_normalization`` coefficients: out = x·scale + shift."""
+    f = mean.dtype.type
+    istd = 1 / np.sqrt(var + f(epsilon))
+    scale = istd * gamma if gamma is not None else istd
+    shift = -mean * scale + (beta if beta is not None else 0)
+    return istd, scale, shift
+
+
+def batch_normalization_forward(x, gamma, beta, moving_mean, moving_variance, out,
+                                momentum=0.99, epsilon=1e-3, training=False):
+    """Batch normalization over the last axis (see ``fastdnn._kernels``' twin)."""
+    if training:
+        mean, var = x.mean(axis=0), x.var(axis=0)
+        f = x.dtype.type
+        moving_mean[...] = moving_mean * f(momentum) + mean * f(1 - momentum)
+        moving_variance[...] = moving_variance * f(momentum) + var * f(1 - momentum)
+    else:
+        mean, var = moving_mean.copy(), moving_variance.copy()
+    _, scale, shift = _bn_scale_shift(mean, var, gamma, beta, epsilon)
+    out[...] = x * scale + shift
+
+
+def batch_normalization_backward(x, gamma, grad, dgamma, dbeta, epsilon=1e-3):
+    """The training-mode backward pass (see ``fastdnn._kernels``' twin): the gradient through
+    the batch's mean and biased variance."""
+    n = x.shape[0]
+    mean, var = x.mean(axis=0), x.var(axis=0)
+    istd, scale, _ = _bn_scale_shift(mean, var, gamma, None, epsilon)
+    xhat = (x - mean) * istd
+    sum_g, sum_gx = grad.sum(axis=0), (grad * xhat).sum(axis=0)
+    if dgamma is not None:
+        dgamma[...] = sum_gx
+    if dbeta is not None:
+        dbeta[...] = sum_g
+    grad[...] = scale / n * (n * grad - sum_g - xhat * sum_gx)
+
+
+def _normalization_divisor(variance, epsilon):
+    return np.maximum(np.sqrt(variance), variance.dtype.type(epsilon))
+
+
+def normalization_forward(x, mean, variance, out, invert=False, epsilon=1e-7):
+    """Keras' Normalization layer (see ``fastdnn._kernels``' twin)."""
+    divisor = _normalization_divisor(variance, epsilon)
+    out[...] = mean + x * divisor if invert else (x - mean) / divisor
+
 # --- optimizers (Keras 3 rules; scalars in the parameter precision, as Keras computes them)
 
 def sgd_update(params, grads, learning_rate=0.01, momentum=0.0, nesterov=False, velocity=None):

@@ -357,6 +357,164 @@ def dropout_forward(x, out, mask, double rate, seed, counter):
             _dropout_forward(<double*>px, <double*>po, <double*>pm, size, rate, c_seed, c_counter)
 
 
+
+def _check_features(name, v, dtype, c, writable=False):
+    """Check a per-feature vector (c,) of ``dtype``; None passes."""
+    if v is not None:
+        _check(name, v, 1, dtype, (c,), writable=writable)
+
+
+def batch_normalization_forward(x, gamma, beta, moving_mean, moving_variance, out,
+                                double momentum=0.99, double epsilon=1e-3, bint training=False):
+    """Batch normalization over the last axis, as Keras 3's ``BatchNormalization``:
+    ``out = (x - mean) / sqrt(variance + epsilon) * gamma + beta``.
+
+    Args:
+        x: float32 or float64 array of shape (n, c), C-contiguous, n >= 1.
+        gamma: scale, shape (c,), or None (1).
+        beta: offset, shape (c,), or None (0).
+        moving_mean: IN/OUT shape (c,): the mean used at inference; updated when training.
+        moving_variance: IN/OUT shape (c,), likewise.
+        out: OUT array like x.
+        momentum: in [0, 1]; training updates ``moving = moving·momentum + batch·(1 -
+            momentum)``. Defaults to 0.99.
+        epsilon: > 0, added to the variance. Defaults to 1e-3.
+        training: normalize with the batch's mean and biased variance (and update the moving
+            ones) instead of the moving ones. Defaults to False.
+    """
+    dtype = _check("x", x, 2)
+    _check_rows("x", x)
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1]
+    _check_features("gamma", gamma, dtype, c)
+    _check_features("beta", beta, dtype, c)
+    _check("moving_mean", moving_mean, 1, dtype, (c,), writable=training)
+    _check("moving_variance", moving_variance, 1, dtype, (c,), writable=training)
+    _check("out", out, 2, dtype, x.shape, writable=True)
+    _no_overlap({"out": out, "moving_mean": moving_mean if training else None,
+                 "moving_variance": moving_variance if training else None},
+                {"x": x, "gamma": gamma, "beta": beta})
+    if not training:
+        _no_overlap({"out": out}, {"moving_mean": moving_mean,
+                                   "moving_variance": moving_variance})
+    _finite_scalar("momentum", momentum, 0.0, 1.0)
+    _finite_scalar("epsilon", epsilon, 0.0)
+    if epsilon <= 0:
+        raise ValueError(f"epsilon must be > 0, got {epsilon}")
+    stats = np.empty(_BN_STATS * c, dtype)
+    cdef void* px = _data(x)
+    cdef void* pg = _data(gamma)
+    cdef void* pb = _data(beta)
+    cdef void* pm = _data(moving_mean)
+    cdef void* pv = _data(moving_variance)
+    cdef void* po = _data(out)
+    cdef void* ps = _data(stats)
+    cdef unsigned int state
+    cdef bint f32 = dtype == np.float32
+    with nogil:
+        state = fpenv_flush_denormals()
+        if f32:
+            _bn_forward(<float*>px, <float*>po, n, c, <float*>pg, <float*>pb, <float*>pm,
+                        <float*>pv, epsilon, training, <float*>ps)
+            if training:
+                _moving_average(<float*>pm, <float*>ps, c, momentum)
+                _moving_average(<float*>pv, <float*>ps + c, c, momentum)
+        else:
+            _bn_forward(<double*>px, <double*>po, n, c, <double*>pg, <double*>pb, <double*>pm,
+                        <double*>pv, epsilon, training, <double*>ps)
+            if training:
+                _moving_average(<double*>pm, <double*>ps, c, momentum)
+                _moving_average(<double*>pv, <double*>ps + c, c, momentum)
+        fpenv_restore(state)
+
+
+def batch_normalization_backward(x, gamma, grad, dgamma, dbeta, double epsilon=1e-3):
+    """Backward pass of training-mode ``batch_normalization_forward`` (through the batch's mean
+    and variance), from its input x.
+
+    Args:
+        x: the forward pass's input, float32 or float64, shape (n, c), C-contiguous, n >= 1.
+        gamma: its scale, shape (c,), or None (1).
+        grad: IN/OUT like x: dL/dout on entry, dL/dx on return.
+        dgamma: OUT dL/dgamma, shape (c,), or None.
+        dbeta: OUT dL/dbeta, shape (c,), or None.
+        epsilon: the forward pass's epsilon, > 0. Defaults to 1e-3.
+    """
+    dtype = _check("x", x, 2)
+    _check_rows("x", x)
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1]
+    _check_features("gamma", gamma, dtype, c)
+    _check("grad", grad, 2, dtype, x.shape, writable=True)
+    _check_features("dgamma", dgamma, dtype, c, True)
+    _check_features("dbeta", dbeta, dtype, c, True)
+    _no_overlap({"grad": grad, "dgamma": dgamma, "dbeta": dbeta}, {"x": x, "gamma": gamma})
+    _finite_scalar("epsilon", epsilon, 0.0)
+    if epsilon <= 0:
+        raise ValueError(f"epsilon must be > 0, got {epsilon}")
+    stats = np.empty(_BN_STATS * c, dtype)
+    out = np.empty_like(x)
+    cdef void* px = _data(x)
+    cdef void* pgamma = _data(gamma)
+    cdef void* pg = _data(grad)
+    cdef void* pdg = _data(dgamma)
+    cdef void* pdb = _data(dbeta)
+    cdef void* po = _data(out)
+    cdef void* ps = _data(stats)
+    cdef unsigned int state
+    cdef bint f32 = dtype == np.float32
+    with nogil:
+        state = fpenv_flush_denormals()
+        if f32:
+            _bn_forward(<float*>px, <float*>po, n, c, <float*>pgamma, NULL, NULL, NULL, epsilon,
+                        True, <float*>ps)
+            _bn_backward(<float*>px, <float*>pg, n, c, <float*>ps, <float*>pdg, <float*>pdb,
+                         True)
+        else:
+            _bn_forward(<double*>px, <double*>po, n, c, <double*>pgamma, NULL, NULL, NULL,
+                        epsilon, True, <double*>ps)
+            _bn_backward(<double*>px, <double*>pg, n, c, <double*>ps, <double*>pdg,
+                         <double*>pdb, True)
+        fpenv_restore(state)
+
+
+def normalization_forward(x, mean, variance, out, bint invert=False, double epsilon=1e-7):
+    """Keras 3's ``Normalization``: ``out = (x - mean) / max(sqrt(variance), epsilon)``, or with
+    ``invert`` ``mean + x·max(sqrt(variance), epsilon)``.
+
+    Args:
+        x: float32 or float64 array of shape (n, c), C-contiguous.
+        mean: shape (c,).
+        variance: shape (c,), >= 0.
+        out: OUT array like x.
+        invert: Defaults to False.
+        epsilon: > 0, Keras' ``backend.epsilon()``. Defaults to 1e-7.
+    """
+    dtype = _check("x", x, 2)
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1]
+    _check("mean", mean, 1, dtype, (c,))
+    _check("variance", variance, 1, dtype, (c,))
+    _check("out", out, 2, dtype, x.shape, writable=True)
+    _no_overlap({"out": out}, {"x": x, "mean": mean, "variance": variance})
+    _finite_scalar("epsilon", epsilon, 0.0)
+    if epsilon <= 0:
+        raise ValueError(f"epsilon must be > 0, got {epsilon}")
+    divisor = np.empty(c, dtype)
+    cdef void* px = _data(x)
+    cdef void* pm = _data(mean)
+    cdef void* pv = _data(variance)
+    cdef void* po = _data(out)
+    cdef void* pd = _data(divisor)
+    cdef unsigned int state
+    cdef bint f32 = dtype == np.float32
+    with nogil:
+        state = fpenv_flush_denormals()
+        if f32:
+            _normalization_forward(<float*>px, <float*>po, n, c, <float*>pm, <float*>pv, epsilon,
+                                   invert, <float*>pd)
+        else:
+            _normalization_forward(<double*>px, <double*>po, n, c, <double*>pm, <double*>pv,
+                                   epsilon, invert, <double*>pd)
+        fpenv_restore(state)
+
 cdef object _run_update(OptConfig* c, params, grads, tuple slots, tuple names,
                         int64_t iteration):
     """Shared body of the public optimizer updates: check buffers, update without the GIL."""
