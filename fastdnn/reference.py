@@ -13,7 +13,8 @@ from fastdnn._kernels import (ACTIVATIONS, ELU, EXPONENTIAL, GELU, HARD_SIGMOID,
                               LINEAR, LOSS_BCE, LOSS_CE, LOSS_MSE, LOSS_SPARSE_CE,
                               METRIC_BINARY_ACC, METRIC_MAE, METRIC_MSE, METRIC_NONE,
                               METRIC_PRECISION, METRIC_SPARSE_ACC, METRIC_SPARSE_TOP_K,
-                              OP_ACTIVATION, OP_DENSE, RELU, RELU6, SELU, SIGMOID, SILU, SOFTMAX,
+                              OP_ACTIVATION, OP_BATCH_NORMALIZATION, OP_DENSE, OP_NORMALIZATION,
+                              BN_CENTER, BN_SCALE, RELU, RELU6, SELU, SIGMOID, SILU, SOFTMAX,
                               SOFTPLUS, SOFTSIGN, TANH)
 
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
@@ -444,11 +445,12 @@ class Network:
     """The NumPy twin of ``fastdnn._kernels.Network``: same constructor, same methods."""
 
     def __init__(self, n_inputs, ops, params, loss, metric, fused, capacity, seed=0,
-                 trainable=None, penalties=None):
+                 trainable=None, penalties=None, normalizations=None):
         self.n_inputs = n_inputs
         self.ops = [tuple(op) for op in ops]
         self.trainable = [True] * len(self.ops) if trainable is None else list(trainable)
         self.penalties = [None] * len(self.ops) if penalties is None else list(penalties)
+        self.norms = [None] * len(self.ops) if normalizations is None else list(normalizations)
         self.params = params
         self.grads = np.zeros_like(params)
         self.dtype = params.dtype
@@ -473,6 +475,16 @@ class Network:
         b = buffer[b_off:b_off + units] if b_off >= 0 else None
         return w, b
 
+    def _bn_weights(self, buffer, i):
+        """Views of batch-normalization op i's gamma, beta (None when absent), moving mean and
+        moving variance in ``buffer``."""
+        _, units, flags, _, offset, _ = self.ops[i]
+        views = []
+        for present in (flags & BN_SCALE, flags & BN_CENTER, True, True):
+            views.append(buffer[offset:offset + units] if present else None)
+            offset += units if present else 0
+        return views
+
     def _act(self, i):
         return LINEAR if self.fused and i == len(self.ops) - 1 else self.ops[i][2]
 
@@ -480,7 +492,8 @@ class Network:
         """Return the input and output of every op (the last output is logits when fused)."""
         inputs, outputs, masks = [], [], []
         cur, width = x, self.n_inputs
-        for i, (kind, units, _, rate, _, _) in enumerate(self.ops):
+        self._stats = {}
+        for i, (kind, units, flags, rate, offset, _) in enumerate(self.ops):
             inputs.append(cur)
             if kind == OP_DENSE:
                 w, b = self._weights(self.params, i, width)
@@ -488,6 +501,21 @@ class Network:
                 cur = _apply(z, self._act(i))
             elif kind == OP_ACTIVATION:
                 cur = _apply(cur, self._act(i), rate)
+            elif kind == OP_BATCH_NORMALIZATION:
+                gamma, beta, moving_mean, moving_var = self._bn_weights(self.params, i)
+                batch = training and self.trainable[i]
+                mean, var = (cur.mean(axis=0), cur.var(axis=0)) if batch else (moving_mean,
+                                                                               moving_var)
+                self._stats[i] = (mean, var) + _bn_scale_shift(mean, var, gamma, beta,
+                                                               self.norms[i][1])
+                cur = cur * self._stats[i][3] + self._stats[i][4]
+            elif kind == OP_NORMALIZATION:
+                mean, var = self.params[offset:offset + units], self.params[
+                    offset + units:offset + 2 * units]
+                self._stats[i] = _normalization_divisor(var, self.norms[i][1])
+                out = np.empty_like(cur)
+                normalization_forward(cur, mean, var, out, flags, self.norms[i][1])
+                cur = out
             elif training:
                 mask = np.empty_like(cur)
                 out = np.empty_like(cur)
@@ -536,20 +564,29 @@ class Network:
                    for s, l1, l2 in self._penalized())
 
     def _frozen(self):
-        """The parameter ranges of the dense ops that take no step."""
+        """The parameter ranges that take no optimizer step: frozen dense ops' weights, the
+        normalizations' and the batch normalizations' (but a trainable one's gamma and beta)."""
         widths = [self.n_inputs] + [op[1] for op in self.ops[:-1]]
         spans = []
-        for (kind, units, _, _, w_off, b_off), width, flag in zip(self.ops, widths,
-                                                                   self.trainable):
+        for i, ((kind, units, flags, _, w_off, b_off), width, flag) in enumerate(
+                zip(self.ops, widths, self.trainable)):
             if kind == OP_DENSE and not flag:
                 spans.append(slice(w_off, w_off + width * units))
                 if b_off >= 0:
                     spans.append(slice(b_off, b_off + units))
+            elif kind == OP_NORMALIZATION:
+                spans.append(slice(w_off, w_off + 2 * units + 1))
+            elif kind == OP_BATCH_NORMALIZATION:
+                weights = [w for w in self._bn_weights(np.arange(self.params.size), i)
+                           if w is not None]
+                for w in weights[-2:] if flag else weights:
+                    spans.append(slice(w[0], w[-1] + 1))
         return spans
 
     def _backward(self, inputs, outputs, masks, g):
         widths = [self.n_inputs] + [op[1] for op in self.ops[:-1]]
-        stepped = [i for i, op in enumerate(self.ops) if op[0] == OP_DENSE and self.trainable[i]]
+        stepped = [i for i, op in enumerate(self.ops)
+                   if op[0] in (OP_DENSE, OP_BATCH_NORMALIZATION) and self.trainable[i]]
         first_dense = stepped[0] if stepped else len(self.ops)
         for i in range(len(self.ops) - 1, first_dense - 1, -1):
             kind = self.ops[i][0]
@@ -563,8 +600,26 @@ class Network:
                 g = g @ w.T
             elif kind == OP_ACTIVATION:
                 g = _derive(outputs[i], g, self._act(i), inputs[i], self.ops[i][3])
+            elif kind == OP_BATCH_NORMALIZATION and self.trainable[i]:
+                gamma, beta = self._bn_weights(self.params, i)[:2]
+                dgamma, dbeta = self._bn_weights(self.grads, i)[:2]
+                g = g.copy()
+                batch_normalization_backward(inputs[i], gamma, g, dgamma, dbeta,
+                                             self.norms[i][1])
+            elif kind == OP_BATCH_NORMALIZATION:
+                g = g * self._stats[i][3]
+            elif kind == OP_NORMALIZATION:
+                g = g * self._stats[i] if self.ops[i][2] else g / self._stats[i]
             else:
                 g = g * masks.pop()
+
+    def _update_moving_statistics(self):
+        """Each training batch normalization's moving averages of the last batch's statistics."""
+        for i, stats in self._stats.items():
+            if self.ops[i][0] == OP_BATCH_NORMALIZATION and self.trainable[i]:
+                f, momentum = self.dtype.type, self.norms[i][0]
+                for moving, batch in zip(self._bn_weights(self.params, i)[2:], stats[:2]):
+                    moving[...] = moving * f(momentum) + batch * f(1 - momentum)
 
     def train(self, x, y, order, batch_size, first, count, opt, slots, iteration, loss_out,
               correct_out, sample_weight=None):
@@ -600,6 +655,7 @@ class Network:
                 _apply_update(opt, self.params, self.grads, slots, int(counter[0]))
             for span in self._frozen():
                 self.params[span], slots[:, span] = kept[0][span], kept[1][:, span]
+            self._update_moving_statistics()
             if not (np.isfinite(self.params).all() and np.isfinite(slots).all()):
                 self.params[...], slots[...] = kept  # a step to non-finite weights is not applied
                 return b, int(counter[0])

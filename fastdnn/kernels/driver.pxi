@@ -6,16 +6,23 @@
 cdef struct Plan:
     int n_ops
     int n_inputs
-    const int64_t* kind      # OP_DENSE / OP_ACTIVATION / OP_DROPOUT
+    const int64_t* kind      # OP_DENSE / OP_ACTIVATION / OP_DROPOUT / OP_BATCH_NORMALIZATION /
+                             # OP_NORMALIZATION
     const int64_t* units     # output width of each op
-    const int64_t* act       # activation of each op (dense, activation)
+    const int64_t* act       # activation of each op (dense, activation); a batch
+                             # normalization's flags (BN_*), a normalization's invert
     const double* rate       # dropout rate of each op
-    const int64_t* w_off     # kernel offset in the parameter buffer (dense)
+    const int64_t* w_off     # kernel offset in the parameter buffer (dense), first weight
+                             # (batch normalization, normalization)
     const int64_t* b_off     # bias offset, -1 for none
     const int64_t* out_off   # offset of the op's output in the workspace (rows x units)
-    const int64_t* mask_off  # offset of the op's dropout mask in the workspace
-    int first_dense          # the first trainable dense op: ops before it need no gradient
-    const int64_t* trainable # whether each dense op takes the optimizer step
+    const int64_t* mask_off  # offset of the op's dropout mask, or of a (batch)
+                             # normalization's per-feature vectors, in the workspace
+    int first_dense          # the first trainable dense or batch-normalization op: ops
+                             # before it need no gradient
+    const int64_t* trainable # whether each dense op takes the optimizer step; whether each
+                             # batch normalization trains (else it runs as at inference)
+    const double* norm       # per op: a (batch) normalization's momentum and epsilon
     const double* penalty    # per op: kernel l1, kernel l2, bias l1, bias l2 (regularizers)
     bint penalized           # some trainable dense op has a nonzero penalty
     int loss
@@ -46,6 +53,43 @@ cdef void _plan_metrics(const Plan* p, const floating* s, const int32_t* labels,
                      out + 2 * m)
 
 
+cdef void _bn_layout(const Plan* p, int i, int64_t* offsets) noexcept nogil:
+    """OUT offsets[0:4]: where batch-normalization op i's gamma, beta, moving mean and moving
+    variance start in the parameter buffer (-1: the layer has no gamma, no beta)."""
+    cdef int64_t w = p.w_off[i], c = p.units[i]
+    offsets[0] = offsets[1] = -1
+    if p.act[i] & _BN_SCALE:
+        offsets[0] = w
+        w += c
+    if p.act[i] & _BN_CENTER:
+        offsets[1] = w
+        w += c
+    offsets[2] = w
+    offsets[3] = w + c
+
+
+cdef inline const floating* _at(const floating* buffer, int64_t offset) noexcept nogil:
+    """buffer + offset, or NULL for offset -1."""
+    return buffer + offset if offset >= 0 else NULL
+
+
+cdef void _bn_step(const Plan* p, int i, floating* params, floating* grads, const floating* x,
+                   floating* g, floating* stats, Py_ssize_t n, bint want_dx,
+                   Update* u) noexcept nogil:
+    """The backward pass of training batch-normalization op i (x its input, g: dL/dout in, with
+    want_dx dL/dx out): gamma's and beta's gradients, their optimizer step, then the moving
+    averages of the batch's statistics (after the loss has been found finite)."""
+    cdef Py_ssize_t c = p.units[i]
+    cdef int64_t at[4]
+    _bn_layout(p, i, at)
+    _bn_backward(x, g, n, c, stats, <floating*>_at(grads, at[0]), <floating*>_at(grads, at[1]),
+                 want_dx)
+    if at[2] > p.w_off[i]:  # gamma or beta
+        _apply_update(u, g, p.w_off[i], at[2])
+    _moving_average(params + at[2], stats, c, p.norm[2 * i])
+    _moving_average(params + at[3], stats + c, c, p.norm[2 * i])
+
+
 cdef floating* _forward(const Plan* p, const floating* params, floating* ws, floating* parts,
                         const floating* x, Py_ssize_t n, bint training, uint64_t seed,
                         uint64_t* counter, Helpers* h, int t, int nt) noexcept nogil:
@@ -58,6 +102,7 @@ cdef floating* _forward(const Plan* p, const floating* params, floating* ws, flo
     cdef floating* out
     cdef Py_ssize_t width = p.n_inputs, units
     cdef int i
+    cdef int64_t at[4]
     for i in range(p.n_ops):
         units = p.units[i]
         out = ws + p.out_off[i]
@@ -67,6 +112,17 @@ cdef floating* _forward(const Plan* p, const floating* params, floating* ws, flo
         elif p.kind[i] == OP_ACTIVATION:
             if t == 0:
                 _activation_forward(cur, out, n, units, _op_act(p, i), p.rate[i])
+        elif p.kind[i] == OP_BATCH_NORMALIZATION:
+            if t == 0:
+                _bn_layout(p, i, at)
+                _bn_forward(cur, out, n, units, _at(params, at[0]), _at(params, at[1]),
+                            params + at[2], params + at[3], p.norm[2 * i + 1],
+                            training and p.trainable[i] != 0, ws + p.mask_off[i])
+        elif p.kind[i] == OP_NORMALIZATION:
+            if t == 0:
+                _normalization_forward(cur, out, n, units, params + p.w_off[i],
+                                       params + p.w_off[i] + units, p.norm[2 * i + 1],
+                                       p.act[i] != 0, ws + p.mask_off[i])
         elif training:
             if t == 0:
                 _dropout_forward(cur, out, ws + p.mask_off[i], n * units, p.rate[i], seed,
@@ -122,6 +178,13 @@ cdef void _backward(const Plan* p, floating* params, floating* grads, floating* 
         elif p.kind[i] == OP_ACTIVATION:  # i > first_dense: its input is op i - 1's output
             _activation_backward(out, g, n, units, _op_act(p, i), ws + p.out_off[i - 1],
                                  p.rate[i])
+        elif p.kind[i] == OP_BATCH_NORMALIZATION and p.trainable[i]:
+            _bn_step(p, i, params, grads, x if i == 0 else ws + p.out_off[i - 1], g,
+                     ws + p.mask_off[i], n, i > p.first_dense, u)
+        elif p.kind[i] == OP_BATCH_NORMALIZATION:  # at inference: a scale per feature
+            _scale_columns(g, n, units, ws + p.mask_off[i] + 3 * units, False)
+        elif p.kind[i] == OP_NORMALIZATION:
+            _scale_columns(g, n, units, ws + p.mask_off[i], p.act[i] == 0)
         else:
             mask = ws + p.mask_off[i]
             for j in range(n * units):

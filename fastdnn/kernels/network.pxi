@@ -11,9 +11,14 @@ cdef class Network:
     Args:
         n_inputs: features per sample.
         ops: list of ``(kind, units, activation, rate, w_offset, b_offset)`` tuples, kind one of
-            OP_DENSE, OP_ACTIVATION, OP_DROPOUT (offsets -1 where there are none). The dense
-            ops' kernels and biases cover params exactly, each parameter once: every layer
-            applies the optimizer step to its own weights.
+            OP_DENSE, OP_ACTIVATION, OP_DROPOUT, OP_BATCH_NORMALIZATION, OP_NORMALIZATION
+            (offsets -1 where there are none). A batch normalization's activation field holds
+            its flags (BN_SCALE, BN_CENTER), w_offset its weights: gamma (with BN_SCALE), beta
+            (with BN_CENTER), moving mean, moving variance, each ``units`` long, in that order;
+            a normalization's activation field is 1 to invert, w_offset its mean, variance and
+            count (2·units + 1). These weights and the dense ops' kernels and biases cover
+            params exactly, each parameter once: every layer applies the optimizer step to its
+            own weights.
         params: the flat parameter buffer (1-D float32 or float64, C-contiguous).
         loss: LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE or LOSS_MSE (the cross-entropies from logits).
         metric: one code, METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or
@@ -32,6 +37,11 @@ cdef class Network:
         penalties: one entry per op, or None: a dense op's ``(kernel l1, kernel l2, bias l1,
             bias l2)`` (>= 0) or None; a trainable op's ``l1·Σ|w| + l2·Σw²`` joins the loss
             (per sample) and its gradient the update, as Keras' regularizers.
+        normalizations: one entry per op, or None: each (batch) normalization op's
+            ``(momentum, epsilon)`` (momentum in [0, 1], epsilon > 0; a normalization uses only
+            epsilon), None for the others. A trainable batch normalization trains as Keras':
+            batch statistics, moving averages updated after each applied step, gamma and beta
+            stepped; a frozen one normalizes with its moving statistics.
     """
     cdef Plan plan
     cdef readonly object dtype
@@ -42,6 +52,7 @@ cdef class Network:
     cdef object _scratch      # g0, g1, parts, xbuf, ybuf, lbuf, wbuf
     cdef object _trainable    # int64 per op, the Plan points into it
     cdef object _penalties    # float64 (n_ops, 4), the Plan points into it
+    cdef object _norms        # float64 (n_ops, 2): momentum, epsilon; the Plan points into it
     cdef dict _sizers         # work ('train', 'infer'): (its key, its TeamSizer)
     cdef object _kept         # spare copies of params and slots (train's non-finite guard)
     cdef readonly int n_outputs
@@ -55,7 +66,7 @@ cdef class Network:
 
     @cython.wraparound(True)
     def __init__(self, n_inputs, ops, params, loss, metric, bint fused, capacity, seed=0,
-                 trainable=None, penalties=None):
+                 trainable=None, penalties=None, normalizations=None):
         if self._ready:
             raise RuntimeError("this Network is already initialised: create a new one (its "
                                "buffers belong to its plan)")
@@ -73,8 +84,25 @@ cdef class Network:
         if np.any(units < 1) or np.any((kind != OP_DENSE) & (units != width_in)):
             raise ValueError("ops have inconsistent widths")
         codes, ks, weighted = _metric_specs(metric, loss, int(units[-1]))
-        if np.any((kind < 0) | (kind > 2)) or np.any((act < 0) | (act > EXPONENTIAL)):
+        if np.any((kind < 0) | (kind > OP_NORMALIZATION)) or np.any((act < 0) | (act > EXPONENTIAL)):
             raise ValueError("ops have an unknown kind or activation")
+        batch_norm, norm = kind == OP_BATCH_NORMALIZATION, kind == OP_NORMALIZATION
+        if np.any(batch_norm & (act > (_BN_SCALE | _BN_CENTER))) or np.any(norm & (act > 1)):
+            raise ValueError("a batch normalization's flags must be BN_SCALE | BN_CENTER at most, "
+                             "a normalization's 0 or 1 (invert)")
+        norms = np.zeros((len(ops), 2))
+        if normalizations is not None and len(normalizations) != len(ops):
+            raise ValueError(f"normalizations must have one entry per op ({len(ops)}), got "
+                             f"{len(normalizations)}")
+        for i in np.flatnonzero(batch_norm | norm):
+            entry = normalizations[i] if normalizations is not None else None
+            if entry is None or len(entry) != 2:
+                raise ValueError(f"op {i} normalizes: its normalizations entry must be "
+                                 "(momentum, epsilon)")
+            norms[i] = [_finite_scalar("momentum", entry[0], 0.0, 1.0),
+                        _finite_scalar("epsilon", entry[1], 0.0)]
+            if norms[i, 1] <= 0:
+                raise ValueError(f"epsilon must be > 0, got {norms[i, 1]}")
         if np.any((kind == OP_DROPOUT) & ~((rate >= 0) & (rate <= 1))):
             raise ValueError("dropout rates must lie in [0, 1]")
         if np.any((kind == OP_ACTIVATION) & ~((rate >= 0) & np.isfinite(rate))):
@@ -86,21 +114,24 @@ cdef class Network:
         dense = kind == OP_DENSE
         if not dense.any():
             raise ValueError("ops need at least one dense layer")
-        w_end = w_off + width_in * units
+        weighted = dense | batch_norm | norm
+        w_end = w_off + np.where(dense, width_in * units, np.where(
+            norm, 2 * units + 1, (2 + (act & _BN_SCALE != 0) + (act & _BN_CENTER != 0)) * units))
         b_end = b_off + units
-        if np.any(dense & ((w_off < 0) | (w_end > params.shape[0]))) or np.any(
+        if np.any(weighted & ((w_off < 0) | (w_end > params.shape[0]))) or np.any(
                 dense & (b_off >= 0) & (b_end > params.shape[0])):
             raise ValueError("ops address weights outside params")
         has_bias = dense & (b_off >= 0)
-        spans = sorted(zip(np.concatenate([w_off[dense], b_off[has_bias]]).tolist(),
-                           np.concatenate([w_end[dense], b_end[has_bias]]).tolist()))
+        spans = sorted(zip(np.concatenate([w_off[weighted], b_off[has_bias]]).tolist(),
+                           np.concatenate([w_end[weighted], b_end[has_bias]]).tolist()))
         starts, ends = [s for s, _ in spans], [e for _, e in spans]
         if starts != [0] + ends[:-1] or ends[-1] != params.shape[0]:
             # each layer applies the optimizer step to its own weights (see _backward)
-            raise ValueError("the dense ops' kernels and biases must cover params exactly, "
-                             "each parameter once")
+            raise ValueError("the ops' weights (dense kernels and biases, normalizations' "
+                             "vectors) must cover params exactly, each parameter once")
         if fused and not ((loss in (LOSS_SPARSE_CE, LOSS_CE) and act[-1] == SOFTMAX or
-                           loss == LOSS_BCE and act[-1] == SIGMOID) and kind[-1] != OP_DROPOUT):
+                           loss == LOSS_BCE and act[-1] == SIGMOID) and
+                          kind[-1] in (OP_DENSE, OP_ACTIVATION)):
             raise ValueError("fused needs a cross-entropy loss and a final softmax (or, for "
                              "binary cross-entropy, sigmoid)")
         self.params = params
@@ -120,7 +151,7 @@ cdef class Network:
                 raise ValueError(f"trainable must have one flag per op ({len(ops)}), got "
                                  f"{len(trainable)}")
             self._trainable[:] = [bool(flag) for flag in trainable]
-        stepped = dense & (self._trainable != 0)
+        stepped = (dense | batch_norm) & (self._trainable != 0)
         p.first_dense = int(np.argmax(stepped)) if stepped.any() else len(ops)
         p.trainable = <int64_t*>_data(self._trainable)
         self._penalties = np.zeros((len(ops), 4))
@@ -133,6 +164,8 @@ cdef class Network:
                     self._penalties[i] = [_finite_scalar("penalty", v, 0.0) for v in entry]
         p.penalty = <double*>_data(self._penalties)
         p.penalized = bool(np.any(self._penalties[dense & (self._trainable != 0)] != 0))
+        self._norms = norms
+        p.norm = <double*>_data(norms)
         p.loss = loss
         self._one_metric = isinstance(metric, (int, np.integer))
         self._metric_arrays = (codes, ks, weighted)
@@ -186,6 +219,9 @@ cdef class Network:
             if kind[i] == OP_DROPOUT:
                 new_mask[i] = offset
                 offset += capacity * units[i]
+            elif kind[i] in (OP_BATCH_NORMALIZATION, OP_NORMALIZATION):  # per-feature vectors
+                new_mask[i] = offset
+                offset += (_BN_STATS if kind[i] == OP_BATCH_NORMALIZATION else 1) * units[i]
         widest = int(max(units.max(), self.plan.n_inputs))
         ws = np.zeros(offset, self.dtype)
         scratch = (np.zeros(capacity * widest, self.dtype), np.zeros(capacity * widest, self.dtype),

@@ -143,13 +143,14 @@ cdef void _normalization_forward(const floating* x, floating* out, Py_ssize_t n,
                 out[i * c + j] = (x[i * c + j] - mean[j]) / divisor[j]
 
 
-cdef void _normalization_backward(floating* g, Py_ssize_t n, Py_ssize_t c,
-                                  const floating* divisor, bint invert) noexcept nogil:
-    """IN/OUT g: dL/dout on entry, dL/dx on exit (``_normalization_forward``'s divisor)."""
+cdef void _scale_columns(floating* g, Py_ssize_t n, Py_ssize_t c, const floating* v,
+                         bint divide) noexcept nogil:
+    """IN/OUT g (n x c) multiplied, or with ``divide`` divided, by v per column: the backward
+    pass of a per-feature scale (a normalization, a batch normalization at inference)."""
     cdef Py_ssize_t i, j
     for i in range(n):
         for j in range(c):
-            if invert:
-                g[i * c + j] *= divisor[j]
+            if divide:
+                g[i * c + j] /= v[j]
             else:
-                g[i * c + j] /= divisor[j]
+                g[i * c + j] *= v[j]
