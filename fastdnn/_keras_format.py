@@ -150,8 +150,11 @@ def _optimizer_arrays(model) -> list:
 
 
 def _weight_spans(model) -> list:
+    """``(offset, shape)`` of each weight the optimizer has slots for in Keras: the trainable
+    ones (not a batch normalization's moving statistics, nor a frozen layer's weights)."""
     return [(offset, w.shape) for layer in model._flat_layers()
-            for offset, w in zip(layer._offsets, layer._weights)]
+            for offset, w, variable in zip(layer._offsets, layer._weights, layer.weights)
+            if variable.trainable]
 
 
 def _weights_h5(model, with_optimizer) -> bytes:
@@ -165,8 +168,9 @@ def _weights_h5(model, with_optimizer) -> bytes:
         for key, layer in zip(_layer_keys(layers), layers):
             group = f.create_group(f"layers/{key}/vars")
             group.attrs["name"] = layer.name
-            for i, w in enumerate(layer._weights):
-                group.create_dataset(str(i), data=w)
+            for i, (w, name) in enumerate(zip(layer._weights, layer._weight_names)):
+                integer = name in getattr(layer, "_integer_weights", ())
+                group.create_dataset(str(i), data=w.astype(np.int64) if integer else w)
         if with_optimizer and model.compiled:
             group = f.create_group("optimizer/vars")
             group.attrs["name"] = model.optimizer.name

@@ -79,7 +79,9 @@ class Variable:
 
     @property
     def trainable(self) -> bool:
-        return self._layer.trainable
+        """Whether the optimizer steps it: its layer is trainable and it is not one of the
+        layer's statistics (a moving mean, an adapted variance...)."""
+        return self._layer.trainable and self.name not in self._layer._untrained_weights
 
     def numpy(self) -> np.ndarray:
         """Return a copy of the value."""

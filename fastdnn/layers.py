@@ -7,9 +7,11 @@ A layer computes nothing itself. The model lays every weight out in one flat buf
 
 import warnings
 
+import numbers
+
 import numpy as np
 
-from fastdnn import _kernels, _naming, _tensors, activations, initializers, regularizers
+from fastdnn import _kernels, _naming, _tensors, activations, config, initializers, regularizers
 
 _BASE_KWARGS = ("name", "dtype", "trainable", "input_shape", "input_dim", "batch_size")
 
@@ -62,6 +64,9 @@ def weight_value(value, dtype, name):
 class Layer:
     """Base class of the layers.
 
+    A subclass lists in ``_untrained_weights`` the names of the weights no optimizer steps
+    (moving statistics, adapted means): they are never in ``trainable_weights``.
+
     Args:
         name: the layer's name: any str without '/'. Defaults to the snake_case of the class
             name made unique (``dense``, ``dense_1``, ...).
@@ -71,6 +76,8 @@ class Layer:
             (a warning is emitted, as Keras does).
         input_dim: ``input_dim=n`` means ``input_shape=(n,)``.
     """
+
+    _untrained_weights = ()
 
     def __init__(self, **kwargs):
         unknown = {k: v for k, v in kwargs.items() if k not in _BASE_KWARGS}
@@ -109,6 +116,10 @@ class Layer:
         """The regularizers' ``(kernel l1, kernel l2, bias l1, bias l2)``, or None."""
         return None
 
+    def normalization(self):
+        """A (batch) normalization's ``(momentum, epsilon)`` for its kernel op, or None."""
+        return None
+
     def plan_ops(self, width: int, offsets: list) -> list:
         """The kernel ops of this layer for a flat input of ``width`` features.
 
@@ -126,13 +137,13 @@ class Layer:
 
     @property
     def trainable_weights(self) -> list:
-        """The weights, if the layer is trainable."""
-        return self.weights if self.trainable else []
+        """The weights the optimizer steps: none if the layer is not trainable."""
+        return [w for w in self.weights if w.trainable]
 
     @property
     def non_trainable_weights(self) -> list:
-        """The weights, if the layer is not trainable."""
-        return [] if self.trainable else self.weights
+        """The other weights (all of them if the layer is not trainable)."""
+        return [w for w in self.weights if not w.trainable]
 
     @property
     def input(self):
@@ -488,8 +499,283 @@ class Softmax(Activation):
         return {"name": self.name, "trainable": self.trainable}
 
 
+def _flat_features(layer, input_shape, axis):
+    """The feature count of a flat input (batch, features), normalized along ``axis`` (-1 or
+    1); refuse anything else."""
+    if len(input_shape) != 2 or axis not in (-1, 1):
+        raise NotImplementedError(f"fastdnn's {type(layer).__name__} normalizes the features of "
+                                  f"a flat input (batch, features) along axis -1; layer "
+                                  f"{layer.name} got shape {input_shape} and axis {axis}. Add a "
+                                  "Flatten() layer first.")
+    if input_shape[1] is None:
+        raise ValueError(f"Layer {layer.name} needs a known number of features, got shape "
+                         f"{input_shape}")
+    return input_shape[1]
+
+
+class BatchNormalization(Layer):
+    """Normalizes its inputs, as ``keras.layers.BatchNormalization``, on flat inputs (batch,
+    features).
+
+    In ``fit`` it normalizes each feature with the batch's mean and (biased) variance,
+    ``gamma * (x - mean) / sqrt(var + epsilon) + beta``, trains gamma and beta like any weight,
+    and updates ``moving = moving * momentum + batch statistic * (1 - momentum)``. In
+    ``evaluate``, ``predict`` and ``model(x)``, and when the layer is not trainable (as in
+    Keras 3), it uses moving_mean and moving_variance instead.
+
+    Args:
+        axis: the features' axis: only -1 (or 1). Defaults to -1.
+        momentum: float in [0, 1] for the moving averages. Defaults to 0.99.
+        epsilon: float > 0 added to the variance. Defaults to 1e-3.
+        center: learn an offset beta. Defaults to True.
+        scale: learn a scale gamma. Defaults to True.
+        beta_initializer: Defaults to ``'zeros'``.
+        gamma_initializer: Defaults to ``'ones'``.
+        moving_mean_initializer: Defaults to ``'zeros'``.
+        moving_variance_initializer: Defaults to ``'ones'``.
+        beta_regularizer, gamma_regularizer, beta_constraint, gamma_constraint: only None.
+        renorm: only False. renorm_clipping: only None. renorm_momentum: accepted.
+        synchronized: only False.
+        **kwargs: base-layer arguments (``name``, ``trainable``, ...).
+    """
+
+    _untrained_weights = ("moving_mean", "moving_variance")
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones",
+                 moving_mean_initializer="zeros", moving_variance_initializer="ones",
+                 beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
+                 gamma_constraint=None, renorm=False, renorm_clipping=None, renorm_momentum=0.99,
+                 synchronized=False, **kwargs):
+        for name, value, default in (("beta_regularizer", beta_regularizer, None),
+                                     ("gamma_regularizer", gamma_regularizer, None),
+                                     ("beta_constraint", beta_constraint, None),
+                                     ("gamma_constraint", gamma_constraint, None),
+                                     ("renorm", renorm, False),
+                                     ("renorm_clipping", renorm_clipping, None),
+                                     ("synchronized", synchronized, False)):
+            if value != default:
+                raise NotImplementedError(f"fastdnn's BatchNormalization does not support "
+                                          f"`{name}`")
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not \
+                0 <= momentum <= 1:
+            raise ValueError(f"`momentum` must be a number in [0, 1]. Received: "
+                             f"momentum={momentum!r}")
+        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not \
+                0 < epsilon < float("inf"):
+            raise ValueError(f"`epsilon` must be a positive number. Received: epsilon={epsilon!r}")
+        super().__init__(**kwargs)
+        self.axis = int(axis)
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.renorm_momentum = renorm_momentum
+        self.beta_initializer = _initializer(beta_initializer, "beta_initializer")
+        self.gamma_initializer = _initializer(gamma_initializer, "gamma_initializer")
+        self.moving_mean_initializer = _initializer(moving_mean_initializer,
+                                                    "moving_mean_initializer")
+        self.moving_variance_initializer = _initializer(moving_variance_initializer,
+                                                        "moving_variance_initializer")
+
+    def compute_output_shape(self, input_shape):
+        _flat_features(self, input_shape, self.axis)
+        return input_shape
+
+    def _initializers(self):
+        """``(name, initializer)`` of each weight, in Keras' order."""
+        named = [("gamma", self.gamma_initializer)] if self.scale else []
+        named += [("beta", self.beta_initializer)] if self.center else []
+        return named + [("moving_mean", self.moving_mean_initializer),
+                        ("moving_variance", self.moving_variance_initializer)]
+
+    def weight_shapes(self, input_shape):
+        features = _flat_features(self, input_shape, self.axis)
+        return [(name, (features,)) for name, _ in self._initializers()]
+
+    def initialize(self, weights):
+        for w, (_, init) in zip(weights, self._initializers()):
+            values = np.asarray(init(w.shape, w.dtype))
+            if values.shape != w.shape or not np.all(np.isfinite(values)):
+                raise ValueError(f"Layer {self.name}: the initializer {init!r} must return finite "
+                                 f"values of shape {w.shape}, got shape {values.shape}")
+            w[...] = values
+
+    def _weight(self, name):
+        names = [n for n, _ in self._initializers()]
+        return self.weights[names.index(name)] if name in names else None
+
+    @property
+    def gamma(self):
+        """The scale ``Variable`` (None with ``scale=False``)."""
+        return self._weight("gamma")
+
+    @property
+    def beta(self):
+        """The offset ``Variable`` (None with ``center=False``)."""
+        return self._weight("beta")
+
+    @property
+    def moving_mean(self):
+        """The moving mean ``Variable``, used at inference."""
+        return self._weight("moving_mean")
+
+    @property
+    def moving_variance(self):
+        """The moving variance ``Variable``, used at inference."""
+        return self._weight("moving_variance")
+
+    def normalization(self):
+        return (self.momentum, self.epsilon)
+
+    def plan_ops(self, width, offsets):
+        flags = (_kernels.BN_SCALE if self.scale else 0) | (_kernels.BN_CENTER if self.center
+                                                              else 0)
+        return [(_kernels.OP_BATCH_NORMALIZATION, width, flags, 0.0, offsets[0], -1)]
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
+                "epsilon": self.epsilon, "center": self.center, "scale": self.scale,
+                "beta_initializer": _serialize_initializer(self.beta_initializer),
+                "gamma_initializer": _serialize_initializer(self.gamma_initializer),
+                "moving_mean_initializer": _serialize_initializer(self.moving_mean_initializer),
+                "moving_variance_initializer": _serialize_initializer(
+                    self.moving_variance_initializer),
+                "beta_regularizer": None, "gamma_regularizer": None, "beta_constraint": None,
+                "gamma_constraint": None, "synchronized": False, "renorm": False,
+                "renorm_clipping": None, "renorm_momentum": self.renorm_momentum}
+
+
+class Normalization(Layer):
+    """Standardizes features with a mean and variance computed by ``adapt``, as
+    ``keras.layers.Normalization``, on flat inputs (batch, features):
+    ``(x - mean) / max(sqrt(variance), epsilon)``, epsilon being ``fastdnn.config.epsilon()``.
+
+    Its weights ``mean``, ``variance`` and ``count`` are non-trainable; before ``adapt`` they
+    are zeros, ones and 0, so the layer passes its input through (as Keras 3's does).
+
+    Args:
+        axis: the features' axis: only -1 (or 1, or ``(-1,)``). Defaults to -1.
+        mean, variance: only None (use ``adapt``).
+        invert: apply the inverse, ``mean + x * max(sqrt(variance), epsilon)``. Defaults to
+            False.
+        **kwargs: base-layer arguments (``name``, ``input_shape``, ...).
+
+    Example:
+        >>> norm_layer = keras.layers.Normalization()
+        >>> model = keras.Sequential([keras.Input((8,)), norm_layer, keras.layers.Dense(1)])
+        >>> norm_layer.adapt(X_train)
+    """
+
+    _untrained_weights = ("mean", "variance", "count")
+    _integer_weights = ("count",)
+
+    def __init__(self, axis=-1, mean=None, variance=None, invert=False, **kwargs):
+        if mean is not None or variance is not None:
+            if (mean is None) != (variance is None):
+                raise ValueError("When setting values directly, both `mean` and `variance` "
+                                 f"must be set. Received: mean={mean} and variance={variance}")
+            raise NotImplementedError("fastdnn's Normalization takes its mean and variance from "
+                                      "adapt(data), not from arguments")
+        axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+        if len(axes) != 1 or isinstance(axes[0], bool) or not isinstance(axes[0], (int, np.integer)):
+            raise NotImplementedError(f"fastdnn's Normalization normalizes along one axis, -1; "
+                                      f"got axis={axis!r}")
+        super().__init__(**kwargs)
+        self.axis = (int(axes[0]),)
+        self.invert = bool(invert)
+
+    def compute_output_shape(self, input_shape):
+        _flat_features(self, input_shape, self.axis[0])
+        return input_shape
+
+    def weight_shapes(self, input_shape):
+        features = _flat_features(self, input_shape, self.axis[0])
+        return [("mean", (features,)), ("variance", (features,)), ("count", ())]
+
+    def initialize(self, weights):
+        weights[0][...], weights[1][...], weights[2][...] = 0, 1, 0
+
+    @property
+    def mean(self):
+        """The mean ``Variable`` (None before the layer is built or adapted)."""
+        return self.weights[0] if self._weights else None
+
+    @property
+    def variance(self):
+        """The variance ``Variable`` (None before the layer is built or adapted)."""
+        return self.weights[1] if self._weights else None
+
+    def adapt(self, data) -> None:
+        """Set ``mean`` and ``variance`` to each feature's mean and (biased) variance over
+        ``data``, as Keras: ``np.mean(data, axis=0)``, ``np.var(data, axis=0)``.
+
+        Args:
+            data: an array (samples, features), or an iterable of such batches (combined as
+                Keras does: a running mean and a lack-of-fit variance).
+
+        Raises:
+            ValueError: for data of another feature count than the layer was built for, empty,
+                not numbers, or not finite.
+        """
+        batches = [data] if isinstance(data, np.ndarray) or not hasattr(data, "__iter__") \
+            else list(data)
+        if not batches:
+            raise ValueError("adapt() received an empty iterable (no batches). Expected at "
+                             "least one batch.")
+        arrays = []
+        for batch in batches:
+            batch = np.asarray(batch)
+            if batch.dtype.kind not in "biuf":
+                raise ValueError(f"adapt() needs real numbers; got an array of dtype {batch.dtype}")
+            if batch.ndim != 2 or batch.shape[0] == 0:
+                raise NotImplementedError(f"fastdnn's Normalization adapts to flat data (samples, "
+                                          f"features); got shape {batch.shape}")
+            if not np.all(np.isfinite(batch)):
+                raise ValueError("adapt() needs finite data: it holds NaN or infinite values")
+            arrays.append(batch)
+        features = self._weights[0].shape[0] if self._weights else arrays[0].shape[1]
+        bad = [a.shape for a in arrays if a.shape[1] != features]
+        if bad:
+            raise ValueError(f"The layer was built with input_shape=(None, {features}), but "
+                             "adapt() is being called with data with an incompatible shape, "
+                             f"data.shape={bad[0]}")
+        if len(arrays) == 1:
+            mean, var = np.mean(arrays[0], axis=0), np.var(arrays[0], axis=0)
+        else:
+            mean, var, count = np.zeros(features), np.zeros(features), 0
+            for batch in arrays:
+                count += batch.shape[0]
+                weight = batch.shape[0] / count
+                new_mean = mean * (1 - weight) + batch.mean(axis=0) * weight
+                var = ((var + (mean - new_mean) ** 2) * (1 - weight)
+                       + (batch.var(axis=0) + (batch.mean(axis=0) - new_mean) ** 2) * weight)
+                mean = new_mean
+        if not self._weights:  # not in a model yet: the model copies these when it lays out
+            dtype = config._dtype()
+            self._weights = [np.zeros(features, dtype), np.ones(features, dtype),
+                             np.zeros((), dtype)]
+            self._weight_names = ["mean", "variance", "count"]
+            self._built_input_shape = (None, features)
+            self.output_shape = (None, features)
+            self.built = True
+        dtype = self._weights[0].dtype
+        values = [weight_value(v, dtype, f"Layer {self.name}: adapt") for v in (mean, var)]
+        self._weights[0][...], self._weights[1][...] = values
+
+    def normalization(self):
+        return (0.0, config.epsilon())
+
+    def plan_ops(self, width, offsets):
+        return [(_kernels.OP_NORMALIZATION, width, int(self.invert), 0.0, offsets[0], -1)]
+
+    def get_config(self):
+        return {**super().get_config(), "axis": list(self.axis), "invert": self.invert,
+                "mean": None, "variance": None}
+
+
 ALL = {cls.__name__: cls for cls in (InputLayer, Dense, Flatten, Dropout, Activation, ReLU, LeakyReLU,
-                                     Softmax)}
+                                     Softmax, BatchNormalization, Normalization)}
 
 
 def deserialize(config: dict) -> Layer:

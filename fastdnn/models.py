@@ -562,8 +562,10 @@ class Sequential:
     def _plan(self):
         """The kernels' ops for this model, one per dense/activation/dropout (activations folded
         into the dense layer before them when they can be), for each op whether it takes
-        optimizer steps, and its regularizers' penalty coefficients (or None)."""
-        ops, trains, penalties, width = [], [], [], int(np.prod(self._input.shape))
+        optimizer steps (a batch normalization: whether it trains), its regularizers' penalty
+        coefficients (or None), and a (batch) normalization's momentum and epsilon (or None)."""
+        ops, trains, penalties, norms = [], [], [], []
+        width = int(np.prod(self._input.shape))
         trained = {id(layer) for layer in self._trained_layers()}
         for layer in self._flat_layers():
             for op in layer.plan_ops(width, getattr(layer, "_offsets", [])):
@@ -576,10 +578,11 @@ class Sequential:
                     ops.append(op)
                     trains.append(id(layer) in trained)
                     penalties.append(layer.penalty() if op[0] == _kernels.OP_DENSE else None)
+                    norms.append(layer.normalization())
             width = layer.output_shape[-1]
         if not any(op[0] == _kernels.OP_DENSE for op in ops):
             raise ValueError(f"Model {self.name} has no Dense layer: nothing to compute")
-        return ops, trains, penalties
+        return ops, trains, penalties, norms
 
     def _fusion(self, ops):
         """Whether the output activation folds into the loss (exact cross-entropy from logits)."""
@@ -588,7 +591,7 @@ class Sequential:
         matching = _kernels.SOFTMAX if ce else _kernels.SIGMOID
         if loss.kind == _kernels.LOSS_MSE or loss.from_logits:
             return False
-        if last[0] != _kernels.OP_DROPOUT and last[2] == matching:
+        if last[0] in (_kernels.OP_DENSE, _kernels.OP_ACTIVATION) and last[2] == matching:
             return True
         raise ValueError(f"Loss {loss.name} with from_logits=False expects a final "
                          f"{'softmax' if ce else 'sigmoid'} activation; the model ends in "
@@ -597,19 +600,19 @@ class Sequential:
 
     def _engine(self, batch_size, metric_specs=(), training=True):
         """The network object for this plan (made once, reused while nothing changes)."""
-        ops, trains, penalties = self._plan()
+        ops, trains, penalties, norms = self._plan()
         if training:
             loss, fused = self.loss.kind, self._fusion(ops)
         else:
             loss, fused = _kernels.LOSS_MSE, False
-        key = (self.engine, tuple(ops), tuple(trains), tuple(penalties), loss, fused,
-               tuple(metric_specs), id(self.params))
+        key = (self.engine, tuple(ops), tuple(trains), tuple(penalties), tuple(norms), loss,
+               fused, tuple(metric_specs), id(self.params))
         if self._network is None or self._network_key != key:
             module = ENGINES[self.engine]
             seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
             self._network = module.Network(int(np.prod(self._input.shape)), ops, self.params,
                                            loss, list(metric_specs), fused, batch_size, seed,
-                                           trains, penalties)
+                                           trains, penalties, normalizations=norms)
             self._network_key = key
         self._network.reserve(batch_size)
         return self._network

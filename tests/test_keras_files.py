@@ -105,8 +105,8 @@ def test_load_model_without_compile_loads_weights_only():
 
 
 def test_a_keras_file_with_layers_fastdnn_lacks_is_refused_naming_them():
-    with pytest.raises(ValueError, match=r"layers fastdnn does not have: Conv1D \('conv1d'\), "
-                                         r"BatchNormalization \('batch_normalization'\)"):
+    # the file also holds a BatchNormalization, which fastdnn has: only the Conv1D is named
+    with pytest.raises(ValueError, match=r"layers fastdnn does not have: Conv1D \('conv1d'\)$"):
         keras.models.load_model(fixture("unknown_layers"))
 
 
