@@ -25,11 +25,13 @@ pytestmark = pytest.mark.usefixtures("fresh_names")
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "keras")
 EXPECTED = np.load(os.path.join(FIXTURES, "expected.npz"))
-NAMES = ["adam_softmax", "rmsprop_sigmoid", "adagrad_layers", "sgd_mse", "adam_amsgrad_dropout"]
+NAMES = ["adam_softmax", "rmsprop_sigmoid", "adagrad_layers", "sgd_mse", "adam_amsgrad_dropout",
+         "adam_batchnorm", "sgd_normalization"]
 RESUMABLE = [n for n in NAMES if f"{n}/x_step" in EXPECTED]
 OPTIMIZERS = {"adam_softmax": keras.optimizers.Adam, "rmsprop_sigmoid": keras.optimizers.RMSprop,
               "adagrad_layers": keras.optimizers.Adagrad, "sgd_mse": keras.optimizers.SGD,
-              "adam_amsgrad_dropout": keras.optimizers.Adam}
+              "adam_amsgrad_dropout": keras.optimizers.Adam, "adam_batchnorm": keras.optimizers.Adam,
+              "sgd_normalization": keras.optimizers.SGD}
 
 
 def fixture(name, suffix=".keras"):
