@@ -61,19 +61,24 @@ def _tag(benchmark, group, role, **targets):
 
 
 # Keras features on the chapter's epoch: the optimizer, and every layer's kernel regularizer
-FEATURES = {"adam l2": (fastdnn.optimizers.Adam, fastdnn.regularizers.L2(1e-4)),
-            "adamw": (fastdnn.optimizers.AdamW, None)}
+# name: (optimizer, kernel regularizer, HOML ch. 11's hidden layers Dense(use_bias=False),
+# BatchNormalization(), Activation("relu") instead of Dense(activation="relu"))
+FEATURES = {"adam l2": (fastdnn.optimizers.Adam, fastdnn.regularizers.L2(1e-4), False),
+            "adamw": (fastdnn.optimizers.AdamW, None, False),
+            "adam batchnorm": (fastdnn.optimizers.Adam, None, True)}
 
 
 def build_model(widths, optimizer, engine):
     """The chapter's model shape: relu hidden layers, softmax output, sparse cross-entropy;
     ``optimizer`` a name of OPTIMIZERS or FEATURES."""
-    make, regularizer = FEATURES.get(optimizer, (OPTIMIZERS.get(optimizer), None))
+    make, regularizer, batchnorm = FEATURES.get(optimizer, (OPTIMIZERS.get(optimizer), None, False))
     np.random.seed(0)
+    hidden = [[layers.Dense(n, use_bias=False), layers.BatchNormalization(),
+               layers.Activation("relu")] if batchnorm else
+              [layers.Dense(n, activation="relu", kernel_regularizer=regularizer)]
+              for n in widths[1:-1]]
     model = fastdnn.Sequential(
-        [fastdnn.Input((widths[0],))]
-        + [layers.Dense(n, activation="relu", kernel_regularizer=regularizer)
-           for n in widths[1:-1]]
+        [fastdnn.Input((widths[0],))] + [layer for group in hidden for layer in group]
         + [layers.Dense(widths[-1], activation="softmax", kernel_regularizer=regularizer)])
     model.compile(optimizer=make(), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], engine=engine)
