@@ -354,8 +354,10 @@ _KERAS_DEFAULTS = {"kernel_regularizer": None, "bias_regularizer": None,
 
 
 def _plain(value):
-    """A Keras initializer object ({'class_name': 'GlorotUniform', ...}) as its string name."""
-    if isinstance(value, dict) and "class_name" in value:
+    """A Keras initializer object ({'class_name': 'GlorotUniform', ...}) as its string name
+    (other objects, regularizers, keep their settings)."""
+    if isinstance(value, dict) and "class_name" in value and \
+            value.get("module") == "keras.initializers":
         return _naming.to_snake_case(value["class_name"])
     return value
 

@@ -120,6 +120,10 @@ class Layer:
         """A (batch) normalization's ``(momentum, epsilon)`` for its kernel op, or None."""
         return None
 
+    def activity(self):
+        """The activity regularizer's ``(l1, l2)`` on the layer's output, or None."""
+        return None
+
     def plan_ops(self, width: int, offsets: list) -> list:
         """The kernel ops of this layer for a flat input of ``width`` features.
 
@@ -277,7 +281,10 @@ class Dense(Layer):
         kernel_regularizer: None, a ``fastdnn.regularizers`` object or name (``'l2'``, ...):
             its penalty of the kernel joins the loss. Defaults to None.
         bias_regularizer: as kernel_regularizer, for the bias. Defaults to None.
-        activity_regularizer, kernel_constraint, bias_constraint: only None.
+        activity_regularizer: as kernel_regularizer, on the layer's output: each batch's loss
+            gets its penalty divided by the batch size, as Keras 3. Not on an output layer
+            whose softmax or sigmoid folds into a cross-entropy. Defaults to None.
+        kernel_constraint, bias_constraint: only None.
         **kwargs: base-layer arguments (``name``, ``trainable``, ``input_shape``, ...).
     """
 
@@ -288,13 +295,13 @@ class Dense(Layer):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError("Received an invalid value for `units`, expected a positive "
                              f"integer. Received: units={units}")
-        for name, value in (("activity_regularizer", activity_regularizer),
-                            ("kernel_constraint", kernel_constraint),
+        for name, value in (("kernel_constraint", kernel_constraint),
                             ("bias_constraint", bias_constraint)):
             if value is not None:
                 raise NotImplementedError(f"fastdnn's Dense does not support `{name}`")
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
         super().__init__(**kwargs)
         self.units = int(units)
         self.activation = activations.get(activation)
@@ -340,6 +347,11 @@ class Dense(Layer):
         return tuple(float(getattr(reg, name, 0.0)) if reg is not None else 0.0
                      for reg in (self.kernel_regularizer, bias) for name in ("l1", "l2"))
 
+    def activity(self):
+        """``(l1, l2)`` of the activity regularizer, or None."""
+        reg = self.activity_regularizer
+        return None if reg is None else (float(reg.l1), float(reg.l2))
+
     def plan_ops(self, width, offsets):
         code = _kernels.ACTIVATIONS[self.activation]
         dense = (_kernels.OP_DENSE, self.units, code, 0.0, offsets[0],
@@ -355,7 +367,9 @@ class Dense(Layer):
                 "kernel_initializer": _serialize_initializer(self.kernel_initializer),
                 "bias_initializer": _serialize_initializer(self.bias_initializer),
                 "kernel_regularizer": _serialize_regularizer(self.kernel_regularizer),
-                "bias_regularizer": _serialize_regularizer(self.bias_regularizer)}
+                "bias_regularizer": _serialize_regularizer(self.bias_regularizer),
+                **({"activity_regularizer": _serialize_regularizer(self.activity_regularizer)}
+                   if self.activity_regularizer is not None else {})}
 
 
 class Flatten(Layer):

@@ -563,8 +563,9 @@ class Sequential:
         """The kernels' ops for this model, one per dense/activation/dropout (activations folded
         into the dense layer before them when they can be), for each op whether it takes
         optimizer steps (a batch normalization: whether it trains), its regularizers' penalty
-        coefficients (or None), and a (batch) normalization's momentum and epsilon (or None)."""
-        ops, trains, penalties, norms = [], [], [], []
+        coefficients (or None), a (batch) normalization's momentum and epsilon (or None), and
+        the activity regularizer's ``(l1, l2)`` on a layer's last op (or None)."""
+        ops, trains, penalties, norms, activities = [], [], [], [], []
         width = int(np.prod(self._input.shape))
         trained = {id(layer) for layer in self._trained_layers()}
         for layer in self._flat_layers():
@@ -572,17 +573,21 @@ class Sequential:
                 previous = ops[-1] if ops else None
                 if (op[0] == _kernels.OP_ACTIVATION and previous is not None
                         and previous[0] == _kernels.OP_DENSE and previous[2] == _kernels.LINEAR
-                        and op[2] not in _kernels.UNFUSED_ACTIVATIONS):
+                        and op[2] not in _kernels.UNFUSED_ACTIVATIONS
+                        and activities[-1] is None):
                     ops[-1] = previous[:2] + (op[2],) + previous[3:]
                 else:
                     ops.append(op)
                     trains.append(id(layer) in trained)
                     penalties.append(layer.penalty() if op[0] == _kernels.OP_DENSE else None)
                     norms.append(layer.normalization())
+                    activities.append(None)
+            if layer.activity() is not None:
+                activities[-1] = layer.activity()
             width = layer.output_shape[-1]
         if not any(op[0] == _kernels.OP_DENSE for op in ops):
             raise ValueError(f"Model {self.name} has no Dense layer: nothing to compute")
-        return ops, trains, penalties, norms
+        return ops, trains, penalties, norms, activities
 
     def _fusion(self, ops):
         """Whether the output activation folds into the loss (exact cross-entropy from logits)."""
@@ -600,19 +605,20 @@ class Sequential:
 
     def _engine(self, batch_size, metric_specs=(), training=True):
         """The network object for this plan (made once, reused while nothing changes)."""
-        ops, trains, penalties, norms = self._plan()
+        ops, trains, penalties, norms, activities = self._plan()
         if training:
             loss, fused = self.loss.kind, self._fusion(ops)
         else:
             loss, fused = _kernels.LOSS_MSE, False
-        key = (self.engine, tuple(ops), tuple(trains), tuple(penalties), tuple(norms), loss,
-               fused, tuple(metric_specs), id(self.params))
+        key = (self.engine, tuple(ops), tuple(trains), tuple(penalties), tuple(norms),
+               tuple(activities), loss, fused, tuple(metric_specs), id(self.params))
         if self._network is None or self._network_key != key:
             module = ENGINES[self.engine]
             seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
             self._network = module.Network(int(np.prod(self._input.shape)), ops, self.params,
                                            loss, list(metric_specs), fused, batch_size, seed,
-                                           trains, penalties, normalizations=norms)
+                                           trains, penalties, normalizations=norms,
+                                           activities=activities)
             self._network_key = key
         self._network.reserve(batch_size)
         return self._network

@@ -445,12 +445,13 @@ class Network:
     """The NumPy twin of ``fastdnn._kernels.Network``: same constructor, same methods."""
 
     def __init__(self, n_inputs, ops, params, loss, metric, fused, capacity, seed=0,
-                 trainable=None, penalties=None, normalizations=None):
+                 trainable=None, penalties=None, normalizations=None, activities=None):
         self.n_inputs = n_inputs
         self.ops = [tuple(op) for op in ops]
         self.trainable = [True] * len(self.ops) if trainable is None else list(trainable)
         self.penalties = [None] * len(self.ops) if penalties is None else list(penalties)
         self.norms = [None] * len(self.ops) if normalizations is None else list(normalizations)
+        self.activities = [None] * len(self.ops) if activities is None else list(activities)
         self.params = params
         self.grads = np.zeros_like(params)
         self.dtype = params.dtype
@@ -563,6 +564,22 @@ class Network:
                    + l2 * np.square(self.params[s], dtype=np.float64).sum()
                    for s, l1, l2 in self._penalized())
 
+    def _activity_penalty(self, outputs):
+        """Keras' activity penalties times the batch size: Σ l1·Σ|a| + l2·Σa² over the ops'
+        outputs a."""
+        return sum(l1 * np.abs(a).sum(dtype=np.float64) + l2 * np.square(a, dtype=np.float64).sum()
+                   for a, (l1, l2) in ((outputs[i], self.activities[i])
+                                       for i in range(len(self.ops))
+                                       if self.activities[i] is not None))
+
+    def _activity_gradient(self, i, a, g):
+        """g plus the gradient of op i's activity penalty divided by the batch size."""
+        if self.activities[i] is None:
+            return g
+        f, n = a.dtype.type, a.shape[0]
+        l1, l2 = self.activities[i]
+        return g + (f(2 * l2 / n) * a + f(l1 / n) * np.sign(a))
+
     def _frozen(self):
         """The parameter ranges that take no optimizer step: frozen dense ops' weights, the
         normalizations' and the batch normalizations' (but a trainable one's gamma and beta)."""
@@ -590,6 +607,7 @@ class Network:
         first_dense = stepped[0] if stepped else len(self.ops)
         for i in range(len(self.ops) - 1, first_dense - 1, -1):
             kind = self.ops[i][0]
+            g = self._activity_gradient(i, outputs[i], g)
             if kind == OP_DENSE:
                 g = _derive(outputs[i], g, self._act(i))
                 w, _ = self._weights(self.params, i, widths[i])
@@ -636,7 +654,7 @@ class Network:
             weights = None if sample_weight is None else sample_weight[rows]
             inputs, outputs, masks = self._forward(xb, training=True)
             total, g = self._loss(outputs[-1], labels, targets, weights)
-            total += len(rows) * self._penalty()
+            total += len(rows) * self._penalty() + self._activity_penalty(outputs)
             loss_out[b] = total
             sums = self._metric_sums(outputs[-1], labels, targets, weights)
             if self._one_metric:
@@ -670,10 +688,11 @@ class Network:
         loss_sum, sums = 0.0, np.zeros((self.n_metrics, 2))
         for start in range(0, x.shape[0], self.capacity):
             part = slice(start, start + self.capacity)
-            out = self._forward(x[part], training=False)[1][-1]
+            outputs = self._forward(x[part], training=False)[1]
+            out = outputs[-1]
             lb, tb = (labels[part], None) if sparse else (None, targets[part])
             wb = None if sample_weight is None else sample_weight[part]
-            loss_sum += float(self._loss(out, lb, tb, wb)[0])
+            loss_sum += float(self._loss(out, lb, tb, wb)[0]) + self._activity_penalty(outputs)
             sums += self._metric_sums(out, lb, tb, wb)
         loss_sum += x.shape[0] * self._penalty()
         if self._one_metric:

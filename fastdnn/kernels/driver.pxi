@@ -23,6 +23,8 @@ cdef struct Plan:
     const int64_t* trainable # whether each dense op takes the optimizer step; whether each
                              # batch normalization trains (else it runs as at inference)
     const double* norm       # per op: a (batch) normalization's momentum and epsilon
+    const double* activity   # per op: l1, l2 of the activity regularizer on its output (0: none)
+    bint active              # some op has an activity regularizer
     const double* penalty    # per op: kernel l1, kernel l2, bias l1, bias l2 (regularizers)
     bint penalized           # some trainable dense op has a nonzero penalty
     int loss
@@ -88,6 +90,28 @@ cdef void _bn_step(const Plan* p, int i, floating* params, floating* grads, cons
         _apply_update(u, g, p.w_off[i], at[2])
     _moving_average(params + at[2], stats, c, p.norm[2 * i])
     _moving_average(params + at[3], stats + c, c, p.norm[2 * i])
+
+
+cdef double _activity_penalty(const Plan* p, const floating* ws, Py_ssize_t n) noexcept nogil:
+    """The activity regularizers' ``l1·Σ|a| + l2·Σa²`` over each op's output a (n rows in the
+    workspace), in double: Keras' penalty divided by the batch size, times the batch size."""
+    cdef int i
+    cdef double total = 0, absolute, square
+    for i in range(p.n_ops):
+        if p.activity[2 * i] != 0 or p.activity[2 * i + 1] != 0:
+            _sums(ws + p.out_off[i], n * p.units[i], &absolute, &square)
+            total += p.activity[2 * i] * absolute + p.activity[2 * i + 1] * square
+    return total
+
+
+cdef inline void _activity_gradient(const Plan* p, int i, const floating* ws, floating* g,
+                                    Py_ssize_t n) noexcept nogil:
+    """IN/OUT g += the gradient of op i's activity penalty divided by the batch size, as Keras
+    adds it to the loss: (l1·sign(a) + 2·l2·a) / n."""
+    cdef Py_ssize_t size = n * p.units[i]
+    if p.activity[2 * i] != 0 or p.activity[2 * i + 1] != 0:
+        _penalize_span(ws + p.out_off[i], g, 0, size, 0, size, p.activity[2 * i] / n,
+                       p.activity[2 * i + 1] / n)
 
 
 cdef floating* _forward(const Plan* p, const floating* params, floating* ws, floating* parts,
@@ -158,6 +182,8 @@ cdef void _backward(const Plan* p, floating* params, floating* grads, floating* 
     for i in range(p.n_ops - 1, p.first_dense - 1, -1):
         units = p.units[i]
         out = ws + p.out_off[i]
+        if p.active and t == 0 and i < p.n_ops - 1:  # the last op's: with the loss
+            _activity_gradient(p, i, ws, g, n)
         if p.kind[i] == OP_DENSE:
             inp = x if i == 0 else ws + p.out_off[i - 1]
             width_in = p.n_inputs if i == 0 else p.units[i - 1]
@@ -378,6 +404,9 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
             total = _weighted_loss(p.loss, out, lb, yb, wb, <floating*>c.g0, n, n_out,
                                    <floating>(1.0 / n))
             total += n * _penalty(p, <floating*>c.params)  # per sample, as Keras' mean loss
+            if p.active:
+                total += _activity_penalty(p, <floating*>c.ws, n)
+                _activity_gradient(p, p.n_ops - 1, <floating*>c.ws, <floating*>c.g0, n)
             c.loss_out[b] = total
             _plan_metrics(p, out, lb, yb, wb, n, <int>p.act[p.n_ops - 1] if p.fused else LINEAR,
                           c.metric_out + b * 2 * p.n_metrics)
@@ -428,6 +457,8 @@ cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* 
                               w + start if w != NULL else NULL, n, last_act, batch)
                 for m in range(2 * p.n_metrics):
                     sums[m] += batch[m]
+                if p.active:
+                    loss_sum[0] += _activity_penalty(p, ws, n)
             if pred != NULL:
                 _activation_forward(out, pred + start * n_out, n, n_out, last_act)
         team_barrier()  # the next batch overwrites the workspace

@@ -42,6 +42,10 @@ cdef class Network:
             epsilon), None for the others. A trainable batch normalization trains as Keras':
             batch statistics, moving averages updated after each applied step, gamma and beta
             stepped; a frozen one normalizes with its moving statistics.
+        activities: one entry per op, or None: an activity regularizer's ``(l1, l2)`` (>= 0)
+            on the op's output, or None: ``(l1·Σ|a| + l2·Σa²) / batch size`` joins each
+            batch's loss and its gradient the backward pass, as Keras'. Not on a dropout op,
+            nor on the last op when its activation is folded into the loss.
     """
     cdef Plan plan
     cdef readonly object dtype
@@ -53,6 +57,7 @@ cdef class Network:
     cdef object _trainable    # int64 per op, the Plan points into it
     cdef object _penalties    # float64 (n_ops, 4), the Plan points into it
     cdef object _norms        # float64 (n_ops, 2): momentum, epsilon; the Plan points into it
+    cdef object _activities   # float64 (n_ops, 2): activity l1, l2; the Plan points into it
     cdef dict _sizers         # work ('train', 'infer'): (its key, its TeamSizer)
     cdef object _kept         # spare copies of params and slots (train's non-finite guard)
     cdef readonly int n_outputs
@@ -66,7 +71,7 @@ cdef class Network:
 
     @cython.wraparound(True)
     def __init__(self, n_inputs, ops, params, loss, metric, bint fused, capacity, seed=0,
-                 trainable=None, penalties=None, normalizations=None):
+                 trainable=None, penalties=None, normalizations=None, activities=None):
         if self._ready:
             raise RuntimeError("this Network is already initialised: create a new one (its "
                                "buffers belong to its plan)")
@@ -166,6 +171,20 @@ cdef class Network:
         p.penalized = bool(np.any(self._penalties[dense & (self._trainable != 0)] != 0))
         self._norms = norms
         p.norm = <double*>_data(norms)
+        self._activities = np.zeros((len(ops), 2))
+        if activities is not None:
+            if len(activities) != len(ops):
+                raise ValueError(f"activities must have one entry per op ({len(ops)}), got "
+                                 f"{len(activities)}")
+            for i, entry in enumerate(activities):
+                if entry is not None:
+                    self._activities[i] = [_finite_scalar("activity", v, 0.0) for v in entry]
+        active = np.any(self._activities != 0, axis=1)
+        if np.any(active & (kind == OP_DROPOUT)) or (fused and active[-1]):
+            raise ValueError("an activity regularizer cannot apply to a dropout op, nor to the "
+                             "last op when its activation is folded into the loss")
+        p.activity = <double*>_data(self._activities)
+        p.active = bool(active.any())
         p.loss = loss
         self._one_metric = isinstance(metric, (int, np.integer))
         self._metric_arrays = (codes, ks, weighted)
