@@ -119,16 +119,16 @@ cdef class Network:
         dense = kind == OP_DENSE
         if not dense.any():
             raise ValueError("ops need at least one dense layer")
-        weighted = dense | batch_norm | norm
+        has_weights = dense | batch_norm | norm
         w_end = w_off + np.where(dense, width_in * units, np.where(
             norm, 2 * units + 1, (2 + (act & _BN_SCALE != 0) + (act & _BN_CENTER != 0)) * units))
         b_end = b_off + units
-        if np.any(weighted & ((w_off < 0) | (w_end > params.shape[0]))) or np.any(
+        if np.any(has_weights & ((w_off < 0) | (w_end > params.shape[0]))) or np.any(
                 dense & (b_off >= 0) & (b_end > params.shape[0])):
             raise ValueError("ops address weights outside params")
         has_bias = dense & (b_off >= 0)
-        spans = sorted(zip(np.concatenate([w_off[weighted], b_off[has_bias]]).tolist(),
-                           np.concatenate([w_end[weighted], b_end[has_bias]]).tolist()))
+        spans = sorted(zip(np.concatenate([w_off[has_weights], b_off[has_bias]]).tolist(),
+                           np.concatenate([w_end[has_weights], b_end[has_bias]]).tolist()))
         starts, ends = [s for s, _ in spans], [e for _, e in spans]
         if starts != [0] + ends[:-1] or ends[-1] != params.shape[0]:
             # each layer applies the optimizer step to its own weights (see _backward)
