@@ -21,8 +21,8 @@ column-major ``(c, r)`` matrix with leading dimension ``c``, so ``Z = X @ W`` in
 The module is one compilation unit (so the per-element helpers inline everywhere) assembled from
 rooms, one concern each, included at the end of this file from ``kernels/``: scalar helpers,
 BLAS access and blocking, element-wise ops, optimizer updates, the thread team's meetings, the
-dense layer, losses and metric sums, argument checks, the public kernels, the training driver
-and ``Network``. The SIMD variants are C in ``simd/``, the team's barrier in ``_team.h``.
+dense layer, (batch) normalization, losses and metric sums, argument checks, the public kernels,
+the training driver and ``Network``. The SIMD variants are C in ``simd/``, the team's barrier in ``_team.h``.
 
 Denormals are flushed to zero while a kernel runs (``_fpenv.h``), and the caller's floating-point
 state is restored afterwards. Reductions (loss means, bias gradients) run in a fixed order, so

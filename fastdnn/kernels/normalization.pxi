@@ -134,7 +134,8 @@ cdef void _normalization_forward(const floating* x, floating* out, Py_ssize_t n,
     cdef floating floor = <floating>epsilon
     for j in range(c):
         divisor[j] = _sqrt(var[j])
-        divisor[j] = divisor[j] if divisor[j] > floor else floor
+        if not divisor[j] >= floor:  # NaN stays NaN, as Keras' maximum
+            divisor[j] = floor if divisor[j] < floor else divisor[j]
     for i in range(n):
         for j in range(c):
             if invert:

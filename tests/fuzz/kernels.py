@@ -23,7 +23,8 @@ def kernel_call(data):
         "activation_forward", "activation_backward", "dense_forward", "dense_backward",
         "sparse_softmax_cross_entropy", "softmax_cross_entropy", "sigmoid_binary_cross_entropy",
         "mean_squared_error", "count_correct", "dropout_forward", "sgd_update", "adagrad_update",
-        "rmsprop_update", "adam_update"]), label="kernel")
+        "rmsprop_update", "adam_update", "batch_normalization_forward",
+        "batch_normalization_backward", "normalization_forward"]), label="kernel")
     dtype = data.draw(st.sampled_from([np.float32, np.float64]), label="dtype")
     n = data.draw(st.integers(1, 9), label="n")
     c = data.draw(st.integers(1, 7), label="c")
@@ -82,6 +83,24 @@ def kernel_call(data):
                 "seed": data.draw(st.sampled_from([0, 1, 2**64 - 1, -1, 2**64])),
                 "counter": data.draw(st.sampled_from([0, 5, 2**63, -3]))}
         outs = ["out", "mask"]
+    elif name == "batch_normalization_forward":
+        args = {"x": normal(n, c), "gamma": normal(c), "beta": normal(c),
+                "moving_mean": normal(c), "moving_variance": np.abs(normal(c)),
+                "out": normal(n, c),
+                "momentum": data.draw(st.sampled_from([0.99, 0.0, 1.0, -0.1, 1.5, math.nan])),
+                "epsilon": data.draw(st.sampled_from([1e-3, 1e-12, 0.0, -1.0, math.inf])),
+                "training": data.draw(st.booleans())}
+        outs = ["out", "moving_mean", "moving_variance"]
+    elif name == "batch_normalization_backward":
+        args = {"x": normal(n, c), "gamma": normal(c), "grad": normal(n, c),
+                "dgamma": normal(c), "dbeta": normal(c),
+                "epsilon": data.draw(st.sampled_from([1e-3, 1.0, 0.0, math.nan]))}
+        outs = ["grad", "dgamma", "dbeta"]
+    elif name == "normalization_forward":
+        args = {"x": normal(n, c), "mean": normal(c), "variance": normal(c) ** 2,
+                "out": normal(n, c), "invert": data.draw(st.booleans()),
+                "epsilon": data.draw(st.sampled_from([1e-7, 1.0, 0.0, math.nan]))}
+        outs = ["out"]
     else:
         size = n * c
         args = {"params": normal(size), "grads": normal(size)}
