@@ -725,15 +725,16 @@ class Normalization(Layer):
         ``data``, as Keras: ``np.mean(data, axis=0)``, ``np.var(data, axis=0)``.
 
         Args:
-            data: an array (samples, features), or an iterable of such batches (combined as
-                Keras does: a running mean and a lack-of-fit variance).
+            data: an array (samples, features) (or anything with ``__array__``, such as a
+                DataFrame), or an iterable of such batches (combined as Keras does: a running
+                mean and a lack-of-fit variance).
 
         Raises:
             ValueError: for data of another feature count than the layer was built for, empty,
                 not numbers, or not finite.
         """
-        batches = [data] if isinstance(data, np.ndarray) or not hasattr(data, "__iter__") \
-            else list(data)
+        one = hasattr(data, "__array__") or hasattr(data, "shape") or not hasattr(data, "__iter__")
+        batches = [data] if one else list(data)  # an array (or DataFrame), or its batches
         if not batches:
             raise ValueError("adapt() received an empty iterable (no batches). Expected at "
                              "least one batch.")
