@@ -131,6 +131,22 @@ def trained(optimizer, dtype="float32", loss="sparse_categorical_crossentropy"):
     return model
 
 
+def normalized_model():
+    """An adapted Normalization and a BatchNormalization, trained two epochs by fastdnn."""
+    norm = keras.layers.Normalization()
+    rng = np.random.default_rng(4)
+    norm.adapt(rng.normal(2, 3, (30, 6)))
+    model = keras.Sequential([keras.Input((2, 3)), keras.layers.Flatten(), norm,
+                              keras.layers.Dense(5, use_bias=False),
+                              keras.layers.BatchNormalization(momentum=0.8),
+                              keras.layers.Activation("relu"),
+                              keras.layers.Dense(4, activation="softmax")])
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    model.fit(rng.normal(size=(20, 2, 3)), rng.integers(0, 4, 20), batch_size=8, epochs=2,
+              verbose=0)
+    return model
+
+
 OUR_OPTIMIZERS = [lambda: keras.optimizers.Adam(0.01, amsgrad=True),
                   lambda: keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
                   lambda: keras.optimizers.RMSprop(momentum=0.5, centered=True),
@@ -160,6 +176,26 @@ def test_training_resumed_from_a_keras_file_matches_an_uninterrupted_run(tmp_pat
         m.layers[2].rate = 0.0  # no dropout: both runs must match exactly
         m.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
     assert same_weights(loaded.get_weights(), model.get_weights())
+
+
+def test_normalization_layers_round_trip_with_keras_layout_and_resume_exactly(tmp_path):
+    model = normalized_model()
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert same_weights(loaded.get_weights(), model.get_weights())
+    assert np.array_equal(loaded.optimizer.slots, model.optimizer.slots)
+    x, y = np.random.default_rng(5).normal(size=(16, 2, 3)), np.arange(16) % 4
+    for m in (model, loaded):
+        m.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    assert same_weights(loaded.get_weights(), model.get_weights())
+    import h5py
+
+    with zipfile.ZipFile(tmp_path / "m.keras") as z, h5py.File(io.BytesIO(
+            z.read("model.weights.h5")), "r") as f:
+        assert f["layers/normalization/vars/2"].dtype == np.int64  # count, as Keras' "int"
+        assert [f[f"layers/batch_normalization/vars/{i}"].shape for i in range(4)] == [(5,)] * 4
+        # slots only for the trainable weights (not the statistics): 2 + 2 x 5 variables
+        assert len(f["optimizer/vars"]) == 12
 
 
 def test_the_files_have_keras_layout(tmp_path):
@@ -334,10 +370,11 @@ def test_model_checkpoint_save_best_only_keeps_the_best_keras_model(tmp_path):
 
 @pytest.mark.skipif(not os.environ.get("FASTDNN_KERAS_PYTHON"),
                     reason="set FASTDNN_KERAS_PYTHON to a Python with Keras 3 to run")
-def test_real_keras_opens_fastdnn_files_and_resumes_training(tmp_path):
+@pytest.mark.parametrize("normalized", [False, True], ids=["plain", "normalized"])
+def test_real_keras_opens_fastdnn_files_and_resumes_training(tmp_path, normalized):
     import subprocess
 
-    model = trained(keras.optimizers.Adam(0.01))
+    model = normalized_model() if normalized else trained(keras.optimizers.Adam(0.01))
     x = np.random.default_rng(7).normal(size=(5, 2, 3)).astype(np.float32)
     model.save(tmp_path / "m.keras")
     model.save_weights(tmp_path / "w.weights.h5")
