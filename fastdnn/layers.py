@@ -47,6 +47,17 @@ def _serialize_initializer(init):
     return initializers.serialize(init)
 
 
+def _initialize(layer, weights, inits):
+    """Fill each of ``weights`` with its initializer's values, refusing a wrong shape or a
+    non-finite value."""
+    for w, init in zip(weights, inits):
+        values = np.asarray(init(w.shape, w.dtype))
+        if values.shape != w.shape or not np.all(np.isfinite(values)):
+            raise ValueError(f"Layer {layer.name}: the initializer {init!r} must return finite "
+                             f"values of shape {w.shape}, got shape {values.shape}")
+        w[...] = values
+
+
 def weight_value(value, dtype, name):
     """``value`` converted to the weights' float ``dtype``; refuse what is not real numbers
     (``TypeError``) or is NaN, infinite or beyond ``dtype``'s range (``ValueError``), both
@@ -322,12 +333,7 @@ class Dense(Layer):
         return shapes + [("bias", (self.units,))] if self.use_bias else shapes
 
     def initialize(self, weights):
-        for w, init in zip(weights, (self.kernel_initializer, self.bias_initializer)):
-            values = np.asarray(init(w.shape, w.dtype))
-            if values.shape != w.shape or not np.all(np.isfinite(values)):
-                raise ValueError(f"Layer {self.name}: the initializer {init!r} must return finite "
-                                 f"values of shape {w.shape}, got shape {values.shape}")
-            w[...] = values
+        _initialize(self, weights, (self.kernel_initializer, self.bias_initializer))
 
     @property
     def kernel(self):
@@ -608,36 +614,20 @@ class BatchNormalization(Layer):
         return [(name, (features,)) for name, _ in self._initializers()]
 
     def initialize(self, weights):
-        for w, (_, init) in zip(weights, self._initializers()):
-            values = np.asarray(init(w.shape, w.dtype))
-            if values.shape != w.shape or not np.all(np.isfinite(values)):
-                raise ValueError(f"Layer {self.name}: the initializer {init!r} must return finite "
-                                 f"values of shape {w.shape}, got shape {values.shape}")
-            w[...] = values
+        _initialize(self, weights, [init for _, init in self._initializers()])
 
     def _weight(self, name):
         names = [n for n, _ in self._initializers()]
         return self.weights[names.index(name)] if name in names else None
 
-    @property
-    def gamma(self):
-        """The scale ``Variable`` (None with ``scale=False``)."""
-        return self._weight("gamma")
-
-    @property
-    def beta(self):
-        """The offset ``Variable`` (None with ``center=False``)."""
-        return self._weight("beta")
-
-    @property
-    def moving_mean(self):
-        """The moving mean ``Variable``, used at inference."""
-        return self._weight("moving_mean")
-
-    @property
-    def moving_variance(self):
-        """The moving variance ``Variable``, used at inference."""
-        return self._weight("moving_variance")
+    gamma = property(lambda self: self._weight("gamma"),
+                     doc="The scale ``Variable`` (None with ``scale=False``).")
+    beta = property(lambda self: self._weight("beta"),
+                    doc="The offset ``Variable`` (None with ``center=False``).")
+    moving_mean = property(lambda self: self._weight("moving_mean"),
+                           doc="The moving mean ``Variable``, used at inference.")
+    moving_variance = property(lambda self: self._weight("moving_variance"),
+                               doc="The moving variance ``Variable``, used at inference.")
 
     def normalization(self):
         return (self.momentum, self.epsilon)
