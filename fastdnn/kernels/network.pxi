@@ -33,7 +33,8 @@ cdef class Network:
         capacity: rows per batch the workspace holds.
         seed: seed of the dropout generator.
         trainable: one flag per op, or None (all True): a dense op whose flag is false keeps its
-            weights (no optimizer step); backpropagation stops at the lowest trainable one.
+            weights (no optimizer step), a batch normalization runs as at inference;
+            backpropagation stops at the lowest trainable dense or batch normalization op.
         penalties: one entry per op, or None: a dense op's ``(kernel l1, kernel l2, bias l1,
             bias l2)`` (>= 0) or None; a trainable op's ``l1·Σ|w| + l2·Σw²`` joins the loss
             (per sample) and its gradient the update, as Keras' regularizers.
