@@ -151,6 +151,12 @@ class Layer:
         return list(self._variables)
 
     @property
+    def variables(self) -> list:
+        """The layer's state, as Keras 3's ``variables``: its weights (fastdnn's layers hold
+        no other variables)."""
+        return self.weights
+
+    @property
     def trainable_weights(self) -> list:
         """The weights the optimizer steps: none if the layer is not trainable."""
         return [w for w in self.weights if w.trainable]

@@ -240,3 +240,22 @@ def test_normalization_round_trips_and_refuses_what_it_lacks(tmp_path):
         layers.Normalization(mean=[0.0])
     with pytest.raises(NotImplementedError, match="axis"):
         layers.Normalization(axis=(1, 2))
+
+
+def test_homl_chapter_11_model_counts_as_keras():
+    """HOML ch. 11's first batch-normalized model: Keras 3 prints these totals, and the first
+    BatchNormalization's variables are gamma and beta (trainable), the moving statistics not."""
+    model = keras.Sequential([
+        layers.Flatten(input_shape=[28, 28]), layers.BatchNormalization(),
+        layers.Dense(300, activation="relu", kernel_initializer="he_normal"),
+        layers.BatchNormalization(),
+        layers.Dense(100, activation="relu", kernel_initializer="he_normal"),
+        layers.BatchNormalization(), layers.Dense(10, activation="softmax")])
+    out = io.StringIO()
+    model.summary(print_fn=out.write)
+    lines = out.getvalue().splitlines()
+    for line in (" Total params: 271,346 (1.04 MB)", " Trainable params: 268,978 (1.03 MB)",
+                 " Non-trainable params: 2,368 (9.25 KB)"):
+        assert line in lines
+    assert [(var.name, var.trainable) for var in model.layers[1].variables] == [
+        ("gamma", True), ("beta", True), ("moving_mean", False), ("moving_variance", False)]
