@@ -75,12 +75,13 @@ def test_summary_counts_as_keras():
 
 
 def test_fit_trains_gamma_beta_and_moving_statistics_and_inference_uses_them(float64):
+    keras.utils.set_random_seed(0)
     model = homl_bn_model(momentum=0.9)
-    model.compile("adam", "mse")
+    model.compile(keras.optimizers.Adam(0.05), "mse")
     x, y = data()
     before = model.get_weights()
     history = model.fit(x, y, epochs=5, batch_size=16, verbose=0)
-    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
     dense, bn = model.layers[0], model.layers[1]
     for old, w in zip(before[1:5], bn.weights):
         assert not np.allclose(old, w.numpy()), w.name
@@ -165,6 +166,7 @@ def housing(n=200, seed=3):
 
 
 def test_normalization_adapt_then_fit_as_homl_regression_mlp(float64):
+    keras.utils.set_random_seed(0)
     x, y = housing()
     norm_layer = layers.Normalization()
     model = keras.Sequential([keras.Input((3,)), norm_layer, layers.Dense(16, activation="relu"),
