@@ -7,6 +7,10 @@ thread. ``TeamSizer`` therefore runs the batches in short stretches, times them,
 whichever of the whole team and one thread ran its latest stretch faster per batch. Now and
 then it runs a short stretch of the other choice (a probe) to see whether that has changed;
 probes that lose are spaced so that they cost at most about ``PROBE_SHARE`` of the time.
+A stretch is planned in batches at the latest rate, and ends early (in the kernels, after the
+batch during which its time ran out) once it has run OVERRUN times its planned seconds: a team
+that loses a core mid-stretch, or a probe of a team beside a busy neighbour (where one batch can
+wait a scheduler time slice), costs a few milliseconds, not its batches' worth.
 Results do not depend on the thread count (``_kernels``), so switching changes speed only.
 """
 
@@ -16,18 +20,21 @@ PROBE_SHARE = 0.02
 FIRST_WAIT = 0.02  # seconds run before a probe of the team, after it last held for a while
 MAX_WAIT = 0.5  # longest wait between probes, unless their cost asks for more
 HELD = 4  # stretches the team must last after a winning probe for it to count as held
-WARM_BATCHES = 2  # the first stretch (cold caches, first touches) is not timed
+WARM_BATCHES = 1  # the first stretch (cold caches, first touches) is not timed
 FIRST_BATCHES = 4
+OVERRUN = 2  # a stretch ends at this many times its planned seconds
 
 
 class TeamSizer:
     """Chooses the thread count of each stretch of batches: ``team`` or 1.
 
-    A team stretch slower per batch than one thread's latest makes the next stretch a probe of
-    one thread (cheap: one thread never waits for another). A probe of the team comes after
-    ``wait`` seconds of one thread; the wait doubles (up to MAX_WAIT) with every probe that
-    loses and every team that did not hold, and stretches so that what they lost is at most
-    PROBE_SHARE of the time, and starts again at FIRST_WAIT once a team has held.
+    The first timed team stretch is followed by a probe of one thread, and a team stretch slower
+    per batch than one thread's latest makes the next stretch one (cheap: one thread never waits
+    for another). A probe of the team comes after ``wait`` seconds of one thread, after one
+    untimed batch that wakes the team (a wake-up slower than a whole probe counts as a lost
+    probe); the wait doubles (up to MAX_WAIT) with every probe that loses and every team that
+    did not hold, and stretches so that what they lost is at most PROBE_SHARE of the time, and
+    starts again at FIRST_WAIT once a team has held.
 
     Args:
         team: the whole team's thread count (1: every stretch runs on one thread).
@@ -37,7 +44,7 @@ class TeamSizer:
         self.team = team
         self.threads = team  # the current choice
         self.per_batch = {}  # thread count: seconds per batch of its latest stretch
-        self.behind = 0.0  # seconds the latest team stretch took beyond one thread's rate
+        self.team_stretch = (0, 0.0)  # the latest team stretch: (batches, seconds)
         self.stretches = 0  # ordinary stretches since the last switch
         self.since_probe = 0.0  # seconds run on the current choice since the last probe
         self.wait = FIRST_WAIT  # seconds to run before the next probe
@@ -51,11 +58,12 @@ class TeamSizer:
         return 1 if threads == self.team else self.team
 
     def next_run(self, remaining):
-        """Return ``(threads, batches)`` for the next stretch of at most ``remaining`` batches."""
+        """Return ``(threads, batches, seconds)`` for the next stretch: at most ``remaining``
+        batches on ``threads`` threads, ending early once it has run ``seconds`` (0: no limit)."""
         if self.team == 1:
-            return 1, remaining
+            return 1, remaining, 0.0
         if not self.warm:
-            return self.threads, min(WARM_BATCHES, remaining)
+            return self.threads, min(WARM_BATCHES, remaining), 0.0
         threads, seconds, rate = self.threads, RUN_SECONDS, self.per_batch.get(self.threads)
         if self.probe_now or (rate is not None and self.since_probe >= self.wait):
             threads, seconds = self._other(self.threads), PROBE_SECONDS
@@ -63,11 +71,14 @@ class TeamSizer:
                 # a team idle for a while pays for waking its threads and warming their caches
                 # in its first batch: one untimed batch first, so the probe times the team itself
                 self.woken = self.waking = True
-                return threads, 1
+                return threads, 1, 0.0
             # sized by the current choice's fresh rate, not the probed one's stale rate
             rate = rate or self.per_batch.get(threads)
-        batches = max(1, int(seconds / rate)) if rate else FIRST_BATCHES
-        return threads, min(batches, remaining)
+        if rate is None:  # the first timed stretch is as short as a probe
+            batches, seconds = FIRST_BATCHES, PROBE_SECONDS
+        else:
+            batches = max(1, int(seconds / rate))
+        return threads, min(batches, remaining), OVERRUN * seconds
 
     def record(self, threads, batches, seconds):
         """Take the time of a stretch: ``batches`` batches run on ``threads`` threads in
@@ -81,6 +92,10 @@ class TeamSizer:
         if self.waking:  # the team's wake-up batch: the probe comes next, and pays for it if it loses
             self.waking = False
             self.wake_lost = max(0.0, seconds - batches * self.per_batch.get(self.threads, rate))
+            if self.wake_lost > PROBE_SECONDS:  # slower than a whole probe: the team has lost
+                self.woken, self.since_probe = False, 0.0
+                self._space_probes(self.wake_lost)
+                self.wake_lost = 0.0
             return
         if threads != self.threads:
             self.woken = False
@@ -89,10 +104,11 @@ class TeamSizer:
         self.per_batch[threads] = rate
         self.since_probe += seconds
         self.stretches += 1
-        one = self.per_batch.get(1)
-        if threads == self.team and one is not None and rate > one:
-            self.behind = seconds - batches * one
-            self.probe_now = True
+        if threads == self.team:
+            self.team_stretch = (batches, seconds)
+            one = self.per_batch.get(1)
+            if one is None or rate > one:  # one thread's speed unknown, or better
+                self.probe_now = True
 
     def _probed(self, threads, batches, seconds, rate):
         current = self.per_batch.get(self.threads)
@@ -107,7 +123,7 @@ class TeamSizer:
         self.wake_lost = 0.0
         if threads == 1:  # the team has fallen behind
             if self.stretches < HELD:
-                self._space_probes(self.behind)
+                self._space_probes(self.team_stretch[1] - self.team_stretch[0] * rate)
             else:
                 self.wait = FIRST_WAIT
         self.threads, self.stretches = threads, 0

@@ -9,6 +9,7 @@ releases the GIL on its own. A pure-Python loop in the main thread then lets the
 by (almost) nothing -- the control -- while one long kernel call lets it advance a lot.
 """
 
+import math
 import os
 import subprocess
 import sys
@@ -381,8 +382,10 @@ def test_a_team_that_shrinks_and_grows_mid_fit_gives_the_same_numbers(kernel_thr
     serial = shuffled_fit(1)
     choices = np.random.default_rng(0)
 
-    def next_run(self, remaining):  # any thread count, any stretch: one, the team, or more
-        return int(choices.choice([1, self.team, 3])), int(min(remaining, choices.integers(1, 5)))
+    def next_run(self, remaining):  # any thread count, any stretch: one, the team, or more,
+        # ending by its batches, or by its time after its first batch (1 ns)
+        return (int(choices.choice([1, self.team, 3])), int(min(remaining, choices.integers(1, 5))),
+                float(choices.choice([0.0, 1e-9])))
 
     monkeypatch.setattr(_team_size.TeamSizer, "next_run", next_run)
     for mixed in (shuffled_fit(2), shuffled_fit(3)):
@@ -424,9 +427,12 @@ def simulate(sizer, seconds_per_batch, batches):
     elapsed)`` per batch; return (seconds in all, batches run per thread count)."""
     elapsed, done, per_threads = 0.0, 0, {}
     while done < batches:
-        threads, n = sizer.next_run(batches - done)
+        threads, n, limit = sizer.next_run(batches - done)
         assert 1 <= n <= batches - done
-        seconds = n * seconds_per_batch(threads, elapsed)
+        per_batch = seconds_per_batch(threads, elapsed)
+        if limit:  # the kernels end a stretch after the batch its time ran out in
+            n = min(n, math.floor(limit / per_batch) + 1)
+        seconds = n * per_batch
         sizer.record(threads, n, seconds)
         elapsed, done = elapsed + seconds, done + n
         per_threads[threads] = per_threads.get(threads, 0) + n
@@ -434,7 +440,7 @@ def simulate(sizer, seconds_per_batch, batches):
 
 
 def test_a_sizer_of_one_thread_runs_everything_at_once():
-    assert _team_size.TeamSizer(1).next_run(1500) == (1, 1500)
+    assert _team_size.TeamSizer(1).next_run(1500) == (1, 1500, 0.0)
 
 
 def test_a_faster_team_keeps_nearly_every_batch():
@@ -484,15 +490,16 @@ def test_a_team_probe_wakes_the_team_first_and_is_sized_by_the_fresh_rate():
     sizer = _team_size.TeamSizer(2)
     simulate(sizer, lambda t, _: 80e-6 if t == 2 else 110e-6, 200)
     sizer.record(2, 5, 5 * 2e-3)
-    threads, n = sizer.next_run(10_000)
+    threads, n, _ = sizer.next_run(10_000)
     sizer.record(threads, n, n * 110e-6)
     assert sizer.threads == 1
     sizer.since_probe = sizer.wait  # the probe is due
-    assert sizer.next_run(10_000) == (2, 1)
+    assert sizer.next_run(10_000) == (2, 1, 0.0)
     sizer.record(2, 1, 400e-6)  # the wake-up: not judged
     assert sizer.threads == 1
-    threads, n = sizer.next_run(10_000)
+    threads, n, limit = sizer.next_run(10_000)
     assert (threads, n) == (2, int(_team_size.PROBE_SECONDS / 110e-6))
+    assert limit == _team_size.OVERRUN * _team_size.PROBE_SECONDS
     sizer.record(2, n, n * 80e-6)
     assert sizer.threads == 2
 
@@ -509,3 +516,23 @@ def test_set_num_threads_refuses_a_bad_count_and_keeps_the_old(set_threads, bad)
     with pytest.raises(ValueError, match="n must be a positive integer"):
         set_threads(bad)
     assert keras.get_num_threads() == before
+
+
+def test_the_first_timed_team_stretch_is_followed_by_a_probe_of_one_thread():
+    sizer = _team_size.TeamSizer(2)
+    threads, n, _ = sizer.next_run(1500)
+    sizer.record(threads, n, n * 80e-6)  # the untimed warm-up
+    threads, n, limit = sizer.next_run(1500)
+    assert (threads, n) == (2, _team_size.FIRST_BATCHES)
+    assert limit == _team_size.OVERRUN * _team_size.PROBE_SECONDS
+    sizer.record(threads, n, n * 80e-6)
+    assert sizer.next_run(1500)[0] == 1
+
+
+def test_a_busy_neighbour_costs_the_first_epoch_a_few_percent():
+    # every team batch waits a scheduler time slice; the stretches' time limits keep the warm-up,
+    # the first stretch and the probes of the team to a few milliseconds in all
+    elapsed, runs = simulate(_team_size.TeamSizer(2), lambda t, _: 3e-3 if t == 2 else 115e-6,
+                             1500)
+    assert elapsed <= 1.06 * 1500 * 115e-6
+    assert runs[1] >= 0.98 * 1500
