@@ -11,8 +11,14 @@ A stretch is planned in batches at the latest rate, and ends early (in the kerne
 batch during which its time ran out) once it has run OVERRUN times its planned seconds: a team
 that loses a core mid-stretch, or a probe of a team beside a busy neighbour (where one batch can
 wait a scheduler time slice), costs a few milliseconds, not its batches' worth.
+While one thread runs, a CPU that the system counts idle (Linux: fewer runnable threads than
+CPUs in ``/proc/loadavg``) brings the next probe of the team forward, so that the team is back
+within a stretch or two once a neighbour stops; a probe so brought forward that loses turns this
+off until the team wins again.
 Results do not depend on the thread count (``_kernels``), so switching changes speed only.
 """
+
+import os
 
 RUN_SECONDS = 0.005  # a stretch: short enough to notice a neighbour, long enough to pay a fork
 PROBE_SECONDS = 0.001
@@ -23,6 +29,18 @@ HELD = 4  # stretches the team must last after a winning probe for it to count a
 WARM_BATCHES = 1  # the first stretch (cold caches, first touches) is not timed
 FIRST_BATCHES = 4
 OVERRUN = 2  # a stretch ends at this many times its planned seconds
+HINT_WAIT = 0.005  # one thread runs at least this long before an idle CPU brings a probe forward
+
+
+def idle_cpus():
+    """How many CPUs the system runs nothing on right now (the calling thread counts as
+    running), or None where that is not known."""
+    try:
+        with open("/proc/loadavg", "rb") as f:
+            runnable = int(f.read().split()[3].split(b"/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return (os.cpu_count() or 1) - runnable
 
 
 class TeamSizer:
@@ -38,10 +56,14 @@ class TeamSizer:
 
     Args:
         team: the whole team's thread count (1: every stretch runs on one thread).
+        idle: a callable returning how many CPUs are idle now, or None (default: ``idle_cpus``).
     """
 
-    def __init__(self, team):
+    def __init__(self, team, idle=idle_cpus):
         self.team = team
+        self.idle = idle
+        self.hint_trusted = True  # an idle CPU may bring a probe of the team forward
+        self.hinted = False  # the probe under way was brought forward so
         self.threads = team  # the current choice
         self.per_batch = {}  # thread count: seconds per batch of its latest stretch
         self.team_stretch = (0, 0.0)  # the latest team stretch: (batches, seconds)
@@ -65,6 +87,8 @@ class TeamSizer:
         if not self.warm:
             return self.threads, min(WARM_BATCHES, remaining), 0.0
         threads, seconds, rate = self.threads, RUN_SECONDS, self.per_batch.get(self.threads)
+        if self._cpu_free(rate):
+            self.probe_now = self.hinted = True
         if self.probe_now or (rate is not None and self.since_probe >= self.wait):
             threads, seconds = self._other(self.threads), PROBE_SECONDS
             if threads != 1 and not self.woken:
@@ -80,6 +104,16 @@ class TeamSizer:
             batches = max(1, int(seconds / rate))
         return threads, min(batches, remaining), OVERRUN * seconds
 
+    def _cpu_free(self, rate):
+        """Whether one thread, the current choice, has run a while and the team's other
+        threads would find idle CPUs now."""
+        if self.threads != 1 or rate is None or not self.hint_trusted or self.probe_now:
+            return False
+        if self.since_probe < HINT_WAIT or self.since_probe >= self.wait:
+            return False
+        free = self.idle()
+        return free is not None and free >= self.team - 1
+
     def record(self, threads, batches, seconds):
         """Take the time of a stretch: ``batches`` batches run on ``threads`` threads in
         ``seconds`` seconds (wall clock)."""
@@ -93,9 +127,10 @@ class TeamSizer:
             self.waking = False
             self.wake_lost = max(0.0, seconds - batches * self.per_batch.get(self.threads, rate))
             if self.wake_lost > PROBE_SECONDS:  # slower than a whole probe: the team has lost
-                self.woken, self.since_probe = False, 0.0
+                self.woken, self.since_probe, self.probe_now = False, 0.0, False
                 self._space_probes(self.wake_lost)
                 self.wake_lost = 0.0
+                self._hint_lost()
             return
         if threads != self.threads:
             self.woken = False
@@ -119,14 +154,22 @@ class TeamSizer:
         if rate >= current:
             self._space_probes(seconds - batches * current + self.wake_lost)
             self.wake_lost = 0.0
+            if threads != 1:
+                self._hint_lost()
             return
         self.wake_lost = 0.0
+        self.hinted, self.hint_trusted = False, True
         if threads == 1:  # the team has fallen behind
             if self.stretches < HELD:
                 self._space_probes(self.team_stretch[1] - self.team_stretch[0] * rate)
             else:
                 self.wait = FIRST_WAIT
         self.threads, self.stretches = threads, 0
+
+    def _hint_lost(self):
+        """A probe of the team lost: if an idle CPU brought it forward, trust that no more."""
+        if self.hinted:
+            self.hinted = self.hint_trusted = False
 
     def _space_probes(self, lost):
         """Wait twice as long as last time before the next probe, and long enough that what was
