@@ -227,17 +227,30 @@ def run_network_example(data):
            (K.OP_DENSE, n_out, last_act, 0.0, n_in * hidden + hidden,
             n_in * hidden + hidden + hidden * n_out)]
     n_params = n_in * hidden + hidden + hidden * n_out + n_out
+    norms, activities = [None] * 3, [None] * 3
+    if data.draw(st.booleans(), label="batchnorm"):  # after the dropout, its weights last
+        flags = data.draw(st.integers(0, 3), label="bn_flags")
+        ops.insert(2, (K.OP_BATCH_NORMALIZATION, hidden, flags, 0.0, n_params, -1))
+        n_params += (2 + (flags & 1) + (flags >> 1)) * hidden
+        norms.insert(2, (data.draw(st.sampled_from([0.99] * 4 + [0.0, 1.0, 1.5, math.nan])),
+                         data.draw(st.sampled_from([1e-3] * 4 + [1e-12, 0.0, math.inf]))))
+        activities.insert(2, None)
+    activities[0] = data.draw(st.sampled_from([None] * 4 + [(0.01, 0.0), (0.0, 0.1), (-1.0, 0.0),
+                                                            (math.nan, 0.0)]), label="activity")
     params = rng.normal(size=n_params).astype(dtype)
+    if len(ops) == 4:
+        params[-hidden:] = np.abs(params[-hidden:])  # the moving variance
     capacity = data.draw(st.integers(1, 8), label="capacity")
     ctor = dict(n_inputs=n_in, ops=ops, params=params, loss=loss, metric=metric, fused=fused,
-                capacity=capacity, seed=data.draw(st.integers(0, 2**64 - 1), label="seed"))
+                capacity=capacity, seed=data.draw(st.integers(0, 2**64 - 1), label="seed"),
+                normalizations=norms, activities=activities)
     # Constructor mutations.
     which = data.draw(st.sampled_from(["none"] * 4 + ["n_inputs", "ops", "params", "loss",
                                                       "metric", "fused", "capacity"]))
     if which == "n_inputs":
         ctor["n_inputs"] = data.draw(st.sampled_from([0, -1, n_in + 1, 2**31, 2**40, 1.5, None]))
     elif which == "ops":
-        i = data.draw(st.integers(0, 2))
+        i = data.draw(st.integers(0, len(ops) - 1))
         field = data.draw(st.integers(0, 5))
         value = data.draw(st.sampled_from([-1, 0, 1, 5, 2**31, -2**40, 0.5, 1.5, None,
                                            n_params, n_params - 1]))
