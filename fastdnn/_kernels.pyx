@@ -180,6 +180,7 @@ OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM = _OPT_SGD, _OPT_ADAGRAD, _OPT_RMSPR
 
 # Below this many elements per thread, an OpenMP fork costs more than it saves.
 cdef Py_ssize_t _MIN_CHUNK = 1 << 15
+cdef Py_ssize_t _SCAN_PIECES = 64  # most pieces a whole-array scan is cut into
 cdef uintptr_t _LINE = 64  # bytes in a cache line
 cdef int _n_threads = 1
 

@@ -46,13 +46,14 @@ def idle_cpus():
 class TeamSizer:
     """Chooses the thread count of each stretch of batches: ``team`` or 1.
 
-    The first timed team stretch is followed by a probe of one thread, and a team stretch slower
-    per batch than one thread's latest makes the next stretch one (cheap: one thread never waits
-    for another). A probe of the team comes after ``wait`` seconds of one thread, after one
-    untimed batch that wakes the team (a wake-up slower than a whole probe counts as a lost
-    probe); the wait doubles (up to MAX_WAIT) with every probe that loses and every team that
-    did not hold, and stretches so that what they lost is at most PROBE_SHARE of the time, and
-    starts again at FIRST_WAIT once a team has held.
+    It starts on one thread (which never waits for another, beside a busy neighbour or not), and
+    its first timed stretch is followed by a probe of the team; a team stretch slower per batch
+    than one thread's latest makes the next stretch a probe of one thread. A probe of the team
+    comes after ``wait`` seconds of one thread, after one untimed batch that wakes the team (a
+    wake-up slower than a whole probe counts as a lost probe); the wait doubles (up to MAX_WAIT)
+    with every probe that loses and every team that did not hold, and stretches so that what
+    they lost is at most PROBE_SHARE of the time, and starts again at FIRST_WAIT once a team has
+    held.
 
     Args:
         team: the whole team's thread count (1: every stretch runs on one thread).
@@ -64,7 +65,7 @@ class TeamSizer:
         self.idle = idle
         self.hint_trusted = True  # an idle CPU may bring a probe of the team forward
         self.hinted = False  # the probe under way was brought forward so
-        self.threads = team  # the current choice
+        self.threads = 1  # the current choice: one thread first, which never waits for another
         self.per_batch = {}  # thread count: seconds per batch of its latest stretch
         self.team_stretch = (0, 0.0)  # the latest team stretch: (batches, seconds)
         self.stretches = 0  # ordinary stretches since the last switch
@@ -127,6 +128,7 @@ class TeamSizer:
             self.waking = False
             self.wake_lost = max(0.0, seconds - batches * self.per_batch.get(self.threads, rate))
             if self.wake_lost > PROBE_SECONDS:  # slower than a whole probe: the team has lost
+                self.per_batch[threads] = rate
                 self.woken, self.since_probe, self.probe_now = False, 0.0, False
                 self._space_probes(self.wake_lost)
                 self.wake_lost = 0.0
@@ -139,10 +141,11 @@ class TeamSizer:
         self.per_batch[threads] = rate
         self.since_probe += seconds
         self.stretches += 1
-        if threads == self.team:
+        if self.per_batch.get(self._other(threads)) is None:  # the other's speed unknown yet
+            self.probe_now = True
+        elif threads == self.team:
             self.team_stretch = (batches, seconds)
-            one = self.per_batch.get(1)
-            if one is None or rate > one:  # one thread's speed unknown, or better
+            if rate > self.per_batch[1]:
                 self.probe_now = True
 
     def _probed(self, threads, batches, seconds, rate):

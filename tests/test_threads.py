@@ -523,15 +523,21 @@ def test_set_num_threads_refuses_a_bad_count_and_keeps_the_old(set_threads, bad)
     assert keras.get_num_threads() == before
 
 
-def test_the_first_timed_team_stretch_is_followed_by_a_probe_of_one_thread():
+def test_a_sizer_starts_on_one_thread_and_probes_the_team_after_its_first_timed_stretch():
     sizer = sizer_without_idle_cpus()
     threads, n, _ = sizer.next_run(1500)
-    sizer.record(threads, n, n * 80e-6)  # the untimed warm-up
+    assert threads == 1
+    sizer.record(threads, n, n * 115e-6)  # the untimed warm-up
     threads, n, limit = sizer.next_run(1500)
-    assert (threads, n) == (2, _team_size.FIRST_BATCHES)
+    assert (threads, n) == (1, _team_size.FIRST_BATCHES)
     assert limit == _team_size.OVERRUN * _team_size.PROBE_SECONDS
+    sizer.record(threads, n, n * 115e-6)
+    assert sizer.next_run(1500) == (2, 1, 0.0)  # the team's wake-up, then its probe
+    sizer.record(2, 1, 200e-6)
+    threads, n, _ = sizer.next_run(1500)
+    assert (threads, n) == (2, int(_team_size.PROBE_SECONDS / 115e-6))
     sizer.record(threads, n, n * 80e-6)
-    assert sizer.next_run(1500)[0] == 1
+    assert sizer.threads == 2
 
 
 def test_a_busy_neighbour_costs_the_first_epoch_a_few_percent():

@@ -308,13 +308,16 @@ def count_nonfinite(a):
     if not a.flags.c_contiguous:
         raise ValueError("a must be C-contiguous (use numpy.ascontiguousarray)")
     cdef Py_ssize_t size = a.size, bad = 0, k, lo, hi
-    cdef int chunks = _n_threads if size // _MIN_CHUNK >= 2 * _n_threads else 1
+    # pieces taken by whichever thread is free, so a thread that lost its core holds back one
+    # piece at most, not half the scan
+    cdef Py_ssize_t pieces = max(1, min(size // _MIN_CHUNK, _SCAN_PIECES))
+    cdef int threads = _n_threads if pieces >= 2 * _n_threads else 1
     cdef void* pa = _data(a)
     cdef bint f32 = a.dtype == np.float32
     with nogil:
-        for k in prange(chunks, num_threads=chunks, schedule="static"):
-            lo = size * k // chunks
-            hi = size * (k + 1) // chunks
+        for k in prange(pieces, num_threads=threads, schedule="dynamic"):
+            lo = size * k // pieces
+            hi = size * (k + 1) // pieces
             if f32:
                 bad += simd.count_nonfinite_f32(<float*>pa + lo, hi - lo)
             else:
