@@ -13,8 +13,8 @@ that loses a core mid-stretch, or a probe of a team beside a busy neighbour (whe
 wait a scheduler time slice), costs a few milliseconds, not its batches' worth.
 While one thread runs, a CPU that the system counts idle (Linux: fewer runnable threads than
 CPUs in ``/proc/loadavg``) brings the next probe of the team forward, so that the team is back
-within a stretch or two once a neighbour stops; a probe so brought forward that loses turns this
-off until the team wins again.
+within a stretch or two once a neighbour stops; each such probe that loses doubles the time one
+thread runs before the next, until the team wins again.
 Results do not depend on the thread count (``_kernels``), so switching changes speed only.
 """
 
@@ -30,6 +30,7 @@ WARM_BATCHES = 1  # the first stretch (cold caches, first touches) is not timed
 FIRST_BATCHES = 4
 OVERRUN = 2  # a stretch ends at this many times its planned seconds
 HINT_WAIT = 0.005  # one thread runs at least this long before an idle CPU brings a probe forward
+                  # (twice as long after each such probe that lost, until the team wins one)
 
 
 def idle_cpus():
@@ -63,7 +64,7 @@ class TeamSizer:
     def __init__(self, team, idle=idle_cpus):
         self.team = team
         self.idle = idle
-        self.hint_trusted = True  # an idle CPU may bring a probe of the team forward
+        self.hint_wait = HINT_WAIT  # one thread's seconds before an idle CPU brings a probe on
         self.hinted = False  # the probe under way was brought forward so
         self.threads = 1  # the current choice: one thread first, which never waits for another
         self.per_batch = {}  # thread count: seconds per batch of its latest stretch
@@ -108,9 +109,9 @@ class TeamSizer:
     def _cpu_free(self, rate):
         """Whether one thread, the current choice, has run a while and the team's other
         threads would find idle CPUs now."""
-        if self.threads != 1 or rate is None or not self.hint_trusted or self.probe_now:
+        if self.threads != 1 or rate is None or self.probe_now:
             return False
-        if self.since_probe < HINT_WAIT or self.since_probe >= self.wait:
+        if self.since_probe < self.hint_wait or self.since_probe >= self.wait:
             return False
         free = self.idle()
         return free is not None and free >= self.team - 1
@@ -161,7 +162,7 @@ class TeamSizer:
                 self._hint_lost()
             return
         self.wake_lost = 0.0
-        self.hinted, self.hint_trusted = False, True
+        self.hinted, self.hint_wait = False, HINT_WAIT
         if threads == 1:  # the team has fallen behind
             if self.stretches < HELD:
                 self._space_probes(self.team_stretch[1] - self.team_stretch[0] * rate)
@@ -170,9 +171,10 @@ class TeamSizer:
         self.threads, self.stretches = threads, 0
 
     def _hint_lost(self):
-        """A probe of the team lost: if an idle CPU brought it forward, trust that no more."""
+        """A probe of the team lost: if an idle CPU brought it forward, wait twice as long
+        before the next such probe."""
         if self.hinted:
-            self.hinted = self.hint_trusted = False
+            self.hinted, self.hint_wait = False, 2 * self.hint_wait
 
     def _space_probes(self, lost):
         """Wait twice as long as last time before the next probe, and long enough that what was
