@@ -61,6 +61,9 @@ cdef extern from "simd/dispatch.h" nogil:
         _OPT_ADAGRAD "OPT_ADAGRAD"
         _OPT_RMSPROP "OPT_RMSPROP"
         _OPT_ADAM "OPT_ADAM"
+        _OPT_NADAM "OPT_NADAM"
+        _OPT_ADAMAX "OPT_ADAMAX"
+        STEP_TERMS
     ctypedef struct OptConfig:
         int kind
         double learning_rate
@@ -74,9 +77,10 @@ cdef extern from "simd/dispatch.h" nogil:
         bint amsgrad
     ctypedef struct simd_kernels:
         const char* name
-        void (*update_f32)(const OptConfig* c, float alpha, float* w, const float* g, float* s0,
-                           float* s1, float* s2, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
-        void (*update_f64)(const OptConfig* c, double alpha, double* w, const double* g,
+        void (*update_f32)(const OptConfig* c, const double* terms, float* w, const float* g,
+                           float* s0, float* s1, float* s2, Py_ssize_t lo,
+                           Py_ssize_t hi) noexcept nogil
+        void (*update_f64)(const OptConfig* c, const double* terms, double* w, const double* g,
                            double* s0, double* s1, double* s2, Py_ssize_t lo,
                            Py_ssize_t hi) noexcept nogil
         bint (*sparse_nonzeros_below)(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
@@ -175,7 +179,6 @@ globals().update(Metric.__members__)
 cdef enum:
     _MAX_METRICS = 16
 MAX_METRICS = _MAX_METRICS
-OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM = _OPT_SGD, _OPT_ADAGRAD, _OPT_RMSPROP, _OPT_ADAM
 
 # Below this many elements per thread, an OpenMP fork costs more than it saves.
 cdef Py_ssize_t _MIN_CHUNK = 1 << 15
@@ -251,6 +254,7 @@ include "kernels/team.pxi"
 include "kernels/dense.pxi"
 include "kernels/losses.pxi"
 include "kernels/checks.pxi"
+include "kernels/optimizer_config.pxi"
 include "kernels/entry_points.pxi"
 include "kernels/driver.pxi"
 include "kernels/network.pxi"

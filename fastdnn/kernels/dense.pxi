@@ -18,7 +18,7 @@
 cdef struct Update:
     # The optimizer step a layer's backward pass applies to its own weights once it has used them.
     const OptConfig* config
-    double alpha            # Adam's step size for this step, in the parameters' precision
+    double terms[STEP_TERMS]  # the step's scalars (``_step_terms``), in the parameters' precision
     int64_t w_off           # the layer's kernel and bias in the flat buffers (b_off -1: none)
     int64_t b_off
     void* params
@@ -29,6 +29,12 @@ cdef struct Update:
     const Plan* plan        # its weights' penalties (regularizers), added to the gradients
     double clipvalue        # > 0: each gradient element is clipped to [-clipvalue, clipvalue]
     double weight_decay     # > 0: w -= w·weight_decay·lr before the step (decoupled)
+    double clipnorm         # > 0: each variable's gradient scaled to a norm of at most this
+    double global_clipnorm  # > 0: all gradients scaled to a global norm of at most this
+    bint deferred           # clipnorm or global_clipnorm: the layers only add their penalties'
+                            # gradients, the steps wait for every gradient (``_deferred_step``)
+    const int64_t* variables  # (start, size) of each trainable kernel and bias, in order
+    int n_variables
     int64_t pending[4]      # a handed-off layer's w_off, b_off, kernel and bias sizes, whose step
                             # waits for the next meeting (pending[0] -1: none)
 
@@ -36,25 +42,78 @@ cdef struct Update:
 cdef void _apply_update(const Update* u, floating* like, Py_ssize_t lo,
                         Py_ssize_t hi) noexcept nogil:
     """Apply ``u`` to the flat parameters lo:hi (``like`` only selects the precision), in
-    Keras' order: the gradient of the weights' penalties added, the gradient clipped, the
-    weights decayed, then the optimizer's step; a stopped team's step is void, skipped."""
+    Keras' order: the gradient of the weights' penalties added, then (unless ``u.deferred``)
+    ``_step``; a stopped team's step is void, skipped."""
+    if team_stopped():
+        return
+    if u.plan != NULL and u.plan.penalized:
+        _penalty_gradient(u.plan, <floating*>u.params, <floating*>u.grads, lo, hi)
+    if not u.deferred:
+        _step(u, like, lo, hi)
+
+
+cdef void _step(const Update* u, floating* like, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """The parameters lo:hi's step from their final gradients: clipped by value, the weights
+    decayed, then the optimizer's rule."""
     cdef Py_ssize_t i
     cdef floating* w = <floating*>u.params
     cdef floating* g = <floating*>u.grads
     cdef floating clip = <floating>u.clipvalue, decay = <floating>u.weight_decay
     cdef floating lr = <floating>u.config.learning_rate
-    if team_stopped():
-        return
-    if u.plan != NULL and u.plan.penalized:
-        _penalty_gradient(u.plan, w, g, lo, hi)
     if clip > 0:
         for i in range(lo, hi):
             g[i] = clip if g[i] > clip else (-clip if g[i] < -clip else g[i])
     if decay > 0:
         for i in range(lo, hi):
             w[i] -= w[i] * decay * lr
-    _update_range(u.config, <floating>u.alpha, <floating*>u.params, <floating*>u.grads,
-                  <floating*>u.slots[0], <floating*>u.slots[1], <floating*>u.slots[2], lo, hi)
+    _update_range(u.config, u.terms, w, g, <floating*>u.slots[0], <floating*>u.slots[1],
+                  <floating*>u.slots[2], lo, hi)
+
+
+cdef inline floating _norm(const floating* g, Py_ssize_t size) noexcept nogil:
+    """The L2 norm of g[0:size] as Keras forms it (0 or NaN stay as they are), summed in
+    double (``_sums``), in g's precision."""
+    cdef double unused, square
+    _sums(g, size, &unused, &square)
+    return _sqrt(<floating>square) if square > 0 else <floating>square
+
+
+cdef inline void _scale(floating* g, Py_ssize_t size, floating numerator,
+                        floating denominator) noexcept nogil:
+    """IN/OUT g[0:size] := g·numerator / denominator, in that order, as Keras does."""
+    cdef Py_ssize_t i
+    for i in range(size):
+        g[i] = g[i] * numerator / denominator
+
+
+cdef void _deferred_step(Update* u, floating* like) noexcept nogil:
+    """Once every gradient exists (``u.deferred``): clip them by norm as Keras 3 does, each
+    variable's (clipnorm) or all together (global_clipnorm), then step every trainable
+    variable. One thread's work."""
+    cdef floating* g = <floating*>u.grads
+    cdef floating clip, norm, scale = 1
+    cdef double total = 0, square, unused
+    cdef Py_ssize_t lo, size
+    cdef int v
+    if team_stopped():
+        return
+    if u.global_clipnorm > 0:
+        clip = <floating>u.global_clipnorm
+        for v in range(u.n_variables):
+            _sums(g + u.variables[2 * v], u.variables[2 * v + 1], &unused, &square)
+            total += square
+        norm = _sqrt(<floating>total)
+        # NaN for a norm that is not finite, as Keras' ``clip_by_global_norm``
+        scale = clip * min(1 / norm, 1 / clip) + (norm - norm)
+    for v in range(u.n_variables):
+        lo, size = u.variables[2 * v], u.variables[2 * v + 1]
+        if u.clipnorm > 0:
+            clip = <floating>u.clipnorm
+            norm = _norm(g + lo, size)
+            _scale(g + lo, size, clip, norm if norm > clip or norm != norm else clip)
+        elif u.global_clipnorm > 0:
+            _scale(g + lo, size, scale, 1)
+        _step(u, like, lo, lo + size)
 
 
 cdef inline void _penalize_span(const floating* w, floating* g, Py_ssize_t start, Py_ssize_t end,

@@ -15,13 +15,19 @@
 #include <stddef.h>
 #include <string.h>
 
-/* An optimizer's settings (the kernels' _opt_config fills it). */
-enum { OPT_SGD = 0, OPT_ADAGRAD = 1, OPT_RMSPROP = 2, OPT_ADAM = 3 };
+/* An optimizer's settings (fastdnn._kernels.OptimizerConfig fills it, once). */
+enum { OPT_SGD = 0, OPT_ADAGRAD = 1, OPT_RMSPROP = 2, OPT_ADAM = 3, OPT_NADAM = 4,
+       OPT_ADAMAX = 5 };
 typedef struct {
     int kind;  /* OPT_* */
     double learning_rate, momentum, rho, beta_1, beta_2, epsilon;
     int nesterov, centered, amsgrad;
 } OptConfig;
+
+/* The scalars of one step that depend on the step number (the kernels' _step_terms), in the
+ * parameter precision: Adam's step size; Adamax's 1 - beta_1^t; Nadam's u_{t+1}, 1 - u_t,
+ * 1 - (u_1...u_t), 1 - (u_1...u_{t+1}), 1 - beta_2^t. */
+enum { STEP_TERMS = 5 };
 
 /* Rows of the kernel a sparse product takes at a time (its nonzeros fit a 64-bit word). */
 enum { SPARSE_DEPTH = 64 };
@@ -67,10 +73,10 @@ enum { SPARSE_DEPTH = 64 };
 /* A variant's entry points (the sparse products NULL where it has none: BLAS takes them). */
 typedef struct {
     const char* name;
-    void (*update_f32)(const OptConfig* c, float alpha, float* w, const float* g, float* s0,
-                       float* s1, float* s2, ptrdiff_t lo, ptrdiff_t hi);
-    void (*update_f64)(const OptConfig* c, double alpha, double* w, const double* g, double* s0,
-                       double* s1, double* s2, ptrdiff_t lo, ptrdiff_t hi);
+    void (*update_f32)(const OptConfig* c, const double* terms, float* w, const float* g,
+                       float* s0, float* s1, float* s2, ptrdiff_t lo, ptrdiff_t hi);
+    void (*update_f64)(const OptConfig* c, const double* terms, double* w, const double* g,
+                       double* s0, double* s1, double* s2, ptrdiff_t lo, ptrdiff_t hi);
     int (*sparse_nonzeros_below)(const float* x, ptrdiff_t ldx, ptrdiff_t n, ptrdiff_t lo,
                                  ptrdiff_t hi, double limit);
     void (*sparse_product_f32)(const float* x, ptrdiff_t ldx, ptrdiff_t n, ptrdiff_t lo,
