@@ -48,6 +48,13 @@ OPTIMIZERS = {
     "rmsprop_centered": {"kind": "rmsprop", "learning_rate": 0.01, "rho": 0.8, "centered": True},
     "adam": {"kind": "adam", "learning_rate": 0.01},
     "adam_amsgrad": {"kind": "adam", "learning_rate": 0.01, "beta_2": 0.99, "amsgrad": True},
+    "nadam": {"kind": "nadam", "learning_rate": 0.01},
+    "adamax": {"kind": "adamax", "learning_rate": 0.01, "beta_1": 0.8},
+    "adam_clipnorm": {"kind": "adam", "learning_rate": 0.01, "clipnorm": 0.05},
+    "sgd_momentum_global_clipnorm": {"kind": "sgd", "learning_rate": 0.1, "momentum": 0.5,
+                                     "global_clipnorm": 0.1},
+    "nadam_global_clipnorm_decay": {"kind": "nadam", "learning_rate": 0.01,
+                                    "global_clipnorm": 0.5, "weight_decay": 0.01},
 }
 
 

@@ -61,15 +61,17 @@ cdef inline floating _nadam_factor(double beta_1, int64_t step,
                                    const floating* like) noexcept nogil:
     """Nadam's momentum cache ``u_step = beta_1·(1 - 0.5·0.96^step)``, in the precision of
     ``like``, as Keras' ``update_step`` forms it."""
-    return <floating>beta_1 * (1 - <floating>0.5 * _pow(<floating>0.96, <floating>step))
+    cdef floating one = 1  # a literal 1 would make the expression double
+    return <floating>beta_1 * (one - <floating>0.5 * _pow(<floating>0.96, <floating>step))
 
 
 cdef inline floating _nadam_advance(double beta_1, int64_t iteration,
                                     floating u_product) noexcept nogil:
     """Nadam's product of momentum caches after the step following ``iteration`` steps, from
     the product before it, as Keras' ``_backend_update_step`` forms it."""
+    cdef floating one = 1
     return u_product * <floating>beta_1 * (
-        1 - <floating>0.5 * _pow(<floating>0.96, <floating>(iteration + 1)))
+        one - <floating>0.5 * _pow(<floating>0.96, <floating>(iteration + 1)))
 
 
 cdef floating _nadam_product(double beta_1, int64_t iteration,
@@ -93,19 +95,19 @@ cdef void _step_terms(const OptConfig* c, int64_t iteration, double* u_product,
     Keras computes them; IN/OUT u_product: Nadam's product of momentum caches before and after
     the step."""
     cdef floating t = <floating>(iteration + 1)
-    cdef floating lr = <floating>c.learning_rate, u
+    cdef floating lr = <floating>c.learning_rate, u, one = 1
     if c.kind == _OPT_ADAM:
         out[0] = lr * _sqrt(1 - _pow(<floating>c.beta_2, t)) / (1 - _pow(<floating>c.beta_1, t))
     elif c.kind == _OPT_ADAMAX:
-        out[0] = 1 - _pow(<floating>c.beta_1, t)
+        out[0] = one - _pow(<floating>c.beta_1, t)
     elif c.kind == _OPT_NADAM:
         u = _nadam_advance(c.beta_1, iteration, <floating>u_product[0])
         u_product[0] = u
         out[0] = _nadam_factor(c.beta_1, iteration + 2, like)
-        out[1] = 1 - _nadam_factor(c.beta_1, iteration + 1, like)
-        out[2] = 1 - u
-        out[3] = 1 - u * <floating>out[0]
-        out[4] = 1 - _pow(<floating>c.beta_2, t)
+        out[1] = one - _nadam_factor(c.beta_1, iteration + 1, like)
+        out[2] = one - u
+        out[3] = one - u * <floating>out[0]
+        out[4] = one - _pow(<floating>c.beta_2, t)
 
 
 cdef void _update_range(const OptConfig* c, const double* terms, floating* w, const floating* g,
