@@ -7,6 +7,9 @@ the golden tables. The kernels' training loop against the reference for these op
 ``test_network.py``'s table.
 """
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -306,3 +309,20 @@ def test_saved_state_resumes_training_exactly(tmp_path, suffix, make):
     for m in (model, loaded):
         m.fit(x, y, epochs=1, batch_size=64, shuffle=False, verbose=0)
     np.testing.assert_array_equal(loaded.params, model.params)
+
+
+# --- files made by real Keras (tests/fixtures/keras/make_optimizer_trajectories.py)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "keras"
+sys.path.insert(0, str(FIXTURES))
+import make_optimizer_trajectories as trajectories  # noqa: E402
+
+
+@pytest.mark.parametrize("case", list(trajectories.cases(keras.optimizers)))
+def test_fit_follows_keras_weights_over_sixty_steps(case):
+    arrays = np.load(FIXTURES / "optimizer_trajectories.npz")
+    start = [arrays[f"start/{i}"] for i in range(4)]
+    got = trajectories.train(keras, trajectories.cases(keras.optimizers)[case], arrays["x"],
+                             arrays["y"], start)
+    for i, w in enumerate(got):
+        np.testing.assert_allclose(w, arrays[f"{case}/{i}"], rtol=0, atol=2e-5)
