@@ -314,12 +314,14 @@ class RMSprop(Optimizer):
 
 
 class _Moments(Optimizer):
-    """The Adam family's shared hyper-parameters: beta_1, beta_2 (in [0, 1)), epsilon (>= 0)."""
+    """The Adam family's shared hyper-parameters, with Keras' defaults: beta_1, beta_2 (in
+    [0, 1)), epsilon (>= 0)."""
 
     _checks = {"beta_1": _fraction, "beta_2": _fraction, "epsilon": _rate}
     _settings = ("beta_1", "beta_2", "epsilon")
 
-    def __init__(self, learning_rate, beta_1, beta_2, epsilon, name, **kwargs):
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name=None,
+                 **kwargs):
         super().__init__(learning_rate, name, **kwargs)
         self.beta_1 = beta_1
         self.beta_2 = beta_2
@@ -389,10 +391,6 @@ class Nadam(_Moments):
 
     kind = "nadam"
 
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name=None,
-                 **kwargs):
-        super().__init__(learning_rate, beta_1, beta_2, epsilon, name, **kwargs)
-
     def scalar_state(self):
         dtype = self.slots.dtype if self.slots is not None else np.float32
         return [("u_product", nadam_u_product(self.iterations, self.beta_1, dtype))]
@@ -412,10 +410,6 @@ class Adamax(_Moments):
     """
 
     kind = "adamax"
-
-    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name=None,
-                 **kwargs):
-        super().__init__(learning_rate, beta_1, beta_2, epsilon, name, **kwargs)
 
 
 ALL = {cls.__name__.lower(): cls for cls in (SGD, Adagrad, RMSprop, Adam, AdamW, Nadam, Adamax)}
