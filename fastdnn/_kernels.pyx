@@ -93,6 +93,8 @@ cdef extern from "simd/dispatch.h" nogil:
                                            Py_ssize_t width, float* dw) noexcept nogil
         Py_ssize_t (*count_nonfinite_f32)(const float* a, Py_ssize_t size) noexcept nogil
         Py_ssize_t (*count_nonfinite_f64)(const double* a, Py_ssize_t size) noexcept nogil
+        double (*sum_squares_f32)(const float* a, Py_ssize_t size) noexcept nogil
+        double (*sum_squares_f64)(const double* a, Py_ssize_t size) noexcept nogil
     enum: SIMD_VARIANTS
     const simd_kernels _simd_table "simd_variants"[]
     const simd_kernels* simd  # the variant in use

@@ -35,6 +35,7 @@ cdef struct Update:
                             # gradients, the steps wait for every gradient (``_deferred_step``)
     const int64_t* variables  # (start, size) of each trainable kernel and bias, in order
     int n_variables
+    double* scales          # per variable, the clip's numerator and denominator (shared)
     int64_t pending[4]      # a handed-off layer's w_off, b_off, kernel and bias sizes, whose step
                             # waits for the next meeting (pending[0] -1: none)
 
@@ -70,50 +71,57 @@ cdef void _step(const Update* u, floating* like, Py_ssize_t lo, Py_ssize_t hi) n
                   <floating*>u.slots[2], lo, hi)
 
 
-cdef inline floating _norm(const floating* g, Py_ssize_t size) noexcept nogil:
-    """The L2 norm of g[0:size] as Keras forms it (0 or NaN stay as they are), summed in
-    double (``_sums``), in g's precision."""
-    cdef double unused, square
-    _sums(g, size, &unused, &square)
-    return _sqrt(<floating>square) if square > 0 else <floating>square
+cdef inline double _sum_squares(const floating* g, Py_ssize_t size) noexcept nogil:
+    """Σ g[0:size]² in double, in a fixed order (``simd/scan.h``)."""
+    if floating is float:
+        return simd.sum_squares_f32(g, size)
+    else:
+        return simd.sum_squares_f64(g, size)
 
 
-cdef inline void _scale(floating* g, Py_ssize_t size, floating numerator,
-                        floating denominator) noexcept nogil:
-    """IN/OUT g[0:size] := g·numerator / denominator, in that order, as Keras does."""
-    cdef Py_ssize_t i
-    for i in range(size):
-        g[i] = g[i] * numerator / denominator
-
-
-cdef void _deferred_step(Update* u, floating* like) noexcept nogil:
-    """Once every gradient exists (``u.deferred``): clip them by norm as Keras 3 does, each
-    variable's (clipnorm) or all together (global_clipnorm), then step every trainable
-    variable. One thread's work."""
-    cdef floating* g = <floating*>u.grads
-    cdef floating clip, norm, scale = 1
-    cdef double total = 0, square, unused
-    cdef Py_ssize_t lo, size
+cdef void _clip_scales(Update* u, floating* like) noexcept nogil:
+    """OUT u.scales: each trainable variable's gradient clipped by norm as Keras 3 does, as
+    ``g·scales[2v] / scales[2v + 1]``: ``g·c / max(‖g‖, c)`` with clipnorm c, or with
+    global_clipnorm c ``g·c·min(1/‖all‖, 1/c)``; norms in the parameters' precision from
+    double sums."""
+    cdef const floating* g = <floating*>u.grads
+    cdef floating clip, norm, square, scale
+    cdef double total = 0
     cdef int v
-    if team_stopped():
-        return
     if u.global_clipnorm > 0:
         clip = <floating>u.global_clipnorm
         for v in range(u.n_variables):
-            _sums(g + u.variables[2 * v], u.variables[2 * v + 1], &unused, &square)
-            total += square
+            total += _sum_squares(g + u.variables[2 * v], u.variables[2 * v + 1])
         norm = _sqrt(<floating>total)
         # NaN for a norm that is not finite, as Keras' ``clip_by_global_norm``
         scale = clip * min(1 / norm, 1 / clip) + (norm - norm)
+        for v in range(u.n_variables):
+            u.scales[2 * v], u.scales[2 * v + 1] = scale, 1
+        return
+    clip = <floating>u.clipnorm
     for v in range(u.n_variables):
-        lo, size = u.variables[2 * v], u.variables[2 * v + 1]
-        if u.clipnorm > 0:
-            clip = <floating>u.clipnorm
-            norm = _norm(g + lo, size)
-            _scale(g + lo, size, clip, norm if norm > clip or norm != norm else clip)
-        elif u.global_clipnorm > 0:
-            _scale(g + lo, size, scale, 1)
-        _step(u, like, lo, lo + size)
+        square = <floating>_sum_squares(g + u.variables[2 * v], u.variables[2 * v + 1])
+        norm = _sqrt(square) if square > 0 else square  # 0 and NaN as they are
+        u.scales[2 * v] = clip
+        u.scales[2 * v + 1] = norm if norm > clip or norm != norm else clip
+
+
+cdef void _deferred_step(Update* u, floating* like, int t, int nt) noexcept nogil:
+    """Once every gradient exists and ``_clip_scales`` has run (``u.deferred``): thread t's
+    share of each trainable variable, its gradient clipped, takes the step. Team call."""
+    cdef floating* g = <floating*>u.grads
+    cdef floating numerator, denominator
+    cdef Py_ssize_t lo, hi, i, start, size
+    cdef int v
+    if team_stopped():
+        return
+    for v in range(u.n_variables):
+        start, size = u.variables[2 * v], u.variables[2 * v + 1]
+        lo, hi = start + _share(size, t, nt), start + _share(size, t + 1, nt)
+        numerator, denominator = <floating>u.scales[2 * v], <floating>u.scales[2 * v + 1]
+        for i in range(lo, hi):
+            g[i] = g[i] * numerator / denominator
+        _step(u, like, lo, hi)
 
 
 cdef inline void _penalize_span(const floating* w, floating* g, Py_ssize_t start, Py_ssize_t end,

@@ -192,6 +192,7 @@ cdef struct TrainCall:
     int slot_rows[3]        # the update's slots' rows in ``slots`` (-1: none)
     const int64_t* variables  # (start, size) of each trainable kernel and bias
     int n_variables
+    double* scales          # 2 per variable: the clips' scratch (Update)
     void* params
     void* grads
     void* slots
@@ -266,7 +267,7 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
     u.clipvalue, u.weight_decay = c.clipvalue, c.weight_decay
     u.clipnorm, u.global_clipnorm = c.clipnorm, c.global_clipnorm
     u.deferred = c.clipnorm > 0 or c.global_clipnorm > 0
-    u.variables, u.n_variables = c.variables, c.n_variables
+    u.variables, u.n_variables, u.scales = c.variables, c.n_variables, c.scales
     for k in range(3):
         u.slots[k] = s[k]
     h.x, h.width = c.x, n_in
@@ -332,10 +333,12 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
         _step_terms(&opt, iteration, &u_product, <floating*>c.params, u.terms)
         _backward(p, <floating*>c.params, <floating*>c.grads, <floating*>c.ws, <floating*>c.g0,
                   <floating*>c.g1, <floating*>c.parts, xb, n, &u, &h, t, nt)
-        if u.deferred:  # every gradient first, then the clipped steps, on thread 0
+        if u.deferred:  # every gradient first, then their norms, then the clipped steps
             team_barrier()
             if t == 0:
-                _deferred_step(&u, like)
+                _clip_scales(&u, like)
+            team_barrier()
+            _deferred_step(&u, like, t, nt)
             team_barrier()
         iteration += 1
 

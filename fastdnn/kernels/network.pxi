@@ -42,6 +42,7 @@ cdef class Network:
     cdef object _scratch      # g0, g1, parts, xbuf, ybuf, lbuf, wbuf
     cdef object _trainable    # int64 per op, the Plan points into it
     cdef object _variables    # the trainable kernels' and biases' spans (_trainable_variables)
+    cdef object _scales       # 2 float64 per trainable variable: the clips' scratch
     cdef object _penalties    # float64 (n_ops, 4), the Plan points into it
     cdef dict _sizers         # work ('train', 'infer'): (its key, its TeamSizer)
     cdef object _kept         # spare copies of params and slots (train's non-finite guard)
@@ -300,6 +301,7 @@ cdef class Network:
         call.clipnorm, call.global_clipnorm = config.clipnorm, config.global_clipnorm
         call.slot_rows = config.rows
         call.variables, call.n_variables = <int64_t*>_data(variables), variables.shape[0]
+        call.scales = <double*>_data(self._scales)
         call.params, call.grads = _data(self.params), _data(self.grads)
         call.slots, call.n_params = (_data(slots) if needed else NULL), n_params
         call.ws, call.g0, call.g1, call.parts = _data(self._ws), _data(g0), _data(g1), _data(parts)
@@ -358,6 +360,7 @@ cdef class Network:
                     spans.append((b_off[i], units[i]))
             width = units[i]
         self._variables = np.array(spans, np.int64).reshape(-1, 2)
+        self._scales = np.empty(2 * len(spans))
         return self._variables
 
     cdef object _run(self, TrainCall* call):

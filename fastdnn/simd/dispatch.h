@@ -29,6 +29,9 @@ typedef struct {
  * 1 - (u_1...u_t), 1 - (u_1...u_{t+1}), 1 - beta_2^t. */
 enum { STEP_TERMS = 5 };
 
+/* Running sums of scan.h's sum_squares (a power of 2). */
+enum { SUM_LANES = 8 };
+
 /* Rows of the kernel a sparse product takes at a time (its nonzeros fit a 64-bit word). */
 enum { SPARSE_DEPTH = 64 };
 
@@ -85,12 +88,15 @@ typedef struct {
                                        ptrdiff_t hi, const float* g, ptrdiff_t width, float* dw);
     ptrdiff_t (*count_nonfinite_f32)(const float* a, ptrdiff_t size);
     ptrdiff_t (*count_nonfinite_f64)(const double* a, ptrdiff_t size);
+    double (*sum_squares_f32)(const float* a, ptrdiff_t size);
+    double (*sum_squares_f64)(const double* a, ptrdiff_t size);
 } simd_kernels;
 
 #define SIMD_UPDATES(v) update_f32_##v, update_f64_##v
 #define SIMD_SPARSE(v) sparse_nonzeros_below_##v, sparse_product_f32_##v, \
     sparse_weight_gradient_f32_##v
-#define SIMD_SCANS(v) count_nonfinite_f32_##v, count_nonfinite_f64_##v
+#define SIMD_SCANS(v) count_nonfinite_f32_##v, count_nonfinite_f64_##v, sum_squares_f32_##v, \
+    sum_squares_f64_##v
 
 /* Slowest first: the default is the last one the CPU supports. */
 static const simd_kernels simd_variants[] = {
