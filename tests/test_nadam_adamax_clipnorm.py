@@ -326,3 +326,14 @@ def test_fit_follows_keras_weights_over_sixty_steps(case):
                              arrays["y"], start)
     for i, w in enumerate(got):
         np.testing.assert_allclose(w, arrays[f"{case}/{i}"], rtol=0, atol=2e-5)
+
+
+def test_summary_counts_nadams_scalar_variable_as_keras(capsys):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(keras.optimizers.Nadam(), "mse")
+    model.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)
+    model.summary()
+    text = capsys.readouterr().out
+    # Keras 3.15: 2 + 2 slots x 8 weights + u_product
+    assert "Total params: 27 (108.00 B)" in text
+    assert "Optimizer params: 19 (76.00 B)" in text
