@@ -7,6 +7,8 @@ the golden tables. The kernels' training loop against the reference for these op
 ``test_network.py``'s table.
 """
 
+import copy
+import pickle
 import sys
 from pathlib import Path
 
@@ -337,3 +339,17 @@ def test_summary_counts_nadams_scalar_variable_as_keras(capsys):
     # Keras 3.15: 2 + 2 slots x 8 weights + u_product
     assert "Total params: 27 (108.00 B)" in text
     assert "Optimizer params: 19 (76.00 B)" in text
+
+
+def test_optimizer_config_is_checked_once_and_copies():
+    opt = keras.optimizers.Nadam(0.01, global_clipnorm=2.0)
+    config = opt.settings()
+    assert opt.settings() is config  # made once, read by every call
+    opt.learning_rate = 0.02
+    assert opt.settings() is not config and opt.settings().learning_rate == 0.02
+    again = pickle.loads(pickle.dumps(opt.settings()))
+    assert (again.kind, again.slot_names, again.global_clipnorm) == ("nadam", ("momentum",
+                                                                               "velocity"), 2.0)
+    assert copy.deepcopy(opt).settings().learning_rate == 0.02
+    with pytest.raises(RuntimeError, match="built once"):
+        config.__init__("sgd")

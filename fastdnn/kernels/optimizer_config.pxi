@@ -135,6 +135,12 @@ cdef class OptimizerConfig:
     def amsgrad(self):
         return bool(self.c.amsgrad)
 
+    def __reduce__(self):
+        return OptimizerConfig, (self.kind, self.learning_rate, self.momentum, self.rho,
+                                 self.beta_1, self.beta_2, self.epsilon, self.nesterov,
+                                 self.centered, self.amsgrad, self.schedule, self.weight_decay,
+                                 self.clipvalue, self.clipnorm, self.global_clipnorm)
+
     def __repr__(self):
         return (f"OptimizerConfig({self.kind!r}, learning_rate={self.learning_rate}, "
                 f"slots={list(self.slot_names)})")
