@@ -414,13 +414,9 @@ def sgd_update(params, grads, double learning_rate=0.01, double momentum=0.0,
         nesterov: Nesterov momentum. Defaults to False.
         velocity: IN/OUT velocity slot like params; required when momentum > 0, else None.
     """
-    cdef OptConfig c
-    c.kind = _OPT_SGD
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
-    c.momentum = _finite_scalar("momentum", momentum, 0.0, 1.0)
-    c.nesterov = nesterov
+    cdef OptimizerConfig c = OptimizerConfig("sgd", learning_rate, momentum, nesterov=nesterov)
     _require_slot("velocity", velocity, momentum > 0)
-    _run_update(&c, params, grads, (velocity,), ("velocity",), 0)
+    _run_update(&c.c, params, grads, (velocity,), ("velocity",), 0)
 
 
 def adagrad_update(params, grads, accumulator, double learning_rate=0.001,
@@ -434,12 +430,9 @@ def adagrad_update(params, grads, accumulator, double learning_rate=0.001,
         learning_rate: Defaults to 0.001.
         epsilon: added inside the square root, >= 0. Defaults to 1e-7.
     """
-    cdef OptConfig c
-    c.kind = _OPT_ADAGRAD
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
-    c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
+    cdef OptimizerConfig c = OptimizerConfig("adagrad", learning_rate, epsilon=epsilon)
     _require_slot("accumulator", accumulator, True)
-    _run_update(&c, params, grads, (accumulator,), ("accumulator",), 0)
+    _run_update(&c.c, params, grads, (accumulator,), ("accumulator",), 0)
 
 
 def rmsprop_update(params, grads, velocity, double learning_rate=0.001, double rho=0.9,
@@ -463,17 +456,12 @@ def rmsprop_update(params, grads, velocity, double learning_rate=0.001, double r
         momentum_buffer: IN/OUT slot b; required when momentum > 0, else None.
         average_gradient: IN/OUT slot c; required when centered, else None.
     """
-    cdef OptConfig c
-    c.kind = _OPT_RMSPROP
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
-    c.rho = _decay("rho", rho)
-    c.momentum = _finite_scalar("momentum", momentum, 0.0)
-    c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
-    c.centered = centered
+    cdef OptimizerConfig c = OptimizerConfig("rmsprop", learning_rate, momentum, rho,
+                                             epsilon=epsilon, centered=centered)
     _require_slot("velocity", velocity, True)
     _require_slot("momentum_buffer", momentum_buffer, momentum > 0)
     _require_slot("average_gradient", average_gradient, centered)
-    _run_update(&c, params, grads, (velocity, momentum_buffer, average_gradient),
+    _run_update(&c.c, params, grads, (velocity, momentum_buffer, average_gradient),
                 ("velocity", "momentum_buffer", "average_gradient"), 0)
 
 
@@ -501,17 +489,12 @@ def adam_update(params, grads, m, v, iteration, double learning_rate=0.001,
         amsgrad: Defaults to False.
         v_hat: IN/OUT slot, required when amsgrad, else None.
     """
-    cdef OptConfig c
-    c.kind = _OPT_ADAM
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
-    c.beta_1 = _decay("beta_1", beta_1)
-    c.beta_2 = _decay("beta_2", beta_2)
-    c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
-    c.amsgrad = amsgrad
+    cdef OptimizerConfig c = OptimizerConfig("adam", learning_rate, beta_1=beta_1, beta_2=beta_2,
+                                             epsilon=epsilon, amsgrad=amsgrad)
     _require_slot("m", m, True)
     _require_slot("v", v, True)
     _require_slot("v_hat", v_hat, amsgrad)
-    _run_update(&c, params, grads, (m, v, v_hat), ("m", "v", "v_hat"),
+    _run_update(&c.c, params, grads, (m, v, v_hat), ("m", "v", "v_hat"),
                 _int_in("iteration", iteration, 0, 2**62))
 
 
