@@ -414,9 +414,10 @@ def sgd_update(params, grads, double learning_rate=0.01, double momentum=0.0,
         nesterov: Nesterov momentum. Defaults to False.
         velocity: IN/OUT velocity slot like params; required when momentum > 0, else None.
     """
-    cdef OptimizerConfig c = OptimizerConfig("sgd", learning_rate, momentum, nesterov=nesterov)
+    cdef OptConfig c = _checked(_OPT_SGD, learning_rate, momentum, 0.9, 0.9, 0.999, 1e-7,
+                                nesterov, False, False)
     _require_slot("velocity", velocity, momentum > 0)
-    _run_update(&c.c, params, grads, (velocity,), ("velocity",), 0)
+    _run_update(&c, params, grads, (velocity,), ("velocity",), 0)
 
 
 def adagrad_update(params, grads, accumulator, double learning_rate=0.001,
@@ -430,9 +431,10 @@ def adagrad_update(params, grads, accumulator, double learning_rate=0.001,
         learning_rate: Defaults to 0.001.
         epsilon: added inside the square root, >= 0. Defaults to 1e-7.
     """
-    cdef OptimizerConfig c = OptimizerConfig("adagrad", learning_rate, epsilon=epsilon)
+    cdef OptConfig c = _checked(_OPT_ADAGRAD, learning_rate, 0.0, 0.9, 0.9, 0.999, epsilon,
+                                False, False, False)
     _require_slot("accumulator", accumulator, True)
-    _run_update(&c.c, params, grads, (accumulator,), ("accumulator",), 0)
+    _run_update(&c, params, grads, (accumulator,), ("accumulator",), 0)
 
 
 def rmsprop_update(params, grads, velocity, double learning_rate=0.001, double rho=0.9,
@@ -456,12 +458,12 @@ def rmsprop_update(params, grads, velocity, double learning_rate=0.001, double r
         momentum_buffer: IN/OUT slot b; required when momentum > 0, else None.
         average_gradient: IN/OUT slot c; required when centered, else None.
     """
-    cdef OptimizerConfig c = OptimizerConfig("rmsprop", learning_rate, momentum, rho,
-                                             epsilon=epsilon, centered=centered)
+    cdef OptConfig c = _checked(_OPT_RMSPROP, learning_rate, momentum, rho, 0.9, 0.999, epsilon,
+                                False, centered, False)
     _require_slot("velocity", velocity, True)
     _require_slot("momentum_buffer", momentum_buffer, momentum > 0)
     _require_slot("average_gradient", average_gradient, centered)
-    _run_update(&c.c, params, grads, (velocity, momentum_buffer, average_gradient),
+    _run_update(&c, params, grads, (velocity, momentum_buffer, average_gradient),
                 ("velocity", "momentum_buffer", "average_gradient"), 0)
 
 
@@ -489,12 +491,12 @@ def adam_update(params, grads, m, v, iteration, double learning_rate=0.001,
         amsgrad: Defaults to False.
         v_hat: IN/OUT slot, required when amsgrad, else None.
     """
-    cdef OptimizerConfig c = OptimizerConfig("adam", learning_rate, beta_1=beta_1, beta_2=beta_2,
-                                             epsilon=epsilon, amsgrad=amsgrad)
+    cdef OptConfig c = _checked(_OPT_ADAM, learning_rate, 0.0, 0.9, beta_1, beta_2, epsilon,
+                                False, False, amsgrad)
     _require_slot("m", m, True)
     _require_slot("v", v, True)
     _require_slot("v_hat", v_hat, amsgrad)
-    _run_update(&c.c, params, grads, (m, v, v_hat), ("m", "v", "v_hat"),
+    _run_update(&c, params, grads, (m, v, v_hat), ("m", "v", "v_hat"),
                 _int_in("iteration", iteration, 0, 2**62))
 
 
@@ -518,11 +520,11 @@ def nadam_update(params, grads, m, v, iteration, double learning_rate=0.001,
         beta_2: in [0, 1). Defaults to 0.999.
         epsilon: >= 0. Defaults to 1e-7.
     """
-    cdef OptimizerConfig c = OptimizerConfig("nadam", learning_rate, beta_1=beta_1,
-                                             beta_2=beta_2, epsilon=epsilon)
+    cdef OptConfig c = _checked(_OPT_NADAM, learning_rate, 0.0, 0.9, beta_1, beta_2, epsilon,
+                                False, False, False)
     _require_slot("m", m, True)
     _require_slot("v", v, True)
-    _run_update(&c.c, params, grads, (m, v), ("m", "v"), _int_in("iteration", iteration, 0, 2**62))
+    _run_update(&c, params, grads, (m, v), ("m", "v"), _int_in("iteration", iteration, 0, 2**62))
 
 
 def adamax_update(params, grads, m, u, iteration, double learning_rate=0.001,
@@ -541,11 +543,11 @@ def adamax_update(params, grads, m, u, iteration, double learning_rate=0.001,
         beta_2: in [0, 1). Defaults to 0.999.
         epsilon: >= 0. Defaults to 1e-7.
     """
-    cdef OptimizerConfig c = OptimizerConfig("adamax", learning_rate, beta_1=beta_1,
-                                             beta_2=beta_2, epsilon=epsilon)
+    cdef OptConfig c = _checked(_OPT_ADAMAX, learning_rate, 0.0, 0.9, beta_1, beta_2, epsilon,
+                                False, False, False)
     _require_slot("m", m, True)
     _require_slot("u", u, True)
-    _run_update(&c.c, params, grads, (m, u), ("m", "u"), _int_in("iteration", iteration, 0, 2**62))
+    _run_update(&c, params, grads, (m, u), ("m", "u"), _int_in("iteration", iteration, 0, 2**62))
 
 
 def nadam_u_product(iteration, double beta_1=0.9, dtype=np.float32):

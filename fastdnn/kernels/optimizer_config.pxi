@@ -67,15 +67,8 @@ cdef class OptimizerConfig:
         if kind not in _OPT_KINDS:
             raise ValueError(f"kind must be one of {sorted(_OPT_KINDS)}, got {kind!r}")
         self.kind = kind
-        self.c.kind = _OPT_KINDS[kind]
-        self.c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
-        self.c.momentum = _finite_scalar("momentum", momentum, 0.0,
-                                         1.0 if kind == "sgd" else INFINITY)
-        self.c.rho = _decay("rho", rho)
-        self.c.beta_1 = _decay("beta_1", beta_1)
-        self.c.beta_2 = _decay("beta_2", beta_2)
-        self.c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
-        self.c.nesterov, self.c.centered, self.c.amsgrad = nesterov, centered, amsgrad
+        self.c = _checked(_OPT_KINDS[kind], learning_rate, momentum, rho, beta_1, beta_2, epsilon,
+                          nesterov, centered, amsgrad)
         self.rate_schedule = _schedule_config(schedule)
         self.schedule = schedule
         self.weight_decay = _finite_scalar("weight_decay", weight_decay, 0.0)
@@ -144,6 +137,23 @@ cdef class OptimizerConfig:
     def __repr__(self):
         return (f"OptimizerConfig({self.kind!r}, learning_rate={self.learning_rate}, "
                 f"slots={list(self.slot_names)})")
+
+
+cdef OptConfig _checked(int kind, double learning_rate, double momentum, double rho,
+                        double beta_1, double beta_2, double epsilon, bint nesterov,
+                        bint centered, bint amsgrad) except *:
+    """The optimizer's numbers checked, as the kernels read them: ``OptimizerConfig``'s and the
+    public updates' one check (they take no Python object, so a small update stays cheap)."""
+    cdef OptConfig c
+    c.kind = kind
+    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
+    c.momentum = _finite_scalar("momentum", momentum, 0.0, 1.0 if kind == _OPT_SGD else INFINITY)
+    c.rho = _decay("rho", rho)
+    c.beta_1 = _decay("beta_1", beta_1)
+    c.beta_2 = _decay("beta_2", beta_2)
+    c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
+    c.nesterov, c.centered, c.amsgrad = nesterov, centered, amsgrad
+    return c
 
 
 cdef OptimizerConfig _as_config(opt):
