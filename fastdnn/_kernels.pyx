@@ -42,7 +42,7 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, exp, expf, fabs, isfinite, log, log1p, log1pf, logf, pow, powf, sqrt, sqrtf, tanh, tanhf
-from libc.math cimport M_2_SQRTPI, M_PI, M_SQRT1_2, ceil, cos, erf, erff, expm1, expm1f, floor
+from libc.math cimport M_2_SQRTPI, M_PI, M_SQRT1_2, ceil, cos, erf, erff, expm1, expm1f, floor, frexp
 from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
 from cpython.exc cimport PyErr_CheckSignals

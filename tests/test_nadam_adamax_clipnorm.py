@@ -159,7 +159,7 @@ def problem(rng):
     return params, x * 4, labels
 
 
-@pytest.mark.parametrize("clipnorm", [1e-3, 0.05, 100.0])
+@pytest.mark.parametrize("clipnorm", [1e-3, 0.05, 1.0, 64.0, 100.0])
 def test_clipnorm_scales_each_kernel_and_bias_as_keras(engine, problem, clipnorm):
     params, x, labels = problem
     _, raw = one_sgd_step(reference, params, x, labels)  # the gradients, unclipped

@@ -106,22 +106,43 @@ cdef void _clip_scales(Update* u, floating* like) noexcept nogil:
         u.scales[2 * v + 1] = norm if norm > clip or norm != norm else clip
 
 
+cdef inline bint _exact_round_trip(double c) noexcept nogil:
+    """Whether g·c/c is g exactly for every |g| <= c: c a power of 2 in [1, 2^16] (no rounding,
+    no underflow, no overflow)."""
+    cdef int exponent
+    return 1 <= c <= 65536 and frexp(c, &exponent) == 0.5
+
+
+# The clipped steps go in pieces of this many elements, each clipped and then stepped while its
+# gradients are in the L1 cache.
+cdef enum:
+    _CLIP_PIECE = 2048
+
+
 cdef void _deferred_step(Update* u, floating* like, int t, int nt) noexcept nogil:
     """Once every gradient exists and ``_clip_scales`` has run (``u.deferred``): thread t's
     share of each trainable variable, its gradient clipped, takes the step. Team call."""
     cdef floating* g = <floating*>u.grads
     cdef floating numerator, denominator
-    cdef Py_ssize_t lo, hi, i, start, size
+    cdef Py_ssize_t lo, hi, end, i, start, size
     cdef int v
     if team_stopped():
         return
     for v in range(u.n_variables):
         start, size = u.variables[2 * v], u.variables[2 * v + 1]
-        lo, hi = start + _share(size, t, nt), start + _share(size, t + 1, nt)
+        lo, end = start + _share(size, t, nt), start + _share(size, t + 1, nt)
         numerator, denominator = <floating>u.scales[2 * v], <floating>u.scales[2 * v + 1]
-        for i in range(lo, hi):
-            g[i] = g[i] * numerator / denominator
-        _step(u, like, lo, hi)
+        while lo < end:
+            hi = min(lo + _CLIP_PIECE, end)
+            if denominator == 1:
+                if numerator != 1:
+                    for i in range(lo, hi):
+                        g[i] = g[i] * numerator
+            elif not (numerator == denominator and _exact_round_trip(numerator)):
+                for i in range(lo, hi):
+                    g[i] = g[i] * numerator / denominator
+            _step(u, like, lo, hi)
+            lo = hi
 
 
 cdef inline void _penalize_span(const floating* w, floating* g, Py_ssize_t start, Py_ssize_t end,
