@@ -67,12 +67,14 @@ cdef class OptimizerConfig:
         if kind not in _OPT_KINDS:
             raise ValueError(f"kind must be one of {sorted(_OPT_KINDS)}, got {kind!r}")
         self.kind = kind
-        self.c = _checked(_OPT_KINDS[kind], learning_rate, momentum, rho, beta_1, beta_2, epsilon,
-                          nesterov, centered, amsgrad)
+        self.c = _checked(_OPT_KINDS[kind], _real("learning_rate", learning_rate),
+                          _real("momentum", momentum), _real("rho", rho), _real("beta_1", beta_1),
+                          _real("beta_2", beta_2), _real("epsilon", epsilon), nesterov, centered,
+                          amsgrad)
         self.rate_schedule = _schedule_config(schedule)
         self.schedule = schedule
-        self.weight_decay = _finite_scalar("weight_decay", weight_decay, 0.0)
-        clips = {name: _finite_scalar(name, value, 0.0) for name, value in
+        self.weight_decay = _finite_scalar("weight_decay", _real("weight_decay", weight_decay), 0.0)
+        clips = {name: _finite_scalar(name, _real(name, value), 0.0) for name, value in
                  zip(_CLIPS, (clipnorm, clipvalue, global_clipnorm))}
         if sum(value > 0 for value in clips.values()) > 1:
             raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be "
@@ -137,6 +139,14 @@ cdef class OptimizerConfig:
     def __repr__(self):
         return (f"OptimizerConfig({self.kind!r}, learning_rate={self.learning_rate}, "
                 f"slots={list(self.slot_names)})")
+
+
+cdef double _real(str name, value) except? -1:
+    """``value`` as a double, or TypeError naming the argument."""
+    try:
+        return value
+    except TypeError:
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
 
 
 cdef OptConfig _checked(int kind, double learning_rate, double momentum, double rho,
