@@ -121,6 +121,7 @@ cdef extern from "_team.h" nogil:
     long long team_take_end(long long* run, int from_back)
     ctypedef struct team_member_t:
         pass
+    long long team_clock_ns()
     team_member_t team_step_out()
     void team_step_in(team_member_t me)
     void team_poll_signals()

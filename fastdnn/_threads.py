@@ -26,7 +26,7 @@ from fastdnn import _kernels
 _controller = None
 _OPENMP_BINDING = ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY", "KMP_AFFINITY")
 
-_blas_lock = threading.Lock()
+_blas_lock = threading.RLock()  # reentrant: see single_threaded_blas
 _blas_limit = None  # the limit in force while _blas_users > 0
 _blas_users = 0
 
@@ -99,25 +99,35 @@ def single_threaded_blas():
     """Keep BLAS to one thread inside the block (the kernels bring their own threads).
 
     Blocks may overlap across threads (fits of several models at once): the first to enter sets
-    the limit and the last to leave restores what it found, so the limit outlives no block.
+    the limit and the last to leave restores what it found, so the limit outlives no block. A
+    block may also open inside another on the same thread, from a signal handler that fits a
+    model while Python runs this function's own lines: the lock is reentrant, and the count moves
+    before the limit on the way in and after it on the way out, so a block nested at any line
+    finds the state consistent (at worst it runs without the limit, never restores another's).
     """
     global _controller, _blas_limit, _blas_users
     with _blas_lock:
-        if _blas_users == 0:
-            if _controller is None:
-                from threadpoolctl import ThreadpoolController
-
-                _controller = ThreadpoolController()
-            _blas_limit = _controller.limit(limits=1, user_api="blas")
         _blas_users += 1
+        if _blas_users == 1:
+            try:
+                if _controller is None:
+                    from threadpoolctl import ThreadpoolController
+
+                    _controller = ThreadpoolController()
+                _blas_limit = _controller.limit(limits=1, user_api="blas")
+            except BaseException:
+                _blas_users -= 1
+                raise
     try:
         yield
     finally:
         with _blas_lock:
+            limit = None
+            if _blas_users == 1:
+                limit, _blas_limit = _blas_limit, None
             _blas_users -= 1
-            if _blas_users == 0:
-                _blas_limit.restore_original_limits()
-                _blas_limit = None
+            if limit is not None:
+                limit.restore_original_limits()
 
 
 _kernels.set_num_threads(_default_threads())

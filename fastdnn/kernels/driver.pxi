@@ -225,6 +225,8 @@ cdef struct TrainCall:
     bint stopped            # OUT: a signal stopped the team mid-step (``Network._run``)
     long long claimed[_X_BUFFERS]  # rows of the batch copied ahead (``_meet``), per buffer
     team_t team             # the team's meetings (``_team.h``)
+    Stretch stretch         # the run's time: it ends after the batch its time ran out in, if
+                            # sooner (``stretch.cut``, then ``done``)
 
 
 cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept nogil:
@@ -271,6 +273,7 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
     for k in range(3):
         u.slots[k] = s[k]
     h.x, h.width = c.x, n_in
+    _stretch_start(&c.stretch, t)
     for b in range(c.count):
         start = (c.first + b) * c.batch_size
         n = c.batch_size if start + c.batch_size <= c.n_samples else c.n_samples - start
@@ -324,6 +327,10 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
                           c.metric_out + b * 2 * p.n_metrics)
             if not isfinite(total) or _stopping():  # a stopped team skipped this step's work
                 c.done = b
+            else:
+                _stretch_check(&c.stretch, b + 1, t)
+                if _stretch_cut_at(&c.stretch, b + 1):
+                    c.done = b + 1
         _meet(&h, xbuf)
         if c.done == b:
             return
@@ -341,18 +348,21 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
             _deferred_step(&u, like, t, nt)
             team_barrier()
         iteration += 1
+        if _stretch_cut_at(&c.stretch, b + 1):
+            break
 
 
 cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* parts,
                  const floating* x, const floating* y, const int32_t* labels, const floating* w,
-                 floating* pred, Py_ssize_t n_samples, double* loss_sum, double* sums, int t,
-                 int nt) noexcept nogil:
+                 floating* pred, Py_ssize_t n_samples, double* loss_sum, double* sums,
+                 Stretch* stretch, int t, int nt) noexcept nogil:
     """Forward pass over all samples in workspace-sized batches, in inference mode.
 
     OUT pred (n_samples x n_out) gets the model's outputs (the fused activation applied), unless
     NULL; with targets (y or labels), OUT loss_sum and sums[0:2·n_metrics] accumulate the loss
-    and the metrics' sums, weighted by the per-sample weights w unless NULL. Team call (thread t
-    of nt); thread 0 writes the outputs.
+    and the metrics' sums, weighted by the per-sample weights w unless NULL; stops early, after
+    ``stretch.cut`` samples, if the stretch's time runs out. Team call (thread t of nt); thread
+    0 writes the outputs.
     """
     cdef Py_ssize_t start, n, n_out = p.units[p.n_ops - 1], n_in = p.n_inputs
     cdef double batch[2 * _MAX_METRICS]
@@ -361,6 +371,7 @@ cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* 
     cdef uint64_t unused = 0
     cdef int last_act = <int>p.act[p.n_ops - 1] if p.fused else LINEAR
     start = 0
+    _stretch_start(stretch, t)
     while start < n_samples:
         n = p.capacity if start + p.capacity <= n_samples else n_samples - start
         out = _forward(p, params, ws, parts, x + start * n_in, n, False, 0, &unused, NULL, t,
@@ -378,5 +389,8 @@ cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* 
                     sums[m] += batch[m]
             if pred != NULL:
                 _activation_forward(out, pred + start * n_out, n, n_out, last_act)
+            _stretch_check(stretch, start + n, t)
         team_barrier()  # the next batch overwrites the workspace
         start += n
+        if _stretch_cut_at(stretch, start):
+            break

@@ -387,7 +387,8 @@ cdef class Network:
             sizer = self._sizer("train", _team_threads(&self.plan, call.batch_size),
                                 call.batch_size)
             while done < count:
-                threads, call.count = sizer.next_run(count - done)
+                threads, call.count, seconds = sizer.next_run(count - done)
+                call.stretch = _stretch(seconds)
                 call.first, call.iteration = first + done, iteration + done
                 call.loss_out, call.metric_out = losses + done, sums + done * 2 * self.n_metrics
                 call.done = call.count
@@ -410,8 +411,8 @@ cdef class Network:
                     held = _take_signal_exception()
                     break
                 done += call.done
-                if call.done < call.count:
-                    break
+                if call.done < (call.count if call.stretch.cut < 0 else call.stretch.cut):
+                    break  # a non-finite loss
                 sizer.record(threads, call.done, time.perf_counter() - started)
         except BaseException as e:  # only the Python code between stretches can raise
             held = e
@@ -505,14 +506,15 @@ cdef class Network:
         cdef int threads
         cdef unsigned int state
         cdef team_t team
+        cdef Stretch stretch
         cdef bint f32 = self.dtype == np.float32
         cdef bint poll = threading.current_thread() is threading.main_thread()
         sizer = self._sizer("infer", _team_threads(&self.plan, capacity), capacity)
         while start < n:  # in stretches of whole batches as in ``train``, within _CALL_FLOPS
             rows = min(step, n - start)
-            threads, batches = sizer.next_run((rows + capacity - 1) // capacity)
+            threads, batches, seconds = sizer.next_run((rows + capacity - 1) // capacity)
             rows = min(rows, batches * capacity)
-            team = team_t(0, 0, 0)
+            team, stretch = team_t(0, 0, 0), _stretch(seconds)
             started = time.perf_counter()
             self._busy += 1
             with nogil, parallel(num_threads=threads):
@@ -526,7 +528,7 @@ cdef class Network:
                            pl + start if pl != NULL else NULL,
                            <float*>(pw + start * item) if pw != NULL else NULL,
                            <float*>(pout + start * n_out * item) if pout != NULL else NULL,
-                           rows, &loss_sum, psums, team_index(), team_size())
+                           rows, &loss_sum, psums, &stretch, team_index(), team_size())
                 else:
                     _infer(&self.plan, <double*>pp, <double*>pws, <double*>pparts,
                            <double*>(px + start * x_row),
@@ -534,11 +536,13 @@ cdef class Network:
                            pl + start if pl != NULL else NULL,
                            <double*>(pw + start * item) if pw != NULL else NULL,
                            <double*>(pout + start * n_out * item) if pout != NULL else NULL,
-                           rows, &loss_sum, psums, team_index(), team_size())
+                           rows, &loss_sum, psums, &stretch, team_index(), team_size())
                 _team_end(state)
             self._busy -= 1
             if team.stop:  # a signal's exception (Ctrl-C): the outputs are incomplete
                 raise _take_signal_exception()
+            if stretch.cut >= 0:
+                rows, batches = stretch.cut, (stretch.cut + capacity - 1) // capacity
             sizer.record(threads, batches, time.perf_counter() - started)
             start += rows
             if start < n:
