@@ -21,7 +21,8 @@ Groups:
 - ``threads 784-1024-1024-10 adam bs32 (9600 samples)``: that epoch with
   ``fastdnn.set_num_threads(1)`` and ``(2)``;
 - ``epoch 784-100-10 adam l2 bs32`` / ``adamw bs32``: the epoch with an L2 kernel regularizer
-  (1e-4) on both layers under Adam, and under AdamW (weight decay 0.004);
+  (1e-4) on both layers under Adam, and under AdamW (weight decay 0.004); ``nadam bs32`` and
+  ``adam global_clipnorm bs32`` (1.0: every gradient first, then the clipped steps);
 - ``contended <widths> adam bs<batch>``: an epoch at the default thread count and at one
   thread, interleaved, while a busy process (``busy_neighbour``) loops on one core;
   ``... first epoch``: each round a new model's first epoch (a new user's ``python -m
@@ -67,6 +68,9 @@ def _tag(benchmark, group, role, **targets):
 # BatchNormalization(), Activation("relu") instead of Dense(activation="relu"))
 FEATURES = {"adam l2": (fastdnn.optimizers.Adam, fastdnn.regularizers.L2(1e-4), False),
             "adamw": (fastdnn.optimizers.AdamW, None, False),
+            "nadam": (fastdnn.optimizers.Nadam, None, False),
+            "adam global_clipnorm": (lambda: fastdnn.optimizers.Adam(global_clipnorm=1.0), None,
+                                     False),
             "adam batchnorm": (fastdnn.optimizers.Adam, None, True)}
 
 

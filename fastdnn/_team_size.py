@@ -13,8 +13,8 @@ that loses a core mid-stretch, or a probe of a team beside a busy neighbour (whe
 wait a scheduler time slice), costs a few milliseconds, not its batches' worth.
 While one thread runs, a CPU that the system counts idle (Linux: fewer runnable threads than
 CPUs in ``/proc/loadavg``) brings the next probe of the team forward, so that the team is back
-within a stretch or two once a neighbour stops; a probe so brought forward that loses turns this
-off until the team wins again.
+within a stretch or two once a neighbour stops; each such probe that loses doubles the time one
+thread runs before the next, until the team wins again.
 Results do not depend on the thread count (``_kernels``), so switching changes speed only.
 """
 
@@ -30,6 +30,7 @@ WARM_BATCHES = 1  # the first stretch (cold caches, first touches) is not timed
 FIRST_BATCHES = 4
 OVERRUN = 2  # a stretch ends at this many times its planned seconds
 HINT_WAIT = 0.005  # one thread runs at least this long before an idle CPU brings a probe forward
+                  # (twice as long after each such probe that lost, until the team wins one)
 
 
 def idle_cpus():
@@ -46,13 +47,14 @@ def idle_cpus():
 class TeamSizer:
     """Chooses the thread count of each stretch of batches: ``team`` or 1.
 
-    The first timed team stretch is followed by a probe of one thread, and a team stretch slower
-    per batch than one thread's latest makes the next stretch one (cheap: one thread never waits
-    for another). A probe of the team comes after ``wait`` seconds of one thread, after one
-    untimed batch that wakes the team (a wake-up slower than a whole probe counts as a lost
-    probe); the wait doubles (up to MAX_WAIT) with every probe that loses and every team that
-    did not hold, and stretches so that what they lost is at most PROBE_SHARE of the time, and
-    starts again at FIRST_WAIT once a team has held.
+    It starts on one thread (which never waits for another, beside a busy neighbour or not), and
+    its first timed stretch is followed by a probe of the team; a team stretch slower per batch
+    than one thread's latest makes the next stretch a probe of one thread. A probe of the team
+    comes after ``wait`` seconds of one thread, after one untimed batch that wakes the team (a
+    wake-up slower than a whole probe counts as a lost probe); the wait doubles (up to MAX_WAIT)
+    with every probe that loses and every team that did not hold, and stretches so that what
+    they lost is at most PROBE_SHARE of the time, and starts again at FIRST_WAIT once a team has
+    held.
 
     Args:
         team: the whole team's thread count (1: every stretch runs on one thread).
@@ -62,9 +64,9 @@ class TeamSizer:
     def __init__(self, team, idle=idle_cpus):
         self.team = team
         self.idle = idle
-        self.hint_trusted = True  # an idle CPU may bring a probe of the team forward
+        self.hint_wait = HINT_WAIT  # one thread's seconds before an idle CPU brings a probe on
         self.hinted = False  # the probe under way was brought forward so
-        self.threads = team  # the current choice
+        self.threads = 1  # the current choice: one thread first, which never waits for another
         self.per_batch = {}  # thread count: seconds per batch of its latest stretch
         self.team_stretch = (0, 0.0)  # the latest team stretch: (batches, seconds)
         self.stretches = 0  # ordinary stretches since the last switch
@@ -107,9 +109,9 @@ class TeamSizer:
     def _cpu_free(self, rate):
         """Whether one thread, the current choice, has run a while and the team's other
         threads would find idle CPUs now."""
-        if self.threads != 1 or rate is None or not self.hint_trusted or self.probe_now:
+        if self.threads != 1 or rate is None or self.probe_now:
             return False
-        if self.since_probe < HINT_WAIT or self.since_probe >= self.wait:
+        if self.since_probe < self.hint_wait or self.since_probe >= self.wait:
             return False
         free = self.idle()
         return free is not None and free >= self.team - 1
@@ -127,6 +129,7 @@ class TeamSizer:
             self.waking = False
             self.wake_lost = max(0.0, seconds - batches * self.per_batch.get(self.threads, rate))
             if self.wake_lost > PROBE_SECONDS:  # slower than a whole probe: the team has lost
+                self.per_batch[threads] = rate
                 self.woken, self.since_probe, self.probe_now = False, 0.0, False
                 self._space_probes(self.wake_lost)
                 self.wake_lost = 0.0
@@ -139,10 +142,11 @@ class TeamSizer:
         self.per_batch[threads] = rate
         self.since_probe += seconds
         self.stretches += 1
-        if threads == self.team:
+        if self.per_batch.get(self._other(threads)) is None:  # the other's speed unknown yet
+            self.probe_now = True
+        elif threads == self.team:
             self.team_stretch = (batches, seconds)
-            one = self.per_batch.get(1)
-            if one is None or rate > one:  # one thread's speed unknown, or better
+            if rate > self.per_batch[1]:
                 self.probe_now = True
 
     def _probed(self, threads, batches, seconds, rate):
@@ -158,7 +162,7 @@ class TeamSizer:
                 self._hint_lost()
             return
         self.wake_lost = 0.0
-        self.hinted, self.hint_trusted = False, True
+        self.hinted, self.hint_wait = False, HINT_WAIT
         if threads == 1:  # the team has fallen behind
             if self.stretches < HELD:
                 self._space_probes(self.team_stretch[1] - self.team_stretch[0] * rate)
@@ -167,9 +171,10 @@ class TeamSizer:
         self.threads, self.stretches = threads, 0
 
     def _hint_lost(self):
-        """A probe of the team lost: if an idle CPU brought it forward, trust that no more."""
+        """A probe of the team lost: if an idle CPU brought it forward, wait twice as long
+        before the next such probe."""
         if self.hinted:
-            self.hinted = self.hint_trusted = False
+            self.hinted, self.hint_wait = False, 2 * self.hint_wait
 
     def _space_probes(self, lost):
         """Wait twice as long as last time before the next probe, and long enough that what was

@@ -936,8 +936,9 @@ class Sequential:
                   ("Trainable params", trainable, trainable * size),
                   ("Non-trainable params", frozen, frozen * size)]
         if self.optimizer is not None and self.optimizer.built:
-            # Keras creates slots for the trainable weights only
-            slots = len(self.optimizer.slot_names()) * trainable
+            # Keras creates slots for the trainable weights only, then any scalar state
+            slots = (len(self.optimizer.slot_names()) * trainable
+                     + len(self.optimizer.scalar_state()))
             footer[0] = ("Total params", total + 2 + slots, (total + slots) * size + 8)
             footer.append(("Optimizer params", 2 + slots, slots * size + 8))
         text = _summary.render_summary(self.name, rows, footer, line_length=line_length,

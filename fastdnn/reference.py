@@ -15,7 +15,7 @@ from fastdnn._kernels import (ACTIVATIONS, ELU, EXPONENTIAL, GELU, HARD_SIGMOID,
                               METRIC_PRECISION, METRIC_SPARSE_ACC, METRIC_SPARSE_TOP_K,
                               OP_ACTIVATION, OP_BATCH_NORMALIZATION, OP_DENSE, OP_NORMALIZATION,
                               BN_CENTER, BN_SCALE, RELU, RELU6, SELU, SIGMOID, SILU, SOFTMAX,
-                              SOFTPLUS, SOFTSIGN, TANH)
+                              SOFTPLUS, SOFTSIGN, TANH, OptimizerConfig)
 
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
@@ -404,39 +404,92 @@ def learning_rate_at(schedule, step):
     raise ValueError(f"unknown schedule kind {kind!r}")
 
 
-_UPDATES = {"sgd": sgd_update, "adagrad": adagrad_update, "rmsprop": rmsprop_update,
-            "adam": adam_update}
+def nadam_u_product(iteration, beta_1=0.9, dtype=np.float32):
+    """Nadam's product of momentum caches after ``iteration`` steps (see
+    ``fastdnn._kernels.nadam_u_product``)."""
+    f = np.dtype(dtype).type
+    u = f(1)
+    for k in range(iteration):
+        if u < f(2.0**-60):  # from here on 1 - u is 1: no step changes
+            break
+        u = u * f(beta_1) * (f(1) - f(0.5) * f(0.96) ** f(k + 1))
+    return float(u)
 
 
-def _apply_update(opt, params, grads, slots, iteration):
-    """One step of the optimizer described by the settings dict ``opt`` (see Network.train)."""
-    kind = opt["kind"]
-    hyper = {k: v for k, v in opt.items()
-             if k not in ("kind", "schedule", "clipvalue", "weight_decay")}
-    if opt.get("schedule") is not None:
-        hyper["learning_rate"] = learning_rate_at(opt["schedule"], float(iteration))
+def nadam_update(params, grads, m, v, iteration, learning_rate=0.001, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7):
+    """Nadam step in place (see ``fastdnn._kernels.nadam_update``)."""
     f = params.dtype.type
-    if opt.get("clipvalue"):
-        np.clip(grads, -f(opt["clipvalue"]), f(opt["clipvalue"]), out=grads)
-    if opt.get("weight_decay"):
-        params -= params * f(opt["weight_decay"]) * f(hyper.get("learning_rate", 0.001))
-    if kind == "sgd":
-        hyper = {k: hyper[k] for k in ("learning_rate", "momentum", "nesterov") if k in hyper}
-        sgd_update(params, grads, velocity=slots[0] if len(slots) else None, **hyper)
-    elif kind == "adagrad":
-        hyper = {k: hyper[k] for k in ("learning_rate", "epsilon") if k in hyper}
-        adagrad_update(params, grads, slots[0], **hyper)
-    elif kind == "rmsprop":
-        hyper = {k: hyper[k] for k in ("learning_rate", "rho", "momentum", "epsilon", "centered")
-                 if k in hyper}
-        momentum = hyper.get("momentum", 0.0) > 0
-        rmsprop_update(params, grads, slots[0], momentum_buffer=slots[1] if momentum else None,
-                       average_gradient=slots[-1] if hyper.get("centered") else None, **hyper)
+    cache = lambda step: f(beta_1) * (f(1) - f(0.5) * f(0.96) ** f(step))  # noqa: E731
+    u_t, u_next = cache(iteration + 1), cache(iteration + 2)
+    product = f(nadam_u_product(iteration + 1, beta_1, params.dtype))
+    m += (grads - m) * (f(1) - f(beta_1))
+    v += (grads * grads - v) * (f(1) - f(beta_2))
+    m_hat = u_next * m / (f(1) - product * u_next) + (f(1) - u_t) * grads / (f(1) - product)
+    v_hat = v / (f(1) - f(beta_2) ** f(iteration + 1))
+    params -= m_hat * f(learning_rate) / (np.sqrt(v_hat) + f(epsilon))
+
+
+def adamax_update(params, grads, m, u, iteration, learning_rate=0.001, beta_1=0.9, beta_2=0.999,
+                  epsilon=1e-7):
+    """Adamax step in place (see ``fastdnn._kernels.adamax_update``)."""
+    f = params.dtype.type
+    m += (grads - m) * f(1 - beta_1)
+    np.maximum(f(beta_2) * u, np.abs(grads), out=u)
+    params -= f(learning_rate) * m / ((f(1) - f(beta_1) ** f(iteration + 1)) * (u + f(epsilon)))
+
+
+def clip_by_norm(grads, clipnorm):
+    """Keras 3's ``clipnorm`` on one variable's gradient, in place: ``g·c / max(‖g‖, c)``."""
+    f = grads.dtype.type
+    square = f(np.square(grads, dtype=np.float64).sum())
+    norm = np.sqrt(square) if square > 0 else square
+    grads[...] = grads * f(clipnorm) / np.maximum(norm, f(clipnorm))
+
+
+def clip_by_global_norm(grads, clipnorm):
+    """Keras 3's ``global_clipnorm`` on a list of gradients, in place: each times
+    ``c·min(1/‖all‖, 1/c)``."""
+    f = grads[0].dtype.type
+    norm = np.sqrt(f(sum(np.square(g, dtype=np.float64).sum() for g in grads)))
+    with np.errstate(divide="ignore"):
+        scale = f(clipnorm) * np.minimum(f(1) / norm, f(1) / f(clipnorm)) + (norm - norm)
+    for g in grads:
+        g *= scale
+
+
+def _apply_update(opt, params, grads, slots, iteration, variables):
+    """One step of the optimizer described by ``opt`` (an ``OptimizerConfig``; see
+    Network.train) on the trainable ``variables`` (slices of params: kernels and biases)."""
+    f = params.dtype.type
+    lr = opt.learning_rate
+    if opt.schedule is not None:
+        lr = learning_rate_at(opt.schedule, float(iteration))
+    if opt.clipnorm:
+        for span in variables:
+            clip_by_norm(grads[span], opt.clipnorm)
+    elif opt.global_clipnorm:
+        clip_by_global_norm([grads[span] for span in variables], opt.global_clipnorm)
+    elif opt.clipvalue:
+        np.clip(grads, -f(opt.clipvalue), f(opt.clipvalue), out=grads)
+    if opt.weight_decay:
+        params -= params * f(opt.weight_decay) * f(lr)
+    slot = dict(zip(opt.slot_names, slots))
+    moments = {"beta_1": opt.beta_1, "beta_2": opt.beta_2, "epsilon": opt.epsilon}
+    if opt.kind == "sgd":
+        sgd_update(params, grads, lr, opt.momentum, opt.nesterov, slot.get("momentum"))
+    elif opt.kind == "adagrad":
+        adagrad_update(params, grads, slot["accumulator"], lr, opt.epsilon)
+    elif opt.kind == "rmsprop":
+        rmsprop_update(params, grads, slot["velocity"], lr, opt.rho, opt.momentum, opt.epsilon,
+                       opt.centered, slot.get("momentum"), slot.get("average_gradient"))
+    elif opt.kind == "adam":
+        adam_update(params, grads, slot["momentum"], slot["velocity"], iteration, lr,
+                    amsgrad=opt.amsgrad, v_hat=slot.get("velocity_hat"), **moments)
+    elif opt.kind == "nadam":
+        nadam_update(params, grads, slot["momentum"], slot["velocity"], iteration, lr, **moments)
     else:
-        hyper = {k: hyper[k] for k in ("learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad")
-                 if k in hyper}
-        adam_update(params, grads, slots[0], slots[1], iteration,
-                    v_hat=slots[2] if hyper.get("amsgrad") else None, **hyper)
+        adamax_update(params, grads, slot["momentum"], slot["norm"], iteration, lr, **moments)
 
 
 # --- the network driver, step by step
@@ -580,24 +633,27 @@ class Network:
         l1, l2 = self.activities[i]
         return g + (f(2 * l2 / n) * a + f(l1 / n) * np.sign(a))
 
-    def _frozen(self):
-        """The parameter ranges that take no optimizer step: frozen dense ops' weights, the
-        normalizations' and the batch normalizations' (but a trainable one's gamma and beta)."""
+    def _spans(self, trainable):
+        """The variables (slices of the parameter buffer) that take a step: trainable dense
+        ops' kernels and biases, trainable batch normalizations' gamma and beta; or, with
+        trainable False, all the others (frozen layers' weights, moving statistics, adapted
+        means and variances)."""
         widths = [self.n_inputs] + [op[1] for op in self.ops[:-1]]
         spans = []
-        for i, ((kind, units, flags, _, w_off, b_off), width, flag) in enumerate(
+        for i, ((kind, units, _, _, w_off, b_off), width, flag) in enumerate(
                 zip(self.ops, widths, self.trainable)):
-            if kind == OP_DENSE and not flag:
+            if kind == OP_DENSE and bool(flag) == trainable:
                 spans.append(slice(w_off, w_off + width * units))
                 if b_off >= 0:
                     spans.append(slice(b_off, b_off + units))
-            elif kind == OP_NORMALIZATION:
+            elif kind == OP_NORMALIZATION and not trainable:
                 spans.append(slice(w_off, w_off + 2 * units + 1))
             elif kind == OP_BATCH_NORMALIZATION:
                 weights = [w for w in self._bn_weights(np.arange(self.params.size), i)
                            if w is not None]
-                for w in weights[-2:] if flag else weights:
-                    spans.append(slice(w[0], w[-1] + 1))
+                stepped = weights[:-2] if flag else []
+                spans += [slice(w[0], w[-1] + 1) for w in weights
+                          if any(w is v for v in stepped) == trainable]
         return spans
 
     def _backward(self, inputs, outputs, masks, g):
@@ -645,6 +701,8 @@ class Network:
         n = x.shape[0]
         sparse = self.loss == LOSS_SPARSE_CE
         counter = iteration if isinstance(iteration, np.ndarray) else np.array([iteration])
+        if isinstance(opt, dict):
+            opt = OptimizerConfig(**opt)
         for b in range(count):
             rows = np.arange((first + b) * batch_size, min(n, (first + b + 1) * batch_size))
             if order is not None:
@@ -670,8 +728,9 @@ class Network:
                 w = self.params[span]
                 self.grads[span] += f(2 * l2) * w + f(l1) * np.sign(w)
             with np.errstate(over="ignore", invalid="ignore"):  # refused just below
-                _apply_update(opt, self.params, self.grads, slots, int(counter[0]))
-            for span in self._frozen():
+                _apply_update(opt, self.params, self.grads, slots, int(counter[0]),
+                              self._spans(True))
+            for span in self._spans(False):
                 self.params[span], slots[:, span] = kept[0][span], kept[1][:, span]
             self._update_moving_statistics()
             if not (np.isfinite(self.params).all() and np.isfinite(slots).all()):

@@ -150,7 +150,9 @@ def normalized_model():
 OUR_OPTIMIZERS = [lambda: keras.optimizers.Adam(0.01, amsgrad=True),
                   lambda: keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
                   lambda: keras.optimizers.RMSprop(momentum=0.5, centered=True),
-                  lambda: keras.optimizers.Adagrad()]
+                  lambda: keras.optimizers.Adagrad(),
+                  lambda: keras.optimizers.Nadam(0.01, beta_1=0.8, clipnorm=1.0),
+                  lambda: keras.optimizers.Adamax(0.01, global_clipnorm=1.0)]
 
 
 @pytest.mark.parametrize("make_optimizer", OUR_OPTIMIZERS)
@@ -370,11 +372,15 @@ def test_model_checkpoint_save_best_only_keeps_the_best_keras_model(tmp_path):
 
 @pytest.mark.skipif(not os.environ.get("FASTDNN_KERAS_PYTHON"),
                     reason="set FASTDNN_KERAS_PYTHON to a Python with Keras 3 to run")
-@pytest.mark.parametrize("normalized", [False, True], ids=["plain", "normalized"])
-def test_real_keras_opens_fastdnn_files_and_resumes_training(tmp_path, normalized):
+@pytest.mark.parametrize("make_model", [
+    lambda: trained(keras.optimizers.Adam(0.01)),
+    lambda: trained(keras.optimizers.Nadam(0.01, clipnorm=1.0)),
+    lambda: trained(keras.optimizers.Adamax(0.01, global_clipnorm=1.0)),
+    lambda: normalized_model()], ids=["adam", "nadam", "adamax", "normalized"])
+def test_real_keras_opens_fastdnn_files_and_resumes_training(tmp_path, make_model):
     import subprocess
 
-    model = normalized_model() if normalized else trained(keras.optimizers.Adam(0.01))
+    model = make_model()
     x = np.random.default_rng(7).normal(size=(5, 2, 3)).astype(np.float32)
     model.save(tmp_path / "m.keras")
     model.save_weights(tmp_path / "w.weights.h5")

@@ -83,6 +83,8 @@ ARCHITECTURES = {
 
 OPTIMIZERS = {
     "sgd": {"kind": "sgd", "learning_rate": 0.05},
+    "adam_clipnorm": {"kind": "adam", "learning_rate": 0.01, "clipnorm": 0.05},
+    "nadam_global_clipnorm": {"kind": "nadam", "learning_rate": 0.01, "global_clipnorm": 0.1},
     "adam_decay": {"kind": "adam", "learning_rate": 0.01, "weight_decay": 0.01},
     "rmsprop_momentum": {"kind": "rmsprop", "learning_rate": 0.01, "momentum": 0.9},
 }

@@ -523,15 +523,21 @@ def test_set_num_threads_refuses_a_bad_count_and_keeps_the_old(set_threads, bad)
     assert keras.get_num_threads() == before
 
 
-def test_the_first_timed_team_stretch_is_followed_by_a_probe_of_one_thread():
+def test_a_sizer_starts_on_one_thread_and_probes_the_team_after_its_first_timed_stretch():
     sizer = sizer_without_idle_cpus()
     threads, n, _ = sizer.next_run(1500)
-    sizer.record(threads, n, n * 80e-6)  # the untimed warm-up
+    assert threads == 1
+    sizer.record(threads, n, n * 115e-6)  # the untimed warm-up
     threads, n, limit = sizer.next_run(1500)
-    assert (threads, n) == (2, _team_size.FIRST_BATCHES)
+    assert (threads, n) == (1, _team_size.FIRST_BATCHES)
     assert limit == _team_size.OVERRUN * _team_size.PROBE_SECONDS
+    sizer.record(threads, n, n * 115e-6)
+    assert sizer.next_run(1500) == (2, 1, 0.0)  # the team's wake-up, then its probe
+    sizer.record(2, 1, 200e-6)
+    threads, n, _ = sizer.next_run(1500)
+    assert (threads, n) == (2, int(_team_size.PROBE_SECONDS / 115e-6))
     sizer.record(threads, n, n * 80e-6)
-    assert sizer.next_run(1500)[0] == 1
+    assert sizer.threads == 2
 
 
 def test_a_busy_neighbour_costs_the_first_epoch_a_few_percent():
@@ -559,53 +565,11 @@ def test_an_idle_cpu_brings_the_team_back_within_a_few_stretches():
     assert runs[1] * 115e-6 <= 0.1 + 0.015
 
 
-def test_an_idle_cpu_that_misleads_costs_one_probe():
-    # the system counts a CPU idle, but the team still loses (e.g. the CPU is not the process's)
+def test_an_idle_cpu_that_misleads_costs_a_few_probes():
+    # the system counts a CPU idle, but the team still loses (e.g. the CPU is not the process's):
+    # each probe the hint brings on doubles the wait before the next
     def elapsed_with(idle):
         sizer = _team_size.TeamSizer(2, idle=lambda: idle)
         return simulate(sizer, lambda t, _: 3e-3 if t == 2 else 115e-6, 1500 * 3)[0]
 
-    assert elapsed_with(1) <= elapsed_with(0) + 0.01
-
-
-def test_a_blas_block_opened_inside_another_at_any_line_neither_waits_nor_leaks_a_limit(
-        monkeypatch):
-    # A signal handler that fits a model runs between any two lines of Python, also while this
-    # thread sets or restores the BLAS limit of an outer fit: here the limit's own calls open
-    # the nested block. A plain lock waited for itself there.
-    from threadpoolctl import ThreadpoolController
-
-    real = ThreadpoolController()
-    before = [lib.num_threads for lib in real.lib_controllers]
-    nested = []
-
-    class Limited:
-        def __init__(self, limit):
-            self.limit = limit
-
-        def restore_original_limits(self):
-            if len(nested) == 1:
-                with _threads.single_threaded_blas():
-                    nested.append("on the way out")
-            self.limit.restore_original_limits()
-
-    class Reentering:
-        def limit(self, **kwargs):
-            if not nested:
-                with _threads.single_threaded_blas():
-                    nested.append("on the way in")
-            return Limited(real.limit(**kwargs))
-
-    monkeypatch.setattr(_threads, "_controller", Reentering())
-
-    def outer():
-        with _threads.single_threaded_blas():
-            pass
-
-    worker = threading.Thread(target=outer, daemon=True)
-    worker.start()
-    worker.join(timeout=60)
-    assert not worker.is_alive()
-    assert nested == ["on the way in", "on the way out"]
-    assert _threads._blas_users == 0 and _threads._blas_limit is None
-    assert [lib.num_threads for lib in ThreadpoolController().lib_controllers] == before
+    assert elapsed_with(1) <= 1.03 * elapsed_with(0)
