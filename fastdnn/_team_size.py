@@ -77,6 +77,7 @@ class TeamSizer:
         self.woken = False  # the next team probe has had its untimed first batch
         self.waking = False  # the stretch under way is that batch
         self.wake_lost = 0.0  # seconds that batch took beyond the current choice's rate
+        self.lost_probe = None  # a lost probe of the team: (seconds lost, one thread's rate)
 
     def _other(self, threads):
         return 1 if threads == self.team else self.team
@@ -131,14 +132,19 @@ class TeamSizer:
             if self.wake_lost > PROBE_SECONDS:  # slower than a whole probe: the team has lost
                 self.per_batch[threads] = rate
                 self.woken, self.since_probe, self.probe_now = False, 0.0, False
-                self._space_probes(self.wake_lost)
+                self._team_probe_lost(self.wake_lost)
                 self.wake_lost = 0.0
-                self._hint_lost()
             return
         if threads != self.threads:
             self.woken = False
             self._probed(threads, batches, seconds, rate)
             return
+        if self.lost_probe is not None and threads == 1:
+            # a lost team probe slows the stretch after it too (the team's threads still hold a
+            # core for a while, and a neighbour they pushed off may take this thread's): count it
+            lost, before = self.lost_probe
+            self.lost_probe = None
+            self._space_probes(lost + max(0.0, seconds - batches * before), double=False)
         self.per_batch[threads] = rate
         self.since_probe += seconds
         self.stretches += 1
@@ -156,10 +162,12 @@ class TeamSizer:
         if current is None:
             return
         if rate >= current:
-            self._space_probes(seconds - batches * current + self.wake_lost)
+            lost = seconds - batches * current + self.wake_lost
             self.wake_lost = 0.0
             if threads != 1:
-                self._hint_lost()
+                self._team_probe_lost(lost)
+            else:
+                self._space_probes(lost)
             return
         self.wake_lost = 0.0
         self.hinted, self.hint_wait = False, HINT_WAIT
@@ -170,13 +178,17 @@ class TeamSizer:
                 self.wait = FIRST_WAIT
         self.threads, self.stretches = threads, 0
 
-    def _hint_lost(self):
-        """A probe of the team lost: if an idle CPU brought it forward, wait twice as long
-        before the next such probe."""
+    def _team_probe_lost(self, lost):
+        """A probe of the team lost ``lost`` seconds: space the next (once more when the stretch
+        after it shows what else it cost), and if an idle CPU brought it forward, wait twice as
+        long before the next such probe."""
+        self._space_probes(lost)
+        self.lost_probe = (lost, self.per_batch[1])
         if self.hinted:
             self.hinted, self.hint_wait = False, 2 * self.hint_wait
 
-    def _space_probes(self, lost):
-        """Wait twice as long as last time before the next probe, and long enough that what was
-        ``lost`` (seconds) stays within PROBE_SHARE of the time."""
-        self.wait = max(min(2 * self.wait, MAX_WAIT), lost / PROBE_SHARE)
+    def _space_probes(self, lost, double=True):
+        """Wait twice as long as last time before the next probe (unless not ``double``), and
+        long enough that what was ``lost`` (seconds) stays within PROBE_SHARE of the time."""
+        wait = min(2 * self.wait, MAX_WAIT) if double else self.wait
+        self.wait = max(wait, lost / PROBE_SHARE)

@@ -573,3 +573,19 @@ def test_an_idle_cpu_that_misleads_costs_a_few_probes():
         return simulate(sizer, lambda t, _: 3e-3 if t == 2 else 115e-6, 1500 * 3)[0]
 
     assert elapsed_with(1) <= 1.03 * elapsed_with(0)
+
+
+def test_what_a_lost_team_probe_costs_the_stretch_after_it_spaces_the_next_probe_too():
+    def wait_after(slower):
+        sizer = sizer_without_idle_cpus()
+        simulate(sizer, lambda t, _: 3e-3 if t == 2 else 700e-6, 200)  # as beside a neighbour
+        assert sizer.threads == 1
+        sizer.since_probe = sizer.wait
+        assert sizer.next_run(10_000) == (2, 1, 0.0)
+        sizer.record(2, 1, 4e-3)  # the team's wake-up waits a time slice: a lost probe
+        threads, n, _ = sizer.next_run(10_000)
+        sizer.record(threads, n, n * 700e-6 + slower)  # the next stretch runs this much slower
+        return sizer.wait
+
+    assert wait_after(10e-3) == pytest.approx((4e-3 - 700e-6 + 10e-3) / _team_size.PROBE_SHARE)
+    assert wait_after(0.0) < wait_after(10e-3)
