@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from fastdnn import (_keras_format, _kernels, _naming, _sharing, _summary, _tensors, _threads,
+from fastdnn import (_keras_format, _kernels, _naming, _plan, _sharing, _summary, _tensors, _threads,
                      callbacks as callbacks_module, config, layers as layers_module, losses,
                      metrics as metrics_module, optimizers, reference, saving)
 from fastdnn._progbar import Progbar
@@ -550,66 +550,21 @@ class Sequential:
         return weights
 
     def _metric_specs(self, y):
-        """``(code, k, weighted)`` of each compiled metric for targets like ``y``, for the
-        kernels."""
-        shape = np.shape(y)
-        return [metrics_module.resolve(m, len(shape), shape[-1], self._layers[-1].output_shape[-1],
-                                       self.loss.kind == _kernels.LOSS_SPARSE_CE) + (weighted,)
-                for _, m, weighted in self._named_metrics]
+        return _plan.metric_specs(self._named_metrics, y, self._layers[-1].output_shape[-1],
+                                  self.loss)
 
     # --- the plan for the kernels
 
-    def _plan(self):
-        """The kernels' ops for this model, one per dense/activation/dropout (activations folded
-        into the dense layer before them when they can be), for each op whether it takes
-        optimizer steps, and its regularizers' penalty coefficients (or None)."""
-        ops, trains, penalties, width = [], [], [], int(np.prod(self._input.shape))
-        trained = {id(layer) for layer in self._trained_layers()}
-        for layer in self._flat_layers():
-            for op in layer.plan_ops(width, getattr(layer, "_offsets", [])):
-                previous = ops[-1] if ops else None
-                if (op[0] == _kernels.OP_ACTIVATION and previous is not None
-                        and previous[0] == _kernels.OP_DENSE and previous[2] == _kernels.LINEAR
-                        and op[2] not in _kernels.UNFUSED_ACTIVATIONS):
-                    ops[-1] = previous[:2] + (op[2],) + previous[3:]
-                else:
-                    ops.append(op)
-                    trains.append(id(layer) in trained)
-                    penalties.append(layer.penalty() if op[0] == _kernels.OP_DENSE else None)
-            width = layer.output_shape[-1]
-        if not any(op[0] == _kernels.OP_DENSE for op in ops):
-            raise ValueError(f"Model {self.name} has no Dense layer: nothing to compute")
-        return ops, trains, penalties
-
-    def _fusion(self, ops):
-        """Whether the output activation folds into the loss (exact cross-entropy from logits)."""
-        loss, last = self.loss, ops[-1]
-        ce = loss.kind in (_kernels.LOSS_SPARSE_CE, _kernels.LOSS_CE)
-        matching = _kernels.SOFTMAX if ce else _kernels.SIGMOID
-        if loss.kind == _kernels.LOSS_MSE or loss.from_logits:
-            return False
-        if last[0] != _kernels.OP_DROPOUT and last[2] == matching:
-            return True
-        raise ValueError(f"Loss {loss.name} with from_logits=False expects a final "
-                         f"{'softmax' if ce else 'sigmoid'} activation; the model ends in "
-                         f"'{self._layers[-1].name}'. Add that activation, or pass "
-                         "from_logits=True if the output is logits.")
-
     def _engine(self, batch_size, metric_specs=(), training=True):
-        """The network object for this plan (made once, reused while nothing changes)."""
-        ops, trains, penalties = self._plan()
-        if training:
-            loss, fused = self.loss.kind, self._fusion(ops)
-        else:
-            loss, fused = _kernels.LOSS_MSE, False
-        key = (self.engine, tuple(ops), tuple(trains), tuple(penalties), loss, fused,
-               tuple(metric_specs), id(self.params))
+        """The network object for this model's plan (made once, reused while the plan and the
+        parameter buffer stay the same), its workspace sized for ``batch_size`` rows."""
+        plan = _plan.build(self._flat_layers(), self._input.shape, self._trained_layers(),
+                           self.loss if training else None, metric_specs, self.name,
+                           self._layers[-1].name)
+        key = (self.engine, plan, id(self.params))
         if self._network is None or self._network_key != key:
-            module = ENGINES[self.engine]
             seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
-            self._network = module.Network(int(np.prod(self._input.shape)), ops, self.params,
-                                           loss, list(metric_specs), fused, batch_size, seed,
-                                           trains, penalties)
+            self._network = plan.network(ENGINES[self.engine], self.params, batch_size, seed)
             self._network_key = key
         self._network.reserve(batch_size)
         return self._network
