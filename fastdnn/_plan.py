@@ -137,12 +137,42 @@ def fuses_output(loss, last_op, output_name) -> bool:
                      "output is logits.")
 
 
+def _metric_code(metric, y_ndim, y_last, n_outputs, sparse_labels) -> int:
+    """The kernels' code of ``metric`` for targets of rank ``y_ndim`` and last dimension
+    ``y_last``. Keras' rule for ``'accuracy'``: a one-unit output → binary; targets of lower
+    rank than the predictions, or with last dimension 1 against more outputs → sparse; else
+    categorical.
+
+    Raises:
+        ValueError: for a metric that cannot read these targets (e.g. MAE against integer
+            labels).
+    """
+    code = metric.code
+    if isinstance(metric, metrics_module.Accuracy):
+        if n_outputs == 1:
+            code = _kernels.METRIC_BINARY_ACC
+        elif y_ndim < 2 or (y_last == 1 and n_outputs > 1):
+            code = _kernels.METRIC_SPARSE_ACC
+        else:
+            code = _kernels.METRIC_CATEGORICAL_ACC
+    needs_labels = code in (_kernels.METRIC_SPARSE_ACC, _kernels.METRIC_SPARSE_TOP_K)
+    # binary accuracy on one output reads a label as that output's target, as Keras
+    if needs_labels != sparse_labels and not (code == _kernels.METRIC_BINARY_ACC
+                                              and n_outputs == 1):
+        raise ValueError(f"Metric {metric.name!r} needs "
+                         f"{'integer labels' if needs_labels else 'targets shaped like the output'}"
+                         f"; with this loss fastdnn reads "
+                         f"{'integer labels' if sparse_labels else 'targets shaped like the output'}")
+    return code
+
+
 def metric_specs(named_metrics, y, n_outputs, loss) -> list:
     """``(code, k, weighted)`` of each of compile's metrics (``(name, Metric, weighted)``) for
     targets shaped like ``y`` and ``loss``."""
     shape = np.shape(y)
     sparse = loss.kind == _kernels.LOSS_SPARSE_CE
-    return [metrics_module.resolve(metric, len(shape), shape[-1], n_outputs, sparse) + (weighted,)
+    return [(_metric_code(metric, len(shape), shape[-1], n_outputs, sparse),
+             getattr(metric, "k", 0), weighted)
             for _, metric, weighted in named_metrics]
 
 

@@ -29,7 +29,7 @@ def _logs(loss_sum, sums, seen, named_metrics):
     Metric, weighted)`` each)."""
     logs = {"loss": loss_sum / seen}
     for (name, metric, _), metric_sums in zip(named_metrics, sums):
-        logs[name] = metrics_module.value(metric, metric_sums)
+        logs[name] = metrics_module._value(metric, metric_sums)
     return dict(sorted(logs.items()))
 
 

@@ -8,6 +8,10 @@ import numpy as np
 
 from fastdnn import reference as _ref
 
+__all__ = ["linear", "relu", "sigmoid", "tanh", "softmax", "elu", "selu", "gelu", "silu",
+           "swish", "softplus", "softsign", "leaky_relu", "relu6", "hard_sigmoid", "exponential",
+           "get"]
+
 
 def linear(x):
     """Identity: ``linear(x) = x``."""

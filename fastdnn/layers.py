@@ -11,6 +11,9 @@ import numpy as np
 
 from fastdnn import _naming, _plan, _tensors, activations, initializers, regularizers
 
+__all__ = ["Layer", "InputLayer", "Input", "Dense", "Flatten", "Dropout", "Activation", "ReLU",
+           "LeakyReLU", "Softmax", "deserialize", "serialize"]
+
 _BASE_KWARGS = ("name", "dtype", "trainable", "input_shape", "input_dim", "batch_size")
 
 
@@ -38,7 +41,7 @@ def _serialize_initializer(init):
     return initializers.serialize(init)
 
 
-def weight_value(value, dtype, name):
+def _weight_value(value, dtype, name):
     """``value`` converted to the weights' float ``dtype``; refuse what is not real numbers
     (``TypeError``) or is NaN, infinite or beyond ``dtype``'s range (``ValueError``), both
     naming ``name``."""
@@ -171,7 +174,7 @@ class Layer:
             if mine.shape != new.shape:
                 raise ValueError(f"Layer {self.name} weight shape {mine.shape} is not compatible "
                                  f"with provided weight shape {new.shape}")
-            arrays.append(weight_value(new, mine.dtype, f"Layer {self.name}: weights"))
+            arrays.append(_weight_value(new, mine.dtype, f"Layer {self.name}: weights"))
         for mine, new in zip(self._weights, arrays):
             mine[...] = new
 

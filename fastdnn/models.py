@@ -19,6 +19,8 @@ from fastdnn import (_fastdnn_format, _inputs, _keras_format, _kernels, _naming,
                      _summary, _tensors, _training, config, layers as layers_module, losses,
                      metrics as metrics_module, optimizers, reference)
 
+__all__ = ["Sequential", "load_model"]
+
 ENGINES = {"fastdnn": _kernels, "numpy": reference}
 
 # The kernels index arrays with C ints (BLAS's own limit).
@@ -289,7 +291,7 @@ class Sequential:
             if target.shape != value.shape:
                 raise ValueError(f"Weight shape {value.shape} is not compatible with the model's "
                                  f"weight shape {target.shape}")
-            values.append(layers_module.weight_value(value, target.dtype, "set_weights: weights"))
+            values.append(layers_module._weight_value(value, target.dtype, "set_weights: weights"))
         for target, value in zip(mine, values):
             target[...] = value
 
@@ -385,7 +387,7 @@ class Sequential:
             raise ValueError(f"`engine` must be one of {sorted(ENGINES)}. Received: {engine!r}")
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss) if loss is not None else None
-        self._named_metrics = metrics_module.check_list(metrics, weighted_metrics)
+        self._named_metrics = metrics_module._check_list(metrics, weighted_metrics)
         self._metrics = [m for _, m, weighted in self._named_metrics if not weighted]
         self._weighted_metrics = [m for _, m, weighted in self._named_metrics if weighted]
         self.metrics_names = ["loss"] + [name for name, _, _ in self._named_metrics]

@@ -13,6 +13,8 @@ import numpy as np
 
 from fastdnn import _naming, schedules
 
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "get"]
+
 # ``from fastdnn.optimizers.schedules import ExponentialDecay`` works, as with Keras
 sys.modules[__name__ + ".schedules"] = schedules
 

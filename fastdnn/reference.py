@@ -17,6 +17,12 @@ from fastdnn._kernels import (ACTIVATIONS, ELU, EXPONENTIAL, GELU, HARD_SIGMOID,
                               SOFTPLUS, SOFTSIGN, TANH)
 from fastdnn._plan import Op
 
+__all__ = ["activation_forward", "activation_backward", "dense_forward", "dense_backward",
+           "sparse_softmax_cross_entropy", "softmax_cross_entropy", "sigmoid_binary_cross_entropy",
+           "mean_squared_error", "count_nonfinite", "metric_sums", "count_correct",
+           "dropout_forward", "sgd_update", "adagrad_update", "rmsprop_update", "adam_update",
+           "learning_rate_at", "Network"]
+
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
 

@@ -13,6 +13,9 @@ import numpy as np
 
 from fastdnn import reference
 
+__all__ = ["LearningRateSchedule", "ExponentialDecay", "InverseTimeDecay", "PolynomialDecay",
+           "CosineDecay", "PiecewiseConstantDecay", "serialize", "deserialize"]
+
 # Longest PiecewiseConstantDecay the compiled loop evaluates (longer ones run in Python).
 MAX_PIECES = 32
 

@@ -4,6 +4,8 @@ import numpy as np
 
 from fastdnn import _random, backend
 
+__all__ = ["set_random_seed", "to_categorical", "clear_session"]
+
 
 def set_random_seed(seed: int) -> None:
     """Seed every generator fastdnn draws from: its own stream of layer seeds, Python's
