@@ -8,8 +8,8 @@ output activation folds into the cross-entropy (``fuses_output``). The result, a
 
 A new op kind: its code in the ``Op`` enum of ``_kernels.pyx``, a constructor here, its checks in
 ``_checked_ops`` (``kernels/network.pxi``), its forward and backward passes in the driver and in
-``reference.Network``. A field an op kind needs goes at the end of ``Op`` with a default, so that
-plans written as plain tuples keep their meaning.
+``reference.Network``. A field an op kind needs goes at the end of ``Op`` with a default, which
+``_checked_ops`` also gives shorter tuples, so that plans written as 6-tuples keep their meaning.
 """
 
 from typing import NamedTuple
