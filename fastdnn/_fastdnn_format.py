@@ -6,84 +6,25 @@ array manifest) and the raw arrays, and ends with the SHA-256 of everything befo
     b"FASTDNN\\0" | version (uint32 LE) | header length (uint64 LE) | header JSON | arrays | sha256
 
 Loading checks the magic, the version, the length and the digest before it reads anything else,
-so a truncated or corrupted file is refused whole, never half-loaded. Writing goes to a temporary
-file in the same folder, is flushed to disk, then renamed over the target: a crash mid-write
-leaves the previous file intact, and the temporary file, named after its writer's pid and host,
-is removed by the next save or load of that path once its writer is gone.
+so a truncated or corrupted file is refused whole, never half-loaded. Writing is atomic
+(``fastdnn._atomic_files``): a crash mid-write leaves the previous file intact.
 """
 
 import contextlib
 import hashlib
 import json
 import os
-import socket
 import struct
-import tempfile
 
 import numpy as np
 
-from fastdnn import layers as layers_module, losses, metrics, optimizers
+from fastdnn import _atomic_files, layers as layers_module, losses, metrics, optimizers
 
 MAGIC = b"FASTDNN\0"
 VERSION = 1
 _PREFIX = struct.Struct("<8sIQ")
 _DIGEST = 32
 _DTYPES = ("float32", "float64")
-
-
-def _temp_prefix(path) -> str:
-    """The start of a temporary file's name for ``path``: its writer's pid and host, so that a
-    later save or load can tell the temporary files of killed writers from live ones."""
-    return f".{os.path.basename(path)}.tmp-{os.getpid()}-{socket.gethostname()}-"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True  # another user's process, or a pid we cannot judge: keep its file
-    return True
-
-
-def clear_stale_temps(path) -> None:
-    """Remove the temporary files that killed saves of ``path`` left beside it: those written
-    on this host by a process that no longer exists (a live writer's file is kept)."""
-    folder, base = os.path.split(os.path.abspath(path))
-    start, host = f".{base}.tmp-", socket.gethostname()
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return
-    for name in names:
-        if not name.startswith(start):
-            continue
-        pid, _, rest = name[len(start):].partition("-")
-        if not pid.isdigit() or rest.rpartition("-")[0] != host or _pid_alive(int(pid)):
-            continue
-        with contextlib.suppress(OSError):  # another process may clear it at the same time
-            os.unlink(os.path.join(folder, name))
-
-
-def _write_atomic(path, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    clear_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _pack(header: dict, arrays: dict) -> bytes:
@@ -107,7 +48,7 @@ def _unpack(path):
         ValueError: for a missing, truncated, corrupted or unknown-version file.
     """
     path = os.fspath(path)
-    clear_stale_temps(path)
+    _atomic_files.clear_stale_temps(path)
     if not os.path.isfile(path):
         raise ValueError(f"File not found: filepath={path}")
     with open(path, "rb") as f:
@@ -148,20 +89,6 @@ def _parse(data: bytes, path):
     return header, arrays
 
 
-def _check_suffix(path, suffix, what):
-    path = os.fspath(path)
-    if not path.endswith(suffix):
-        raise ValueError(f"Invalid filepath extension for saving {what}. Please add a `{suffix}` "
-                         f"extension. Received: filepath={path}")
-    return path
-
-
-def _target(path, overwrite):
-    if not overwrite and os.path.exists(path):
-        raise FileExistsError(f"{path} exists and overwrite=False")
-    return path
-
-
 def _layout(model) -> list:
     """The weight shapes of a model, layer by layer: what a weights file must match (names may
     differ: a second copy of a model gets other automatic names)."""
@@ -192,10 +119,10 @@ def _contents(model):
 
 def save_model(model, filepath, overwrite=True) -> None:
     """Write architecture, weights, compile settings and optimizer state (see module doc)."""
-    path = _target(_check_suffix(filepath, ".fastdnn", "a model"), overwrite)
+    path = _atomic_files.destination(filepath, ".fastdnn", "a model", overwrite)
     if not model.built:
         raise ValueError(f"Model {model.name} is not built yet: nothing to save")
-    _write_atomic(path, _pack(*_contents(model)))
+    _atomic_files.write(path, _pack(*_contents(model)))
 
 
 def model_to_bytes(model) -> bytes:
@@ -229,10 +156,10 @@ def copy_model(model, weights=True):
 
 def save_weights(model, filepath, overwrite=True) -> None:
     """Write the weights alone (see module doc)."""
-    path = _target(_check_suffix(filepath, ".weights.fastdnn", "weights"), overwrite)
+    path = _atomic_files.destination(filepath, ".weights.fastdnn", "weights", overwrite)
     if not model.built:
         raise ValueError(f"Model {model.name} is not built yet: nothing to save")
-    _write_atomic(path, _pack({"kind": "weights", "layout": _layout(model)},
+    _atomic_files.write(path, _pack({"kind": "weights", "layout": _layout(model)},
                               {"params": model.params}))
 
 

@@ -7,7 +7,7 @@ layer order (``dense``, ``dense_1``, ...), and the optimizer's under ``optimizer
 the iteration count, the learning rate, then the slots in Keras' order. A ``.weights.h5`` file is
 that HDF5 file alone.
 
-Safety as in ``fastdnn._fastdnn_format``: writes go to a temporary file renamed over the target; loading
+Safety as in ``fastdnn._fastdnn_format``: writes are atomic (``fastdnn._atomic_files``); loading
 reads and checks everything before it changes any model. The bytes are verified before HDF5
 parses them (HDF5 itself may crash on damaged input): a ``.keras`` file's members by the zip's
 CRC-32s, a ``.weights.h5`` file fastdnn wrote by a SHA-256 of the HDF5 data in its user block
@@ -27,7 +27,7 @@ import zlib
 
 import numpy as np
 
-from fastdnn import _fastdnn_format, _naming, layers as layers_module, losses, metrics, optimizers
+from fastdnn import _atomic_files, _naming, layers as layers_module, losses, metrics, optimizers
 
 _USERBLOCK = 512
 _USERBLOCK_MAGIC = b"fastdnn weights sha256 "
@@ -185,7 +185,7 @@ def _check_built(model):
 
 def save_model(model, filepath, overwrite=True) -> None:
     """Write a ``.keras`` file (see module doc), atomically."""
-    path = _fastdnn_format._target(_fastdnn_format._check_suffix(filepath, ".keras", "a model"), overwrite)
+    path = _atomic_files.destination(filepath, ".keras", "a model", overwrite)
     _check_built(model)
     metadata = {"keras_version": _KERAS_VERSION,
                 "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
@@ -194,14 +194,14 @@ def save_model(model, filepath, overwrite=True) -> None:
         z.writestr("metadata.json", json.dumps(metadata))
         z.writestr("config.json", json.dumps(model_config(model)))
         z.writestr("model.weights.h5", _weights_h5(model, with_optimizer=True))
-    _fastdnn_format._write_atomic(path, buffer.getvalue())
+    _atomic_files.write(path, buffer.getvalue())
 
 
 def save_weights(model, filepath, overwrite=True) -> None:
     """Write a ``.weights.h5`` file (layer weights and optimizer variables), atomically."""
-    path = _fastdnn_format._target(_fastdnn_format._check_suffix(filepath, ".weights.h5", "weights"), overwrite)
+    path = _atomic_files.destination(filepath, ".weights.h5", "weights", overwrite)
     _check_built(model)
-    _fastdnn_format._write_atomic(path, _weights_h5(model, with_optimizer=True))
+    _atomic_files.write(path, _weights_h5(model, with_optimizer=True))
 
 
 # --- Keras -> fastdnn

@@ -159,10 +159,9 @@ def _metric_code(metric, y_ndim, y_last, n_outputs, sparse_labels) -> int:
     # binary accuracy on one output reads a label as that output's target, as Keras
     if needs_labels != sparse_labels and not (code == _kernels.METRIC_BINARY_ACC
                                               and n_outputs == 1):
-        raise ValueError(f"Metric {metric.name!r} needs "
-                         f"{'integer labels' if needs_labels else 'targets shaped like the output'}"
-                         f"; with this loss fastdnn reads "
-                         f"{'integer labels' if sparse_labels else 'targets shaped like the output'}")
+        kinds = {True: "integer labels", False: "targets shaped like the output"}
+        raise ValueError(f"Metric {metric.name!r} needs {kinds[needs_labels]}; with this loss "
+                         f"fastdnn reads {kinds[sparse_labels]}")
     return code
 
 
