@@ -6,6 +6,7 @@ needing h5py). Both are written atomically and checked whole before anything is 
 """
 
 from fastdnn import _fastdnn_format, models
+from fastdnn._fastdnn_format import copy_model, model_to_bytes
 
 __all__ = ["load_model", "save_model", "model_to_bytes", "model_from_bytes", "copy_model"]
 
@@ -23,16 +24,6 @@ def save_model(model, filepath, overwrite=True) -> None:
     model.save(filepath, overwrite=overwrite)
 
 
-def model_to_bytes(model) -> bytes:
-    """A ``.fastdnn`` file's bytes for ``model``, in memory (how a model pickles); the model may
-    be unbuilt.
-
-    Returns:
-        bytes.
-    """
-    return _fastdnn_format.model_to_bytes(model)
-
-
 def model_from_bytes(data: bytes):
     """The model ``model_to_bytes`` wrote, with its compile settings and optimizer state.
 
@@ -41,17 +32,3 @@ def model_from_bytes(data: bytes):
     """
     return _fastdnn_format.model_from_bytes(data, models.Sequential)
 
-
-def copy_model(model, weights=True):
-    """A new model of the same architecture, float type and compile settings.
-
-    Args:
-        model: a ``Sequential``, built or not.
-        weights: True copies the weights and the optimizer's state; False draws new weights, as
-            the layers' initializers do, and starts a new optimizer (Keras' ``clone_model``,
-            compiled as the original). Defaults to True.
-
-    Returns:
-        A ``Sequential``.
-    """
-    return _fastdnn_format.copy_model(model, weights)
