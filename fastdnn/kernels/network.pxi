@@ -527,7 +527,8 @@ def _checked_ops(ops, Py_ssize_t n_inputs, Py_ssize_t n_params, loss, bint fused
             rate[i] = _finite_scalar(name + ".param", op[3])
             w_off[i] = _int_in(name + ".kernel_offset", op[4], 0, n_params)
             b_off[i] = _int_in(name + ".bias_offset", op[5], -1, n_params)
-            if w_off[i] + width * units[i] > n_params or b_off[i] + units[i] > n_params:
+            if w_off[i] + width * units[i] > n_params or (b_off[i] >= 0 and
+                                                          b_off[i] + units[i] > n_params):
                 raise ValueError(f"{name}: ops address weights outside params")
             spans.append((w_off[i], w_off[i] + width * units[i]))
             if b_off[i] >= 0:
