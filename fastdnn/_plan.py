@@ -99,11 +99,12 @@ class Plan(NamedTuple):
 
 
 def _ops(layers, n_inputs, trained):
-    """The ops of ``layers`` (flat, built), an activation folded into the linear dense op
-    before it when the kernels can; per op whether it trains, and its penalty."""
+    """The ops of ``layers`` (flat, built; ``plan_ops`` may give ``Op``s or tuples in its field
+    order), an activation folded into the linear dense op before it when the kernels can; per op
+    whether it trains, and its penalty."""
     ops, trains, penalties, width = [], [], [], n_inputs
     for layer in layers:
-        for op in layer.plan_ops(width, getattr(layer, "_offsets", [])):
+        for op in map(Op._make, layer.plan_ops(width, getattr(layer, "_offsets", []))):
             previous = ops[-1] if ops else None
             if (op.kind == _kernels.OP_ACTIVATION and previous is not None
                     and previous.kind == _kernels.OP_DENSE
