@@ -21,12 +21,15 @@ import math
 import os
 import threading
 
+import threadpoolctl
+
 from fastdnn import _kernels
 
 _controller = None
 _OPENMP_BINDING = ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY", "KMP_AFFINITY")
 
-_blas_lock = threading.Lock()
+# Reentrant: a signal handler that fits or predicts may run on the thread that holds it.
+_blas_lock = threading.RLock()
 _blas_limit = None  # the limit in force while _blas_users > 0
 _blas_users = 0
 
@@ -99,25 +102,27 @@ def single_threaded_blas():
     """Keep BLAS to one thread inside the block (the kernels bring their own threads).
 
     Blocks may overlap across threads (fits of several models at once): the first to enter sets
-    the limit and the last to leave restores what it found, so the limit outlives no block.
+    the limit and the last to leave restores what it found, so the limit outlives no block. A
+    block a signal handler opens while this thread sets or restores the limit runs with BLAS as
+    it finds it (the counts change with no call between them, where no handler can run).
     """
     global _controller, _blas_limit, _blas_users
     with _blas_lock:
-        if _blas_users == 0:
-            if _controller is None:
-                from threadpoolctl import ThreadpoolController
-
-                _controller = ThreadpoolController()
-            _blas_limit = _controller.limit(limits=1, user_api="blas")
         _blas_users += 1
+        if _blas_users == 1:
+            if _controller is None:
+                _controller = threadpoolctl.ThreadpoolController()
+            _blas_limit = _controller.limit(limits=1, user_api="blas")
     try:
         yield
     finally:
         with _blas_lock:
             _blas_users -= 1
+            limit = None
             if _blas_users == 0:
-                _blas_limit.restore_original_limits()
-                _blas_limit = None
+                limit, _blas_limit = _blas_limit, None
+            if limit is not None:
+                limit.restore_original_limits()
 
 
 _kernels.set_num_threads(_default_threads())

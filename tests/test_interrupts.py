@@ -173,3 +173,46 @@ def test_signal_handlers_that_train_another_model_mid_step_leave_the_fit_intact(
     calls, shapes, iterations, same = child.stdout.split()
     assert int(calls) > 0 and shapes == "True"
     assert iterations == "12" and same == "True"
+
+
+BLAS_LIMIT_INTERRUPTED = textwrap.dedent("""
+    import signal
+    import numpy as np
+    import fastdnn as keras
+    from fastdnn import _threads
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, "softmax")])
+    x = np.ones((8, 4), np.float32)
+    calls, pending = [], {"limit", "restore"}
+
+    def handler(signum, frame):
+        calls.append(model.predict(x, verbose=0).shape)
+
+    class Controller:  # threadpoolctl's, with a signal landing as it sets or restores the limit
+        def limit(self, limits, user_api):
+            if "limit" in pending:
+                pending.discard("limit")
+                signal.raise_signal(signal.SIGALRM)
+            return self
+
+        def restore_original_limits(self):
+            if "restore" in pending:
+                pending.discard("restore")
+                signal.raise_signal(signal.SIGALRM)
+
+    signal.signal(signal.SIGALRM, handler)
+    _threads._controller = Controller()
+    out = model.predict(x, verbose=0)
+    print(len(calls), out.shape, _threads._blas_users, _threads._blas_limit)
+""")
+
+
+def test_a_signal_handler_that_predicts_while_the_blas_limit_is_set_or_restored():
+    # the handler runs on the thread that holds the BLAS limit's lock (it once waited for
+    # itself: a hang, hence a child with a timeout)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.run([sys.executable, "-c", BLAS_LIMIT_INTERRUPTED], capture_output=True,
+                           text=True, env=env, timeout=60)
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert child.stdout.split() == ["2", "(8,", "2)", "0", "None"]
