@@ -21,9 +21,12 @@ Groups:
 - ``threads 784-1024-1024-10 adam bs32 (9600 samples)``: that epoch with
   ``fastdnn.set_num_threads(1)`` and ``(2)``;
 - ``epoch 784-100-10 adam l2 bs32`` / ``adamw bs32``: the epoch with an L2 kernel regularizer
-  (1e-4) on both layers under Adam, and under AdamW (weight decay 0.004);
+  (1e-4) on both layers under Adam, and under AdamW (weight decay 0.004); ``nadam bs32`` and
+  ``adam global_clipnorm bs32`` (1.0: every gradient first, then the clipped steps);
 - ``contended <widths> adam bs<batch>``: an epoch at the default thread count and at one
   thread, interleaved, while a busy process (``busy_neighbour``) loops on one core;
+  ``... first epoch``: each round a new model's first epoch (a new user's ``python -m
+  fastdnn``), so the team's size is found from scratch every round;
 - ``predict 784-100-10 10000 images bs32``: ``Model.predict`` on the test images.
 """
 
@@ -62,7 +65,9 @@ def _tag(benchmark, group, role, **targets):
 
 # Keras features on the chapter's epoch: the optimizer, and every layer's kernel regularizer
 FEATURES = {"adam l2": (fastdnn.optimizers.Adam, fastdnn.regularizers.L2(1e-4)),
-            "adamw": (fastdnn.optimizers.AdamW, None)}
+            "adamw": (fastdnn.optimizers.AdamW, None),
+            "nadam": (fastdnn.optimizers.Nadam, None),
+            "adam global_clipnorm": (lambda: fastdnn.optimizers.Adam(global_clipnorm=1.0), None)}
 
 
 def build_model(widths, optimizer, engine):
@@ -275,26 +280,40 @@ def test_threads(benchmark, interleaved, data, n_threads):
         interleaved(epoch, companions, rounds=3, pause=ROUND_PAUSE)
 
 
-CONTENDED = [(CHAPTER, 32, None), (CHAPTER, 256, None), (LARGE, 32, LARGE_SAMPLES)]
+CONTENDED = [(CHAPTER, 32, None, False), (CHAPTER, 256, None, False),
+             (LARGE, 32, LARGE_SAMPLES, False), (CHAPTER, 32, None, True)]
 
 
-@pytest.mark.parametrize("widths,bs,samples", CONTENDED,
-                         ids=[f"{_label(w)}-bs{b}" for w, b, _ in CONTENDED])
-def test_contended(benchmark, interleaved, busy_neighbour, data, widths, bs, samples):
+def _contended_epoch_fn(widths, bs, x, y, first):
+    """An epoch of one model as a callable; with ``first``, a new model's first epoch each call."""
+    if not first:
+        return _epoch_fn(widths, "adam", bs, "fastdnn", x, y)
+
+    def first_epoch():
+        model = build_model(widths, "adam", "fastdnn")
+        model.fit(x, y, epochs=1, batch_size=bs, verbose=0, shuffle=True)
+    return first_epoch
+
+
+@pytest.mark.parametrize("widths,bs,samples,first", CONTENDED,
+                         ids=[f"{_label(w)}-bs{b}{'-first' if f else ''}"
+                              for w, b, _, f in CONTENDED])
+def test_contended(benchmark, interleaved, busy_neighbour, data, widths, bs, samples, first):
     """An epoch at the default thread count, interleaved with one at one thread, while another
     process keeps one core busy: the default must not lose to one thread there."""
     x, y, _ = data
     x, y = x[:samples], y[:samples]
     benchmark.group = (f"contended {_label(widths)} adam bs{bs}"
-                       + (f" ({samples} samples)" if samples else ""))
+                       + (f" ({samples} samples)" if samples else "")
+                       + (" first epoch" if first else ""))
     benchmark.extra_info["role"] = "default-threads"
     benchmark.extra_info["max_vs_one_thread"] = 1.1
-    one_thread_epoch = _epoch_fn(widths, "adam", bs, "fastdnn", x, y)
+    one_thread_epoch = _contended_epoch_fn(widths, bs, x, y, first)
 
     def one_thread():
         with _num_threads(1):
             one_thread_epoch()
-    interleaved(_epoch_fn(widths, "adam", bs, "fastdnn", x, y), {"1-thread": one_thread},
+    interleaved(_contended_epoch_fn(widths, bs, x, y, first), {"1-thread": one_thread},
                 rounds=3 if samples else 5)
 
 

@@ -33,7 +33,8 @@ _USERBLOCK = 512
 _USERBLOCK_MAGIC = b"fastdnn weights sha256 "
 _KERAS_VERSION = "3.15.1"  # the Keras release whose format this writes and reads
 # Keras' optimizers group their slots per variable in this order (the rest are slot-major).
-_INTERLEAVED_SLOTS = {"adam": ("momentum", "velocity")}
+_INTERLEAVED_SLOTS = {"adam": ("momentum", "velocity"), "nadam": ("momentum", "velocity"),
+                      "adamax": ("momentum", "norm")}
 _DAMAGE = (OSError, RuntimeError, KeyError, IndexError, TypeError, AttributeError, EOFError, UnicodeError,
            zipfile.BadZipFile, zlib.error, json.JSONDecodeError)
 
@@ -146,7 +147,7 @@ def _optimizer_arrays(model) -> list:
     for slot, w in _slot_order(opt, spans):
         offset, shape = spans[w]
         arrays.append(opt.slots[slot, offset:offset + int(np.prod(shape))].reshape(shape))
-    return arrays
+    return arrays + [np.array(value, opt.slots.dtype) for _, value in opt.scalar_state()]
 
 
 def _weight_spans(model) -> list:
@@ -291,16 +292,17 @@ def _optimizer_state(model, store, where):
     opt = model.optimizer
     spans = _weight_spans(model)
     order = _slot_order(opt, spans)
-    if count not in (2, 2 + len(order)):
+    scalars = len(opt.scalar_state())  # derived from iterations: checked, not read
+    if count not in (2, 2 + len(order) + scalars):
         raise ValueError(f"{where}: its optimizer has {count} variables; {type(opt).__name__} "
-                         f"over this model has {2 + len(order)}")
+                         f"over this model has {2 + len(order) + scalars}")
     iterations = int(arrays["optimizer/vars/0"])
     learning_rate = float(arrays["optimizer/vars/1"])
     if count == 2:
         return iterations, learning_rate, None
     slots = np.zeros((len(opt.slot_names()), model.params.size), model.params.dtype)
-    values = _finite([arrays[f"optimizer/vars/{i + 2}"] for i in range(len(order))],
-                     model.params.dtype, where)
+    values = _finite([arrays[f"optimizer/vars/{i + 2}"] for i in range(len(order) + scalars)],
+                     model.params.dtype, where)[:len(order)]
     for (slot, w), value in zip(order, values):
         offset, shape = spans[w]
         if value.shape != shape:

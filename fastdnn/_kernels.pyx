@@ -42,7 +42,7 @@ cimport numpy as cnp
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, exp, expf, fabs, isfinite, log, log1p, log1pf, logf, pow, powf, sqrt, sqrtf, tanh, tanhf
-from libc.math cimport M_2_SQRTPI, M_PI, M_SQRT1_2, ceil, cos, erf, erff, expm1, expm1f, floor
+from libc.math cimport M_2_SQRTPI, M_PI, M_SQRT1_2, ceil, cos, erf, erff, expm1, expm1f, floor, frexp
 from libc.stdint cimport int32_t, int64_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
 from cpython.exc cimport PyErr_CheckSignals
@@ -61,6 +61,9 @@ cdef extern from "simd/dispatch.h" nogil:
         _OPT_ADAGRAD "OPT_ADAGRAD"
         _OPT_RMSPROP "OPT_RMSPROP"
         _OPT_ADAM "OPT_ADAM"
+        _OPT_NADAM "OPT_NADAM"
+        _OPT_ADAMAX "OPT_ADAMAX"
+        STEP_TERMS
     ctypedef struct OptConfig:
         int kind
         double learning_rate
@@ -74,9 +77,10 @@ cdef extern from "simd/dispatch.h" nogil:
         bint amsgrad
     ctypedef struct simd_kernels:
         const char* name
-        void (*update_f32)(const OptConfig* c, float alpha, float* w, const float* g, float* s0,
-                           float* s1, float* s2, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil
-        void (*update_f64)(const OptConfig* c, double alpha, double* w, const double* g,
+        void (*update_f32)(const OptConfig* c, const double* terms, float* w, const float* g,
+                           float* s0, float* s1, float* s2, Py_ssize_t lo,
+                           Py_ssize_t hi) noexcept nogil
+        void (*update_f64)(const OptConfig* c, const double* terms, double* w, const double* g,
                            double* s0, double* s1, double* s2, Py_ssize_t lo,
                            Py_ssize_t hi) noexcept nogil
         bint (*sparse_nonzeros_below)(const float* x, Py_ssize_t ldx, Py_ssize_t n, Py_ssize_t lo,
@@ -89,6 +93,8 @@ cdef extern from "simd/dispatch.h" nogil:
                                            Py_ssize_t width, float* dw) noexcept nogil
         Py_ssize_t (*count_nonfinite_f32)(const float* a, Py_ssize_t size) noexcept nogil
         Py_ssize_t (*count_nonfinite_f64)(const double* a, Py_ssize_t size) noexcept nogil
+        double (*sum_squares_f32)(const float* a, Py_ssize_t size) noexcept nogil
+        double (*sum_squares_f64)(const double* a, Py_ssize_t size) noexcept nogil
     enum: SIMD_VARIANTS
     const simd_kernels _simd_table "simd_variants"[]
     const simd_kernels* simd  # the variant in use
@@ -115,6 +121,7 @@ cdef extern from "_team.h" nogil:
     long long team_take_end(long long* run, int from_back)
     ctypedef struct team_member_t:
         pass
+    long long team_clock_ns()
     team_member_t team_step_out()
     void team_step_in(team_member_t me)
     void team_poll_signals()
@@ -175,10 +182,10 @@ globals().update(Metric.__members__)
 cdef enum:
     _MAX_METRICS = 16
 MAX_METRICS = _MAX_METRICS
-OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM = _OPT_SGD, _OPT_ADAGRAD, _OPT_RMSPROP, _OPT_ADAM
 
 # Below this many elements per thread, an OpenMP fork costs more than it saves.
 cdef Py_ssize_t _MIN_CHUNK = 1 << 15
+cdef Py_ssize_t _SCAN_PIECES = 64  # most pieces a whole-array scan is cut into
 cdef uintptr_t _LINE = 64  # bytes in a cache line
 cdef int _n_threads = 1
 
@@ -251,6 +258,7 @@ include "kernels/team.pxi"
 include "kernels/dense.pxi"
 include "kernels/losses.pxi"
 include "kernels/checks.pxi"
+include "kernels/optimizer_config.pxi"
 include "kernels/entry_points.pxi"
 include "kernels/driver.pxi"
 include "kernels/network.pxi"

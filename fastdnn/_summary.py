@@ -67,7 +67,8 @@ def console_width(stream=None) -> int:
 def model_summary(model, line_length=None, positions=None) -> str:
     """The text of ``model.summary()``: each layer's output shape and parameter count, then the
     totals with their sizes in bytes (and the optimizer's variables once it is built, as Keras
-    counts them: its iteration count and learning rate, then a slot per trainable weight)."""
+    counts them: its iteration count and learning rate, a slot per trainable weight, its scalar
+    state)."""
     rows = []
     for layer in model.layers:
         shape = layer.output_shape if layer.built else None
@@ -84,7 +85,8 @@ def model_summary(model, line_length=None, positions=None) -> str:
               ("Non-trainable params", frozen, frozen * size)]
     optimizer = model.optimizer
     if optimizer is not None and optimizer.built:
-        slots = len(optimizer.slot_names()) * trainable
+        # Keras creates slots for the trainable weights only, then any scalar state
+        slots = len(optimizer.slot_names()) * trainable + len(optimizer.scalar_state())
         footer[0] = ("Total params", total + 2 + slots, (total + slots) * size + 8)
         footer.append(("Optimizer params", 2 + slots, slots * size + 8))
     return render_summary(model.name, rows, footer, line_length=line_length, positions=positions)

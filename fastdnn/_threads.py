@@ -21,15 +21,12 @@ import math
 import os
 import threading
 
-import threadpoolctl
-
 from fastdnn import _kernels
 
 _controller = None
 _OPENMP_BINDING = ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY", "KMP_AFFINITY")
 
-# Reentrant: a signal handler that fits or predicts may run on the thread that holds it.
-_blas_lock = threading.RLock()
+_blas_lock = threading.RLock()  # reentrant: see single_threaded_blas
 _blas_limit = None  # the limit in force while _blas_users > 0
 _blas_users = 0
 
@@ -103,24 +100,32 @@ def single_threaded_blas():
 
     Blocks may overlap across threads (fits of several models at once): the first to enter sets
     the limit and the last to leave restores what it found, so the limit outlives no block. A
-    block a signal handler opens while this thread sets or restores the limit runs with BLAS as
-    it finds it (the counts change with no call between them, where no handler can run).
+    block may also open inside another on the same thread, from a signal handler that fits a
+    model while Python runs this function's own lines: the lock is reentrant, and the count moves
+    before the limit on the way in and after it on the way out, so a block nested at any line
+    finds the state consistent (at worst it runs without the limit, never restores another's).
     """
     global _controller, _blas_limit, _blas_users
     with _blas_lock:
         _blas_users += 1
         if _blas_users == 1:
-            if _controller is None:
-                _controller = threadpoolctl.ThreadpoolController()
-            _blas_limit = _controller.limit(limits=1, user_api="blas")
+            try:
+                if _controller is None:
+                    from threadpoolctl import ThreadpoolController
+
+                    _controller = ThreadpoolController()
+                _blas_limit = _controller.limit(limits=1, user_api="blas")
+            except BaseException:
+                _blas_users -= 1
+                raise
     try:
         yield
     finally:
         with _blas_lock:
-            _blas_users -= 1
             limit = None
-            if _blas_users == 0:
+            if _blas_users == 1:
                 limit, _blas_limit = _blas_limit, None
+            _blas_users -= 1
             if limit is not None:
                 limit.restore_original_limits()
 

@@ -2,8 +2,10 @@
 
 An optimizer here only describes the update; the kernels apply it in place, one fused pass over
 the flat parameter buffer, each dense layer stepping its own weights during the backward pass as
-soon as it has used them (``fastdnn._kernels``, sections optimizers and dense layer). The slots
-(velocity, moments, ...) live in one ``(n_slots, n_params)`` array, in Keras' order.
+soon as it has used them (``fastdnn._kernels``, sections optimizers and dense layer). What the
+kernels read is ``settings()``, an ``OptimizerConfig`` checked once per change of a
+hyper-parameter. The slots (velocity, moments, ...) live in one ``(n_slots, n_params)`` array, in
+Keras' order, as ``fastdnn._kernels.SLOT_LAYOUT`` lays them out.
 """
 
 import sys
@@ -12,8 +14,9 @@ import warnings
 import numpy as np
 
 from fastdnn import _naming, schedules
+from fastdnn._kernels import OptimizerConfig, nadam_u_product
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "get"]
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Nadam", "Adamax", "get"]
 
 # ``from fastdnn.optimizers.schedules import ExponentialDecay`` works, as with Keras
 sys.modules[__name__ + ".schedules"] = schedules
@@ -21,6 +24,8 @@ sys.modules[__name__ + ".schedules"] = schedules
 _SHARED = {"weight_decay": None, "clipnorm": None, "clipvalue": None, "global_clipnorm": None,
            "use_ema": False, "ema_momentum": 0.99, "ema_overwrite_frequency": None,
            "loss_scale_factor": None, "gradient_accumulation_steps": None}
+# the shared options fastdnn supports (None: off)
+_OPTIONS = ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm")
 
 
 def _rate(name, value):
@@ -61,21 +66,27 @@ class Optimizer:
             schedule (evaluated at every step, at ``iterations``), or a callable without
             arguments returning the rate.
         name: Defaults to the snake_case of the class name, made unique (``adam``, ``adam_1``).
-        **kwargs: Keras' shared options. ``weight_decay`` (decoupled: every step first does
-            ``w -= w·weight_decay·lr`` on each trainable weight, biases included) and
-            ``clipvalue`` (each gradient element clipped to [-clipvalue, clipvalue]) are
-            supported; the others only at their defaults (``clipnorm`` and ``global_clipnorm``
-            need whole gradients before any step, which the fused loop does not hold); ``decay``
-            is ignored with a warning as in Keras.
+        **kwargs: Keras' shared options. Supported: ``weight_decay`` (decoupled: every step
+            first does ``w -= w·weight_decay·lr`` on each trainable weight, biases included),
+            ``clipvalue`` (each gradient element clipped to [-clipvalue, clipvalue]),
+            ``clipnorm`` (each variable's gradient, a kernel or a bias, scaled to an L2 norm of
+            at most clipnorm) and ``global_clipnorm`` (all trainable gradients scaled together
+            to a global L2 norm of at most global_clipnorm), at most one of the three clips;
+            the others only at their defaults. ``decay`` is ignored with a warning as in Keras.
     """
 
     kind = ""
     # hyper-parameter -> its check, applied wherever it is set (constructor or assignment)
     _checks = {}
+    # the hyper-parameters the kernels read besides the shared ones (OptimizerConfig's arguments)
+    _settings = ()
+    _config = None  # settings(), made again after any assignment
 
     def __setattr__(self, name, value):
         check = self._checks.get(name)
         super().__setattr__(name, check(name, value) if check is not None else value)
+        if name != "slots":
+            super().__setattr__("_config", None)
 
     def __init__(self, learning_rate, name=None, **kwargs):
         if "decay" in kwargs:
@@ -84,16 +95,13 @@ class Optimizer:
         unknown = {k: v for k, v in kwargs.items() if k not in _SHARED}
         if unknown:
             raise ValueError(f"Argument(s) not recognized: {unknown}")
-        clips = {k: kwargs[k] for k in ("clipnorm", "clipvalue", "global_clipnorm")
-                 if kwargs.get(k) is not None}
-        if len(clips) > 1:
+        clips = {k: kwargs.get(k) for k in ("clipnorm", "clipvalue", "global_clipnorm")}
+        if sum(v is not None for v in clips.values()) > 1:
             raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be "
                              f"set. Received: {', '.join(f'{k}={v}' for k, v in clips.items())}")
-        self.weight_decay = kwargs.pop("weight_decay", None)
-        self.clipvalue = kwargs.pop("clipvalue", None)
-        for option in ("weight_decay", "clipvalue"):
-            if getattr(self, option) is not None:
-                setattr(self, option, _rate(option, getattr(self, option)))
+        for option in _OPTIONS:
+            value = kwargs.pop(option, None)
+            setattr(self, option, None if value is None else _rate(option, value))
         unsupported = {k: v for k, v in kwargs.items() if v != _SHARED[k]}
         if unsupported:
             raise NotImplementedError(f"fastdnn optimizers do not support {unsupported}")
@@ -166,7 +174,7 @@ class Optimizer:
 
     def slot_names(self) -> list:
         """Names of the slots Keras creates for these settings, in order."""
-        raise NotImplementedError
+        return list(self.settings().slot_names)
 
     def build(self, n_params: int, dtype) -> None:
         """Create the slots for ``n_params`` parameters (kept if they already fit)."""
@@ -184,27 +192,40 @@ class Optimizer:
         return self.slots is not None
 
     def variable_count(self) -> int:
-        """Keras' count of optimizer variables: iteration, learning rate, and the slots."""
-        return 2 + (self.slots.size if self.slots is not None else 0)
+        """Keras' count of optimizer variables: iteration, learning rate, the slots, and any
+        scalar state (Nadam's)."""
+        return 2 + (self.slots.size if self.slots is not None else 0) + len(self.scalar_state())
 
-    def settings(self) -> dict:
-        """The hyper-parameters as the kernels read them (a built-in schedule as its
-        ``kernel_spec()``, evaluated by the kernels at every step)."""
+    def scalar_state(self) -> list:
+        """Keras' optimizer variables after the slots, as ``(name, value)`` (Nadam's product
+        of momentum caches): fastdnn derives them from ``iterations``."""
+        return []
+
+    def settings(self) -> OptimizerConfig:
+        """The hyper-parameters as the kernels read them, an ``OptimizerConfig`` made once per
+        change (a built-in schedule as its ``kernel_spec()``, evaluated by the kernels at every
+        step; a learning rate computed in Python is read anew at every call)."""
+        if self._config is not None:
+            return self._config
         spec = None
         if isinstance(self._schedule, schedules.LearningRateSchedule):
             spec = self._schedule.kernel_spec()
-        return {"kind": self.kind, "learning_rate": self.learning_rate, "schedule": spec,
-                "weight_decay": self.weight_decay or 0.0, "clipvalue": self.clipvalue or 0.0}
+        config = OptimizerConfig(
+            self.kind, learning_rate=self.learning_rate, schedule=spec,
+            **{k: getattr(self, k) or 0.0 for k in _OPTIONS},
+            **{k: getattr(self, k) for k in self._settings})
+        if not self.steps_in_python():
+            super().__setattr__("_config", config)
+        return config
 
     def get_config(self) -> dict:
         """Return the constructor arguments (the learning rate rounded to float32, as Keras,
-        or the schedule's ``serialize`` dict; weight_decay and clipvalue when set)."""
+        or the schedule's ``serialize`` dict; weight_decay and the clips when set)."""
         rate = self.serialized_learning_rate()
-        options = {k: getattr(self, k) for k in ("weight_decay", "clipvalue")
-                   if getattr(self, k) is not None}
+        options = {k: getattr(self, k) for k in _OPTIONS if getattr(self, k) is not None}
         return {"name": self.name,
                 "learning_rate": rate if isinstance(rate, dict) else float(np.float32(rate)),
-                **options}
+                **options, **{k: getattr(self, k) for k in self._settings}}
 
     @classmethod
     def from_config(cls, config: dict) -> "Optimizer":
@@ -230,21 +251,13 @@ class SGD(Optimizer):
 
     kind = "sgd"
     _checks = {"momentum": _sgd_momentum}
+    _settings = ("momentum", "nesterov")
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, name=None, **kwargs):
         _sgd_momentum("momentum", momentum)
         super().__init__(learning_rate, name, **kwargs)
         self.momentum = momentum
         self.nesterov = bool(nesterov)
-
-    def slot_names(self):
-        return ["momentum"] if self.momentum != 0 else []
-
-    def settings(self):
-        return {**super().settings(), "momentum": self.momentum, "nesterov": self.nesterov}
-
-    def get_config(self):
-        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
 class Adagrad(Optimizer):
@@ -259,6 +272,7 @@ class Adagrad(Optimizer):
 
     kind = "adagrad"
     _checks = {"initial_accumulator_value": _rate, "epsilon": _rate}
+    _settings = ("epsilon",)
 
     def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7,
                  name=None, **kwargs):
@@ -266,14 +280,8 @@ class Adagrad(Optimizer):
         self.initial_accumulator_value = initial_accumulator_value
         self.epsilon = epsilon
 
-    def slot_names(self):
-        return ["accumulator"]
-
     def _init_slots(self):
         self.slots[0] = self.initial_accumulator_value
-
-    def settings(self):
-        return {**super().settings(), "epsilon": self.epsilon}
 
     def get_config(self):
         return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
@@ -296,6 +304,7 @@ class RMSprop(Optimizer):
 
     kind = "rmsprop"
     _checks = {"rho": _fraction, "momentum": _rate, "epsilon": _rate}
+    _settings = ("rho", "momentum", "epsilon", "centered")
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False,
                  name=None, **kwargs):
@@ -305,20 +314,23 @@ class RMSprop(Optimizer):
         self.epsilon = epsilon
         self.centered = bool(centered)
 
-    def slot_names(self):
-        return (["velocity"] + (["momentum"] if self.momentum > 0 else [])
-                + (["average_gradient"] if self.centered else []))
 
-    def settings(self):
-        return {**super().settings(), "rho": self.rho, "momentum": self.momentum,
-                "epsilon": self.epsilon, "centered": self.centered}
+class _Moments(Optimizer):
+    """The Adam family's shared hyper-parameters, with Keras' defaults: beta_1, beta_2 (in
+    [0, 1)), epsilon (>= 0)."""
 
-    def get_config(self):
-        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
-                "epsilon": self.epsilon, "centered": self.centered}
+    _checks = {"beta_1": _fraction, "beta_2": _fraction, "epsilon": _rate}
+    _settings = ("beta_1", "beta_2", "epsilon")
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, name=None,
+                 **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
 
 
-class Adam(Optimizer):
+class Adam(_Moments):
     """Adam: with ``t`` the step number, ``a = lr·sqrt(1 - beta_2^t) / (1 - beta_1^t)``,
     ``m += (1-beta_1)(g - m)``, ``v += (1-beta_2)(g² - v)``, ``w -= a·m / (sqrt(v) + ε)``
     (AMSGrad uses the running maximum of v).
@@ -333,26 +345,12 @@ class Adam(Optimizer):
     """
 
     kind = "adam"
-    _checks = {"beta_1": _fraction, "beta_2": _fraction, "epsilon": _rate}
+    _settings = ("beta_1", "beta_2", "epsilon", "amsgrad")
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
                  amsgrad=False, name=None, **kwargs):
-        super().__init__(learning_rate, name, **kwargs)
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, name, **kwargs)
         self.amsgrad = bool(amsgrad)
-
-    def slot_names(self):
-        return ["momentum", "velocity"] + (["velocity_hat"] if self.amsgrad else [])
-
-    def settings(self):
-        return {**super().settings(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon, "amsgrad": self.amsgrad}
-
-    def get_config(self):
-        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
-                "epsilon": self.epsilon, "amsgrad": self.amsgrad}
 
 
 class AdamW(Adam):
@@ -378,13 +376,51 @@ class AdamW(Adam):
                          weight_decay=weight_decay, **kwargs)
 
 
-ALL = {cls.__name__.lower(): cls for cls in (SGD, Adagrad, RMSprop, Adam, AdamW)}
+class Nadam(_Moments):
+    """Nadam: Adam with Nesterov momentum (Dozat), Keras 3's rule. With the momentum cache
+    ``u_k = beta_1·(1 - 0.5·0.96^k)``, ``P_t = u_1···u_t`` and t the step number:
+    ``m += (1-beta_1)(g - m)``, ``v += (1-beta_2)(g² - v)``,
+    ``m̂ = u_{t+1}·m / (1 - P_{t+1}) + (1 - u_t)·g / (1 - P_t)``, ``v̂ = v / (1 - beta_2^t)``,
+    ``w -= lr·m̂ / (sqrt(v̂) + ε)``.
+
+    Args:
+        learning_rate: Defaults to 0.001.
+        beta_1: in [0, 1). Defaults to 0.9.
+        beta_2: in [0, 1). Defaults to 0.999.
+        epsilon: >= 0. Defaults to 1e-7.
+        name: Defaults to ``'nadam'``.
+    """
+
+    kind = "nadam"
+
+    def scalar_state(self):
+        dtype = self.slots.dtype if self.slots is not None else np.float32
+        return [("u_product", nadam_u_product(self.iterations, self.beta_1, dtype))]
+
+
+class Adamax(_Moments):
+    """Adamax: Adam with the infinity norm, Keras 3's rule. With t the step number:
+    ``m += (1-beta_1)(g - m)``, ``u = max(beta_2·u, |g|)``,
+    ``w -= lr·m / ((1 - beta_1^t)(u + ε))``.
+
+    Args:
+        learning_rate: Defaults to 0.001.
+        beta_1: in [0, 1). Defaults to 0.9.
+        beta_2: in [0, 1). Defaults to 0.999.
+        epsilon: >= 0. Defaults to 1e-7.
+        name: Defaults to ``'adamax'``.
+    """
+
+    kind = "adamax"
+
+
+ALL = {cls.__name__.lower(): cls for cls in (SGD, Adagrad, RMSprop, Adam, AdamW, Nadam, Adamax)}
 
 
 def get(identifier) -> Optimizer:
     """Resolve an optimizer: an instance (used as is) or a name, case-insensitive, which creates
     a new instance with all defaults (``'adam'``, ``'Adam'``, ``'sgd'``, ``'rmsprop'``,
-    ``'adagrad'``).
+    ``'adagrad'``, ``'adamw'``, ``'nadam'``, ``'adamax'``).
 
     Raises:
         ValueError: for anything else.

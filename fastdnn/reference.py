@@ -14,14 +14,15 @@ from fastdnn._kernels import (ACTIVATIONS, ELU, EXPONENTIAL, GELU, HARD_SIGMOID,
                               METRIC_BINARY_ACC, METRIC_MAE, METRIC_MSE, METRIC_NONE,
                               METRIC_PRECISION, METRIC_SPARSE_ACC, METRIC_SPARSE_TOP_K,
                               OP_ACTIVATION, OP_DENSE, RELU, RELU6, SELU, SIGMOID, SILU, SOFTMAX,
-                              SOFTPLUS, SOFTSIGN, TANH)
+                              SOFTPLUS, SOFTSIGN, TANH, OptimizerConfig)
 from fastdnn._plan import Op
 
 __all__ = ["activation_forward", "activation_backward", "dense_forward", "dense_backward",
            "sparse_softmax_cross_entropy", "softmax_cross_entropy", "sigmoid_binary_cross_entropy",
            "mean_squared_error", "count_nonfinite", "metric_sums", "count_correct",
            "dropout_forward", "sgd_update", "adagrad_update", "rmsprop_update", "adam_update",
-           "learning_rate_at", "Network"]
+           "learning_rate_at", "nadam_u_product", "nadam_update", "adamax_update", "clip_by_norm",
+           "clip_by_global_norm", "Network"]
 
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
@@ -361,39 +362,92 @@ def learning_rate_at(schedule, step):
     raise ValueError(f"unknown schedule kind {kind!r}")
 
 
-_UPDATES = {"sgd": sgd_update, "adagrad": adagrad_update, "rmsprop": rmsprop_update,
-            "adam": adam_update}
+def nadam_u_product(iteration, beta_1=0.9, dtype=np.float32):
+    """Nadam's product of momentum caches after ``iteration`` steps (see
+    ``fastdnn._kernels.nadam_u_product``)."""
+    f = np.dtype(dtype).type
+    u = f(1)
+    for k in range(iteration):
+        if u < f(2.0**-60):  # from here on 1 - u is 1: no step changes
+            break
+        u = u * f(beta_1) * (f(1) - f(0.5) * f(0.96) ** f(k + 1))
+    return float(u)
 
 
-def _apply_update(opt, params, grads, slots, iteration):
-    """One step of the optimizer described by the settings dict ``opt`` (see Network.train)."""
-    kind = opt["kind"]
-    hyper = {k: v for k, v in opt.items()
-             if k not in ("kind", "schedule", "clipvalue", "weight_decay")}
-    if opt.get("schedule") is not None:
-        hyper["learning_rate"] = learning_rate_at(opt["schedule"], float(iteration))
+def nadam_update(params, grads, m, v, iteration, learning_rate=0.001, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-7):
+    """Nadam step in place (see ``fastdnn._kernels.nadam_update``)."""
     f = params.dtype.type
-    if opt.get("clipvalue"):
-        np.clip(grads, -f(opt["clipvalue"]), f(opt["clipvalue"]), out=grads)
-    if opt.get("weight_decay"):
-        params -= params * f(opt["weight_decay"]) * f(hyper.get("learning_rate", 0.001))
-    if kind == "sgd":
-        hyper = {k: hyper[k] for k in ("learning_rate", "momentum", "nesterov") if k in hyper}
-        sgd_update(params, grads, velocity=slots[0] if len(slots) else None, **hyper)
-    elif kind == "adagrad":
-        hyper = {k: hyper[k] for k in ("learning_rate", "epsilon") if k in hyper}
-        adagrad_update(params, grads, slots[0], **hyper)
-    elif kind == "rmsprop":
-        hyper = {k: hyper[k] for k in ("learning_rate", "rho", "momentum", "epsilon", "centered")
-                 if k in hyper}
-        momentum = hyper.get("momentum", 0.0) > 0
-        rmsprop_update(params, grads, slots[0], momentum_buffer=slots[1] if momentum else None,
-                       average_gradient=slots[-1] if hyper.get("centered") else None, **hyper)
+    cache = lambda step: f(beta_1) * (f(1) - f(0.5) * f(0.96) ** f(step))  # noqa: E731
+    u_t, u_next = cache(iteration + 1), cache(iteration + 2)
+    product = f(nadam_u_product(iteration + 1, beta_1, params.dtype))
+    m += (grads - m) * (f(1) - f(beta_1))
+    v += (grads * grads - v) * (f(1) - f(beta_2))
+    m_hat = u_next * m / (f(1) - product * u_next) + (f(1) - u_t) * grads / (f(1) - product)
+    v_hat = v / (f(1) - f(beta_2) ** f(iteration + 1))
+    params -= m_hat * f(learning_rate) / (np.sqrt(v_hat) + f(epsilon))
+
+
+def adamax_update(params, grads, m, u, iteration, learning_rate=0.001, beta_1=0.9, beta_2=0.999,
+                  epsilon=1e-7):
+    """Adamax step in place (see ``fastdnn._kernels.adamax_update``)."""
+    f = params.dtype.type
+    m += (grads - m) * f(1 - beta_1)
+    np.maximum(f(beta_2) * u, np.abs(grads), out=u)
+    params -= f(learning_rate) * m / ((f(1) - f(beta_1) ** f(iteration + 1)) * (u + f(epsilon)))
+
+
+def clip_by_norm(grads, clipnorm):
+    """Keras 3's ``clipnorm`` on one variable's gradient, in place: ``g·c / max(‖g‖, c)``."""
+    f = grads.dtype.type
+    square = f(np.square(grads, dtype=np.float64).sum())
+    norm = np.sqrt(square) if square > 0 else square
+    grads[...] = grads * f(clipnorm) / np.maximum(norm, f(clipnorm))
+
+
+def clip_by_global_norm(grads, clipnorm):
+    """Keras 3's ``global_clipnorm`` on a list of gradients, in place: each times
+    ``c·min(1/‖all‖, 1/c)``."""
+    f = grads[0].dtype.type
+    norm = np.sqrt(f(sum(np.square(g, dtype=np.float64).sum() for g in grads)))
+    with np.errstate(divide="ignore"):
+        scale = f(clipnorm) * np.minimum(f(1) / norm, f(1) / f(clipnorm)) + (norm - norm)
+    for g in grads:
+        g *= scale
+
+
+def _apply_update(opt, params, grads, slots, iteration, variables):
+    """One step of the optimizer described by ``opt`` (an ``OptimizerConfig``; see
+    Network.train) on the trainable ``variables`` (slices of params: kernels and biases)."""
+    f = params.dtype.type
+    lr = opt.learning_rate
+    if opt.schedule is not None:
+        lr = learning_rate_at(opt.schedule, float(iteration))
+    if opt.clipnorm:
+        for span in variables:
+            clip_by_norm(grads[span], opt.clipnorm)
+    elif opt.global_clipnorm:
+        clip_by_global_norm([grads[span] for span in variables], opt.global_clipnorm)
+    elif opt.clipvalue:
+        np.clip(grads, -f(opt.clipvalue), f(opt.clipvalue), out=grads)
+    if opt.weight_decay:
+        params -= params * f(opt.weight_decay) * f(lr)
+    slot = dict(zip(opt.slot_names, slots))
+    moments = {"beta_1": opt.beta_1, "beta_2": opt.beta_2, "epsilon": opt.epsilon}
+    if opt.kind == "sgd":
+        sgd_update(params, grads, lr, opt.momentum, opt.nesterov, slot.get("momentum"))
+    elif opt.kind == "adagrad":
+        adagrad_update(params, grads, slot["accumulator"], lr, opt.epsilon)
+    elif opt.kind == "rmsprop":
+        rmsprop_update(params, grads, slot["velocity"], lr, opt.rho, opt.momentum, opt.epsilon,
+                       opt.centered, slot.get("momentum"), slot.get("average_gradient"))
+    elif opt.kind == "adam":
+        adam_update(params, grads, slot["momentum"], slot["velocity"], iteration, lr,
+                    amsgrad=opt.amsgrad, v_hat=slot.get("velocity_hat"), **moments)
+    elif opt.kind == "nadam":
+        nadam_update(params, grads, slot["momentum"], slot["velocity"], iteration, lr, **moments)
     else:
-        hyper = {k: hyper[k] for k in ("learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad")
-                 if k in hyper}
-        adam_update(params, grads, slots[0], slots[1], iteration,
-                    v_hat=slots[2] if hyper.get("amsgrad") else None, **hyper)
+        adamax_update(params, grads, slot["momentum"], slot["norm"], iteration, lr, **moments)
 
 
 # --- the network driver, step by step
@@ -486,14 +540,14 @@ class Network:
         for op, width, flag, penalty in zip(self.ops, self._widths(), self.trainable,
                                             self.penalties):
             if op.kind == OP_DENSE and flag and penalty is not None:
-                kernel, bias = self._spans(op, width)
+                kernel, bias = self._dense_spans(op, width)
                 spans.append((kernel, penalty[0], penalty[1]))
                 if bias is not None:
                     spans.append((bias, penalty[2], penalty[3]))
         return spans
 
     @staticmethod
-    def _spans(op, width):
+    def _dense_spans(op, width):
         """A dense op's kernel and bias (None without) as slices of the parameter buffer."""
         kernel = slice(op.kernel_offset, op.kernel_offset + width * op.units)
         bias = slice(op.bias_offset, op.bias_offset + op.units) if op.bias_offset >= 0 else None
@@ -505,11 +559,12 @@ class Network:
                    + l2 * np.square(self.params[s], dtype=np.float64).sum()
                    for s, l1, l2 in self._penalized())
 
-    def _frozen(self):
-        """The parameter ranges of the dense ops that take no step."""
+    def _spans(self, trainable):
+        """The parameter ranges (kernels, biases) of the dense ops that take a step (or, with
+        trainable False, that do not)."""
         return [span for op, width, flag in zip(self.ops, self._widths(), self.trainable)
-                if op.kind == OP_DENSE and not flag
-                for span in self._spans(op, width) if span is not None]
+                if op.kind == OP_DENSE and bool(flag) == trainable
+                for span in self._dense_spans(op, width) if span is not None]
 
     def _backward(self, inputs, outputs, masks, g):
         widths = self._widths()
@@ -536,6 +591,8 @@ class Network:
         n = x.shape[0]
         sparse = self.loss == LOSS_SPARSE_CE
         counter = iteration if isinstance(iteration, np.ndarray) else np.array([iteration])
+        if isinstance(opt, dict):
+            opt = OptimizerConfig(**opt)
         for b in range(count):
             rows = np.arange((first + b) * batch_size, min(n, (first + b + 1) * batch_size))
             if order is not None:
@@ -561,8 +618,9 @@ class Network:
                 w = self.params[span]
                 self.grads[span] += f(2 * l2) * w + f(l1) * np.sign(w)
             with np.errstate(over="ignore", invalid="ignore"):  # refused just below
-                _apply_update(opt, self.params, self.grads, slots, int(counter[0]))
-            for span in self._frozen():
+                _apply_update(opt, self.params, self.grads, slots, int(counter[0]),
+                              self._spans(True))
+            for span in self._spans(False):
                 self.params[span], slots[:, span] = kept[0][span], kept[1][:, span]
             if not (np.isfinite(self.params).all() and np.isfinite(slots).all()):
                 self.params[...], slots[...] = kept  # a step to non-finite weights is not applied

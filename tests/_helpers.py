@@ -144,15 +144,8 @@ def loss_targets(rng, loss, n, n_outputs, dtype):
 
 
 def slot_rows(opt):
-    """Rows of the slots array an optimizer settings dict needs (see ``_slot_pointers``)."""
-    kind = opt["kind"]
-    if kind == "sgd":
-        return 1 if opt.get("momentum", 0.0) > 0 else 0
-    if kind == "adagrad":
-        return 1
-    if kind == "rmsprop":  # velocity, then momentum buffer and average gradient when used
-        return 1 + (opt.get("momentum", 0.0) > 0) + bool(opt.get("centered"))
-    return 3 if opt.get("amsgrad") else 2
+    """Rows of the slots array an optimizer settings dict needs (``SLOT_LAYOUT``)."""
+    return len(kernels.OptimizerConfig(**opt).slot_names)
 
 
 def init_slots(opt, n_params, dtype):

@@ -132,7 +132,9 @@ def trained(optimizer, dtype="float32", loss="sparse_categorical_crossentropy"):
 OUR_OPTIMIZERS = [lambda: keras.optimizers.Adam(0.01, amsgrad=True),
                   lambda: keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
                   lambda: keras.optimizers.RMSprop(momentum=0.5, centered=True),
-                  lambda: keras.optimizers.Adagrad()]
+                  lambda: keras.optimizers.Adagrad(),
+                  lambda: keras.optimizers.Nadam(0.01, beta_1=0.8, clipnorm=1.0),
+                  lambda: keras.optimizers.Adamax(0.01, global_clipnorm=1.0)]
 
 
 @pytest.mark.parametrize("make_optimizer", OUR_OPTIMIZERS)
@@ -332,10 +334,13 @@ def test_model_checkpoint_save_best_only_keeps_the_best_keras_model(tmp_path):
 
 @pytest.mark.skipif(not os.environ.get("FASTDNN_KERAS_PYTHON"),
                     reason="set FASTDNN_KERAS_PYTHON to a Python with Keras 3 to run")
-def test_real_keras_opens_fastdnn_files_and_resumes_training(tmp_path):
+@pytest.mark.parametrize("make_optimizer", [
+    lambda: keras.optimizers.Adam(0.01), lambda: keras.optimizers.Nadam(0.01, clipnorm=1.0),
+    lambda: keras.optimizers.Adamax(0.01, global_clipnorm=1.0)])
+def test_real_keras_opens_fastdnn_files_and_resumes_training(tmp_path, make_optimizer):
     import subprocess
 
-    model = trained(keras.optimizers.Adam(0.01))
+    model = trained(make_optimizer())
     x = np.random.default_rng(7).normal(size=(5, 2, 3)).astype(np.float32)
     model.save(tmp_path / "m.keras")
     model.save_weights(tmp_path / "w.weights.h5")

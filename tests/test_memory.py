@@ -129,7 +129,7 @@ def test_network_train_allocates_nothing_per_step(traced):
     order = np.random.default_rng(1).permutation(len(x)).astype(np.int64)
     slots = np.zeros((2, params.size), np.float32)
     loss_out, correct_out = np.zeros(steps), np.zeros(steps)
-    opt = {"kind": "adam", "learning_rate": 1e-3}
+    opt = K.OptimizerConfig("adam", learning_rate=1e-3)  # made once, as optimizers do
 
     def train(it):
         return net.train(x, y, order, batch, 0, steps, opt, slots, it, loss_out, correct_out)

@@ -109,8 +109,7 @@ def test_learning_rate_must_be_a_finite_non_negative_number(value):
         opts.Adam(learning_rate=value)
 
 
-@pytest.mark.parametrize("option", [{"clipnorm": 1.0}, {"global_clipnorm": 1.0},
-                                    {"use_ema": True}])  # weight_decay, clipvalue: test_weight_decay
+@pytest.mark.parametrize("option", [{"use_ema": True}, {"loss_scale_factor": 2.0}])
 def test_shared_options_other_than_defaults_are_not_supported(option):
     with pytest.raises(NotImplementedError):
         opts.SGD(**option)

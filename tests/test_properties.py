@@ -228,7 +228,7 @@ def test_dropout_forward_equals_reference_exactly(n, c, dtype, regime, seed, rat
 
 
 OPTIMIZERS = ["sgd", "sgd_momentum", "sgd_nesterov", "adagrad", "rmsprop", "rmsprop_momentum",
-              "rmsprop_centered", "adam", "adam_amsgrad"]
+              "rmsprop_centered", "adam", "adam_amsgrad", "nadam", "adamax"]
 
 
 def optimizer_call(kind, params, grads, slots, lr, iteration):
@@ -248,6 +248,10 @@ def optimizer_call(kind, params, grads, slots, lr, iteration):
             "centered": kind == "rmsprop_centered",
             "momentum_buffer": slots["momentum_buffer"] if kind == "rmsprop_momentum" else None,
             "average_gradient": slots["average_gradient"] if kind == "rmsprop_centered" else None}
+    if kind == "nadam":
+        return "nadam_update", {**p, "m": slots["m"], "v": slots["v"], "iteration": iteration}
+    if kind == "adamax":
+        return "adamax_update", {**p, "m": slots["m"], "u": slots["u"], "iteration": iteration}
     return "adam_update", {**p, "m": slots["m"], "v": slots["v"], "iteration": iteration,
                            "amsgrad": kind == "adam_amsgrad",
                            "v_hat": slots["v_hat"] if kind == "adam_amsgrad" else None}
@@ -255,14 +259,16 @@ def optimizer_call(kind, params, grads, slots, lr, iteration):
 
 def fresh_slots(seed, size, dtype, zero_moments):
     """Slots as a real run leaves them: RMSprop's second moment >= average_gradient², Adam's
-    v_hat >= v >= m², Adagrad's accumulator > 0; SGD's velocity of either sign."""
+    v_hat >= v >= m², Adamax's u >= |m|, Adagrad's accumulator > 0; SGD's velocity of either
+    sign."""
     rng = np.random.default_rng(seed + 5)
     avg = np.zeros(size) if zero_moments else rng.normal(size=size) * 0.1
     second = avg * avg + (0 if zero_moments else rng.random(size) * 0.01)
     slots = {"velocity": np.zeros(size) if zero_moments else rng.normal(size=size) * 0.1,
              "accumulator": 0.1 + rng.random(size), "momentum_buffer": rng.normal(size=size) * 0.01,
              "average_gradient": avg, "second_moment": second.copy(), "m": avg.copy(),
-             "v": second.copy(), "v_hat": second * 1.5}
+             "v": second.copy(), "v_hat": second * 1.5,
+             "u": np.abs(avg) * 1.2 + (0 if zero_moments else rng.random(size) * 0.01)}
     if zero_moments:
         slots["momentum_buffer"] = np.zeros(size)
     return {k: v.astype(dtype) for k, v in slots.items()}
@@ -300,6 +306,8 @@ ZERO_GRAD_UNCHANGED = {
     "rmsprop_centered": (False, 7, True),     # u = lr·0/√(ρr - ρ²c² + ε) = 0 (r >= c²)
     "adam": (True, 0, True),                  # step 1, m = v = 0: w -= α·0/(0+ε)
     "adam_amsgrad": (True, 0, True),
+    "nadam": (True, 0, True),                 # step 1, m = v = 0: m̂ = 0
+    "adamax": (True, 0, True),                # step 1, m = u = 0: w -= lr·0/((1-β₁)ε)
 }
 ZERO_GRAD_MOVES = {
     "sgd_momentum": (False, 7),               # v = 0.9·v ≠ 0; w += v
@@ -307,6 +315,8 @@ ZERO_GRAD_MOVES = {
     "rmsprop_momentum": (False, 7),           # b = 0.9·b ≠ 0; w -= b
     "adam": (False, 3),                       # m = 0.9·m ≠ 0; w -= α·m/(√v+ε)
     "adam_amsgrad": (False, 3),
+    "nadam": (False, 3),                      # m = 0.9·m ≠ 0; m̂ ≠ 0
+    "adamax": (False, 3),                     # m = 0.9·m ≠ 0, u = β₂·u > 0
 }
 
 

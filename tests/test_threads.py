@@ -9,6 +9,7 @@ releases the GIL on its own. A pure-Python loop in the main thread then lets the
 by (almost) nothing -- the control -- while one long kernel call lets it advance a lot.
 """
 
+import math
 import os
 import subprocess
 import sys
@@ -381,8 +382,10 @@ def test_a_team_that_shrinks_and_grows_mid_fit_gives_the_same_numbers(kernel_thr
     serial = shuffled_fit(1)
     choices = np.random.default_rng(0)
 
-    def next_run(self, remaining):  # any thread count, any stretch: one, the team, or more
-        return int(choices.choice([1, self.team, 3])), int(min(remaining, choices.integers(1, 5)))
+    def next_run(self, remaining):  # any thread count, any stretch: one, the team, or more,
+        # ending by its batches, or by its time after its first batch (1 ns)
+        return (int(choices.choice([1, self.team, 3])), int(min(remaining, choices.integers(1, 5))),
+                float(choices.choice([0.0, 1e-9])))
 
     monkeypatch.setattr(_team_size.TeamSizer, "next_run", next_run)
     for mixed in (shuffled_fit(2), shuffled_fit(3)):
@@ -419,14 +422,22 @@ def test_a_team_of_more_threads_than_cpus_meets_and_gives_the_same_numbers():
     assert proc.stdout.split() == ["same"]
 
 
+def sizer_without_idle_cpus():
+    """A sizer that never sees an idle CPU (the machine's own load plays no part)."""
+    return _team_size.TeamSizer(2, idle=lambda: 0)
+
+
 def simulate(sizer, seconds_per_batch, batches):
     """Run ``batches`` batches through ``sizer``, each stretch taking ``seconds_per_batch(threads,
     elapsed)`` per batch; return (seconds in all, batches run per thread count)."""
     elapsed, done, per_threads = 0.0, 0, {}
     while done < batches:
-        threads, n = sizer.next_run(batches - done)
+        threads, n, limit = sizer.next_run(batches - done)
         assert 1 <= n <= batches - done
-        seconds = n * seconds_per_batch(threads, elapsed)
+        per_batch = seconds_per_batch(threads, elapsed)
+        if limit:  # the kernels end a stretch after the batch its time ran out in
+            n = min(n, math.floor(limit / per_batch) + 1)
+        seconds = n * per_batch
         sizer.record(threads, n, seconds)
         elapsed, done = elapsed + seconds, done + n
         per_threads[threads] = per_threads.get(threads, 0) + n
@@ -434,11 +445,11 @@ def simulate(sizer, seconds_per_batch, batches):
 
 
 def test_a_sizer_of_one_thread_runs_everything_at_once():
-    assert _team_size.TeamSizer(1).next_run(1500) == (1, 1500)
+    assert _team_size.TeamSizer(1).next_run(1500) == (1, 1500, 0.0)
 
 
 def test_a_faster_team_keeps_nearly_every_batch():
-    elapsed, runs = simulate(_team_size.TeamSizer(2), lambda t, _: 80e-6 if t == 2 else 140e-6,
+    elapsed, runs = simulate(sizer_without_idle_cpus(), lambda t, _: 80e-6 if t == 2 else 140e-6,
                              1500 * 5)
     assert runs[2] >= 0.99 * 1500 * 5
     assert elapsed <= 1.01 * 1500 * 5 * 80e-6
@@ -446,7 +457,7 @@ def test_a_faster_team_keeps_nearly_every_batch():
 
 def test_a_team_slower_than_one_thread_costs_at_most_a_few_percent():
     # a busy neighbour: every team batch waits for a scheduler time slice
-    elapsed, runs = simulate(_team_size.TeamSizer(2), lambda t, _: 4e-3 if t == 2 else 200e-6,
+    elapsed, runs = simulate(sizer_without_idle_cpus(), lambda t, _: 4e-3 if t == 2 else 200e-6,
                              1500 * 5)
     assert runs[1] >= 0.99 * 1500 * 5
     assert elapsed <= 1.05 * 1500 * 5 * 200e-6
@@ -460,7 +471,7 @@ def test_the_team_comes_back_when_the_neighbour_leaves():
             return 140e-6
         return 80e-6 if elapsed >= quiet_from else 2e-3
 
-    sizer = _team_size.TeamSizer(2)
+    sizer = sizer_without_idle_cpus()
     elapsed, runs = simulate(sizer, rate, 1500 * 10)
     assert sizer.threads == 2
     # one thread from the start until at most MAX_WAIT (and a stretch) after the quiet began
@@ -468,7 +479,7 @@ def test_the_team_comes_back_when_the_neighbour_leaves():
 
 
 def test_a_team_that_falls_behind_hands_over_to_one_thread_at_once():
-    sizer = _team_size.TeamSizer(2)
+    sizer = sizer_without_idle_cpus()
     simulate(sizer, lambda t, _: 80e-6 if t == 2 else 140e-6, 1000)
     assert sizer.threads == 2
     sizer.record(2, 50, 50 * 1e-3)  # a slow team stretch
@@ -481,18 +492,19 @@ def test_a_team_probe_wakes_the_team_first_and_is_sized_by_the_fresh_rate():
     # a team last timed beside a neighbour (2 ms a batch) probes again once one thread has run a
     # while: one untimed batch wakes its threads, then a probe as long as one thread's stretch
     # would be at its own fresh rate, not the one batch the team's stale rate would give
-    sizer = _team_size.TeamSizer(2)
+    sizer = sizer_without_idle_cpus()
     simulate(sizer, lambda t, _: 80e-6 if t == 2 else 110e-6, 200)
     sizer.record(2, 5, 5 * 2e-3)
-    threads, n = sizer.next_run(10_000)
+    threads, n, _ = sizer.next_run(10_000)
     sizer.record(threads, n, n * 110e-6)
     assert sizer.threads == 1
     sizer.since_probe = sizer.wait  # the probe is due
-    assert sizer.next_run(10_000) == (2, 1)
+    assert sizer.next_run(10_000) == (2, 1, 0.0)
     sizer.record(2, 1, 400e-6)  # the wake-up: not judged
     assert sizer.threads == 1
-    threads, n = sizer.next_run(10_000)
+    threads, n, limit = sizer.next_run(10_000)
     assert (threads, n) == (2, int(_team_size.PROBE_SECONDS / 110e-6))
+    assert limit == _team_size.OVERRUN * _team_size.PROBE_SECONDS
     sizer.record(2, n, n * 80e-6)
     assert sizer.threads == 2
 
@@ -509,3 +521,55 @@ def test_set_num_threads_refuses_a_bad_count_and_keeps_the_old(set_threads, bad)
     with pytest.raises(ValueError, match="n must be a positive integer"):
         set_threads(bad)
     assert keras.get_num_threads() == before
+
+
+def test_a_sizer_starts_on_one_thread_and_probes_the_team_after_its_first_timed_stretch():
+    sizer = sizer_without_idle_cpus()
+    threads, n, _ = sizer.next_run(1500)
+    assert threads == 1
+    sizer.record(threads, n, n * 115e-6)  # the untimed warm-up
+    threads, n, limit = sizer.next_run(1500)
+    assert (threads, n) == (1, _team_size.FIRST_BATCHES)
+    assert limit == _team_size.OVERRUN * _team_size.PROBE_SECONDS
+    sizer.record(threads, n, n * 115e-6)
+    assert sizer.next_run(1500) == (2, 1, 0.0)  # the team's wake-up, then its probe
+    sizer.record(2, 1, 200e-6)
+    threads, n, _ = sizer.next_run(1500)
+    assert (threads, n) == (2, int(_team_size.PROBE_SECONDS / 115e-6))
+    sizer.record(threads, n, n * 80e-6)
+    assert sizer.threads == 2
+
+
+def test_a_busy_neighbour_costs_the_first_epoch_a_few_percent():
+    # every team batch waits a scheduler time slice; the stretches' time limits keep the warm-up,
+    # the first stretch and the probes of the team to a few milliseconds in all
+    elapsed, runs = simulate(sizer_without_idle_cpus(), lambda t, _: 3e-3 if t == 2 else 115e-6,
+                             1500)
+    assert elapsed <= 1.06 * 1500 * 115e-6
+    assert runs[1] >= 0.98 * 1500
+
+
+def test_an_idle_cpu_brings_the_team_back_within_a_few_stretches():
+    # NumPy's BLAS threads spin on one core for 0.1 s after a product, then sleep
+    cpu = {"idle": 0}
+
+    def rate(threads, elapsed):
+        cpu["idle"] = int(elapsed >= 0.1)
+        if threads == 1:
+            return 115e-6
+        return 80e-6 if elapsed >= 0.1 else 3e-3
+
+    sizer = _team_size.TeamSizer(2, idle=lambda: cpu["idle"])
+    elapsed, runs = simulate(sizer, rate, 1500 * 2)
+    assert sizer.threads == 2
+    assert runs[1] * 115e-6 <= 0.1 + 0.015
+
+
+def test_an_idle_cpu_that_misleads_costs_a_few_probes():
+    # the system counts a CPU idle, but the team still loses (e.g. the CPU is not the process's):
+    # each probe the hint brings on doubles the wait before the next
+    def elapsed_with(idle):
+        sizer = _team_size.TeamSizer(2, idle=lambda: idle)
+        return simulate(sizer, lambda t, _: 3e-3 if t == 2 else 115e-6, 1500 * 3)[0]
+
+    assert elapsed_with(1) <= 1.03 * elapsed_with(0)

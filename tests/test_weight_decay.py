@@ -71,10 +71,6 @@ def test_training_with_the_options_matches_the_reference_engine(optimizer):
 def test_options_are_checked_configured_and_saved(tmp_path):
     with pytest.raises(ValueError, match="Only one of"):
         keras.optimizers.SGD(clipvalue=1.0, clipnorm=1.0)
-    with pytest.raises(NotImplementedError, match="clipnorm"):
-        keras.optimizers.Adam(clipnorm=1.0)
-    with pytest.raises(NotImplementedError, match="global_clipnorm"):
-        keras.optimizers.Adam(global_clipnorm=1.0)
     with pytest.raises(ValueError, match="weight_decay"):
         keras.optimizers.AdamW(weight_decay=None)
     with pytest.raises(ValueError, match="weight_decay"):

@@ -18,7 +18,7 @@
 cdef struct Update:
     # The optimizer step a layer's backward pass applies to its own weights once it has used them.
     const OptConfig* config
-    double alpha            # Adam's step size for this step, in the parameters' precision
+    double terms[STEP_TERMS]  # the step's scalars (``_step_terms``), in the parameters' precision
     int64_t w_off           # the layer's kernel and bias in the flat buffers (b_off -1: none)
     int64_t b_off
     void* params
@@ -29,6 +29,13 @@ cdef struct Update:
     const Plan* plan        # its weights' penalties (regularizers), added to the gradients
     double clipvalue        # > 0: each gradient element is clipped to [-clipvalue, clipvalue]
     double weight_decay     # > 0: w -= w·weight_decay·lr before the step (decoupled)
+    double clipnorm         # > 0: each variable's gradient scaled to a norm of at most this
+    double global_clipnorm  # > 0: all gradients scaled to a global norm of at most this
+    bint deferred           # clipnorm or global_clipnorm: the layers only add their penalties'
+                            # gradients, the steps wait for every gradient (``_deferred_step``)
+    const int64_t* variables  # (start, size) of each trainable kernel and bias, in order
+    int n_variables
+    double* scales          # per variable, the clip's numerator and denominator (shared)
     int64_t pending[4]      # a handed-off layer's w_off, b_off, kernel and bias sizes, whose step
                             # waits for the next meeting (pending[0] -1: none)
 
@@ -36,25 +43,106 @@ cdef struct Update:
 cdef void _apply_update(const Update* u, floating* like, Py_ssize_t lo,
                         Py_ssize_t hi) noexcept nogil:
     """Apply ``u`` to the flat parameters lo:hi (``like`` only selects the precision), in
-    Keras' order: the gradient of the weights' penalties added, the gradient clipped, the
-    weights decayed, then the optimizer's step; a stopped team's step is void, skipped."""
+    Keras' order: the gradient of the weights' penalties added, then (unless ``u.deferred``)
+    ``_step``; a stopped team's step is void, skipped."""
+    if team_stopped():
+        return
+    if u.plan != NULL and u.plan.penalized:
+        _penalty_gradient(u.plan, <floating*>u.params, <floating*>u.grads, lo, hi)
+    if not u.deferred:
+        _step(u, like, lo, hi)
+
+
+cdef void _step(const Update* u, floating* like, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """The parameters lo:hi's step from their final gradients: clipped by value, the weights
+    decayed, then the optimizer's rule."""
     cdef Py_ssize_t i
     cdef floating* w = <floating*>u.params
     cdef floating* g = <floating*>u.grads
     cdef floating clip = <floating>u.clipvalue, decay = <floating>u.weight_decay
     cdef floating lr = <floating>u.config.learning_rate
-    if team_stopped():
-        return
-    if u.plan != NULL and u.plan.penalized:
-        _penalty_gradient(u.plan, w, g, lo, hi)
     if clip > 0:
         for i in range(lo, hi):
             g[i] = clip if g[i] > clip else (-clip if g[i] < -clip else g[i])
     if decay > 0:
         for i in range(lo, hi):
             w[i] -= w[i] * decay * lr
-    _update_range(u.config, <floating>u.alpha, <floating*>u.params, <floating*>u.grads,
-                  <floating*>u.slots[0], <floating*>u.slots[1], <floating*>u.slots[2], lo, hi)
+    _update_range(u.config, u.terms, w, g, <floating*>u.slots[0], <floating*>u.slots[1],
+                  <floating*>u.slots[2], lo, hi)
+
+
+cdef inline double _sum_squares(const floating* g, Py_ssize_t size) noexcept nogil:
+    """Σ g[0:size]² in double, in a fixed order (``simd/scan.h``)."""
+    if floating is float:
+        return simd.sum_squares_f32(g, size)
+    else:
+        return simd.sum_squares_f64(g, size)
+
+
+cdef void _clip_scales(Update* u, floating* like) noexcept nogil:
+    """OUT u.scales: each trainable variable's gradient clipped by norm as Keras 3 does, as
+    ``g·scales[2v] / scales[2v + 1]``: ``g·c / max(‖g‖, c)`` with clipnorm c, or with
+    global_clipnorm c ``g·c·min(1/‖all‖, 1/c)``; norms in the parameters' precision from
+    double sums."""
+    cdef const floating* g = <floating*>u.grads
+    cdef floating clip, norm, square, scale
+    cdef double total = 0
+    cdef int v
+    if u.global_clipnorm > 0:
+        clip = <floating>u.global_clipnorm
+        for v in range(u.n_variables):
+            total += _sum_squares(g + u.variables[2 * v], u.variables[2 * v + 1])
+        norm = _sqrt(<floating>total)
+        # NaN for a norm that is not finite, as Keras' ``clip_by_global_norm``
+        scale = clip * min(1 / norm, 1 / clip) + (norm - norm)
+        for v in range(u.n_variables):
+            u.scales[2 * v], u.scales[2 * v + 1] = scale, 1
+        return
+    clip = <floating>u.clipnorm
+    for v in range(u.n_variables):
+        square = <floating>_sum_squares(g + u.variables[2 * v], u.variables[2 * v + 1])
+        norm = _sqrt(square) if square > 0 else square  # 0 and NaN as they are
+        u.scales[2 * v] = clip
+        u.scales[2 * v + 1] = norm if norm > clip or norm != norm else clip
+
+
+cdef inline bint _exact_round_trip(double c) noexcept nogil:
+    """Whether g·c/c is g exactly for every |g| <= c: c a power of 2 in [1, 2^16] (no rounding,
+    no underflow, no overflow)."""
+    cdef int exponent
+    return 1 <= c <= 65536 and frexp(c, &exponent) == 0.5
+
+
+# The clipped steps go in pieces of this many elements, each clipped and then stepped while its
+# gradients are in the L1 cache.
+cdef enum:
+    _CLIP_PIECE = 2048
+
+
+cdef void _deferred_step(Update* u, floating* like, int t, int nt) noexcept nogil:
+    """Once every gradient exists and ``_clip_scales`` has run (``u.deferred``): thread t's
+    share of each trainable variable, its gradient clipped, takes the step. Team call."""
+    cdef floating* g = <floating*>u.grads
+    cdef floating numerator, denominator
+    cdef Py_ssize_t lo, hi, end, i, start, size
+    cdef int v
+    if team_stopped():
+        return
+    for v in range(u.n_variables):
+        start, size = u.variables[2 * v], u.variables[2 * v + 1]
+        lo, end = start + _share(size, t, nt), start + _share(size, t + 1, nt)
+        numerator, denominator = <floating>u.scales[2 * v], <floating>u.scales[2 * v + 1]
+        while lo < end:
+            hi = min(lo + _CLIP_PIECE, end)
+            if denominator == 1:
+                if numerator != 1:
+                    for i in range(lo, hi):
+                        g[i] = g[i] * numerator
+            elif not (numerator == denominator and _exact_round_trip(numerator)):
+                for i in range(lo, hi):
+                    g[i] = g[i] * numerator / denominator
+            _step(u, like, lo, hi)
+            lo = hi
 
 
 cdef inline void _penalize_span(const floating* w, floating* g, Py_ssize_t start, Py_ssize_t end,

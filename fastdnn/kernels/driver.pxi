@@ -128,20 +128,13 @@ cdef void _backward(const Plan* p, floating* params, floating* grads, floating* 
                 g[j] *= mask[j]
 
 
-cdef void _slot_pointers(const OptConfig* c, floating* slots, Py_ssize_t n_params,
+cdef void _slot_pointers(const int* rows, floating* slots, Py_ssize_t n_params,
                          floating** s) noexcept nogil:
-    """OUT s[0..2]: the rows of ``slots`` the update reads, NULL where a slot is not used.
-
-    Rows hold only the slots Keras creates, in its order: SGD [velocity (momentum > 0)];
-    Adagrad [accumulator]; RMSprop [velocity, then momentum buffer (momentum > 0), then average
-    gradient (centered)]; Adam [m, v, then v_hat (amsgrad)]. s[k] is the update's k-th slot.
-    """
-    cdef int k, n = _slot_count(c[0])
+    """OUT s[0..2]: the update's slots in ``slots``, NULL where one is not kept (rows: their rows,
+    ``OptimizerConfig``'s from ``SLOT_LAYOUT``)."""
+    cdef int k
     for k in range(3):
-        s[k] = slots + k * n_params if k < n else NULL
-    if c.kind == _OPT_RMSPROP and c.centered and c.momentum == 0:
-        s[1] = NULL
-        s[2] = slots + n_params
+        s[k] = slots + rows[k] * n_params if rows[k] >= 0 else NULL
 
 
 cdef inline int _first_blocks(const Plan* p, Py_ssize_t n) noexcept nogil:
@@ -192,8 +185,14 @@ cdef struct TrainCall:
     const Plan* plan
     const OptConfig* opt
     const Schedule* schedule  # the learning rate of each step, from opt's when constant
-    double clipvalue        # opt's clipvalue and weight_decay (0: none), see Update
-    double weight_decay
+    double clipvalue        # opt's clipvalue, weight_decay, clipnorm, global_clipnorm (0: none),
+    double weight_decay     # see Update
+    double clipnorm
+    double global_clipnorm
+    int slot_rows[3]        # the update's slots' rows in ``slots`` (-1: none)
+    const int64_t* variables  # (start, size) of each trainable kernel and bias
+    int n_variables
+    double* scales          # 2 per variable: the clips' scratch (Update)
     void* params
     void* grads
     void* slots
@@ -226,6 +225,8 @@ cdef struct TrainCall:
     bint stopped            # OUT: a signal stopped the team mid-step (``Network._run``)
     long long claimed[_X_BUFFERS]  # rows of the batch copied ahead (``_meet``), per buffer
     team_t team             # the team's meetings (``_team.h``)
+    Stretch stretch         # the run's time: it ends after the batch its time ran out in, if
+                            # sooner (``stretch.cut``, then ``done``)
 
 
 cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept nogil:
@@ -261,12 +262,18 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
     cdef int k, cur
     cdef bint helped = False
     cdef OptConfig opt = c.opt[0]  # this thread's copy: its learning rate follows the schedule
-    _slot_pointers(c.opt, <floating*>c.slots, c.n_params, s)
+    cdef double u_product = (_nadam_product(opt.beta_1, iteration, <floating*>c.params)
+                             if opt.kind == _OPT_NADAM else 1)
+    _slot_pointers(c.slot_rows, <floating*>c.slots, c.n_params, s)
     u.config, u.params, u.grads, u.pending[0], u.plan = &opt, c.params, c.grads, -1, p
     u.clipvalue, u.weight_decay = c.clipvalue, c.weight_decay
+    u.clipnorm, u.global_clipnorm = c.clipnorm, c.global_clipnorm
+    u.deferred = c.clipnorm > 0 or c.global_clipnorm > 0
+    u.variables, u.n_variables, u.scales = c.variables, c.n_variables, c.scales
     for k in range(3):
         u.slots[k] = s[k]
     h.x, h.width = c.x, n_in
+    _stretch_start(&c.stretch, t)
     for b in range(c.count):
         start = (c.first + b) * c.batch_size
         n = c.batch_size if start + c.batch_size <= c.n_samples else c.n_samples - start
@@ -320,28 +327,42 @@ cdef void _train_batches(TrainCall* c, floating* like, int t, int nt) noexcept n
                           c.metric_out + b * 2 * p.n_metrics)
             if not isfinite(total) or _stopping():  # a stopped team skipped this step's work
                 c.done = b
+            else:
+                _stretch_check(&c.stretch, b + 1, t)
+                if _stretch_cut_at(&c.stretch, b + 1):
+                    c.done = b + 1
         _meet(&h, xbuf)
         if c.done == b:
             return
         if t == 0:  # every thread has read this buffer's count; batch b + 3 starts it anew
             team_store(&c.claimed[cur], 0)
         opt.learning_rate = _learning_rate_at(c.schedule, c.opt.learning_rate, iteration)
-        u.alpha = _adam_step_size(&opt, iteration, <floating*>c.params)
+        _step_terms(&opt, iteration, &u_product, <floating*>c.params, u.terms)
         _backward(p, <floating*>c.params, <floating*>c.grads, <floating*>c.ws, <floating*>c.g0,
                   <floating*>c.g1, <floating*>c.parts, xb, n, &u, &h, t, nt)
+        if u.deferred:  # every gradient first, then their norms, then the clipped steps
+            team_barrier()
+            if t == 0:
+                _clip_scales(&u, like)
+            team_barrier()
+            _deferred_step(&u, like, t, nt)
+            team_barrier()
         iteration += 1
+        if _stretch_cut_at(&c.stretch, b + 1):
+            break
 
 
 cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* parts,
                  const floating* x, const floating* y, const int32_t* labels, const floating* w,
-                 floating* pred, Py_ssize_t n_samples, double* loss_sum, double* sums, int t,
-                 int nt) noexcept nogil:
+                 floating* pred, Py_ssize_t n_samples, double* loss_sum, double* sums,
+                 Stretch* stretch, int t, int nt) noexcept nogil:
     """Forward pass over all samples in workspace-sized batches, in inference mode.
 
     OUT pred (n_samples x n_out) gets the model's outputs (the fused activation applied), unless
     NULL; with targets (y or labels), OUT loss_sum and sums[0:2·n_metrics] accumulate the loss
-    and the metrics' sums, weighted by the per-sample weights w unless NULL. Team call (thread t
-    of nt); thread 0 writes the outputs.
+    and the metrics' sums, weighted by the per-sample weights w unless NULL; stops early, after
+    ``stretch.cut`` samples, if the stretch's time runs out. Team call (thread t of nt); thread
+    0 writes the outputs.
     """
     cdef Py_ssize_t start, n, n_out = p.units[p.n_ops - 1], n_in = p.n_inputs
     cdef double batch[2 * _MAX_METRICS]
@@ -350,6 +371,7 @@ cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* 
     cdef uint64_t unused = 0
     cdef int last_act = <int>p.act[p.n_ops - 1] if p.fused else LINEAR
     start = 0
+    _stretch_start(stretch, t)
     while start < n_samples:
         n = p.capacity if start + p.capacity <= n_samples else n_samples - start
         out = _forward(p, params, ws, parts, x + start * n_in, n, False, 0, &unused, NULL, t,
@@ -367,5 +389,8 @@ cdef void _infer(const Plan* p, const floating* params, floating* ws, floating* 
                     sums[m] += batch[m]
             if pred != NULL:
                 _activation_forward(out, pred + start * n_out, n, n_out, last_act)
+            _stretch_check(stretch, start + n, t)
         team_barrier()  # the next batch overwrites the workspace
         start += n
+        if _stretch_cut_at(stretch, start):
+            break

@@ -308,13 +308,16 @@ def count_nonfinite(a):
     if not a.flags.c_contiguous:
         raise ValueError("a must be C-contiguous (use numpy.ascontiguousarray)")
     cdef Py_ssize_t size = a.size, bad = 0, k, lo, hi
-    cdef int chunks = _n_threads if size // _MIN_CHUNK >= 2 * _n_threads else 1
+    # pieces taken by whichever thread is free, so a thread that lost its core holds back one
+    # piece at most, not half the scan
+    cdef Py_ssize_t pieces = max(1, min(size // _MIN_CHUNK, _SCAN_PIECES))
+    cdef int threads = _n_threads if pieces >= 2 * _n_threads else 1
     cdef void* pa = _data(a)
     cdef bint f32 = a.dtype == np.float32
     with nogil:
-        for k in prange(chunks, num_threads=chunks, schedule="static"):
-            lo = size * k // chunks
-            hi = size * (k + 1) // chunks
+        for k in prange(pieces, num_threads=threads, schedule="dynamic"):
+            lo = size * k // pieces
+            hi = size * (k + 1) // pieces
             if f32:
                 bad += simd.count_nonfinite_f32(<float*>pa + lo, hi - lo)
             else:
@@ -414,11 +417,8 @@ def sgd_update(params, grads, double learning_rate=0.01, double momentum=0.0,
         nesterov: Nesterov momentum. Defaults to False.
         velocity: IN/OUT velocity slot like params; required when momentum > 0, else None.
     """
-    cdef OptConfig c
-    c.kind = _OPT_SGD
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
-    c.momentum = _finite_scalar("momentum", momentum, 0.0, 1.0)
-    c.nesterov = nesterov
+    cdef OptConfig c = _checked(_OPT_SGD, learning_rate, momentum, 0.9, 0.9, 0.999, 1e-7,
+                                nesterov, False, False)
     _require_slot("velocity", velocity, momentum > 0)
     _run_update(&c, params, grads, (velocity,), ("velocity",), 0)
 
@@ -434,10 +434,8 @@ def adagrad_update(params, grads, accumulator, double learning_rate=0.001,
         learning_rate: Defaults to 0.001.
         epsilon: added inside the square root, >= 0. Defaults to 1e-7.
     """
-    cdef OptConfig c
-    c.kind = _OPT_ADAGRAD
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
-    c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
+    cdef OptConfig c = _checked(_OPT_ADAGRAD, learning_rate, 0.0, 0.9, 0.9, 0.999, epsilon,
+                                False, False, False)
     _require_slot("accumulator", accumulator, True)
     _run_update(&c, params, grads, (accumulator,), ("accumulator",), 0)
 
@@ -463,13 +461,8 @@ def rmsprop_update(params, grads, velocity, double learning_rate=0.001, double r
         momentum_buffer: IN/OUT slot b; required when momentum > 0, else None.
         average_gradient: IN/OUT slot c; required when centered, else None.
     """
-    cdef OptConfig c
-    c.kind = _OPT_RMSPROP
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
-    c.rho = _decay("rho", rho)
-    c.momentum = _finite_scalar("momentum", momentum, 0.0)
-    c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
-    c.centered = centered
+    cdef OptConfig c = _checked(_OPT_RMSPROP, learning_rate, momentum, rho, 0.9, 0.999, epsilon,
+                                False, centered, False)
     _require_slot("velocity", velocity, True)
     _require_slot("momentum_buffer", momentum_buffer, momentum > 0)
     _require_slot("average_gradient", average_gradient, centered)
@@ -501,13 +494,8 @@ def adam_update(params, grads, m, v, iteration, double learning_rate=0.001,
         amsgrad: Defaults to False.
         v_hat: IN/OUT slot, required when amsgrad, else None.
     """
-    cdef OptConfig c
-    c.kind = _OPT_ADAM
-    c.learning_rate = _finite_scalar("learning_rate", learning_rate, 0.0)
-    c.beta_1 = _decay("beta_1", beta_1)
-    c.beta_2 = _decay("beta_2", beta_2)
-    c.epsilon = _finite_scalar("epsilon", epsilon, 0.0)
-    c.amsgrad = amsgrad
+    cdef OptConfig c = _checked(_OPT_ADAM, learning_rate, 0.0, 0.9, beta_1, beta_2, epsilon,
+                                False, False, amsgrad)
     _require_slot("m", m, True)
     _require_slot("v", v, True)
     _require_slot("v_hat", v_hat, amsgrad)
@@ -515,10 +503,77 @@ def adam_update(params, grads, m, v, iteration, double learning_rate=0.001,
                 _int_in("iteration", iteration, 0, 2**62))
 
 
+def nadam_update(params, grads, m, v, iteration, double learning_rate=0.001,
+                 double beta_1=0.9, double beta_2=0.999, double epsilon=1e-7):
+    """Nadam step in place (Keras 3), for step ``t = iteration + 1``.
+
+    With the momentum cache ``u_k = beta_1·(1 - 0.5·0.96^k)`` and ``P_k = u_1···u_k``:
+    ``m += (1-beta_1)(g - m)``; ``v += (1-beta_2)(g² - v)``;
+    ``m̂ = u_{t+1}·m / (1 - P_{t+1}) + (1 - u_t)·g / (1 - P_t)``; ``v̂ = v / (1 - beta_2^t)``;
+    ``w -= m̂·lr / (sqrt(v̂) + ε)``. P_t is formed step by step from P_0 = 1, as Keras keeps it.
+
+    Args:
+        params: IN/OUT 1-D float32/float64 parameters.
+        grads: gradients, like params.
+        m: IN/OUT first-moment slot.
+        v: IN/OUT second-moment slot.
+        iteration: steps already taken (Keras' ``optimizer.iterations``), >= 0.
+        learning_rate: Defaults to 0.001.
+        beta_1: in [0, 1). Defaults to 0.9.
+        beta_2: in [0, 1). Defaults to 0.999.
+        epsilon: >= 0. Defaults to 1e-7.
+    """
+    cdef OptConfig c = _checked(_OPT_NADAM, learning_rate, 0.0, 0.9, beta_1, beta_2, epsilon,
+                                False, False, False)
+    _require_slot("m", m, True)
+    _require_slot("v", v, True)
+    _run_update(&c, params, grads, (m, v), ("m", "v"), _int_in("iteration", iteration, 0, 2**62))
+
+
+def adamax_update(params, grads, m, u, iteration, double learning_rate=0.001,
+                  double beta_1=0.9, double beta_2=0.999, double epsilon=1e-7):
+    """Adamax step in place (Keras 3), for step ``t = iteration + 1``: ``m += (1-beta_1)(g - m)``;
+    ``u = max(beta_2·u, |g|)``; ``w -= lr·m / ((1 - beta_1^t)(u + ε))``.
+
+    Args:
+        params: IN/OUT 1-D float32/float64 parameters.
+        grads: gradients, like params.
+        m: IN/OUT first-moment slot.
+        u: IN/OUT slot, the exponentially weighted infinity norm.
+        iteration: steps already taken (Keras' ``optimizer.iterations``), >= 0.
+        learning_rate: Defaults to 0.001.
+        beta_1: in [0, 1). Defaults to 0.9.
+        beta_2: in [0, 1). Defaults to 0.999.
+        epsilon: >= 0. Defaults to 1e-7.
+    """
+    cdef OptConfig c = _checked(_OPT_ADAMAX, learning_rate, 0.0, 0.9, beta_1, beta_2, epsilon,
+                                False, False, False)
+    _require_slot("m", m, True)
+    _require_slot("u", u, True)
+    _run_update(&c, params, grads, (m, u), ("m", "u"), _int_in("iteration", iteration, 0, 2**62))
+
+
+def nadam_u_product(iteration, double beta_1=0.9, dtype=np.float32):
+    """Nadam's product of momentum caches after ``iteration`` steps (Keras' ``_u_product``
+    variable), in ``dtype`` (float32 or float64) as Keras forms it step by step.
+
+    Returns:
+        a float (0 < value <= 1; once below 2^-60 it no longer changes a step, and is returned
+        as it stood then).
+    """
+    cdef int64_t steps = _int_in("iteration", iteration, 0, 2**62)
+    _decay("beta_1", beta_1)
+    if np.dtype(dtype) == np.float32:
+        return float(_nadam_product(beta_1, steps, <float*>NULL))
+    if np.dtype(dtype) == np.float64:
+        return float(_nadam_product(beta_1, steps, <double*>NULL))
+    raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+
+
 def learning_rate_at(opt, iteration):
     """The learning rate the training loop uses for the step after ``iteration`` steps with
-    the optimizer settings ``opt`` (see ``Network.train``): its schedule's value, or its
-    constant learning rate."""
-    cdef OptConfig c = _opt_config(opt)
-    cdef Schedule schedule = _schedule_config(opt.get("schedule"))
-    return _learning_rate_at(&schedule, c.learning_rate, _int_in("iteration", iteration, 0, 2**62))
+    the optimizer settings ``opt`` (an ``OptimizerConfig`` or a dict of its arguments): its
+    schedule's value, or its constant learning rate."""
+    cdef OptimizerConfig c = _as_config(opt)
+    return _learning_rate_at(&c.rate_schedule, c.c.learning_rate,
+                             _int_in("iteration", iteration, 0, 2**62))

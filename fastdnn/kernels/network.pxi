@@ -41,6 +41,8 @@ cdef class Network:
     cdef object _ws
     cdef object _scratch      # g0, g1, parts, xbuf, ybuf, lbuf, wbuf
     cdef object _trainable    # int64 per op, the Plan points into it
+    cdef object _variables    # the trainable kernels' and biases' spans (_trainable_variables)
+    cdef object _scales       # 2 float64 per trainable variable: the clips' scratch
     cdef object _penalties    # float64 (n_ops, 4), the Plan points into it
     cdef dict _sizers         # work ('train', 'infer'): (its key, its TeamSizer)
     cdef object _kept         # spare copies of params and slots (train's non-finite guard)
@@ -199,12 +201,10 @@ cdef class Network:
             batch_size: rows per batch, at most ``capacity``.
             first: index of the first batch to run.
             count: number of batches to run.
-            opt: dict of optimizer settings (kind, learning_rate, momentum, rho, beta_1, beta_2,
-                epsilon, nesterov, centered, amsgrad; schedule: None or a learning-rate
-                schedule's ``kernel_spec()``, evaluated at every step instead of
-                learning_rate; clipvalue and weight_decay, 0 for none).
+            opt: the optimizer's settings, an ``OptimizerConfig`` (or a dict of its arguments,
+                checked here).
             slots: IN/OUT optimizer slots, (n_slots, n_params) of the network's dtype: the slots
-                Keras creates for these settings, in Keras' order (see ``_slot_pointers``).
+                Keras creates for these settings, in Keras' order (``opt.slot_names``).
             iteration: the optimizer's step counter before this call, in [0, 2**62 - count]:
                 an int, or an int64 array of shape (1,), IN/OUT, advanced by this call in the
                 same C code that applies the steps (no signal can land between the two).
@@ -244,11 +244,11 @@ cdef class Network:
             _check("correct_out", correct_out, 3, np.float64, (count, self.n_metrics, 2),
                    writable=True)
             metric_out = correct_out
-        cdef OptConfig c = _opt_config(opt)
-        cdef Schedule schedule = _schedule_config(opt.get("schedule"))
-        needed = _slot_count(c)
+        cdef OptimizerConfig config = _as_config(opt)
+        needed = len(config.slot_names)
         if slots.shape[0] != needed:
-            raise ValueError(f"slots must have {needed} rows for this optimizer, got {slots.shape[0]}")
+            raise ValueError(f"slots must have {needed} rows for this optimizer "
+                             f"({', '.join(config.slot_names) or 'none'}), got {slots.shape[0]}")
         cdef int64_t* step_counter = NULL
         if isinstance(iteration, np.ndarray):
             _check("iteration", iteration, 1, np.int64, (1,), writable=True)
@@ -260,9 +260,13 @@ cdef class Network:
         self._check_weights(sample_weight, n)
         g0, g1, parts, xbuf, ybuf, lbuf, wbuf = self._scratch
         cdef TrainCall call
-        call.plan, call.opt, call.schedule = &self.plan, &c, &schedule
-        call.clipvalue = _finite_scalar("clipvalue", opt.get("clipvalue", 0.0), 0.0)
-        call.weight_decay = _finite_scalar("weight_decay", opt.get("weight_decay", 0.0), 0.0)
+        variables = self._trainable_variables()
+        call.plan, call.opt, call.schedule = &self.plan, &config.c, &config.rate_schedule
+        call.clipvalue, call.weight_decay = config.clipvalue, config.weight_decay
+        call.clipnorm, call.global_clipnorm = config.clipnorm, config.global_clipnorm
+        call.slot_rows = config.rows
+        call.variables, call.n_variables = <int64_t*>_data(variables), variables.shape[0]
+        call.scales = <double*>_data(self._scales)
         call.params, call.grads = _data(self.params), _data(self.grads)
         call.slots, call.n_params = (_data(slots) if needed else NULL), n_params
         call.ws, call.g0, call.g1, call.parts = _data(self._ws), _data(g0), _data(g1), _data(parts)
@@ -307,6 +311,23 @@ cdef class Network:
             raise held
         return call.done, start_iteration + call.done
 
+    def _trainable_variables(self):
+        """(start, size) in params of each trainable dense op's kernel and bias, in order: the
+        variables whose gradients clipnorm and global_clipnorm measure (made once)."""
+        if self._variables is not None:
+            return self._variables
+        kind, units, _, _, w_off, b_off, _, _ = self._arrays
+        spans, width = [], self.plan.n_inputs
+        for i in range(self.plan.n_ops):
+            if kind[i] == OP_DENSE and self._trainable[i]:
+                spans.append((w_off[i], width * units[i]))
+                if b_off[i] >= 0:
+                    spans.append((b_off[i], units[i]))
+            width = units[i]
+        self._variables = np.array(spans, np.int64).reshape(-1, 2)
+        self._scales = np.empty(2 * len(spans))
+        return self._variables
+
     cdef object _run(self, TrainCall* call):
         """Run ``call``'s batches without the GIL, in stretches on the thread count the
         network's ``TeamSizer`` chooses for each; OUT call.done: the batches applied in all.
@@ -331,7 +352,8 @@ cdef class Network:
             sizer = self._sizer("train", _team_threads(&self.plan, call.batch_size),
                                 call.batch_size)
             while done < count:
-                threads, call.count = sizer.next_run(count - done)
+                threads, call.count, seconds = sizer.next_run(count - done)
+                call.stretch = _stretch(seconds)
                 call.first, call.iteration = first + done, iteration + done
                 call.loss_out, call.metric_out = losses + done, sums + done * 2 * self.n_metrics
                 call.done = call.count
@@ -354,8 +376,8 @@ cdef class Network:
                     held = _take_signal_exception()
                     break
                 done += call.done
-                if call.done < call.count:
-                    break
+                if call.done < (call.count if call.stretch.cut < 0 else call.stretch.cut):
+                    break  # a non-finite loss
                 sizer.record(threads, call.done, time.perf_counter() - started)
         except BaseException as e:  # only the Python code between stretches can raise
             held = e
@@ -449,14 +471,15 @@ cdef class Network:
         cdef int threads
         cdef unsigned int state
         cdef team_t team
+        cdef Stretch stretch
         cdef bint f32 = self.dtype == np.float32
         cdef bint poll = threading.current_thread() is threading.main_thread()
         sizer = self._sizer("infer", _team_threads(&self.plan, capacity), capacity)
         while start < n:  # in stretches of whole batches as in ``train``, within _CALL_FLOPS
             rows = min(step, n - start)
-            threads, batches = sizer.next_run((rows + capacity - 1) // capacity)
+            threads, batches, seconds = sizer.next_run((rows + capacity - 1) // capacity)
             rows = min(rows, batches * capacity)
-            team = team_t(0, 0, 0)
+            team, stretch = team_t(0, 0, 0), _stretch(seconds)
             started = time.perf_counter()
             self._busy += 1
             with nogil, parallel(num_threads=threads):
@@ -470,7 +493,7 @@ cdef class Network:
                            pl + start if pl != NULL else NULL,
                            <float*>(pw + start * item) if pw != NULL else NULL,
                            <float*>(pout + start * n_out * item) if pout != NULL else NULL,
-                           rows, &loss_sum, psums, team_index(), team_size())
+                           rows, &loss_sum, psums, &stretch, team_index(), team_size())
                 else:
                     _infer(&self.plan, <double*>pp, <double*>pws, <double*>pparts,
                            <double*>(px + start * x_row),
@@ -478,11 +501,13 @@ cdef class Network:
                            pl + start if pl != NULL else NULL,
                            <double*>(pw + start * item) if pw != NULL else NULL,
                            <double*>(pout + start * n_out * item) if pout != NULL else NULL,
-                           rows, &loss_sum, psums, team_index(), team_size())
+                           rows, &loss_sum, psums, &stretch, team_index(), team_size())
                 _team_end(state)
             self._busy -= 1
             if team.stop:  # a signal's exception (Ctrl-C): the outputs are incomplete
                 raise _take_signal_exception()
+            if stretch.cut >= 0:
+                rows, batches = stretch.cut, (stretch.cut + capacity - 1) // capacity
             sizer.record(threads, batches, time.perf_counter() - started)
             start += rows
             if start < n:

@@ -45,3 +45,40 @@ cdef inline void _team_end(unsigned int state) noexcept nogil:
     """Leave the team joined by ``_team_start`` and restore this thread's FP state."""
     team_leave()
     fpenv_restore(state)
+
+
+# --- stretches that end on time: a stretch of batches (``_team_size``) ends early, after the
+# batch during which its time ran out, so a team that has lost a core costs at most the
+# stretch's time and one batch, however many batches it was given.
+
+cdef struct Stretch:
+    long long budget_ns     # IN: the stretch's time (0: no limit)
+    long long deadline_ns   # thread 0's: when the time runs out
+    long long cut           # OUT: the batches (or rows) after which the time ran out; -1 before
+
+
+cdef inline Stretch _stretch(double seconds) noexcept:
+    """A stretch of at most ``seconds`` (None or 0: no limit), to start in a team."""
+    cdef Stretch s
+    s.budget_ns = <long long>(seconds * 1e9) if seconds else 0
+    s.deadline_ns, s.cut = 0, -1
+    return s
+
+
+cdef inline void _stretch_start(Stretch* s, int t) noexcept nogil:
+    """Start the stretch's clock: thread 0, at the start of the team's work."""
+    if t == 0 and s.budget_ns > 0:
+        s.deadline_ns = team_clock_ns() + s.budget_ns
+
+
+cdef inline void _stretch_check(Stretch* s, long long done, int t) noexcept nogil:
+    """Thread 0, before a meeting, after ``done`` batches (or rows) of work: if the time is up,
+    cut the stretch there; every thread reads the cut after the meeting (``_stretch_cut_at``)."""
+    if t == 0 and s.deadline_ns != 0 and team_clock_ns() >= s.deadline_ns:
+        team_store(&s.cut, done)
+
+
+cdef inline bint _stretch_cut_at(Stretch* s, long long done) noexcept nogil:
+    """Whether the stretch ends after ``done`` batches (or rows): after the meeting that followed
+    thread 0's ``_stretch_check``."""
+    return team_load(&s.cut) == done

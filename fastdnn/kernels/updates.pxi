@@ -57,16 +57,60 @@ cdef double _learning_rate_at(const Schedule* c, double constant,
     return constant
 
 
-cdef inline floating _adam_step_size(const OptConfig* c, int64_t iteration,
-                                     const floating* like) noexcept nogil:
-    """Adam's ``lr·sqrt(1 - beta_2^t) / (1 - beta_1^t)`` for t = iteration + 1, computed in the
-    precision of ``like`` (the parameters), as Keras does in float32."""
+cdef inline floating _nadam_factor(double beta_1, int64_t step,
+                                   const floating* like) noexcept nogil:
+    """Nadam's momentum cache ``u_step = beta_1·(1 - 0.5·0.96^step)``, in the precision of
+    ``like``, as Keras' ``update_step`` forms it."""
+    cdef floating one = 1  # a literal 1 would make the expression double
+    return <floating>beta_1 * (one - <floating>0.5 * _pow(<floating>0.96, <floating>step))
+
+
+cdef inline floating _nadam_advance(double beta_1, int64_t iteration,
+                                    floating u_product) noexcept nogil:
+    """Nadam's product of momentum caches after the step following ``iteration`` steps, from
+    the product before it, as Keras' ``_backend_update_step`` forms it."""
+    cdef floating one = 1
+    return u_product * <floating>beta_1 * (
+        one - <floating>0.5 * _pow(<floating>0.96, <floating>(iteration + 1)))
+
+
+cdef floating _nadam_product(double beta_1, int64_t iteration,
+                             const floating* like) noexcept nogil:
+    """Nadam's product of momentum caches after ``iteration`` steps (Keras' ``_u_product``), in
+    the precision of ``like``, step by step; once below 2^-60 it changes no step (1 - it is 1),
+    so the loop stops there."""
+    cdef floating u = 1
+    cdef int64_t k
+    for k in range(iteration):
+        if u < <floating>8.673617379884035e-19:
+            break
+        u = _nadam_advance(beta_1, k, u)
+    return u
+
+
+cdef void _step_terms(const OptConfig* c, int64_t iteration, double* u_product,
+                      const floating* like, double* out) noexcept nogil:
+    """OUT out[0:STEP_TERMS]: the scalars of the step after ``iteration`` steps that depend on
+    its number (see ``simd/dispatch.h``), in the precision of ``like`` (the parameters), as
+    Keras computes them; IN/OUT u_product: Nadam's product of momentum caches before and after
+    the step."""
     cdef floating t = <floating>(iteration + 1)
-    cdef floating lr = <floating>c.learning_rate
-    return lr * _sqrt(1 - _pow(<floating>c.beta_2, t)) / (1 - _pow(<floating>c.beta_1, t))
+    cdef floating lr = <floating>c.learning_rate, u, one = 1
+    if c.kind == _OPT_ADAM:
+        out[0] = lr * _sqrt(1 - _pow(<floating>c.beta_2, t)) / (1 - _pow(<floating>c.beta_1, t))
+    elif c.kind == _OPT_ADAMAX:
+        out[0] = one - _pow(<floating>c.beta_1, t)
+    elif c.kind == _OPT_NADAM:
+        u = _nadam_advance(c.beta_1, iteration, <floating>u_product[0])
+        u_product[0] = u
+        out[0] = _nadam_factor(c.beta_1, iteration + 2, like)
+        out[1] = one - _nadam_factor(c.beta_1, iteration + 1, like)
+        out[2] = one - u
+        out[3] = one - u * <floating>out[0]
+        out[4] = one - _pow(<floating>c.beta_2, t)
 
 
-cdef void _update_range(const OptConfig* c, floating alpha, floating* w, const floating* g,
+cdef void _update_range(const OptConfig* c, const double* terms, floating* w, const floating* g,
                         floating* s0, floating* s1, floating* s2, Py_ssize_t lo,
                         Py_ssize_t hi) noexcept nogil:
     """IN/OUT w[lo:hi] and the slots s0..s2 (NULL when unused): one step of Keras 3's rule.
@@ -76,20 +120,20 @@ cdef void _update_range(const OptConfig* c, floating alpha, floating* w, const f
     """
     cdef Py_ssize_t edge = lo + <Py_ssize_t>((-<uintptr_t>(w + lo) % _LINE) // sizeof(floating))
     if lo < edge < hi:
-        _update_span(c, alpha, w, g, s0, s1, s2, lo, edge)
+        _update_span(c, terms, w, g, s0, s1, s2, lo, edge)
         lo = edge
-    _update_span(c, alpha, w, g, s0, s1, s2, lo, hi)
+    _update_span(c, terms, w, g, s0, s1, s2, lo, hi)
 
 
-cdef inline void _update_span(const OptConfig* c, floating alpha, floating* w, const floating* g,
-                              floating* s0, floating* s1, floating* s2, Py_ssize_t lo,
-                              Py_ssize_t hi) noexcept nogil:
+cdef inline void _update_span(const OptConfig* c, const double* terms, floating* w,
+                              const floating* g, floating* s0, floating* s1, floating* s2,
+                              Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
     """IN/OUT w[lo:hi] and the slots s0..s2 (NULL when unused): one step of Keras 3's rule, by the
-    variant's loops (``simd/update.h``). ``alpha`` is Adam's step size (``_adam_step_size``)."""
+    variant's loops (``simd/update.h``); ``terms``: the step's scalars (``_step_terms``)."""
     if floating is float:
-        simd.update_f32(c, alpha, w, g, s0, s1, s2, lo, hi)
+        simd.update_f32(c, terms, w, g, s0, s1, s2, lo, hi)
     else:
-        simd.update_f64(c, alpha, w, g, s0, s1, s2, lo, hi)
+        simd.update_f64(c, terms, w, g, s0, s1, s2, lo, hi)
 
 
 # A standalone update's share per thread is cut into up to this many pieces, each of at least
@@ -110,11 +154,13 @@ cdef void _update(const OptConfig* c, floating* w, const floating* g, floating* 
     cdef long long runs[_MAX_UPDATE_THREADS]  # thread k's pieces still to take, packed
     cdef unsigned int state
     cdef int chunks = min(_n_threads, _MAX_UPDATE_THREADS), j, other, pieces
-    cdef floating alpha = _adam_step_size(c, iteration, w)
+    cdef double terms[STEP_TERMS]
+    cdef double u_product = _nadam_product(c.beta_1, iteration, w) if c.kind == _OPT_NADAM else 1
+    _step_terms(c, iteration, &u_product, w, terms)
     if size // _MIN_CHUNK < chunks:
         chunks = <int>(size // _MIN_CHUNK) if size >= 2 * _MIN_CHUNK else 1
     if chunks <= 1:
-        _update_range(c, alpha, w, g, s0, s1, s2, 0, size)
+        _update_range(c, terms, w, g, s0, s1, s2, 0, size)
         return
     pieces = <int>min(_PIECES, size // (chunks * _MIN_CHUNK))  # >= 1: chunks <= size // _MIN_CHUNK
     n_pieces = <Py_ssize_t>chunks * pieces
@@ -129,6 +175,6 @@ cdef void _update(const OptConfig* c, floating* w, const floating* g, floating* 
                 piece = team_take_end(&runs[other], other != k)
                 if piece < 0:
                     break
-                _update_range(c, alpha, w, g, s0, s1, s2, _share(size, <int>piece, <int>n_pieces),
+                _update_range(c, terms, w, g, s0, s1, s2, _share(size, <int>piece, <int>n_pieces),
                               _share(size, <int>piece + 1, <int>n_pieces))
         fpenv_restore(state)

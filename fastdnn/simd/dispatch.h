@@ -15,13 +15,22 @@
 #include <stddef.h>
 #include <string.h>
 
-/* An optimizer's settings (the kernels' _opt_config fills it). */
-enum { OPT_SGD = 0, OPT_ADAGRAD = 1, OPT_RMSPROP = 2, OPT_ADAM = 3 };
+/* An optimizer's settings (fastdnn._kernels.OptimizerConfig fills it, once). */
+enum { OPT_SGD = 0, OPT_ADAGRAD = 1, OPT_RMSPROP = 2, OPT_ADAM = 3, OPT_NADAM = 4,
+       OPT_ADAMAX = 5 };
 typedef struct {
     int kind;  /* OPT_* */
     double learning_rate, momentum, rho, beta_1, beta_2, epsilon;
     int nesterov, centered, amsgrad;
 } OptConfig;
+
+/* The scalars of one step that depend on the step number (the kernels' _step_terms), in the
+ * parameter precision: Adam's step size; Adamax's 1 - beta_1^t; Nadam's u_{t+1}, 1 - u_t,
+ * 1 - (u_1...u_t), 1 - (u_1...u_{t+1}), 1 - beta_2^t. */
+enum { STEP_TERMS = 5 };
+
+/* Running sums of scan.h's sum_squares (a power of 2). */
+enum { SUM_LANES = 8 };
 
 /* Rows of the kernel a sparse product takes at a time (its nonzeros fit a 64-bit word). */
 enum { SPARSE_DEPTH = 64 };
@@ -67,10 +76,10 @@ enum { SPARSE_DEPTH = 64 };
 /* A variant's entry points (the sparse products NULL where it has none: BLAS takes them). */
 typedef struct {
     const char* name;
-    void (*update_f32)(const OptConfig* c, float alpha, float* w, const float* g, float* s0,
-                       float* s1, float* s2, ptrdiff_t lo, ptrdiff_t hi);
-    void (*update_f64)(const OptConfig* c, double alpha, double* w, const double* g, double* s0,
-                       double* s1, double* s2, ptrdiff_t lo, ptrdiff_t hi);
+    void (*update_f32)(const OptConfig* c, const double* terms, float* w, const float* g,
+                       float* s0, float* s1, float* s2, ptrdiff_t lo, ptrdiff_t hi);
+    void (*update_f64)(const OptConfig* c, const double* terms, double* w, const double* g,
+                       double* s0, double* s1, double* s2, ptrdiff_t lo, ptrdiff_t hi);
     int (*sparse_nonzeros_below)(const float* x, ptrdiff_t ldx, ptrdiff_t n, ptrdiff_t lo,
                                  ptrdiff_t hi, double limit);
     void (*sparse_product_f32)(const float* x, ptrdiff_t ldx, ptrdiff_t n, ptrdiff_t lo,
@@ -79,12 +88,15 @@ typedef struct {
                                        ptrdiff_t hi, const float* g, ptrdiff_t width, float* dw);
     ptrdiff_t (*count_nonfinite_f32)(const float* a, ptrdiff_t size);
     ptrdiff_t (*count_nonfinite_f64)(const double* a, ptrdiff_t size);
+    double (*sum_squares_f32)(const float* a, ptrdiff_t size);
+    double (*sum_squares_f64)(const double* a, ptrdiff_t size);
 } simd_kernels;
 
 #define SIMD_UPDATES(v) update_f32_##v, update_f64_##v
 #define SIMD_SPARSE(v) sparse_nonzeros_below_##v, sparse_product_f32_##v, \
     sparse_weight_gradient_f32_##v
-#define SIMD_SCANS(v) count_nonfinite_f32_##v, count_nonfinite_f64_##v
+#define SIMD_SCANS(v) count_nonfinite_f32_##v, count_nonfinite_f64_##v, sum_squares_f32_##v, \
+    sum_squares_f64_##v
 
 /* Slowest first: the default is the last one the CPU supports. */
 static const simd_kernels simd_variants[] = {

@@ -6,10 +6,17 @@
  * Scalars are rounded to the parameter precision first, as Keras does in float32; 1 - beta is
  * formed in double, as Python does before Keras casts it. */
 
-/* IN/OUT w[lo:hi] and the slots s0..s2 (NULL when unused): one step of c's rule. alpha is Adam's
- * step size (the kernels' _adam_step_size). */
-static void TYPED(update)(const OptConfig* c, FLOAT_T alpha, FLOAT_T* w, const FLOAT_T* g,
+/* IN/OUT the moments m += (g - m)·a and v += (g² - v)·b of Adam and Nadam. */
+static inline void TYPED(moments)(FLOAT_T* m, FLOAT_T* v, FLOAT_T g, FLOAT_T a, FLOAT_T b) {
+    *m += (g - *m) * a;
+    *v += (g * g - *v) * b;
+}
+
+/* IN/OUT w[lo:hi] and the slots s0..s2 (NULL when unused): one step of c's rule. terms: the
+ * step's scalars (STEP_TERMS, the kernels' _step_terms). */
+static void TYPED(update)(const OptConfig* c, const double* terms, FLOAT_T* w, const FLOAT_T* g,
                            FLOAT_T* s0, FLOAT_T* s1, FLOAT_T* s2, ptrdiff_t lo, ptrdiff_t hi) {
+    const FLOAT_T alpha = (FLOAT_T)terms[0];
     const FLOAT_T lr = (FLOAT_T)c->learning_rate, mom = (FLOAT_T)c->momentum;
     const FLOAT_T eps = (FLOAT_T)c->epsilon, rho = (FLOAT_T)c->rho;
     const FLOAT_T one_minus_rho = (FLOAT_T)(1 - c->rho);
@@ -62,14 +69,35 @@ static void TYPED(update)(const OptConfig* c, FLOAT_T alpha, FLOAT_T* w, const F
 #endif
         /* s0 first moment m, s1 second moment v, s2 max of v (amsgrad) */
         for (i = lo; i < hi; i++) {
-            s0[i] += (g[i] - s0[i]) * one_minus_b1;
-            s1[i] += (g[i] * g[i] - s1[i]) * one_minus_b2;
+            TYPED(moments)(s0 + i, s1 + i, g[i], one_minus_b1, one_minus_b2);
             if (c->amsgrad) {
                 s2[i] = s2[i] > s1[i] ? s2[i] : s1[i];
                 w[i] -= (s0[i] * alpha) / (FLOAT_SQRT(s2[i]) + eps);
             } else {
                 w[i] -= (s0[i] * alpha) / (FLOAT_SQRT(s1[i]) + eps);
             }
+        }
+    } else if (c->kind == OPT_NADAM) {
+        /* s0 m, s1 v; Keras forms 1 - beta in the parameter precision here. terms: u_{t+1},
+         * 1 - u_t, 1 - (u_1...u_t), 1 - (u_1...u_{t+1}), 1 - beta_2^t */
+        const FLOAT_T b1 = (FLOAT_T)c->beta_1, b2 = (FLOAT_T)c->beta_2;
+        const FLOAT_T u_next = (FLOAT_T)terms[0], one_minus_u = (FLOAT_T)terms[1];
+        const FLOAT_T debias = (FLOAT_T)terms[2], debias_next = (FLOAT_T)terms[3];
+        const FLOAT_T bias_2 = (FLOAT_T)terms[4];
+        for (i = lo; i < hi; i++) {
+            FLOAT_T m_hat;
+            TYPED(moments)(s0 + i, s1 + i, g[i], 1 - b1, 1 - b2);
+            m_hat = u_next * s0[i] / debias_next + one_minus_u * g[i] / debias;
+            w[i] -= m_hat * lr / (FLOAT_SQRT(s1[i] / bias_2) + eps);
+        }
+    } else if (c->kind == OPT_ADAMAX) {
+        /* s0 m, s1 u (the infinity norm); alpha is 1 - beta_1^t */
+        const FLOAT_T b2 = (FLOAT_T)c->beta_2;
+        for (i = lo; i < hi; i++) {
+            FLOAT_T norm = b2 * s1[i], size = g[i] < 0 ? -g[i] : g[i];
+            s0[i] += (g[i] - s0[i]) * one_minus_b1;
+            s1[i] = norm > size ? norm : size;
+            w[i] -= lr * s0[i] / (alpha * (s1[i] + eps));
         }
     }
 }

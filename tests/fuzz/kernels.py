@@ -24,7 +24,7 @@ def kernel_call(data):
         "activation_forward", "activation_backward", "dense_forward", "dense_backward",
         "sparse_softmax_cross_entropy", "softmax_cross_entropy", "sigmoid_binary_cross_entropy",
         "mean_squared_error", "count_correct", "dropout_forward", "sgd_update", "adagrad_update",
-        "rmsprop_update", "adam_update"]), label="kernel")
+        "rmsprop_update", "adam_update", "nadam_update", "adamax_update"]), label="kernel")
     dtype = data.draw(st.sampled_from([np.float32, np.float64]), label="dtype")
     n = data.draw(st.integers(1, 9), label="n")
     c = data.draw(st.integers(1, 7), label="c")
@@ -108,16 +108,19 @@ def kernel_call(data):
                         momentum_buffer=normal(size) if mom > 0 else None,
                         average_gradient=normal(size) * 0 if centered else None)
             outs = ["params", "velocity", "momentum_buffer", "average_gradient"]
-        else:
-            ams = data.draw(st.booleans())
-            args.update(m=normal(size), v=np.abs(normal(size)),
+        else:  # the Adam family
+            second = "u" if name == "adamax_update" else "v"
+            args.update({"m": normal(size), second: np.abs(normal(size))},
                         iteration=data.draw(st.sampled_from([0, 1, 10, 10**6, -1, 2**62, 2**63])),
                         learning_rate=data.draw(hyper),
                         beta_1=data.draw(st.sampled_from([0.9, 0.0, 1.0, math.nan])),
                         beta_2=data.draw(st.sampled_from([0.999, 0.0, 1.0])),
-                        epsilon=data.draw(st.sampled_from([1e-7, 1.0, math.inf])), amsgrad=ams,
-                        v_hat=np.abs(normal(size)) if ams else None)
-            outs = ["params", "m", "v", "v_hat"]
+                        epsilon=data.draw(st.sampled_from([1e-7, 1.0, math.inf])))
+            outs = ["params", "m", second]
+            if name == "adam_update":
+                ams = data.draw(st.booleans())
+                args.update(amsgrad=ams, v_hat=np.abs(normal(size)) if ams else None)
+                outs.append("v_hat")
     return name, args, outs, dtype
 
 
@@ -264,8 +267,10 @@ def run_network_example(data):
         count = data.draw(st.integers(0, n_batches), label="count")
         opt = data.draw(st.sampled_from([{"kind": "sgd", "learning_rate": 0.1},
                                          {"kind": "adam"}, {"kind": "rmsprop", "centered": True},
-                                         {"kind": "adagrad"}]))
-        rows = {"sgd": 0, "adam": 2, "rmsprop": 2, "adagrad": 1}[opt["kind"]]
+                                         {"kind": "adagrad"}, {"kind": "nadam", "clipnorm": 0.1},
+                                         {"kind": "adamax", "global_clipnorm": 1.0}]))
+        rows = {"sgd": 0, "adam": 2, "rmsprop": 2, "adagrad": 1, "nadam": 2,
+                "adamax": 2}[opt["kind"]]
         args = {"x": x, "y": y, "order": rng.permutation(n).astype(np.int64)
                 if data.draw(st.booleans()) else None, "batch_size": batch, "first": 0,
                 "count": count, "opt": opt, "slots": np.zeros((rows, net.params.size), dtype),
@@ -275,7 +280,7 @@ def run_network_example(data):
             args[key], _ = mutate(data, args[key], label=key)
     if method == "train" and data.draw(st.integers(0, 5)) == 0:
         key = data.draw(st.sampled_from(["batch_size", "first", "count", "iteration", "opt"]))
-        args[key] = data.draw(st.sampled_from([-1, 0, 10**6, 2**62, None, {"kind": "nadam"},
+        args[key] = data.draw(st.sampled_from([-1, 0, 10**6, 2**62, None, {"kind": "lion"},
                                                {"kind": "sgd", "momentum": math.nan}]))
     case("Network." + method, **args)
     try:
