@@ -15,6 +15,14 @@ from fastdnn._kernels import (ACTIVATIONS, ELU, EXPONENTIAL, GELU, HARD_SIGMOID,
                               METRIC_PRECISION, METRIC_SPARSE_ACC, METRIC_SPARSE_TOP_K,
                               OP_ACTIVATION, OP_DENSE, RELU, RELU6, SELU, SIGMOID, SILU, SOFTMAX,
                               SOFTPLUS, SOFTSIGN, TANH, OptimizerConfig)
+from fastdnn._plan import Op
+
+__all__ = ["activation_forward", "activation_backward", "dense_forward", "dense_backward",
+           "sparse_softmax_cross_entropy", "softmax_cross_entropy", "sigmoid_binary_cross_entropy",
+           "mean_squared_error", "count_nonfinite", "metric_sums", "count_correct",
+           "dropout_forward", "sgd_update", "adagrad_update", "rmsprop_update", "adam_update",
+           "learning_rate_at", "nadam_u_product", "nadam_update", "adamax_update", "clip_by_norm",
+           "clip_by_global_norm", "Network"]
 
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
@@ -31,9 +39,10 @@ def _sigmoid(z):
     return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
-def _softmax(z):
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+def _softmax(z, axis=-1):
+    """exp(z - max) / Σ exp(z - max) along ``axis``: the one softmax in NumPy."""
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
 
 
 def _erf(x):
@@ -449,7 +458,7 @@ class Network:
     def __init__(self, n_inputs, ops, params, loss, metric, fused, capacity, seed=0,
                  trainable=None, penalties=None):
         self.n_inputs = n_inputs
-        self.ops = [tuple(op) for op in ops]
+        self.ops = [Op(*op) for op in ops]
         self.trainable = [True] * len(self.ops) if trainable is None else list(trainable)
         self.penalties = [None] * len(self.ops) if penalties is None else list(penalties)
         self.params = params
@@ -462,7 +471,7 @@ class Network:
         else:
             self.metrics = [tuple(spec) + (False,) * (3 - len(spec)) for spec in metric]
         self.n_metrics = len(self.metrics)
-        self.n_outputs = self.ops[-1][1]
+        self.n_outputs = self.ops[-1].units
         self.capacity = capacity
         self.seed, self.counter = seed, 0
 
@@ -471,35 +480,40 @@ class Network:
         self.capacity = max(self.capacity, capacity)
 
     def _weights(self, buffer, i, width_in):
-        _, units, _, _, w_off, b_off = self.ops[i]
-        w = buffer[w_off:w_off + width_in * units].reshape(width_in, units)
-        b = buffer[b_off:b_off + units] if b_off >= 0 else None
+        op = self.ops[i]
+        w = buffer[op.kernel_offset:op.kernel_offset + width_in * op.units].reshape(
+            width_in, op.units)
+        b = buffer[op.bias_offset:op.bias_offset + op.units] if op.bias_offset >= 0 else None
         return w, b
 
     def _act(self, i):
-        return LINEAR if self.fused and i == len(self.ops) - 1 else self.ops[i][2]
+        return LINEAR if self.fused and i == len(self.ops) - 1 else self.ops[i].activation
+
+    def _widths(self):
+        """Each op's input width."""
+        return [self.n_inputs] + [op.units for op in self.ops[:-1]]
 
     def _forward(self, x, training):
         """Return the input and output of every op (the last output is logits when fused)."""
         inputs, outputs, masks = [], [], []
         cur, width = x, self.n_inputs
-        for i, (kind, units, _, rate, _, _) in enumerate(self.ops):
+        for i, op in enumerate(self.ops):
             inputs.append(cur)
-            if kind == OP_DENSE:
+            if op.kind == OP_DENSE:
                 w, b = self._weights(self.params, i, width)
                 z = cur @ w + (b if b is not None else 0)
                 cur = _apply(z, self._act(i))
-            elif kind == OP_ACTIVATION:
-                cur = _apply(cur, self._act(i), rate)
+            elif op.kind == OP_ACTIVATION:
+                cur = _apply(cur, self._act(i), op.param)
             elif training:
                 mask = np.empty_like(cur)
                 out = np.empty_like(cur)
-                dropout_forward(cur, out, mask, rate, self.seed, self.counter)
+                dropout_forward(cur, out, mask, op.param, self.seed, self.counter)
                 self.counter += cur.size
                 masks.append(mask)
                 cur = out
             outputs.append(cur)
-            width = units
+            width = op.units
         return inputs, outputs, masks
 
     def _loss(self, out, labels, targets, weights=None):
@@ -515,22 +529,29 @@ class Network:
 
     def _metric_sums(self, out, labels, targets, weights=None):
         """Every metric's two sums, (n_metrics, 2), the weighted ones' by ``weights``."""
-        outputs = _apply(out, self.ops[-1][2]) if self.fused else out
+        outputs = _apply(out, self.ops[-1].activation) if self.fused else out
         return np.array([metric_sums(code, k, outputs, out, labels, targets,
                                      weights if weighted else None)
                          for code, k, weighted in self.metrics]).reshape(-1, 2)
 
     def _penalized(self):
         """(slice, l1, l2) of every trainable dense op's kernel and bias with a penalty."""
-        widths = [self.n_inputs] + [op[1] for op in self.ops[:-1]]
         spans = []
-        for (kind, units, _, _, w_off, b_off), width, flag, penalty in zip(
-                self.ops, widths, self.trainable, self.penalties):
-            if kind == OP_DENSE and flag and penalty is not None:
-                spans.append((slice(w_off, w_off + width * units), penalty[0], penalty[1]))
-                if b_off >= 0:
-                    spans.append((slice(b_off, b_off + units), penalty[2], penalty[3]))
+        for op, width, flag, penalty in zip(self.ops, self._widths(), self.trainable,
+                                            self.penalties):
+            if op.kind == OP_DENSE and flag and penalty is not None:
+                kernel, bias = self._dense_spans(op, width)
+                spans.append((kernel, penalty[0], penalty[1]))
+                if bias is not None:
+                    spans.append((bias, penalty[2], penalty[3]))
         return spans
+
+    @staticmethod
+    def _dense_spans(op, width):
+        """A dense op's kernel and bias (None without) as slices of the parameter buffer."""
+        kernel = slice(op.kernel_offset, op.kernel_offset + width * op.units)
+        bias = slice(op.bias_offset, op.bias_offset + op.units) if op.bias_offset >= 0 else None
+        return kernel, bias
 
     def _penalty(self):
         """Keras' regularization loss: Σ l1·Σ|w| + l2·Σw² over the penalized weights."""
@@ -541,22 +562,16 @@ class Network:
     def _spans(self, trainable):
         """The parameter ranges (kernels, biases) of the dense ops that take a step (or, with
         trainable False, that do not)."""
-        widths = [self.n_inputs] + [op[1] for op in self.ops[:-1]]
-        spans = []
-        for (kind, units, _, _, w_off, b_off), width, flag in zip(self.ops, widths,
-                                                                   self.trainable):
-            if kind == OP_DENSE and bool(flag) == trainable:
-                spans.append(slice(w_off, w_off + width * units))
-                if b_off >= 0:
-                    spans.append(slice(b_off, b_off + units))
-        return spans
+        return [span for op, width, flag in zip(self.ops, self._widths(), self.trainable)
+                if op.kind == OP_DENSE and bool(flag) == trainable
+                for span in self._dense_spans(op, width) if span is not None]
 
     def _backward(self, inputs, outputs, masks, g):
-        widths = [self.n_inputs] + [op[1] for op in self.ops[:-1]]
-        stepped = [i for i, op in enumerate(self.ops) if op[0] == OP_DENSE and self.trainable[i]]
+        widths = self._widths()
+        stepped = [i for i, op in enumerate(self.ops) if op.kind == OP_DENSE and self.trainable[i]]
         first_dense = stepped[0] if stepped else len(self.ops)
         for i in range(len(self.ops) - 1, first_dense - 1, -1):
-            kind = self.ops[i][0]
+            kind = self.ops[i].kind
             if kind == OP_DENSE:
                 g = _derive(outputs[i], g, self._act(i))
                 w, _ = self._weights(self.params, i, widths[i])
@@ -566,7 +581,7 @@ class Network:
                     db[...] = g.sum(axis=0)
                 g = g @ w.T
             elif kind == OP_ACTIVATION:
-                g = _derive(outputs[i], g, self._act(i), inputs[i], self.ops[i][3])
+                g = _derive(outputs[i], g, self._act(i), inputs[i], self.ops[i].param)
             else:
                 g = g * masks.pop()
 
@@ -636,4 +651,4 @@ class Network:
         for start in range(0, x.shape[0], self.capacity):
             part = slice(start, start + self.capacity)
             z = self._forward(x[part], training=False)[1][-1]
-            out[part] = _apply(z, self.ops[-1][2]) if self.fused else z
+            out[part] = _apply(z, self.ops[-1].activation) if self.fused else z
