@@ -18,7 +18,7 @@ plain-NumPy twins are in ``fastdnn.reference``.
 """
 
 from fastdnn import (activations, backend, callbacks, config, datasets, initializers, layers,
-                     losses, metrics, models, optimizers, regularizers, utils)
+                     losses, metrics, models, optimizers, regularizers, saving, utils)
 from fastdnn.config import get_num_threads, set_num_threads
 from fastdnn.layers import Input
 from fastdnn.models import Sequential
@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = ["Sequential", "Input", "activations", "backend", "callbacks", "config", "datasets",
            "initializers", "layers", "losses", "metrics", "models", "optimizers", "regularizers",
-           "utils", "set_num_threads", "get_num_threads"]
+           "saving", "utils", "set_num_threads", "get_num_threads"]
 
 
 def __getattr__(name):

@@ -7,7 +7,7 @@ layer order (``dense``, ``dense_1``, ...), and the optimizer's under ``optimizer
 the iteration count, the learning rate, then the slots in Keras' order. A ``.weights.h5`` file is
 that HDF5 file alone.
 
-Safety as in ``fastdnn.saving``: writes go to a temporary file renamed over the target; loading
+Safety as in ``fastdnn._fastdnn_format``: writes are atomic (``fastdnn._atomic_files``); loading
 reads and checks everything before it changes any model. The bytes are verified before HDF5
 parses them (HDF5 itself may crash on damaged input): a ``.keras`` file's members by the zip's
 CRC-32s, a ``.weights.h5`` file fastdnn wrote by a SHA-256 of the HDF5 data in its user block
@@ -27,7 +27,7 @@ import zlib
 
 import numpy as np
 
-from fastdnn import _naming, layers as layers_module, losses, metrics, optimizers, saving
+from fastdnn import _atomic_files, _naming, layers as layers_module, losses, metrics, optimizers
 
 _USERBLOCK = 512
 _USERBLOCK_MAGIC = b"fastdnn weights sha256 "
@@ -190,7 +190,7 @@ def _check_built(model):
 
 def save_model(model, filepath, overwrite=True) -> None:
     """Write a ``.keras`` file (see module doc), atomically."""
-    path = saving._target(saving._check_suffix(filepath, ".keras", "a model"), overwrite)
+    path = _atomic_files.destination(filepath, ".keras", "a model", overwrite)
     _check_built(model)
     metadata = {"keras_version": _KERAS_VERSION,
                 "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
@@ -199,14 +199,14 @@ def save_model(model, filepath, overwrite=True) -> None:
         z.writestr("metadata.json", json.dumps(metadata))
         z.writestr("config.json", json.dumps(model_config(model)))
         z.writestr("model.weights.h5", _weights_h5(model, with_optimizer=True))
-    saving._write_atomic(path, buffer.getvalue())
+    _atomic_files.write(path, buffer.getvalue())
 
 
 def save_weights(model, filepath, overwrite=True) -> None:
     """Write a ``.weights.h5`` file (layer weights and optimizer variables), atomically."""
-    path = saving._target(saving._check_suffix(filepath, ".weights.h5", "weights"), overwrite)
+    path = _atomic_files.destination(filepath, ".weights.h5", "weights", overwrite)
     _check_built(model)
-    saving._write_atomic(path, _weights_h5(model, with_optimizer=True))
+    _atomic_files.write(path, _weights_h5(model, with_optimizer=True))
 
 
 # --- Keras -> fastdnn
@@ -397,9 +397,7 @@ def _unknown_layers(entries) -> list:
             if e.get("class_name") not in layers_module.ALL]
 
 
-def _model_from_config(config, where):
-    from fastdnn.models import Sequential
-
+def _model_from_config(config, where, model_class):
     if config.get("class_name") != "Sequential":
         raise ValueError(f"{where} holds a {config.get('class_name')} model; fastdnn builds "
                          "Sequential models only")
@@ -413,7 +411,7 @@ def _model_from_config(config, where):
         raise ValueError(f"{where} uses the dtype policy {dtype!r}; fastdnn computes in float32 "
                          "or float64")
     layers = [_fastdnn_layer(e) for e in body["layers"]]
-    model = Sequential(name=body.get("name"))
+    model = model_class(name=body.get("name"))
     model._dtype = np.dtype(dtype)
     if layers and not isinstance(layers[0], layers_module.InputLayer):
         shape = body.get("build_input_shape") or config.get("build_config", {}).get("input_shape")
@@ -457,12 +455,13 @@ def _compile(model, settings):
                   metric_lists[0] or None, weighted_metrics=metric_lists[1] or None)
 
 
-def load_model(filepath, compile=True):
-    """Rebuild a model from a ``.keras`` file (see module doc)."""
+def load_model(filepath, compile, model_class):
+    """Rebuild a model, a ``model_class`` (``fastdnn.models.Sequential``), from a ``.keras``
+    file (see module doc)."""
     where = os.fspath(filepath)
     try:
         config, store = _unzip(filepath)
-        model = _model_from_config(config, where)
+        model = _model_from_config(config, where, model_class)
         values = _finite(_layer_weights(model, store, where), model._dtype, where)
         settings = config.get("compile_config")
         if compile and settings:

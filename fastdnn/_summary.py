@@ -10,6 +10,8 @@ import os
 import sys
 import unicodedata
 
+import numpy as np
+
 _UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
 _DEFAULT_POSITIONS = (0.45, 0.80, 1.0)
 _HEADER = ("Layer (type)", "Output Shape", "Param #")
@@ -60,6 +62,34 @@ def console_width(stream=None) -> int:
     except (AttributeError, ValueError, OSError):
         columns = 0
     return columns if columns > 0 else 80
+
+
+def model_summary(model, line_length=None, positions=None) -> str:
+    """The text of ``model.summary()``: each layer's output shape and parameter count, then the
+    totals with their sizes in bytes (and the optimizer's variables once it is built, as Keras
+    counts them: its iteration count and learning rate, a slot per trainable weight, its scalar
+    state)."""
+    rows = []
+    for layer in model.layers:
+        shape = layer.output_shape if layer.built else None
+        shape_text = "?" if shape is None else "(" + ", ".join(
+            "None" if d is None else str(d) for d in shape) + ")"
+        count = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
+        rows.append((f"{layer.name} ({type(layer).__name__})", shape_text, count))
+    size = model._dtype.itemsize if model._dtype is not None else 4
+    total = model.count_params()
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    frozen = total - trainable
+    footer = [("Total params", total, total * size),
+              ("Trainable params", trainable, trainable * size),
+              ("Non-trainable params", frozen, frozen * size)]
+    optimizer = model.optimizer
+    if optimizer is not None and optimizer.built:
+        # Keras creates slots for the trainable weights only, then any scalar state
+        slots = len(optimizer.slot_names()) * trainable + len(optimizer.scalar_state())
+        footer[0] = ("Total params", total + 2 + slots, (total + slots) * size + 8)
+        footer.append(("Optimizer params", 2 + slots, slots * size + 8))
+    return render_summary(model.name, rows, footer, line_length=line_length, positions=positions)
 
 
 def render_summary(

@@ -8,6 +8,10 @@ import numpy as np
 
 from fastdnn import reference as _ref
 
+__all__ = ["linear", "relu", "sigmoid", "tanh", "softmax", "elu", "selu", "gelu", "silu",
+           "swish", "softplus", "softsign", "leaky_relu", "relu6", "hard_sigmoid", "exponential",
+           "get"]
+
 
 def linear(x):
     """Identity: ``linear(x) = x``."""
@@ -31,9 +35,7 @@ def tanh(x):
 
 def softmax(x, axis=-1):
     """Softmax along ``axis``: ``exp(x - max) / sum(exp(x - max))``."""
-    x = np.asarray(x)
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+    return _ref._softmax(np.asarray(x), axis)
 
 
 def elu(x, alpha=1.0):

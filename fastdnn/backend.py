@@ -1,7 +1,9 @@
 """The parts of ``keras.backend`` a Keras script calls: clearing the session, the float type."""
 
 from fastdnn import _naming
-from fastdnn.config import epsilon, floatx, set_epsilon, set_floatx  # noqa: F401
+from fastdnn.config import epsilon, floatx, set_epsilon, set_floatx
+
+__all__ = ["backend", "clear_session", "epsilon", "floatx", "set_epsilon", "set_floatx"]
 
 
 def clear_session(free_memory=True) -> None:

@@ -16,6 +16,10 @@ import numpy as np
 
 from fastdnn._progbar import Progbar
 
+__all__ = ["Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping",
+           "ModelCheckpoint", "TerminateOnNaN", "ReduceLROnPlateau", "LearningRateScheduler",
+           "CSVLogger", "LambdaCallback"]
+
 _BATCH_HOOKS = {
     "train": ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end"),
     "test": ("on_test_batch_begin", "on_test_batch_end"),

@@ -4,6 +4,9 @@ import numpy as np
 
 from fastdnn import _kernels
 
+__all__ = ["floatx", "set_floatx", "epsilon", "set_epsilon", "simd", "set_num_threads",
+           "get_num_threads"]
+
 _FLOATX = "float32"
 _EPSILON = 1e-7
 

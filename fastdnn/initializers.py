@@ -14,6 +14,14 @@ import numpy as np
 
 from fastdnn import _naming, _random
 
+__all__ = ["compute_fans", "Initializer", "Constant", "Zeros", "Ones", "RandomInitializer",
+           "RandomNormal", "TruncatedNormal", "RandomUniform", "VarianceScaling", "GlorotUniform",
+           "GlorotNormal", "HeUniform", "HeNormal", "LecunUniform", "LecunNormal", "Orthogonal",
+           "Identity", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
+           "lecun_uniform", "lecun_normal", "zeros", "ones", "constant", "orthogonal",
+           "random_normal", "random_uniform", "truncated_normal", "variance_scaling", "identity",
+           "serialize", "deserialize", "get"]
+
 # Standard deviation of a unit normal truncated to [-2, 2]: VarianceScaling divides by it so that
 # the truncated draw keeps the variance it asks for.
 _TRUNCATED_STDDEV = 0.87962566103423978

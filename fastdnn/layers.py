@@ -2,16 +2,19 @@
 
 A layer computes nothing itself. The model lays every weight out in one flat buffer (a layer's
 ``kernel`` and ``bias`` are views into it) and turns the layer list into the kernels' plan:
-``plan_ops`` says which fused operations a layer contributes.
+``plan_ops`` says which ops of the plan (``fastdnn._plan``) a layer contributes.
 """
 
-import warnings
-
 import numbers
+import warnings
 
 import numpy as np
 
-from fastdnn import _kernels, _naming, _tensors, activations, config, initializers, regularizers
+from fastdnn import _naming, _plan, _tensors, activations, config, initializers, regularizers
+
+__all__ = ["Layer", "InputLayer", "Input", "Dense", "Flatten", "Dropout", "Activation", "ReLU",
+           "LeakyReLU", "Softmax", "BatchNormalization", "Normalization", "deserialize",
+           "serialize"]
 
 _BASE_KWARGS = ("name", "dtype", "trainable", "input_shape", "input_dim", "batch_size")
 
@@ -21,13 +24,6 @@ def _shape(shape, name="shape"):
             d is None or (isinstance(d, (int, np.integer)) and d > 0) for d in shape):
         return tuple(None if d is None else int(d) for d in shape)
     raise ValueError(f"Cannot convert '{shape}' to a shape.")
-
-
-def _activation_op(width, activation, negative_slope=0.2):
-    """The kernel op applying ``activation`` (its parameter: leaky_relu's slope)."""
-    code = _kernels.ACTIVATIONS[activation]
-    param = float(negative_slope) if code == _kernels.LEAKY_RELU else 0.0
-    return (_kernels.OP_ACTIVATION, width, code, param, -1, -1)
 
 
 def _initializer(identifier, name):
@@ -58,7 +54,7 @@ def _initialize(layer, weights, inits):
         w[...] = values
 
 
-def weight_value(value, dtype, name):
+def _weight_value(value, dtype, name):
     """``value`` converted to the weights' float ``dtype``; refuse what is not real numbers
     (``TypeError``) or is NaN, infinite or beyond ``dtype``'s range (``ValueError``), both
     naming ``name``."""
@@ -136,10 +132,8 @@ class Layer:
         return None
 
     def plan_ops(self, width: int, offsets: list) -> list:
-        """The kernel ops of this layer for a flat input of ``width`` features.
-
-        Each op is ``(kind, units, activation_code, rate, w_offset, b_offset)``.
-        """
+        """The ``fastdnn._plan.Op``s of this layer for a flat input of ``width`` features, its
+        weights at ``offsets`` in the parameter buffer."""
         return []
 
     @property
@@ -212,7 +206,7 @@ class Layer:
             if mine.shape != new.shape:
                 raise ValueError(f"Layer {self.name} weight shape {mine.shape} is not compatible "
                                  f"with provided weight shape {new.shape}")
-            arrays.append(weight_value(new, mine.dtype, f"Layer {self.name}: weights"))
+            arrays.append(_weight_value(new, mine.dtype, f"Layer {self.name}: weights"))
         for mine, new in zip(self._weights, arrays):
             mine[...] = new
 
@@ -365,13 +359,8 @@ class Dense(Layer):
         return None if reg is None else (float(reg.l1), float(reg.l2))
 
     def plan_ops(self, width, offsets):
-        code = _kernels.ACTIVATIONS[self.activation]
-        dense = (_kernels.OP_DENSE, self.units, code, 0.0, offsets[0],
-                 offsets[1] if self.use_bias else -1)
-        if code not in _kernels.UNFUSED_ACTIVATIONS:
-            return [dense]
-        return [(_kernels.OP_DENSE, self.units, _kernels.LINEAR) + dense[3:],
-                _activation_op(self.units, self.activation)]
+        return _plan.dense(self.units, self.activation, offsets[0],
+                           offsets[1] if self.use_bias else -1)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation,
@@ -426,7 +415,7 @@ class Dropout(Layer):
         self.seed = seed
 
     def plan_ops(self, width, offsets):
-        return [(_kernels.OP_DROPOUT, width, 0, self.rate, -1, -1)] if self.rate > 0 else []
+        return [_plan.dropout(width, self.rate)] if self.rate > 0 else []
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
@@ -447,7 +436,7 @@ class Activation(Layer):
     def plan_ops(self, width, offsets):
         if self.activation == "linear":
             return []
-        return [_activation_op(width, self.activation)]
+        return [_plan.activation(width, self.activation)]
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
@@ -501,7 +490,7 @@ class LeakyReLU(Activation):
         self.negative_slope = float(negative_slope)
 
     def plan_ops(self, width, offsets):
-        return [_activation_op(width, "leaky_relu", self.negative_slope)]
+        return [_plan.activation(width, "leaky_relu", self.negative_slope)]
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable,
@@ -639,9 +628,7 @@ class BatchNormalization(Layer):
         return (self.momentum, self.epsilon)
 
     def plan_ops(self, width, offsets):
-        flags = (_kernels.BN_SCALE if self.scale else 0) | (_kernels.BN_CENTER if self.center
-                                                              else 0)
-        return [(_kernels.OP_BATCH_NORMALIZATION, width, flags, 0.0, offsets[0], -1)]
+        return [_plan.batch_normalization(width, self.scale, self.center, offsets[0])]
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
@@ -771,14 +758,14 @@ class Normalization(Layer):
             self.output_shape = (None, features)
             self.built = True
         dtype = self._weights[0].dtype
-        values = [weight_value(v, dtype, f"Layer {self.name}: adapt") for v in (mean, var)]
+        values = [_weight_value(v, dtype, f"Layer {self.name}: adapt") for v in (mean, var)]
         self._weights[0][...], self._weights[1][...] = values
 
     def normalization(self):
         return (0.0, config.epsilon())
 
     def plan_ops(self, width, offsets):
-        return [(_kernels.OP_NORMALIZATION, width, int(self.invert), 0.0, offsets[0], -1)]
+        return [_plan.normalization(width, self.invert, offsets[0])]
 
     def get_config(self):
         return {**super().get_config(), "axis": list(self.axis), "invert": self.invert,

@@ -9,6 +9,11 @@ import numpy as np
 
 from fastdnn import _kernels, config
 
+__all__ = ["Loss", "SparseCategoricalCrossentropy", "CategoricalCrossentropy",
+           "BinaryCrossentropy", "MeanSquaredError", "sparse_categorical_crossentropy",
+           "categorical_crossentropy", "binary_crossentropy", "mean_squared_error", "get",
+           "deserialize", "serialize"]
+
 _REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "none", None)
 
 

@@ -1,10 +1,10 @@
 """Metrics, as in ``keras.metrics``: names, classes and functions.
 
 ``compile(metrics=[...])`` takes Keras' strings (``'accuracy'``, ``'mae'``, ``'mse'``,
-``'RootMeanSquaredError'``, ...) and metric objects, several per model. Each is resolved at the
-first ``fit``/``evaluate`` from the shapes of the targets and predictions (Keras' rule for
-``'accuracy'``); the kernels then add up each metric's two sums (``_kernels._metric_sums``) in the
-same pass that computes the loss, and ``value`` below turns the sums into the number Keras shows.
+``'RootMeanSquaredError'``, ...) and metric objects, several per model. The plan
+(``fastdnn._plan``) picks each one's kernel code at the first ``fit``/``evaluate``, from the
+shapes of the targets and predictions (Keras' rule for ``'accuracy'``); the kernels then add up each metric's two sums (``_kernels._metric_sums``) in the
+same pass that computes the loss, and ``_value`` below turns the sums into the number Keras shows.
 """
 
 import math
@@ -13,9 +13,10 @@ import numpy as np
 
 from fastdnn import _kernels, _naming
 
-SPARSE, CATEGORICAL, BINARY = (_kernels.METRIC_SPARSE_ACC, _kernels.METRIC_CATEGORICAL_ACC,
-                               _kernels.METRIC_BINARY_ACC)
-_RMSE = -1  # computed as MSE, reported as its square root
+__all__ = ["Metric", "Accuracy", "SparseCategoricalAccuracy", "CategoricalAccuracy",
+           "BinaryAccuracy", "MeanAbsoluteError", "MeanSquaredError", "RootMeanSquaredError",
+           "SparseTopKCategoricalAccuracy", "Precision", "Recall", "sparse_categorical_accuracy",
+           "categorical_accuracy", "binary_accuracy", "serialize", "get"]
 
 
 class Metric:
@@ -65,7 +66,7 @@ class SparseCategoricalAccuracy(Metric):
         dtype: see ``Metric``.
     """
 
-    code = SPARSE
+    code = _kernels.METRIC_SPARSE_ACC
 
 
 class CategoricalAccuracy(Metric):
@@ -76,7 +77,7 @@ class CategoricalAccuracy(Metric):
         dtype: see ``Metric``.
     """
 
-    code = CATEGORICAL
+    code = _kernels.METRIC_CATEGORICAL_ACC
 
 
 class BinaryAccuracy(Metric):
@@ -88,7 +89,7 @@ class BinaryAccuracy(Metric):
         threshold: only 0.5 (the default) is supported.
     """
 
-    code = BINARY
+    code = _kernels.METRIC_BINARY_ACC
 
     def __init__(self, name=None, dtype=None, threshold=0.5):
         if threshold != 0.5:
@@ -129,7 +130,7 @@ class RootMeanSquaredError(Metric):
         dtype: see ``Metric``.
     """
 
-    code = _RMSE
+    code = _kernels.METRIC_MSE  # the kernels sum squared errors; ``_value`` takes the root
 
 
 class SparseTopKCategoricalAccuracy(Metric):
@@ -268,37 +269,7 @@ def get(identifier) -> Metric:
                      f"{', '.join(sorted(_STRINGS))} and the classes {', '.join(_CLASSES)})")
 
 
-def resolve(metric: Metric, y_ndim: int, y_last: int, n_outputs: int, sparse_labels: bool):
-    """Return ``(code, k)`` for the kernels, given the targets' shape.
-
-    Keras' rule for ``'accuracy'``: a one-unit output → binary; targets of lower rank than the
-    predictions, or with last dimension 1 against more outputs → sparse; else categorical.
-
-    Raises:
-        ValueError: for a metric that cannot read these targets (e.g. MAE against integer
-            labels).
-    """
-    code = metric.code
-    if isinstance(metric, Accuracy):
-        if n_outputs == 1:
-            code = BINARY
-        elif y_ndim < 2 or (y_last == 1 and n_outputs > 1):
-            code = SPARSE
-        else:
-            code = CATEGORICAL
-    if code == _RMSE:
-        code = _kernels.METRIC_MSE
-    needs_labels = code in (SPARSE, _kernels.METRIC_SPARSE_TOP_K)
-    # binary accuracy on one output reads a label as that output's target, as Keras
-    if needs_labels != sparse_labels and not (code == BINARY and n_outputs == 1):
-        raise ValueError(f"Metric {metric.name!r} needs "
-                         f"{'integer labels' if needs_labels else 'targets shaped like the output'}"
-                         f"; with this loss fastdnn reads "
-                         f"{'integer labels' if sparse_labels else 'targets shaped like the output'}")
-    return code, getattr(metric, "k", 0)
-
-
-def value(metric: Metric, sums) -> float:
+def _value(metric: Metric, sums) -> float:
     """The metric's value from the kernels' two sums (numerator, denominator: 0 when the
     denominator is, as Keras' ``divide_no_nan``)."""
     mean = float(sums[0] / sums[1]) if sums[1] else 0.0
@@ -307,7 +278,7 @@ def value(metric: Metric, sums) -> float:
     return mean
 
 
-def check_list(metrics, weighted_metrics=None) -> list:
+def _check_list(metrics, weighted_metrics=None) -> list:
     """Validate ``compile(metrics=..., weighted_metrics=...)`` (lists or tuples, or None).
 
     Returns:

@@ -9,60 +9,22 @@ callbacks.
 
 import contextlib
 import functools
-import math
+import os
 import threading
-import time
 import warnings
 
 import numpy as np
 
-from fastdnn import (_keras_format, _kernels, _naming, _sharing, _summary, _tensors, _threads,
-                     callbacks as callbacks_module, config, layers as layers_module, losses,
-                     metrics as metrics_module, optimizers, reference, saving)
-from fastdnn._progbar import Progbar
+from fastdnn import (_fastdnn_format, _inputs, _keras_format, _kernels, _naming, _plan, _sharing,
+                     _summary, _tensors, _training, config, layers as layers_module, losses,
+                     metrics as metrics_module, optimizers, reference)
+
+__all__ = ["Sequential", "load_model"]
 
 ENGINES = {"fastdnn": _kernels, "numpy": reference}
 
-# A call into the kernels runs about this long before fit returns to Python for progress
-# (and for signals: Ctrl-C). The first call's batches are estimated from their flops (about 6
-# per weight and sample: forward, backward, update) before a measured call can set the pace.
-_SECONDS_PER_CALL = 0.05
-_FIRST_CALL_FLOPS = 2e9
 # The kernels index arrays with C ints (BLAS's own limit).
 _MAX_PARAMS = 2**31 - 1
-
-
-def _positive_int(name, value, allow_zero=False):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
-            value < (0 if allow_zero else 1):
-        bound = "a non-negative" if allow_zero else "a positive"
-        raise ValueError(f"`{name}` must be {bound} integer. Received: {name}={value!r}")
-    return int(value)
-
-
-def _verbose(verbose):
-    if verbose == "auto":
-        return 1
-    if verbose not in (0, 1, 2):
-        raise ValueError(f"`verbose` must be 'auto', 0, 1 or 2. Received: verbose={verbose!r}")
-    return int(verbose)
-
-
-def _as_array(data, name):
-    """Convert an array-like to a numeric ndarray once; refuse what is not numbers."""
-    if data is None:
-        raise ValueError(f"`{name}` is required")
-    try:
-        array = np.asarray(data)
-    except (ValueError, TypeError) as e:
-        raise TypeError(f"`{name}` cannot be converted to a numeric array: {e}") from None
-    if array.dtype.kind not in "biuf":
-        raise TypeError(f"`{name}` must hold numbers; got an array of dtype {array.dtype}")
-    if array.ndim == 0:
-        raise ValueError(f"`{name}` must be an array of samples, got a scalar")
-    if array.shape[0] == 0:
-        raise ValueError(f"`{name}` is empty: it needs at least one sample")
-    return array
 
 
 def _exclusive(method):
@@ -86,16 +48,6 @@ def _not_while_fitting(method):
                                "`model.stop_training = True`")
         return method(self, *args, **kwargs)
     return guarded
-
-
-def _logs(loss_sum, sums, seen, named_metrics):
-    """Running logs, in Keras' alphabetical order: the mean loss over ``seen`` samples and each
-    metric's value from its sums (``sums``: (n_metrics, 2); ``named_metrics``: ``(name,
-    Metric, weighted)`` each)."""
-    logs = {"loss": loss_sum / seen}
-    for (name, metric, _), metric_sums in zip(named_metrics, sums):
-        logs[name] = metrics_module.value(metric, metric_sums)
-    return dict(sorted(logs.items()))
 
 
 class Sequential:
@@ -339,7 +291,7 @@ class Sequential:
             if target.shape != value.shape:
                 raise ValueError(f"Weight shape {value.shape} is not compatible with the model's "
                                  f"weight shape {target.shape}")
-            values.append(layers_module.weight_value(value, target.dtype, "set_weights: weights"))
+            values.append(layers_module._weight_value(value, target.dtype, "set_weights: weights"))
         for target, value in zip(mine, values):
             target[...] = value
 
@@ -435,7 +387,7 @@ class Sequential:
             raise ValueError(f"`engine` must be one of {sorted(ENGINES)}. Received: {engine!r}")
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss) if loss is not None else None
-        self._named_metrics = metrics_module.check_list(metrics, weighted_metrics)
+        self._named_metrics = metrics_module._check_list(metrics, weighted_metrics)
         self._metrics = [m for _, m, weighted in self._named_metrics if not weighted]
         self._weighted_metrics = [m for _, m, weighted in self._named_metrics if weighted]
         self.metrics_names = ["loss"] + [name for name, _, _ in self._named_metrics]
@@ -466,159 +418,42 @@ class Sequential:
             raise
 
     def _prepare_x(self, x, name="x"):
-        """Convert x once to the model's float type, C order, shape (n, features); build if
-        needed; refuse a wrong feature shape or non-finite values."""
-        array = _as_array(x, name)
+        """x converted once for the kernels (``_inputs.features``), the model built from its
+        shape if it has no input yet."""
+        array = _inputs.as_array(x, name)
         if self._input is None:
             self.build((None,) + array.shape[1:])
         elif not self.built:
             self._lay_out()
-        want = self._input.shape
-        if array.shape[1:] != tuple(want):
-            raise ValueError(f"Input {name} has shape {array.shape}, but the model expects "
-                             f"{(None,) + tuple(want)}: each sample must have shape {want}")
-        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
-            flat = np.ascontiguousarray(array.reshape(array.shape[0], -1), dtype=self._dtype)
-        bad = _kernels.count_nonfinite(flat)
-        if bad:
-            raise ValueError(f"`{name}` contains {bad} NaN or infinite values; fastdnn refuses to "
-                             "train or evaluate on them")
-        return flat
+        return _inputs.features(array, self._input.shape, self._dtype, name)
 
-    def _prepare_y(self, y, n, name="y"):
-        """Convert targets once to what the loss kernel reads; check their shape and range."""
-        array = _as_array(y, name)
-        if array.shape[0] != n:
-            raise ValueError(f"Data cardinality is ambiguous: x has {n} samples but {name} has "
-                             f"{array.shape[0]}. Make sure all arrays contain the same number "
-                             "of samples.")
-        outputs = self._layers[-1].output_shape[-1]
-        with np.errstate(over="ignore", invalid="ignore"):
-            finite = np.all(np.isfinite(array.astype(self._dtype)))
-        if not finite:
-            raise ValueError(f"`{name}` contains NaN or infinite values (in {self._dtype})")
-        if self.loss.kind == _kernels.LOSS_SPARSE_CE:
-            labels = array.reshape(n) if array.ndim == 2 and array.shape[1] == 1 else array
-            if labels.ndim != 1:
-                raise ValueError("Arguments `target` and `output` must have the same shape up "
-                                 f"until the last dimension: target.shape={array.shape}, "
-                                 f"output.shape=(None, {outputs}). (For one-hot targets use "
-                                 "'categorical_crossentropy'.)")
-            if labels.dtype.kind == "f" and np.any(labels != np.round(labels)):
-                raise ValueError(f"`{name}` must hold integer class ids for "
-                                 "sparse_categorical_crossentropy")
-            low, high = labels.min(), labels.max()
-            if low < 0 or high >= outputs:
-                raise ValueError(f"`{name}` holds labels from {low:g} to {high:g}, but the output "
-                                 f"layer has {outputs} units: labels must lie in [0, {outputs})")
-            return np.ascontiguousarray(labels, dtype=np.int32)
-        targets = array.reshape(n, 1) if array.ndim == 1 and outputs == 1 else array
-        if targets.shape != (n, outputs):
-            raise ValueError("Arguments `target` and `output` must have the same shape. Received: "
-                             f"target.shape={array.shape}, output.shape=(None, {outputs})")
-        targets = self.loss.transform_targets(targets.astype(np.float64), outputs)
-        return np.ascontiguousarray(targets, dtype=self._dtype)
-
-    def _prepare_weights(self, sample_weight, class_weight, y, n, name="sample_weight"):
-        """Per-sample weights in the model's float type, from ``sample_weight`` ((n,) or (n, 1))
-        or from ``class_weight`` ({class: weight}, 1 for classes it omits, the class of a one-hot
-        row its argmax), as Keras; None when neither is given."""
-        if sample_weight is not None and class_weight is not None:
-            raise ValueError("You cannot `class_weight` and `sample_weight` at the same time.")
-        if class_weight is not None:
-            if not isinstance(class_weight, dict):
-                raise ValueError("`class_weight` must be a dict {class index: weight}. "
-                                 f"Received: class_weight={class_weight!r}")
-            labels = np.asarray(y)
-            if labels.ndim > 1:
-                labels = labels.argmax(axis=-1) if labels.shape[-1] != 1 else labels[..., 0]
-            labels = np.round(labels).astype(np.int64)
-            sample_weight = [class_weight.get(int(label), 1.0) for label in labels]
-            name = "class_weight"
-        if sample_weight is None:
-            return None
-        weights = _as_array(sample_weight, name)
-        if weights.ndim == 2 and weights.shape[1] == 1:
-            weights = weights[:, 0]
-        if weights.shape != (n,):
-            raise ValueError(f"`{name}` must give one weight per sample: expected shape ({n},), "
-                             f"got {weights.shape}")
-        with np.errstate(over="ignore", invalid="ignore"):
-            weights = np.ascontiguousarray(weights, dtype=self._dtype)
-        if not np.all(np.isfinite(weights)):
-            raise ValueError(f"`{name}` contains NaN or infinite values (in {self._dtype})")
-        return weights
+    def _prepare(self, x, y, sample_weight=None, class_weight=None,
+                 names=("x", "y", "sample_weight")):
+        """``(x, y, sample weights or None)`` converted once for the kernels."""
+        xs = self._prepare_x(x, names[0])
+        n = xs.shape[0]
+        ys = _inputs.targets(y, n, self.loss, self._layers[-1].output_shape[-1], self._dtype,
+                             names[1])
+        ws = _inputs.sample_weights(sample_weight, class_weight, y, n, self._dtype, names[2])
+        return xs, ys, ws
 
     def _metric_specs(self, y):
-        """``(code, k, weighted)`` of each compiled metric for targets like ``y``, for the
-        kernels."""
-        shape = np.shape(y)
-        return [metrics_module.resolve(m, len(shape), shape[-1], self._layers[-1].output_shape[-1],
-                                       self.loss.kind == _kernels.LOSS_SPARSE_CE) + (weighted,)
-                for _, m, weighted in self._named_metrics]
+        """``(code, k, weighted)`` of each compiled metric for targets like ``y``."""
+        return _plan.metric_specs(self._named_metrics, y, self._layers[-1].output_shape[-1],
+                                  self.loss)
 
     # --- the plan for the kernels
 
-    def _plan(self):
-        """The kernels' ops for this model, one per dense/activation/dropout (activations folded
-        into the dense layer before them when they can be), for each op whether it takes
-        optimizer steps (a batch normalization: whether it trains), its regularizers' penalty
-        coefficients (or None), a (batch) normalization's momentum and epsilon (or None), and
-        the activity regularizer's ``(l1, l2)`` on a layer's last op (or None)."""
-        ops, trains, penalties, norms, activities = [], [], [], [], []
-        width = int(np.prod(self._input.shape))
-        trained = {id(layer) for layer in self._trained_layers()}
-        for layer in self._flat_layers():
-            for op in layer.plan_ops(width, getattr(layer, "_offsets", [])):
-                previous = ops[-1] if ops else None
-                if (op[0] == _kernels.OP_ACTIVATION and previous is not None
-                        and previous[0] == _kernels.OP_DENSE and previous[2] == _kernels.LINEAR
-                        and op[2] not in _kernels.UNFUSED_ACTIVATIONS
-                        and activities[-1] is None):
-                    ops[-1] = previous[:2] + (op[2],) + previous[3:]
-                else:
-                    ops.append(op)
-                    trains.append(id(layer) in trained)
-                    penalties.append(layer.penalty() if op[0] == _kernels.OP_DENSE else None)
-                    norms.append(layer.normalization())
-                    activities.append(None)
-            if layer.activity() is not None:
-                activities[-1] = layer.activity()
-            width = layer.output_shape[-1]
-        if not any(op[0] == _kernels.OP_DENSE for op in ops):
-            raise ValueError(f"Model {self.name} has no Dense layer: nothing to compute")
-        return ops, trains, penalties, norms, activities
-
-    def _fusion(self, ops):
-        """Whether the output activation folds into the loss (exact cross-entropy from logits)."""
-        loss, last = self.loss, ops[-1]
-        ce = loss.kind in (_kernels.LOSS_SPARSE_CE, _kernels.LOSS_CE)
-        matching = _kernels.SOFTMAX if ce else _kernels.SIGMOID
-        if loss.kind == _kernels.LOSS_MSE or loss.from_logits:
-            return False
-        if last[0] in (_kernels.OP_DENSE, _kernels.OP_ACTIVATION) and last[2] == matching:
-            return True
-        raise ValueError(f"Loss {loss.name} with from_logits=False expects a final "
-                         f"{'softmax' if ce else 'sigmoid'} activation; the model ends in "
-                         f"'{self._layers[-1].name}'. Add that activation, or pass "
-                         "from_logits=True if the output is logits.")
-
     def _engine(self, batch_size, metric_specs=(), training=True):
-        """The network object for this plan (made once, reused while nothing changes)."""
-        ops, trains, penalties, norms, activities = self._plan()
-        if training:
-            loss, fused = self.loss.kind, self._fusion(ops)
-        else:
-            loss, fused = _kernels.LOSS_MSE, False
-        key = (self.engine, tuple(ops), tuple(trains), tuple(penalties), tuple(norms),
-               tuple(activities), loss, fused, tuple(metric_specs), id(self.params))
+        """The network object for this model's plan (made once, reused while the plan and the
+        parameter buffer stay the same), its workspace sized for ``batch_size`` rows."""
+        plan = _plan.build(self._flat_layers(), self._input.shape, self._trained_layers(),
+                           self.loss if training else None, metric_specs, self.name,
+                           self._layers[-1].name)
+        key = (self.engine, plan, id(self.params))
         if self._network is None or self._network_key != key:
-            module = ENGINES[self.engine]
             seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))
-            self._network = module.Network(int(np.prod(self._input.shape)), ops, self.params,
-                                           loss, list(metric_specs), fused, batch_size, seed,
-                                           trains, penalties, normalizations=norms,
-                                           activities=activities)
+            self._network = plan.network(ENGINES[self.engine], self.params, batch_size, seed)
             self._network_key = key
         self._network.reserve(batch_size)
         return self._network
@@ -667,153 +502,31 @@ class Sequential:
                             ("validation_steps", validation_steps)):
             if value is not None:
                 raise NotImplementedError(f"fastdnn's fit does not support `{name}`")
-        batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size)
-        epochs = _positive_int("epochs", epochs, allow_zero=True)
-        initial_epoch = _positive_int("initial_epoch", initial_epoch, allow_zero=True)
-        validation_freq = _positive_int("validation_freq", validation_freq)
-        verbose_flag = _verbose(verbose)
-        if isinstance(validation_split, bool) or not isinstance(
-                validation_split, (int, float)) or not 0 <= validation_split < 1:
-            raise ValueError("`validation_split` must be a float in [0, 1). Received: "
-                             f"validation_split={validation_split!r}")
+        batch_size = _inputs.positive_int("batch_size", 32 if batch_size is None else batch_size)
+        epochs = _inputs.positive_int("epochs", epochs, allow_zero=True)
+        initial_epoch = _inputs.positive_int("initial_epoch", initial_epoch, allow_zero=True)
+        validation_freq = _inputs.positive_int("validation_freq", validation_freq)
+        _inputs.verbose_level(verbose)
+        _inputs.validation_fraction(validation_split)
         with self._building_from_data():
-            x_all = self._prepare_x(x)
-            y_all = self._prepare_y(y, x_all.shape[0])
-            w_all = self._prepare_weights(sample_weight, class_weight, y, x_all.shape[0])
+            data = self._prepare(x, y, sample_weight, class_weight)
             metric_specs = self._metric_specs(y)
             val = None
             if validation_data is not None:
-                if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (
-                        2, 3):
-                    raise ValueError("`validation_data` must be a tuple (x_val, y_val) or "
-                                     "(x_val, y_val, val_sample_weight)")
-                xv = self._prepare_x(validation_data[0], "validation_data[0]")
-                wv = validation_data[2] if len(validation_data) == 3 else None
-                val = (xv, self._prepare_y(validation_data[1], xv.shape[0], "validation_data[1]"),
-                       self._prepare_weights(wv, None, None, xv.shape[0], "validation_data[2]"))
+                val = self._prepare(*_inputs.validation_tuple(validation_data),
+                                    names=[f"validation_data[{i}]" for i in range(3)])
             elif validation_split:
-                n = x_all.shape[0]
-                k = int(n * (1.0 - validation_split))
-                if k == 0 or k == n:
-                    raise ValueError(f"Training data contains {n} samples, which is not sufficient"
-                                     " to split it into a validation and training set as specified"
-                                     f" by `validation_split={validation_split}`. Either provide "
-                                     "more data, or a different value for the `validation_split` "
-                                     "argument.")
-                x_all, val = x_all[:k], (x_all[k:], y_all[k:],
-                                         None if w_all is None else w_all[k:])
-                y_all = y_all[:k]
-                w_all = None if w_all is None else w_all[:k]
-            val_batch = _positive_int("validation_batch_size",
-                                      validation_batch_size or batch_size)
-            steps = math.ceil(x_all.shape[0] / batch_size)
-            batch_size = min(batch_size, x_all.shape[0])  # one batch of everything: same steps
-            val_rows = val[0].shape[0] if val is not None else 1
-            network = self._engine(max(batch_size, min(val_batch, val_rows)), metric_specs)
+                data, val = _inputs.split(data, validation_split)
+            val_batch = _inputs.positive_int("validation_batch_size",
+                                             validation_batch_size or batch_size)
+            rows = min(batch_size, data[0].shape[0])
+            val_rows = min(val_batch, val[0].shape[0]) if val is not None else 1
+            network = self._engine(max(rows, val_rows), metric_specs)
         self.optimizer.build(self.params.size, self._dtype)
         if not self.trainable_weights:
             warnings.warn("The model does not have any trainable weights.", stacklevel=2)
-        history = callbacks_module.History()
-        automatic = [history] + ([callbacks_module.ProgbarLogger()] if verbose_flag else [])
-        cb = callbacks_module.CallbackList(callbacks, self, {"verbose": verbose, "epochs": epochs,
-                                                             "steps": steps}, automatic)
-        self.stop_training = False
-        fitting, self._fitting = self._fitting, True
-        try:
-            cb.on_train_begin()
-            with _threads.single_threaded_blas():
-                logs = self._run_epochs(network, (x_all, y_all, w_all), val, batch_size, steps,
-                                        initial_epoch, epochs, shuffle, validation_freq, val_batch,
-                                        cb)
-            cb.on_train_end(logs)
-        finally:
-            self._fitting = fitting
-        return history
-
-    def _run_epochs(self, network, data, val, batch_size, steps, initial_epoch, epochs,
-                    shuffle, validation_freq, val_batch_size, cb):
-        """The epoch loop of ``fit`` on ``data`` (x, y, sample weights or None); return the last
-        epoch's logs."""
-        n = data[0].shape[0]
-        every_batch = cb.wants_every_batch()
-        loss_out, metric_out = np.zeros(steps), np.zeros((steps, len(self._named_metrics), 2))
-        logs = {}
-        for epoch in range(initial_epoch, epochs):
-            cb.on_epoch_begin(epoch)
-            order = np.random.permutation(n).astype(np.int64) if shuffle else None
-            logs = self._train_epoch(network, data, order, batch_size, steps, cb,
-                                     every_batch, loss_out, metric_out)
-            if val is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_arrays(network, *val, cb, val_batch_size)
-                logs.update({"val_" + k: v for k, v in val_logs.items()})
-            logs = dict(sorted(logs.items()))
-            cb.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        return logs
-
-    def _train_epoch(self, network, data, order, batch_size, steps, cb, every_batch, loss_out,
-                     metric_out):
-        """Run one epoch in calls of many batches; return the epoch's logs (running means)."""
-        x, y, weights = data
-        n = x.shape[0]
-        slots = self.optimizer.slots
-        batch, seen, loss_sum = 0, 0, 0.0
-        sums = np.zeros(metric_out.shape[1:])
-        # batch by batch for batch hooks, or a learning rate computed in Python per step
-        one_at_a_time = every_batch or self.optimizer.steps_in_python()
-        chunk = 1 if one_at_a_time else max(1, min(8, int(
-            _FIRST_CALL_FLOPS / (6 * batch_size * self.params.size))))
-        logs = {}
-        while batch < steps and not self.stop_training:
-            count = min(chunk, steps - batch)
-            if every_batch:
-                cb.on_train_batch_begin(batch)
-            started = time.perf_counter()
-            # read at every call: a callback may have changed the learning rate
-            settings = self.optimizer.settings()
-            done, _ = network.train(x, y, order, batch_size, batch, count, settings, slots,
-                                    self.optimizer.iteration_buffer,
-                                    loss_out[batch:batch + count], metric_out[batch:batch + count],
-                                    weights)
-            elapsed = time.perf_counter() - started
-            ran = min(count, done + 1)  # a stopped call still reports its bad batch
-            loss_sum += float(loss_out[batch:batch + ran].sum())
-            sums += metric_out[batch:batch + ran].sum(axis=0)
-            seen += min(n, (batch + ran) * batch_size) - batch * batch_size
-            batch += ran
-            logs = _logs(loss_sum, sums, seen, self._named_metrics)
-            cb.on_train_batch_end(batch - 1, logs)
-            if done < count and not self.stop_training:
-                what = ("loss" if not np.isfinite(loss_out[batch - 1]) else
-                        "step (it would make weights or optimizer slots NaN or infinite)")
-                print(f"Batch {batch - 1}: Invalid {what}, terminating training", flush=True)
-                self.stop_training = True
-            if not one_at_a_time:
-                per_batch = max(elapsed / count, 1e-7)
-                chunk = max(1, min(steps, int(_SECONDS_PER_CALL / per_batch)))
-        return logs
-
-    def _evaluate_arrays(self, network, x, y, weights, cb, batch_size):
-        """Loss and metrics over x, y (weighted unless ``weights`` is None) in inference mode,
-        with the test hooks: one call into the kernels, or one per batch when a callback has
-        test batch hooks (they see running logs)."""
-        n = x.shape[0]
-        step = batch_size if cb.wants_every_batch("test") else n
-        loss_sum, sums = 0.0, np.zeros((len(self._named_metrics), 2))
-        cb.on_test_begin()
-        for start in range(0, n, step):
-            if step < n:
-                cb.on_test_batch_begin(start // step)
-            part = slice(start, start + step)
-            batch_loss, batch_sums = network.evaluate(
-                x[part], y[part], None if weights is None else weights[part])
-            loss_sum, sums = loss_sum + batch_loss, sums + batch_sums
-            logs = _logs(loss_sum, sums, min(n, start + step), self._named_metrics)
-            if step < n:
-                cb.on_test_batch_end(start // step, logs)
-        cb.on_test_end(logs)
-        return logs
+        return _training.fit(self, network, data, val, batch_size, epochs, initial_epoch, shuffle,
+                             validation_freq, val_batch, callbacks, verbose)
 
     @_exclusive
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
@@ -839,21 +552,13 @@ class Sequential:
         self._assert_compiled()
         if steps is not None:
             raise NotImplementedError("fastdnn's evaluate does not support `steps`")
-        batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size)
-        verbose_flag = _verbose(verbose)
+        batch_size = _inputs.positive_int("batch_size", 32 if batch_size is None else batch_size)
+        _inputs.verbose_level(verbose)
         with self._building_from_data():
-            xs = self._prepare_x(x)
-            ys = self._prepare_y(y, xs.shape[0])
-            ws = self._prepare_weights(sample_weight, None, None, xs.shape[0])
-            network = self._engine(min(batch_size, xs.shape[0]), self._metric_specs(y))
+            data = self._prepare(x, y, sample_weight)
+            network = self._engine(min(batch_size, data[0].shape[0]), self._metric_specs(y))
         self.optimizer.build(self.params.size, self._dtype)
-        n_steps = math.ceil(xs.shape[0] / batch_size)
-        cb = callbacks_module.CallbackList(callbacks, self,
-                                           {"verbose": verbose, "epochs": 1, "steps": n_steps})
-        bar = Progbar(n_steps, verbose_flag)
-        with _threads.single_threaded_blas():
-            logs = self._evaluate_arrays(network, xs, ys, ws, cb, batch_size)
-        bar.update(n_steps, list(logs.items()), finalize=True)
+        logs = _training.evaluate(self, network, data, batch_size, callbacks, verbose)
         if return_dict:
             return logs
         if not self._named_metrics:
@@ -877,29 +582,12 @@ class Sequential:
         """
         if steps is not None:
             raise NotImplementedError("fastdnn's predict does not support `steps`")
-        batch_size = _positive_int("batch_size", 32 if batch_size is None else batch_size)
-        verbose_flag = _verbose(verbose)
+        batch_size = _inputs.positive_int("batch_size", 32 if batch_size is None else batch_size)
+        _inputs.verbose_level(verbose)
         with self._building_from_data():
             xs = self._prepare_x(x)
             network = self._engine(min(batch_size, xs.shape[0]), training=False)
-        out = np.empty((xs.shape[0], self.output_shape[-1]), self._dtype)
-        n_steps = math.ceil(xs.shape[0] / batch_size)
-        cb = callbacks_module.CallbackList(callbacks, self,
-                                           {"verbose": verbose, "epochs": 1, "steps": n_steps})
-        n = xs.shape[0]
-        step = batch_size if cb.wants_every_batch("predict") else n
-        bar = Progbar(n_steps, verbose_flag)
-        cb.on_predict_begin()
-        with _threads.single_threaded_blas():
-            for start in range(0, n, step):
-                if step < n:
-                    cb.on_predict_batch_begin(start // step)
-                network.predict(xs[start:start + step], out[start:start + step])
-                if step < n:
-                    cb.on_predict_batch_end(start // step, {"outputs": out[start:start + step]})
-        cb.on_predict_end()
-        bar.update(n_steps, [], finalize=True)
-        return out
+        return _training.predict(self, network, xs, batch_size, callbacks, verbose)
 
     def __call__(self, x, training=False):
         """Return the model's outputs for x as a NumPy array (inference mode)."""
@@ -921,28 +609,7 @@ class Sequential:
             print_fn: called once with the whole text instead of printing it.
             expand_nested, show_trainable, layer_range: accepted; only their defaults apply.
         """
-        rows = []
-        for layer in self._layers:
-            shape = layer.output_shape if layer.built else None
-            shape_text = "?" if shape is None else "(" + ", ".join(
-                "None" if d is None else str(d) for d in shape) + ")"
-            count = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
-            rows.append((f"{layer.name} ({type(layer).__name__})", shape_text, count))
-        size = self._dtype.itemsize if self._dtype is not None else 4
-        total = self.count_params()
-        trainable = sum(int(np.prod(w.shape)) for w in self.trainable_weights)
-        frozen = total - trainable
-        footer = [("Total params", total, total * size),
-                  ("Trainable params", trainable, trainable * size),
-                  ("Non-trainable params", frozen, frozen * size)]
-        if self.optimizer is not None and self.optimizer.built:
-            # Keras creates slots for the trainable weights only, then any scalar state
-            slots = (len(self.optimizer.slot_names()) * trainable
-                     + len(self.optimizer.scalar_state()))
-            footer[0] = ("Total params", total + 2 + slots, (total + slots) * size + 8)
-            footer.append(("Optimizer params", 2 + slots, slots * size + 8))
-        text = _summary.render_summary(self.name, rows, footer, line_length=line_length,
-                                       positions=positions)
+        text = _summary.model_summary(self, line_length=line_length, positions=positions)
         if print_fn is not None:
             print_fn(text)
         else:
@@ -954,7 +621,8 @@ class Sequential:
     def __reduce__(self):
         """Pickle and copy through the model file's bytes (architecture, weights, compile
         settings, optimizer state), so joblib and Dask can ship a model."""
-        return saving.model_from_bytes, (saving.model_to_bytes(self),)
+        return _fastdnn_format.model_from_bytes, (_fastdnn_format.model_to_bytes(self),
+                                                  type(self))
 
     # --- configuration and files
 
@@ -982,7 +650,7 @@ class Sequential:
         if _keras_format.model_file_is_keras(filepath):
             _keras_format.save_model(self, filepath, overwrite=overwrite)
         else:
-            saving.save_model(self, filepath, overwrite=overwrite)
+            _fastdnn_format.save_model(self, filepath, overwrite=overwrite)
 
     def save_weights(self, filepath, overwrite=True) -> None:
         """Save the weights alone, atomically, to a ``.weights.h5`` file (Keras 3's format,
@@ -990,7 +658,7 @@ class Sequential:
         if _keras_format.weights_file_is_keras(filepath):
             _keras_format.save_weights(self, filepath, overwrite=overwrite)
         else:
-            saving.save_weights(self, filepath, overwrite=overwrite)
+            _fastdnn_format.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath) -> None:
         """Load weights saved by ``save_weights`` or ``save`` (``.weights.h5``, ``.keras``, or
@@ -999,7 +667,7 @@ class Sequential:
         if _keras_format.is_keras_path(filepath):
             _keras_format.load_weights(self, filepath)
         else:
-            saving.load_weights(self, filepath)
+            _fastdnn_format.load_weights(self, filepath)
 
 
 def load_model(filepath, compile=True):
@@ -1011,4 +679,6 @@ def load_model(filepath, compile=True):
         ValueError: for a missing, truncated, corrupted or unknown-version file, or a Keras file
             holding layers fastdnn lacks (naming them).
     """
-    return saving.load_model(filepath, compile=compile)
+    if os.fspath(filepath).endswith(".keras"):
+        return _keras_format.load_model(filepath, compile, Sequential)
+    return _fastdnn_format.load_model(filepath, compile, Sequential)

@@ -16,6 +16,8 @@ import numpy as np
 from fastdnn import _naming, schedules
 from fastdnn._kernels import OptimizerConfig, nadam_u_product
 
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Nadam", "Adamax", "get"]
+
 # ``from fastdnn.optimizers.schedules import ExponentialDecay`` works, as with Keras
 sys.modules[__name__ + ".schedules"] = schedules
 

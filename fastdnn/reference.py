@@ -16,6 +16,15 @@ from fastdnn._kernels import (ACTIVATIONS, ELU, EXPONENTIAL, GELU, HARD_SIGMOID,
                               OP_ACTIVATION, OP_BATCH_NORMALIZATION, OP_DENSE, OP_NORMALIZATION,
                               BN_CENTER, BN_SCALE, RELU, RELU6, SELU, SIGMOID, SILU, SOFTMAX,
                               SOFTPLUS, SOFTSIGN, TANH, OptimizerConfig)
+from fastdnn._plan import Op
+
+__all__ = ["activation_forward", "activation_backward", "dense_forward", "dense_backward",
+           "sparse_softmax_cross_entropy", "softmax_cross_entropy", "sigmoid_binary_cross_entropy",
+           "mean_squared_error", "count_nonfinite", "metric_sums", "count_correct",
+           "dropout_forward", "batch_normalization_forward", "batch_normalization_backward",
+           "normalization_forward", "sgd_update", "adagrad_update", "rmsprop_update",
+           "adam_update", "learning_rate_at", "nadam_u_product", "nadam_update", "adamax_update", "clip_by_norm",
+           "clip_by_global_norm", "Network"]
 
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
@@ -32,9 +41,10 @@ def _sigmoid(z):
     return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
 
-def _softmax(z):
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+def _softmax(z, axis=-1):
+    """exp(z - max) / Σ exp(z - max) along ``axis``: the one softmax in NumPy."""
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
 
 
 def _erf(x):
@@ -500,7 +510,7 @@ class Network:
     def __init__(self, n_inputs, ops, params, loss, metric, fused, capacity, seed=0,
                  trainable=None, penalties=None, normalizations=None, activities=None):
         self.n_inputs = n_inputs
-        self.ops = [tuple(op) for op in ops]
+        self.ops = [Op(*op) for op in ops]
         self.trainable = [True] * len(self.ops) if trainable is None else list(trainable)
         self.penalties = [None] * len(self.ops) if penalties is None else list(penalties)
         self.norms = [None] * len(self.ops) if normalizations is None else list(normalizations)
@@ -515,7 +525,7 @@ class Network:
         else:
             self.metrics = [tuple(spec) + (False,) * (3 - len(spec)) for spec in metric]
         self.n_metrics = len(self.metrics)
-        self.n_outputs = self.ops[-1][1]
+        self.n_outputs = self.ops[-1].units
         self.capacity = capacity
         self.seed, self.counter = seed, 0
 
@@ -524,38 +534,43 @@ class Network:
         self.capacity = max(self.capacity, capacity)
 
     def _weights(self, buffer, i, width_in):
-        _, units, _, _, w_off, b_off = self.ops[i]
-        w = buffer[w_off:w_off + width_in * units].reshape(width_in, units)
-        b = buffer[b_off:b_off + units] if b_off >= 0 else None
+        op = self.ops[i]
+        w = buffer[op.kernel_offset:op.kernel_offset + width_in * op.units].reshape(
+            width_in, op.units)
+        b = buffer[op.bias_offset:op.bias_offset + op.units] if op.bias_offset >= 0 else None
         return w, b
 
     def _bn_weights(self, buffer, i):
         """Views of batch-normalization op i's gamma, beta (None when absent), moving mean and
         moving variance in ``buffer``."""
-        _, units, flags, _, offset, _ = self.ops[i]
-        views = []
-        for present in (flags & BN_SCALE, flags & BN_CENTER, True, True):
+        op = self.ops[i]
+        units, offset, views = op.units, op.kernel_offset, []
+        for present in (op.activation & BN_SCALE, op.activation & BN_CENTER, True, True):
             views.append(buffer[offset:offset + units] if present else None)
             offset += units if present else 0
         return views
 
     def _act(self, i):
-        return LINEAR if self.fused and i == len(self.ops) - 1 else self.ops[i][2]
+        return LINEAR if self.fused and i == len(self.ops) - 1 else self.ops[i].activation
+
+    def _widths(self):
+        """Each op's input width."""
+        return [self.n_inputs] + [op.units for op in self.ops[:-1]]
 
     def _forward(self, x, training):
         """Return the input and output of every op (the last output is logits when fused)."""
         inputs, outputs, masks = [], [], []
         cur, width = x, self.n_inputs
         self._stats = {}
-        for i, (kind, units, flags, rate, offset, _) in enumerate(self.ops):
+        for i, op in enumerate(self.ops):
             inputs.append(cur)
-            if kind == OP_DENSE:
+            if op.kind == OP_DENSE:
                 w, b = self._weights(self.params, i, width)
                 z = cur @ w + (b if b is not None else 0)
                 cur = _apply(z, self._act(i))
-            elif kind == OP_ACTIVATION:
-                cur = _apply(cur, self._act(i), rate)
-            elif kind == OP_BATCH_NORMALIZATION:
+            elif op.kind == OP_ACTIVATION:
+                cur = _apply(cur, self._act(i), op.param)
+            elif op.kind == OP_BATCH_NORMALIZATION:
                 gamma, beta, moving_mean, moving_var = self._bn_weights(self.params, i)
                 batch = training and self.trainable[i]
                 mean, var = (cur.mean(axis=0), cur.var(axis=0)) if batch else (moving_mean,
@@ -563,22 +578,23 @@ class Network:
                 self._stats[i] = (mean, var) + _bn_scale_shift(mean, var, gamma, beta,
                                                                self.norms[i][1])
                 cur = cur * self._stats[i][3] + self._stats[i][4]
-            elif kind == OP_NORMALIZATION:
-                mean, var = self.params[offset:offset + units], self.params[
-                    offset + units:offset + 2 * units]
+            elif op.kind == OP_NORMALIZATION:
+                start, units = op.kernel_offset, op.units
+                mean, var = self.params[start:start + units], self.params[
+                    start + units:start + 2 * units]
                 self._stats[i] = _normalization_divisor(var, self.norms[i][1])
                 out = np.empty_like(cur)
-                normalization_forward(cur, mean, var, out, flags, self.norms[i][1])
+                normalization_forward(cur, mean, var, out, op.activation, self.norms[i][1])
                 cur = out
             elif training:
                 mask = np.empty_like(cur)
                 out = np.empty_like(cur)
-                dropout_forward(cur, out, mask, rate, self.seed, self.counter)
+                dropout_forward(cur, out, mask, op.param, self.seed, self.counter)
                 self.counter += cur.size
                 masks.append(mask)
                 cur = out
             outputs.append(cur)
-            width = units
+            width = op.units
         return inputs, outputs, masks
 
     def _loss(self, out, labels, targets, weights=None):
@@ -594,22 +610,29 @@ class Network:
 
     def _metric_sums(self, out, labels, targets, weights=None):
         """Every metric's two sums, (n_metrics, 2), the weighted ones' by ``weights``."""
-        outputs = _apply(out, self.ops[-1][2]) if self.fused else out
+        outputs = _apply(out, self.ops[-1].activation) if self.fused else out
         return np.array([metric_sums(code, k, outputs, out, labels, targets,
                                      weights if weighted else None)
                          for code, k, weighted in self.metrics]).reshape(-1, 2)
 
     def _penalized(self):
         """(slice, l1, l2) of every trainable dense op's kernel and bias with a penalty."""
-        widths = [self.n_inputs] + [op[1] for op in self.ops[:-1]]
         spans = []
-        for (kind, units, _, _, w_off, b_off), width, flag, penalty in zip(
-                self.ops, widths, self.trainable, self.penalties):
-            if kind == OP_DENSE and flag and penalty is not None:
-                spans.append((slice(w_off, w_off + width * units), penalty[0], penalty[1]))
-                if b_off >= 0:
-                    spans.append((slice(b_off, b_off + units), penalty[2], penalty[3]))
+        for op, width, flag, penalty in zip(self.ops, self._widths(), self.trainable,
+                                            self.penalties):
+            if op.kind == OP_DENSE and flag and penalty is not None:
+                kernel, bias = self._dense_spans(op, width)
+                spans.append((kernel, penalty[0], penalty[1]))
+                if bias is not None:
+                    spans.append((bias, penalty[2], penalty[3]))
         return spans
+
+    @staticmethod
+    def _dense_spans(op, width):
+        """A dense op's kernel and bias (None without) as slices of the parameter buffer."""
+        kernel = slice(op.kernel_offset, op.kernel_offset + width * op.units)
+        bias = slice(op.bias_offset, op.bias_offset + op.units) if op.bias_offset >= 0 else None
+        return kernel, bias
 
     def _penalty(self):
         """Keras' regularization loss: Σ l1·Σ|w| + l2·Σw² over the penalized weights."""
@@ -638,17 +661,13 @@ class Network:
         ops' kernels and biases, trainable batch normalizations' gamma and beta; or, with
         trainable False, all the others (frozen layers' weights, moving statistics, adapted
         means and variances)."""
-        widths = [self.n_inputs] + [op[1] for op in self.ops[:-1]]
         spans = []
-        for i, ((kind, units, _, _, w_off, b_off), width, flag) in enumerate(
-                zip(self.ops, widths, self.trainable)):
-            if kind == OP_DENSE and bool(flag) == trainable:
-                spans.append(slice(w_off, w_off + width * units))
-                if b_off >= 0:
-                    spans.append(slice(b_off, b_off + units))
-            elif kind == OP_NORMALIZATION and not trainable:
-                spans.append(slice(w_off, w_off + 2 * units + 1))
-            elif kind == OP_BATCH_NORMALIZATION:
+        for i, (op, width, flag) in enumerate(zip(self.ops, self._widths(), self.trainable)):
+            if op.kind == OP_DENSE and bool(flag) == trainable:
+                spans += [span for span in self._dense_spans(op, width) if span is not None]
+            elif op.kind == OP_NORMALIZATION and not trainable:
+                spans.append(slice(op.kernel_offset, op.kernel_offset + 2 * op.units + 1))
+            elif op.kind == OP_BATCH_NORMALIZATION:
                 weights = [w for w in self._bn_weights(np.arange(self.params.size), i)
                            if w is not None]
                 stepped = weights[:-2] if flag else []
@@ -657,12 +676,12 @@ class Network:
         return spans
 
     def _backward(self, inputs, outputs, masks, g):
-        widths = [self.n_inputs] + [op[1] for op in self.ops[:-1]]
+        widths = self._widths()
         stepped = [i for i, op in enumerate(self.ops)
-                   if op[0] in (OP_DENSE, OP_BATCH_NORMALIZATION) and self.trainable[i]]
+                   if op.kind in (OP_DENSE, OP_BATCH_NORMALIZATION) and self.trainable[i]]
         first_dense = stepped[0] if stepped else len(self.ops)
         for i in range(len(self.ops) - 1, first_dense - 1, -1):
-            kind = self.ops[i][0]
+            kind = self.ops[i].kind
             g = self._activity_gradient(i, outputs[i], g)
             if kind == OP_DENSE:
                 g = _derive(outputs[i], g, self._act(i))
@@ -673,7 +692,7 @@ class Network:
                     db[...] = g.sum(axis=0)
                 g = g @ w.T
             elif kind == OP_ACTIVATION:
-                g = _derive(outputs[i], g, self._act(i), inputs[i], self.ops[i][3])
+                g = _derive(outputs[i], g, self._act(i), inputs[i], self.ops[i].param)
             elif kind == OP_BATCH_NORMALIZATION and self.trainable[i]:
                 gamma, beta = self._bn_weights(self.params, i)[:2]
                 dgamma, dbeta = self._bn_weights(self.grads, i)[:2]
@@ -683,14 +702,14 @@ class Network:
             elif kind == OP_BATCH_NORMALIZATION:
                 g = g * self._stats[i][3]
             elif kind == OP_NORMALIZATION:
-                g = g * self._stats[i] if self.ops[i][2] else g / self._stats[i]
+                g = g * self._stats[i] if self.ops[i].activation else g / self._stats[i]
             else:
                 g = g * masks.pop()
 
     def _update_moving_statistics(self):
         """Each training batch normalization's moving averages of the last batch's statistics."""
         for i, stats in self._stats.items():
-            if self.ops[i][0] == OP_BATCH_NORMALIZATION and self.trainable[i]:
+            if self.ops[i].kind == OP_BATCH_NORMALIZATION and self.trainable[i]:
                 f, momentum = self.dtype.type, self.norms[i][0]
                 for moving, batch in zip(self._bn_weights(self.params, i)[2:], stats[:2]):
                     moving[...] = moving * f(momentum) + batch * f(1 - momentum)
@@ -763,4 +782,4 @@ class Network:
         for start in range(0, x.shape[0], self.capacity):
             part = slice(start, start + self.capacity)
             z = self._forward(x[part], training=False)[1][-1]
-            out[part] = _apply(z, self.ops[-1][2]) if self.fused else z
+            out[part] = _apply(z, self.ops[-1].activation) if self.fused else z

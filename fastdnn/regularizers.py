@@ -10,6 +10,8 @@ penalized (Keras regularizes trainable weights only).
 
 import numpy as np
 
+__all__ = ["Regularizer", "L1L2", "L1", "L2", "l1", "l2", "l1_l2", "serialize", "get"]
+
 
 def _coefficient(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \

@@ -11,6 +11,11 @@ import math
 
 import numpy as np
 
+from fastdnn import reference
+
+__all__ = ["LearningRateSchedule", "ExponentialDecay", "InverseTimeDecay", "PolynomialDecay",
+           "CosineDecay", "PiecewiseConstantDecay", "serialize", "deserialize"]
+
 # Longest PiecewiseConstantDecay the compiled loop evaluates (longer ones run in Python).
 MAX_PIECES = 32
 
@@ -59,8 +64,6 @@ class _BuiltIn(LearningRateSchedule):
     """A schedule the kernels evaluate: ``__call__`` is the NumPy twin of the same formula."""
 
     def __call__(self, step):
-        from fastdnn import reference
-
         return reference.learning_rate_at(self._spec(), float(step))
 
     def _spec(self) -> dict:

@@ -2,7 +2,9 @@
 
 import numpy as np
 
-from fastdnn import _random
+from fastdnn import _random, backend
+
+__all__ = ["set_random_seed", "to_categorical", "clear_session"]
 
 
 def set_random_seed(seed: int) -> None:
@@ -62,6 +64,4 @@ def to_categorical(x, num_classes=None) -> np.ndarray:
 
 def clear_session() -> None:
     """Reset the automatic names (``dense``, ``dense_1``, ...), as ``keras.utils.clear_session``."""
-    from fastdnn import backend
-
     backend.clear_session()

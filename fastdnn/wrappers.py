@@ -31,6 +31,8 @@ except ImportError as e:
 from fastdnn import _random, losses, saving
 from fastdnn.models import Sequential
 
+__all__ = ["SKLearnClassifier", "SKLearnRegressor"]
+
 
 def _seeded_fit(random_state):
     """Seed every generator fastdnn draws from for one fit (nothing for None), putting their

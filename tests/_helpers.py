@@ -125,6 +125,24 @@ def network_data(rng, loss, n, n_inputs, n_outputs, dtype=np.float64):
     return x, rng.normal(size=(n, n_outputs)).astype(dtype)
 
 
+# Per loss: the output activation its fused form needs, and a metric that reads its targets.
+FUSED_OUTPUT = {kernels.LOSS_SPARSE_CE: kernels.SOFTMAX, kernels.LOSS_CE: kernels.SOFTMAX,
+                kernels.LOSS_BCE: kernels.SIGMOID, kernels.LOSS_MSE: kernels.LINEAR}
+LOSS_METRIC = {kernels.LOSS_SPARSE_CE: kernels.METRIC_SPARSE_ACC,
+               kernels.LOSS_CE: kernels.METRIC_CATEGORICAL_ACC,
+               kernels.LOSS_BCE: kernels.METRIC_BINARY_ACC, kernels.LOSS_MSE: kernels.METRIC_NONE}
+
+
+def loss_targets(rng, loss, n, n_outputs, dtype):
+    """Targets ``loss`` reads: int32 labels, else 0/1 values (cross-entropies, soft targets
+    allowed) or real values (mean squared error)."""
+    if loss == kernels.LOSS_SPARSE_CE:
+        return rng.integers(0, n_outputs, n).astype(np.int32)
+    if loss == kernels.LOSS_MSE:
+        return rng.normal(size=(n, n_outputs)).astype(dtype)
+    return rng.integers(0, 2, (n, n_outputs)).astype(dtype)
+
+
 def slot_rows(opt):
     """Rows of the slots array an optimizer settings dict needs (``SLOT_LAYOUT``)."""
     return len(kernels.OptimizerConfig(**opt).slot_names)

@@ -16,6 +16,7 @@ import fastdnn as keras
 from _helpers import assert_activation_backward_matches_finite_differences
 from _api_helpers import float64, fresh_names  # noqa: F401
 from fastdnn import _kernels as kernels
+from fastdnn import _plan
 from fastdnn import reference
 
 pytestmark = pytest.mark.usefixtures("fresh_names")
@@ -144,7 +145,8 @@ def test_the_plan_fuses_only_activations_that_work_from_the_output():
                               keras.layers.Dense(4, activation="gelu"),
                               keras.layers.Dense(4), keras.layers.Activation("silu"),
                               keras.layers.LeakyReLU(negative_slope=0.5)])
-    kinds = [(op[0], op[2], op[3]) for op in model._plan()[0]]
+    plan = _plan.build(model._flat_layers(), model.input_shape[1:], model._trained_layers())
+    kinds = [(op.kind, op.activation, op.param) for op in plan.ops]
     assert kinds == [(kernels.OP_DENSE, kernels.ELU, 0.0),
                      (kernels.OP_DENSE, kernels.LINEAR, 0.0),
                      (kernels.OP_ACTIVATION, kernels.GELU, 0.0),

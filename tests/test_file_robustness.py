@@ -1,6 +1,6 @@
 """Files: exact round trips, refusal of every damaged file, and atomic saves under SIGKILL.
 
-The ``.fastdnn`` format (``fastdnn/saving.py``) is ``magic | version | header length | header
+The ``.fastdnn`` format (``fastdnn/_fastdnn_format.py``) is ``magic | version | header length | header
 JSON | arrays | sha256``. Loading must give back the weights bit for bit (and the optimizer state,
 so training resumes exactly), and must refuse with a ``ValueError`` -- never half-load, never
 change the model it loads into -- a file truncated at any byte, with any byte flipped, of another
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import fastdnn as keras
-from fastdnn import saving
+from fastdnn import _fastdnn_format as file_format
 
 FEATURES = 6
 
@@ -189,17 +189,17 @@ def test_a_file_of_another_architecture_is_refused(tmp_path):
         keras.models.load_model(tmp_path / "wide.weights.fastdnn")
 
 
-def forge(path, header, payload, version=saving.VERSION):
+def forge(path, header, payload, version=file_format.VERSION):
     """Write a file with a *valid* checksum around the given header and payload."""
     text = header if isinstance(header, bytes) else json.dumps(header).encode()
-    body = saving._PREFIX.pack(saving.MAGIC, version, len(text)) + text + payload
+    body = file_format._PREFIX.pack(file_format.MAGIC, version, len(text)) + text + payload
     path.write_bytes(body + hashlib.sha256(body).digest())
     return path
 
 
 def split(blob):
-    _, _, header_len = saving._PREFIX.unpack_from(blob)
-    start = saving._PREFIX.size
+    _, _, header_len = file_format._PREFIX.unpack_from(blob)
+    start = file_format._PREFIX.size
     return json.loads(blob[start:start + header_len]), blob[start + header_len:-32]
 
 

@@ -10,6 +10,7 @@ import pytest
 from _helpers import build_ops, init_params, init_slots, network_data
 from fastdnn import _kernels as kernels
 from fastdnn import reference
+from fastdnn._plan import Op
 
 N_INPUTS, BATCH, CAPACITY = 6, 16, 16
 N_SAMPLES = 50  # 3 full batches of 16 and a short one of 2
@@ -280,9 +281,8 @@ def valid_network_args(**overrides):
 
 def edit_op(index, **changes):
     ops = [list(op) for op in valid_network_args()["ops"]]
-    fields = ["kind", "units", "activation", "rate", "w_offset", "b_offset"]
     for field, value in changes.items():
-        ops[index][fields.index(field)] = value
+        ops[index][Op._fields.index(field)] = value
     return [tuple(op) for op in ops]
 
 
@@ -291,9 +291,9 @@ BAD_CONSTRUCTIONS = {
     "dense_units_zero": dict(ops=edit_op(0, units=0)),
     "dropout_width_changes": dict(ops=edit_op(1, units=9)),
     "activation_width_changes": dict(ops=edit_op(1, kind=kernels.OP_ACTIVATION, units=7)),
-    "kernel_offset_negative": dict(ops=edit_op(0, w_offset=-1)),
-    "kernel_past_params": dict(ops=edit_op(2, w_offset=N_PARAMS - 10)),
-    "bias_past_params": dict(ops=edit_op(2, b_offset=N_PARAMS - 1)),
+    "kernel_offset_negative": dict(ops=edit_op(0, kernel_offset=-1)),
+    "kernel_past_params": dict(ops=edit_op(2, kernel_offset=N_PARAMS - 10)),
+    "bias_past_params": dict(ops=edit_op(2, bias_offset=N_PARAMS - 1)),
     "params_too_short": dict(params=np.zeros(N_PARAMS - 1)),
     "unknown_kind": dict(ops=edit_op(1, kind=3)),
     "negative_kind": dict(ops=edit_op(1, kind=-1)),
@@ -303,8 +303,12 @@ BAD_CONSTRUCTIONS = {
     "fused_after_linear": dict(ops=edit_op(2, activation=kernels.LINEAR)),
     "fused_after_dropout": dict(ops=valid_network_args()["ops"] + [
         (kernels.OP_DROPOUT, 4, kernels.SOFTMAX, 0.5, -1, -1)]),
-    "dropout_rate_above_one": dict(ops=edit_op(1, rate=1.5)),
-    "dropout_rate_negative": dict(ops=edit_op(1, rate=-0.1)),
+    "dropout_rate_above_one": dict(ops=edit_op(1, param=1.5)),
+    "dropout_rate_negative": dict(ops=edit_op(1, param=-0.1)),
+    "dropout_with_a_kernel": dict(ops=edit_op(1, kernel_offset=0)),
+    "op_missing_a_field": dict(ops=[op[:5] for op in valid_network_args()["ops"]]),
+    "op_not_a_tuple": dict(ops=[op[0] for op in valid_network_args()["ops"]]),
+    "ops_not_a_list": dict(ops=None),
     "no_dense_layer": dict(ops=[(kernels.OP_ACTIVATION, N_INPUTS, kernels.SOFTMAX, 0.0, -1, -1)]),
     "empty_ops": dict(ops=[]),
     "no_inputs": dict(n_inputs=0),
@@ -332,8 +336,9 @@ def test_network_constructor_rejects_params_of_the_wrong_type(params):
 
 @pytest.mark.parametrize("overrides", [
     dict(params=np.zeros(N_PARAMS + 1)),  # a parameter no layer owns
-    dict(ops=edit_op(2, w_offset=0)),     # two layers sharing weights
-], ids=["unowned_parameter", "shared_weights"])
+    dict(ops=edit_op(2, kernel_offset=0)),     # two layers sharing weights
+    dict(ops=edit_op(0, bias_offset=2)),       # a bias inside its kernel
+], ids=["unowned_parameter", "shared_weights", "bias_inside_kernel"])
 def test_network_constructor_requires_each_parameter_in_exactly_one_layer(overrides):
     # every layer applies the optimizer step to its own weights, so each is stepped once
     with pytest.raises(ValueError, match="cover params exactly, each parameter once"):
@@ -343,6 +348,23 @@ def test_network_constructor_requires_each_parameter_in_exactly_one_layer(overri
 def test_network_constructor_accepts_the_valid_arguments():
     net = kernels.Network(**valid_network_args())
     assert net.n_outputs == 4 and net.capacity == CAPACITY and net.dtype == np.float64
+
+
+@pytest.mark.parametrize("engine", [kernels, reference], ids=["kernels", "reference"])
+def test_network_reads_named_ops_as_their_tuples(engine):
+    params, x, y, _ = make_problem("one_hot_tanh_dropout_softmax")
+    layers, loss, metric, fused = ARCHITECTURES["one_hot_tanh_dropout_softmax"]
+    ops = build_ops(N_INPUTS, layers)[0]
+    outputs = []
+    for plan_ops in (ops, [Op(*op) for op in ops]):
+        net = engine.Network(N_INPUTS, plan_ops, params.copy(), loss, metric, fused, CAPACITY, 3)
+        loss_out, correct_out = np.zeros(2), np.zeros(2)
+        net.train(x, y, None, BATCH, 0, 2, OPTIMIZERS["adam"],
+                  init_slots(OPTIMIZERS["adam"], params.size, params.dtype), 0, loss_out,
+                  correct_out)
+        outputs.append(net.params)
+    assert not np.array_equal(outputs[0], params)
+    np.testing.assert_array_equal(outputs[0], outputs[1])
 
 
 # --- train()'s checks

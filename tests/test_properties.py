@@ -18,6 +18,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _helpers import FUSED_OUTPUT, LOSS_METRIC, loss_targets
 from fastdnn import _kernels as K
 from fastdnn import reference as R
 
@@ -367,22 +368,14 @@ def test_a_zero_gradient_still_moves_parameters_where_the_formula_says(kind, siz
        loss=st.sampled_from([K.LOSS_SPARSE_CE, K.LOSS_CE, K.LOSS_BCE, K.LOSS_MSE]))
 def test_network_predict_and_evaluate_equal_reference(n, n_in, hidden, n_out, dtype, regime,
                                                       seed, act, loss):
-    last = {K.LOSS_SPARSE_CE: K.SOFTMAX, K.LOSS_CE: K.SOFTMAX, K.LOSS_BCE: K.SIGMOID,
-            K.LOSS_MSE: K.LINEAR}[loss]
-    metric = {K.LOSS_SPARSE_CE: K.METRIC_SPARSE_ACC, K.LOSS_CE: K.METRIC_CATEGORICAL_ACC,
-              K.LOSS_BCE: K.METRIC_BINARY_ACC, K.LOSS_MSE: K.METRIC_NONE}[loss]
+    metric = LOSS_METRIC[loss]
     ops = [(K.OP_DENSE, hidden, K.ACTIVATIONS[act], 0.0, 0, n_in * hidden),
-           (K.OP_DENSE, n_out, last, 0.0, n_in * hidden + hidden, -1)]
+           (K.OP_DENSE, n_out, FUSED_OUTPUT[loss], 0.0, n_in * hidden + hidden, -1)]
     rng = np.random.default_rng(seed)
     params = (rng.normal(size=n_in * hidden + hidden + hidden * n_out) /
               np.sqrt(n_in)).astype(dtype)
     x = values(seed + 1, (n, n_in), dtype, regime)
-    if loss == K.LOSS_SPARSE_CE:
-        y = rng.integers(0, n_out, n).astype(np.int32)
-    elif loss == K.LOSS_MSE:
-        y = rng.normal(size=(n, n_out)).astype(dtype)
-    else:
-        y = rng.integers(0, 2, (n, n_out)).astype(dtype)
+    y = loss_targets(rng, loss, n, n_out, dtype)
     fused = loss != K.LOSS_MSE
     capacity = int(rng.integers(1, 65))
     nets = [engine.Network(n_in, ops, params.copy(), loss, metric, fused, capacity)

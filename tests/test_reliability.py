@@ -148,8 +148,8 @@ def test_a_save_killed_mid_write_leaves_a_temporary_file_the_next_save_removes(t
 
 
 def _file_with_header(path, text):
-    from fastdnn import saving
-    body = saving._PREFIX.pack(saving.MAGIC, saving.VERSION, len(text)) + text
+    from fastdnn import _fastdnn_format as file_format
+    body = file_format._PREFIX.pack(file_format.MAGIC, file_format.VERSION, len(text)) + text
     path.write_bytes(body + hashlib.sha256(body).digest())
 
 

@@ -7,7 +7,7 @@ compile settings and optimizer state, so that training resumes where it stopped.
 atomic; a truncated, corrupted, other-version or other-architecture file is refused with a
 ValueError and the model is left unchanged.
 
-File layout (fastdnn/saving.py): ``b"FASTDNN\\0"`` | version uint32 LE | header length uint64 LE
+File layout (fastdnn/_fastdnn_format.py): ``b"FASTDNN\\0"`` | version uint32 LE | header length uint64 LE
 | header JSON | arrays | SHA-256 of everything before it.
 """
 

@@ -8,6 +8,26 @@ cdef double _SELU_ALPHA = 1.6732632423543772848170429916717
 cdef double _SELU_SCALE = 1.0507009873554804934193349852946
 
 
+cdef inline floating _softmax_terms(const floating* z, floating* p, Py_ssize_t c,
+                                    floating* m) noexcept nogil:
+    """OUT m: the maximum of z[0:c]; OUT p = exp(z - m) unless p is NULL (p may be z); return
+    Σ exp(z - m), so that softmax(z) = p / that sum. The one softmax of the kernels."""
+    cdef Py_ssize_t j
+    cdef floating top = z[0], s = 0
+    for j in range(1, c):
+        if z[j] > top:
+            top = z[j]
+    if p == NULL:
+        for j in range(c):
+            s += _exp(z[j] - top)
+    else:
+        for j in range(c):
+            p[j] = _exp(z[j] - top)
+            s += p[j]
+    m[0] = top
+    return s
+
+
 cdef void _activation_forward(const floating* z, floating* a, Py_ssize_t n, Py_ssize_t c,
                               int act, double param=0) noexcept nogil:
     """OUT a = act(z), row by row; z and a may be the same buffer. ``param`` is leaky_relu's
@@ -61,15 +81,7 @@ cdef void _activation_forward(const floating* z, floating* a, Py_ssize_t n, Py_s
             a[i] = _exp(z[i])
     elif act == SOFTMAX:
         for i in range(n):
-            m = z[i * c]
-            for j in range(1, c):
-                if z[i * c + j] > m:
-                    m = z[i * c + j]
-            s = 0
-            for j in range(c):
-                a[i * c + j] = _exp(z[i * c + j] - m)
-                s += a[i * c + j]
-            s = 1 / s
+            s = 1 / _softmax_terms(z + i * c, a + i * c, c, &m)
             for j in range(c):
                 a[i * c + j] *= s
 

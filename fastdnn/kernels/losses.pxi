@@ -7,17 +7,8 @@ cdef floating _log_sum_exp_row(const floating* z, floating* p, Py_ssize_t c,
                                floating scale) noexcept nogil:
     """Return log Σ exp(z) computed stably; OUT p = scale·softmax(z) unless p is NULL."""
     cdef Py_ssize_t j
-    cdef floating m = z[0], s = 0
-    for j in range(1, c):
-        if z[j] > m:
-            m = z[j]
-    if p == NULL:
-        for j in range(c):
-            s += _exp(z[j] - m)
-    else:
-        for j in range(c):
-            p[j] = _exp(z[j] - m)
-            s += p[j]
+    cdef floating m, s = _softmax_terms(z, p, c, &m)
+    if p != NULL:
         scale /= s
         for j in range(c):
             p[j] *= scale
@@ -133,12 +124,7 @@ cdef inline Py_ssize_t _argmax_row(const floating* s, Py_ssize_t c) noexcept nog
 cdef inline floating _softmax_scale(const floating* s, Py_ssize_t c, floating* m) noexcept nogil:
     """OUT m: the maximum of s[0:c]; return 1 / sum(exp(s - m)), as ``_activation_forward``
     computes softmax(s)[j] = exp(s[j] - m)·scale."""
-    cdef Py_ssize_t j
-    cdef floating total = 0
-    m[0] = s[_argmax_row(s, c)]
-    for j in range(c):
-        total += _exp(s[j] - m[0])
-    return 1 / total
+    return 1 / _softmax_terms(s, <floating*>NULL, c, m)
 
 
 cdef inline floating _probability(floating v, int act, floating m, floating scale) noexcept nogil:

@@ -10,15 +10,15 @@ cdef class Network:
 
     Args:
         n_inputs: features per sample.
-        ops: list of ``(kind, units, activation, rate, w_offset, b_offset)`` tuples, kind one of
-            OP_DENSE, OP_ACTIVATION, OP_DROPOUT, OP_BATCH_NORMALIZATION, OP_NORMALIZATION
-            (offsets -1 where there are none). A batch normalization's activation field holds
-            its flags (BN_SCALE, BN_CENTER), w_offset its weights: gamma (with BN_SCALE), beta
-            (with BN_CENTER), moving mean, moving variance, each ``units`` long, in that order;
-            a normalization's activation field is 1 to invert, w_offset its mean, variance and
-            count (2·units + 1). These weights and the dense ops' kernels and biases cover
-            params exactly, each parameter once: every layer applies the optimizer step to its
-            own weights.
+        ops: list of ``fastdnn._plan.Op`` (or tuples in its field order: kind, units,
+            activation, param, kernel_offset, bias_offset), checked by ``_checked_ops``. A batch
+            normalization's activation field holds its flags (BN_SCALE, BN_CENTER), its
+            kernel_offset its weights: gamma (with BN_SCALE), beta (with BN_CENTER), moving
+            mean, moving variance, each ``units`` long, in that order; a normalization's
+            activation field is 1 to invert, its kernel_offset its mean, variance and count
+            (2·units + 1). These weights and the dense ops' kernels and biases cover params
+            exactly, each parameter once: every layer applies the optimizer step to its own
+            weights.
         params: the flat parameter buffer (1-D float32 or float64, C-contiguous).
         loss: LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE or LOSS_MSE (the cross-entropies from logits).
         metric: one code, METRIC_NONE, METRIC_SPARSE_ACC, METRIC_CATEGORICAL_ACC or
@@ -81,23 +81,13 @@ cdef class Network:
         self.dtype = _check("params", params, 1, None, None, True)
         n_inputs = _int_in("n_inputs", n_inputs, 1, _INT_MAX)
         capacity = _int_in("capacity", capacity, 1, _INT_MAX)
-        if not ops:
-            raise ValueError("ops must not be empty")
         if loss not in (LOSS_SPARSE_CE, LOSS_CE, LOSS_BCE, LOSS_MSE):
             raise ValueError(f"unknown loss code {loss}")
-        kind, units, act, rate, w_off, b_off = (np.array(col) for col in zip(*ops))
-        kind, units, act, w_off, b_off = (a.astype(np.int64) for a in (kind, units, act, w_off, b_off))
-        rate = rate.astype(np.float64)
-        width_in = np.concatenate([[n_inputs], units[:-1]])
-        if np.any(units < 1) or np.any((kind != OP_DENSE) & (units != width_in)):
-            raise ValueError("ops have inconsistent widths")
+        kind, units, act, rate, w_off, b_off = _checked_ops(ops, n_inputs, params.shape[0],
+                                                            loss, fused)
         codes, ks, weighted = _metric_specs(metric, loss, int(units[-1]))
-        if np.any((kind < 0) | (kind > OP_NORMALIZATION)) or np.any((act < 0) | (act > EXPONENTIAL)):
-            raise ValueError("ops have an unknown kind or activation")
+        dense = kind == OP_DENSE
         batch_norm, norm = kind == OP_BATCH_NORMALIZATION, kind == OP_NORMALIZATION
-        if np.any(batch_norm & (act > (_BN_SCALE | _BN_CENTER))) or np.any(norm & (act > 1)):
-            raise ValueError("a batch normalization's flags must be BN_SCALE | BN_CENTER at most, "
-                             "a normalization's 0 or 1 (invert)")
         norms = np.zeros((len(ops), 2))
         if normalizations is not None and len(normalizations) != len(ops):
             raise ValueError(f"normalizations must have one entry per op ({len(ops)}), got "
@@ -111,37 +101,6 @@ cdef class Network:
                         _finite_scalar("epsilon", entry[1], 0.0)]
             if norms[i, 1] <= 0:
                 raise ValueError(f"epsilon must be > 0, got {norms[i, 1]}")
-        if np.any((kind == OP_DROPOUT) & ~((rate >= 0) & (rate <= 1))):
-            raise ValueError("dropout rates must lie in [0, 1]")
-        if np.any((kind == OP_ACTIVATION) & ~((rate >= 0) & np.isfinite(rate))):
-            raise ValueError("an activation op's parameter (leaky_relu's slope) must be finite "
-                             "and >= 0")
-        if np.any((kind == OP_DENSE) & np.isin(act, list(UNFUSED_ACTIVATIONS))):
-            raise ValueError("a dense op cannot apply gelu, silu or leaky_relu: follow it with "
-                             "an activation op")
-        dense = kind == OP_DENSE
-        if not dense.any():
-            raise ValueError("ops need at least one dense layer")
-        has_weights = dense | batch_norm | norm
-        w_end = w_off + np.where(dense, width_in * units, np.where(
-            norm, 2 * units + 1, (2 + (act & _BN_SCALE != 0) + (act & _BN_CENTER != 0)) * units))
-        b_end = b_off + units
-        if np.any(has_weights & ((w_off < 0) | (w_end > params.shape[0]))) or np.any(
-                dense & (b_off >= 0) & (b_end > params.shape[0])):
-            raise ValueError("ops address weights outside params")
-        has_bias = dense & (b_off >= 0)
-        spans = sorted(zip(np.concatenate([w_off[has_weights], b_off[has_bias]]).tolist(),
-                           np.concatenate([w_end[has_weights], b_end[has_bias]]).tolist()))
-        starts, ends = [s for s, _ in spans], [e for _, e in spans]
-        if starts != [0] + ends[:-1] or ends[-1] != params.shape[0]:
-            # each layer applies the optimizer step to its own weights (see _backward)
-            raise ValueError("the ops' weights (dense kernels and biases, normalizations' "
-                             "vectors) must cover params exactly, each parameter once")
-        if fused and not ((loss in (LOSS_SPARSE_CE, LOSS_CE) and act[-1] == SOFTMAX or
-                           loss == LOSS_BCE and act[-1] == SIGMOID) and
-                          kind[-1] in (OP_DENSE, OP_ACTIVATION)):
-            raise ValueError("fused needs a cross-entropy loss and a final softmax (or, for "
-                             "binary cross-entropy, sigmoid)")
         self.params = params
         self.grads = np.zeros_like(params)
         self.n_outputs = int(units[-1])
@@ -613,6 +572,85 @@ cdef class Network:
         if self._one_metric:
             return loss_sum, float(sums[0, 0])
         return loss_sum, sums[:self.n_metrics]
+
+
+_OP_FIELDS = 6  # kind, units, activation, param, kernel_offset, bias_offset: fastdnn._plan.Op
+
+
+def _checked_ops(ops, Py_ssize_t n_inputs, Py_ssize_t n_params, loss, bint fused):
+    """Check Network's ``ops`` against the inputs' width, the parameter buffer and the loss;
+    return their fields as the Plan's arrays: int64 kinds, units, activations, float64 params,
+    int64 kernel and bias offsets."""
+    if not isinstance(ops, (list, tuple)) or not ops:
+        raise ValueError("ops must be a non-empty list of ops")
+    n = len(ops)
+    kind, units, act = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+    w_off, b_off = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
+    rate = np.zeros(n)
+    spans, width = [], n_inputs
+    for i, op in enumerate(ops):
+        if not isinstance(op, (list, tuple)) or len(op) != _OP_FIELDS:
+            raise ValueError(f"ops[{i}] must be a tuple of {_OP_FIELDS} fields (kind, units, "
+                             "activation, param, kernel_offset, bias_offset)")
+        name = f"ops[{i}]"
+        kind[i] = _int_in(name + ".kind", op[0], OP_DENSE, OP_NORMALIZATION)
+        units[i] = _int_in(name + ".units", op[1], 1, _INT_MAX)
+        act[i] = _int_in(name + ".activation", op[2], 0, EXPONENTIAL)
+        if kind[i] != OP_DENSE and units[i] != width:
+            raise ValueError(f"ops have inconsistent widths: {name} has {units[i]} units, its "
+                             f"input {width}")
+        if kind[i] == OP_DENSE:
+            if act[i] in UNFUSED_ACTIVATIONS:
+                raise ValueError(f"{name}: a dense op cannot apply gelu, silu or leaky_relu: "
+                                 "follow it with an activation op")
+            rate[i] = _finite_scalar(name + ".param", op[3])
+            w_off[i] = _int_in(name + ".kernel_offset", op[4], 0, n_params)
+            b_off[i] = _int_in(name + ".bias_offset", op[5], -1, n_params)
+            if w_off[i] + width * units[i] > n_params or (b_off[i] >= 0 and
+                                                          b_off[i] + units[i] > n_params):
+                raise ValueError(f"{name}: ops address weights outside params")
+            spans.append((w_off[i], w_off[i] + width * units[i]))
+            if b_off[i] >= 0:
+                spans.append((b_off[i], b_off[i] + units[i]))
+        elif kind[i] in (OP_BATCH_NORMALIZATION, OP_NORMALIZATION):
+            if kind[i] == OP_BATCH_NORMALIZATION:
+                _int_in(name + ".activation (the flags BN_SCALE | BN_CENTER)", op[2], 0,
+                        _BN_SCALE | _BN_CENTER)
+                size = (2 + (act[i] & _BN_SCALE != 0) + (act[i] & _BN_CENTER != 0)) * units[i]
+            else:
+                _int_in(name + ".activation (1: invert)", op[2], 0, 1)
+                size = 2 * units[i] + 1
+            w_off[i] = _int_in(name + ".kernel_offset", op[4], 0, n_params)
+            _int_in(name + ".bias_offset", op[5], -1, -1)
+            if w_off[i] + size > n_params:
+                raise ValueError(f"{name}: ops address weights outside params")
+            spans.append((w_off[i], w_off[i] + size))
+        else:
+            if kind[i] == OP_DROPOUT:
+                rate[i] = _finite_scalar(name + ".param (the dropout rate)", op[3], 0.0, 1.0)
+            else:
+                rate[i] = _finite_scalar(name + ".param (leaky_relu's slope)", op[3], 0.0)
+            _int_in(name + ".kernel_offset", op[4], -1, -1)
+            _int_in(name + ".bias_offset", op[5], -1, -1)
+        width = units[i]
+    if not np.any(kind == OP_DENSE):
+        raise ValueError("ops need at least one dense layer")
+    covered = 0
+    for start, end in sorted(spans):
+        if start != covered:  # a gap or an overlap
+            covered = -1
+            break
+        covered = end
+    if covered != n_params:
+        # each layer applies the optimizer step to its own weights (see _backward)
+        raise ValueError("the ops' weights (dense kernels and biases, normalizations' vectors) "
+                         "must cover params exactly, each parameter once")
+    if fused and not ((loss in (LOSS_SPARSE_CE, LOSS_CE) and act[n - 1] == SOFTMAX or
+                       loss == LOSS_BCE and act[n - 1] == SIGMOID) and
+                      kind[n - 1] in (OP_DENSE, OP_ACTIVATION)):
+        raise ValueError("fused needs a cross-entropy loss and a final softmax (or, for binary "
+                         "cross-entropy, sigmoid)")
+    return kind, units, act, rate, w_off, b_off
 
 
 # A call into the kernels from predict or evaluate does about this many flops before Python

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from fastdnn import _kernels as K
 from fastdnn import reference as R
 
+from .._helpers import FUSED_OUTPUT, LOSS_METRIC, loss_targets
 from .common import REFUSALS, STATS, case, close, describe, fail, quiet
 from .strategies import ACTS, ODD_ACTS, mutate
 
@@ -220,11 +221,8 @@ def run_network_example(data):
     n_out = data.draw(st.integers(1, 5), label="n_outputs")
     loss = data.draw(st.sampled_from([K.LOSS_SPARSE_CE, K.LOSS_CE, K.LOSS_BCE, K.LOSS_MSE]))
     fused = loss != K.LOSS_MSE and data.draw(st.booleans(), label="fused")
-    last_act = {K.LOSS_SPARSE_CE: K.SOFTMAX, K.LOSS_CE: K.SOFTMAX, K.LOSS_BCE: K.SIGMOID,
-                K.LOSS_MSE: K.LINEAR}[loss] if fused else data.draw(
-                    st.sampled_from([K.LINEAR, K.TANH]))
-    metric = {K.LOSS_SPARSE_CE: K.METRIC_SPARSE_ACC, K.LOSS_CE: K.METRIC_CATEGORICAL_ACC,
-              K.LOSS_BCE: K.METRIC_BINARY_ACC, K.LOSS_MSE: K.METRIC_NONE}[loss]
+    last_act = FUSED_OUTPUT[loss] if fused else data.draw(st.sampled_from([K.LINEAR, K.TANH]))
+    metric = LOSS_METRIC[loss]
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="rng"))
     ops = [(K.OP_DENSE, hidden, K.RELU, 0.0, 0, n_in * hidden),
            (K.OP_DROPOUT, hidden, K.LINEAR, 0.25, -1, -1),
@@ -288,12 +286,7 @@ def run_network_example(data):
 
     n = data.draw(st.integers(1, 12), label="rows")
     x = rng.normal(size=(n, n_in)).astype(dtype)
-    if loss == K.LOSS_SPARSE_CE:
-        y = rng.integers(0, n_out, n).astype(np.int32)
-    elif loss == K.LOSS_MSE:
-        y = rng.normal(size=(n, n_out)).astype(dtype)
-    else:
-        y = rng.integers(0, 2, (n, n_out)).astype(dtype)
+    y = loss_targets(rng, loss, n, n_out, dtype)
     method = data.draw(st.sampled_from(["train", "evaluate", "predict"]), label="method")
     before = np.array(net.params, copy=True)
     if method == "predict":
