@@ -261,3 +261,29 @@ def test_homl_chapter_11_model_counts_as_keras():
         assert line in lines
     assert [(var.name, var.trainable) for var in model.layers[1].variables] == [
         ("gamma", True), ("beta", True), ("moving_mean", False), ("moving_variance", False)]
+
+
+def test_the_plan_holds_the_normalization_ops_and_settings():
+    from fastdnn import _kernels as K
+    from fastdnn import _plan
+
+    norm = layers.Normalization(invert=True)
+    model = keras.Sequential([
+        keras.Input((3,)), norm, layers.Dense(4, use_bias=False),
+        layers.BatchNormalization(momentum=0.9, epsilon=0.01, center=False),
+        layers.Activation("relu"),
+        layers.Dense(2, activity_regularizer=keras.regularizers.L1L2(0.1, 0.2)),
+        layers.Activation("tanh")])
+    model.layers[2].trainable = False  # the batch normalization: at inference
+    plan = _plan.build(model._flat_layers(), (3,), model._trained_layers())
+    assert plan.ops == (_plan.Op(K.OP_NORMALIZATION, 3, 1, 0.0, 0),
+                        _plan.Op(K.OP_DENSE, 4, K.LINEAR, 0.0, 7, -1),
+                        _plan.Op(K.OP_BATCH_NORMALIZATION, 4, K.BN_SCALE, 0.0, 19),
+                        _plan.Op(K.OP_ACTIVATION, 4, K.RELU),
+                        # the regularized output is the dense layer's: tanh is not folded in
+                        _plan.Op(K.OP_DENSE, 2, K.LINEAR, 0.0, 31, 39),
+                        _plan.Op(K.OP_ACTIVATION, 2, K.TANH))
+    assert plan.trainable == (True, True, False, True, True, True)
+    assert plan.normalizations == ((0.0, keras.config.epsilon()), None, (0.9, 0.01), None, None,
+                                   None)
+    assert plan.activities == (None, None, None, None, (0.1, 0.2), None)
