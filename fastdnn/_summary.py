@@ -85,10 +85,9 @@ def model_summary(model, line_length=None, positions=None) -> str:
               ("Non-trainable params", frozen, frozen * size)]
     optimizer = model.optimizer
     if optimizer is not None and optimizer.built:
-        # Keras creates slots for the trainable weights only, then any scalar state
-        slots = len(optimizer.slot_names()) * trainable + len(optimizer.scalar_state())
-        footer[0] = ("Total params", total + 2 + slots, (total + slots) * size + 8)
-        footer.append(("Optimizer params", 2 + slots, slots * size + 8))
+        count = optimizer.variable_count(trainable)  # its two scalars: 8 bytes, as Keras prints
+        footer[0] = ("Total params", total + count, (total + count - 2) * size + 8)
+        footer.append(("Optimizer params", count, (count - 2) * size + 8))
     return render_summary(model.name, rows, footer, line_length=line_length, positions=positions)
 
 

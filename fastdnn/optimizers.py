@@ -191,10 +191,11 @@ class Optimizer:
         """Whether the slots exist (after the first ``fit``)."""
         return self.slots is not None
 
-    def variable_count(self) -> int:
-        """Keras' count of optimizer variables: iteration, learning rate, the slots, and any
-        scalar state (Nadam's)."""
-        return 2 + (self.slots.size if self.slots is not None else 0) + len(self.scalar_state())
+    def variable_count(self, trainable: int) -> int:
+        """Keras' count of optimizer variables (as ``summary()`` shows them): iteration,
+        learning rate, the slots of the ``trainable`` trainable parameters (Keras makes none
+        for frozen weights), and any scalar state (Nadam's)."""
+        return 2 + len(self.slot_names()) * trainable + len(self.scalar_state())
 
     def scalar_state(self) -> list:
         """Keras' optimizer variables after the slots, as ``(name, value)`` (Nadam's product

@@ -256,7 +256,7 @@ def test_summary_counts_two_scalars_plus_the_slots(make, rows):
     texts.clear()
     model.summary(print_fn=texts.append)
     count = 2 + rows * 26
-    assert model.optimizer.variable_count() == count
+    assert model.optimizer.variable_count(26) == count
     size = count * 4
     lines = texts[0].splitlines()
     assert lines[-1].startswith(f" Optimizer params: {count:,} (")
