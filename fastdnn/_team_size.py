@@ -170,12 +170,13 @@ class TeamSizer:
                 self._space_probes(lost)
             return
         self.wake_lost = 0.0
-        self.hinted, self.hint_wait = False, HINT_WAIT
         if threads == 1:  # the team has fallen behind
             if self.stretches < HELD:
                 self._space_probes(self.team_stretch[1] - self.team_stretch[0] * rate)
             else:
                 self.wait = FIRST_WAIT
+        else:  # the team is back: an idle CPU may bring its next probe on soon again
+            self.hinted, self.hint_wait = False, HINT_WAIT
         self.threads, self.stretches = threads, 0
 
     def _team_probe_lost(self, lost):
