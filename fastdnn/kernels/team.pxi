@@ -58,9 +58,9 @@ cdef struct Stretch:
 
 
 cdef inline Stretch _stretch(double seconds) noexcept:
-    """A stretch of at most ``seconds`` (None or 0: no limit), to start in a team."""
+    """A stretch of at most ``seconds`` (0: no limit), to start in a team."""
     cdef Stretch s
-    s.budget_ns = <long long>(seconds * 1e9) if seconds else 0
+    s.budget_ns = <long long>(seconds * 1e9) if seconds > 0 else 0
     s.deadline_ns, s.cut = 0, -1
     return s
 
