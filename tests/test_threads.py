@@ -589,3 +589,46 @@ def test_what_a_lost_team_probe_costs_the_stretch_after_it_spaces_the_next_probe
 
     assert wait_after(10e-3) == pytest.approx((4e-3 - 700e-6 + 10e-3) / _team_size.PROBE_SHARE)
     assert wait_after(0.0) < wait_after(10e-3)
+
+
+def test_a_blas_block_opened_inside_another_at_any_line_neither_waits_nor_leaks_a_limit(
+        monkeypatch):
+    # A signal handler that fits a model runs between any two lines of Python, also while this
+    # thread sets or restores the BLAS limit of an outer fit: here the limit's own calls open
+    # the nested block. A plain lock waited for itself there.
+    from threadpoolctl import ThreadpoolController
+
+    real = ThreadpoolController()
+    before = [lib.num_threads for lib in real.lib_controllers]
+    nested = []
+
+    class Limited:
+        def __init__(self, limit):
+            self.limit = limit
+
+        def restore_original_limits(self):
+            if len(nested) == 1:
+                with _threads.single_threaded_blas():
+                    nested.append("on the way out")
+            self.limit.restore_original_limits()
+
+    class Reentering:
+        def limit(self, **kwargs):
+            if not nested:
+                with _threads.single_threaded_blas():
+                    nested.append("on the way in")
+            return Limited(real.limit(**kwargs))
+
+    monkeypatch.setattr(_threads, "_controller", Reentering())
+
+    def outer():
+        with _threads.single_threaded_blas():
+            pass
+
+    worker = threading.Thread(target=outer, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    assert nested == ["on the way in", "on the way out"]
+    assert _threads._blas_users == 0 and _threads._blas_limit is None
+    assert [lib.num_threads for lib in ThreadpoolController().lib_controllers] == before
