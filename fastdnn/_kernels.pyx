@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from fastdnn._team_size import TeamSizer
+from fastdnn._team_size import TeamSizer, idle_cpus
 
 cimport cython
 cimport numpy as cnp
@@ -190,6 +190,13 @@ cdef Py_ssize_t _MIN_CHUNK = 1 << 15
 cdef Py_ssize_t _SCAN_PIECES = 64  # most pieces a whole-array scan is cut into
 cdef uintptr_t _LINE = 64  # bytes in a cache line
 cdef int _n_threads = 1
+
+
+cdef bint _busy_cpus(int threads):
+    """Whether the system has fewer idle CPUs than a team of ``threads`` (the calling one
+    running) would need (False where that is not known)."""
+    idle = idle_cpus()
+    return idle is not None and idle < threads - 1
 
 
 def set_num_threads(int n):

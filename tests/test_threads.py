@@ -1,7 +1,7 @@
 """Threads: the kernels release the GIL, concurrent use gives the serial results, a team that
 shrinks and grows mid-fit (``TeamSizer``) or meets on one CPU gives the same numbers, the sizer's
-choices on simulated timings, and the default thread count (affinity, cgroup quota,
-OMP_NUM_THREADS).
+choices on simulated timings, the input scan's team only when a CPU is idle, and the default
+thread count (affinity, cgroup quota, OMP_NUM_THREADS).
 
 GIL release is shown without any timing threshold: the interpreter's switch interval is raised
 to 100 s, so a second Python thread (incrementing a counter) can only run while the main thread
@@ -360,6 +360,24 @@ def test_no_cgroup_files_no_quota(tmp_path):
     root, membership = cgroup_tree(tmp_path, "0::/\n1:cpu:/\n", {})
     assert _threads._cgroup_cpus(root, membership) is None
     assert _threads._cgroup_cpus(root, str(tmp_path / "missing")) is None
+
+
+@pytest.mark.parametrize("idle", [0, 1, None], ids=["busy", "idle", "unknown"])
+def test_the_input_scan_asks_for_idle_cpus_before_it_starts_a_team(kernel_threads, monkeypatch,
+                                                                   idle):
+    # a team whose second thread finds no free CPU holds the scan's end until it gets one, so
+    # with no idle CPU the scan runs on the calling thread alone, and counts the same
+    asked = []
+    monkeypatch.setattr(K, "idle_cpus", lambda: asked.append(idle) or idle)
+    kernel_threads(2)
+    a = np.ones((64, 1 << 15), np.float32)
+    a[::7, ::1000] = np.nan
+    a[5, -1], a[-1, 0] = np.inf, -np.inf
+    assert K.count_nonfinite(a) == np.count_nonzero(~np.isfinite(a))
+    assert asked == [idle]
+    kernel_threads(1)
+    assert K.count_nonfinite(a) == np.count_nonzero(~np.isfinite(a))
+    assert asked == [idle]  # one thread: nothing to ask
 
 
 # --- the team's size, stretch by stretch (``TeamSizer``)

@@ -312,6 +312,10 @@ def count_nonfinite(a):
     # piece at most, not half the scan
     cdef Py_ssize_t pieces = max(1, min(size // _MIN_CHUNK, _SCAN_PIECES))
     cdef int threads = _n_threads if pieces >= 2 * _n_threads else 1
+    if threads > 1 and _busy_cpus(threads):
+        # the region's end waits for every thread: one without a core would cost more than
+        # its share of the pieces saves
+        threads = 1
     cdef void* pa = _data(a)
     cdef bint f32 = a.dtype == np.float32
     with nogil:
