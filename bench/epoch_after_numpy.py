@@ -4,7 +4,8 @@ that NumPy's spinning BLAS worker puts on it.
 Each round runs the floor's epoch (``test_bench_training.Floor``: the 784-100-10 steps' matrix
 products through NumPy at its default thread count), then, with no pause, one ``fit`` epoch of
 the seed model at fastdnn's default thread count; then the floor again and the same epoch on one
-thread; then the floor, a pause, and the default epoch. A fourth floor is followed by a pause
+thread; then on the whole team at every stretch (``TeamSizer`` overruled); then the floor, a
+pause, and the default epoch. A fourth floor is followed by a pause
 only: the CPU seconds that the process's other threads (NumPy's BLAS worker) burn in it, and in
 how many seconds, show how long the worker spins after the last product.
 
@@ -18,6 +19,7 @@ pause, the bound is ``spin + (work - 4/3 spin) / 2``.
 """
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -28,6 +30,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fastdnn  # noqa: E402
+from fastdnn import _team_size  # noqa: E402
 from test_bench_training import CHAPTER, Floor, build_model  # noqa: E402
 
 SAMPLES = 48_000
@@ -61,6 +64,17 @@ def spin_after(floor, x, bs, window=0.3, step=0.005):
     return spent, last
 
 
+@contextlib.contextmanager
+def whole_team():
+    """Every stretch on the whole team, whatever the sizer has measured."""
+    chosen = _team_size.TeamSizer.next_run
+    _team_size.TeamSizer.next_run = lambda self, remaining: (self.team, remaining, 0.0)
+    try:
+        yield
+    finally:
+        _team_size.TeamSizer.next_run = chosen
+
+
 def timed(fn):
     started = time.perf_counter()
     fn()
@@ -76,7 +90,7 @@ def main():
     x = (x[:SAMPLES].reshape(SAMPLES, -1) / 255.0).astype(np.float32)
     y = y[:SAMPLES].astype(np.int32)
     threads = fastdnn.config.get_num_threads()
-    print(f"{'batch':>5} {'floor':>8} {'default':>8} {'1 thread':>9} {'paused':>8} "
+    print(f"{'batch':>5} {'floor':>8} {'default':>8} {'1 thread':>9} {'team':>6} {'paused':>8} "
           f"{'spin':>12} {'team bound':>11}   (ratios: epoch/floor, medians of {args.rounds})")
     for bs in (32, 256):
         floor = Floor(CHAPTER, bs)
@@ -86,15 +100,16 @@ def main():
             model.fit(x, y, epochs=1, batch_size=bs, verbose=0, shuffle=True)
 
         fit()
-        times = {key: [] for key in ("floor", "default", "1 thread", "paused", "work")}
+        times = {key: [] for key in ("floor", "default", "1 thread", "team", "paused", "work")}
         spins = []
         for _ in range(args.rounds):
-            for key in ("default", "1 thread", "paused"):
+            for key in ("default", "1 thread", "team", "paused"):
                 times["floor"].append(timed(lambda: floor.epoch(x, bs)))
                 if key == "paused":
                     time.sleep(args.pause)
                 fastdnn.config.set_num_threads(1 if key == "1 thread" else threads)
-                times[key].append(timed(fit))
+                with whole_team() if key == "team" else contextlib.nullcontext():
+                    times[key].append(timed(fit))
             fastdnn.config.set_num_threads(1)
             time.sleep(args.pause)
             started = time.process_time()
@@ -106,9 +121,9 @@ def main():
         spent = statistics.median(s for s, _ in spins)
         lasted = statistics.median(t for _, t in spins)
         bound = lasted + max(0.0, med["work"] - 4 / 3 * lasted) / 2
-        ratio = {key: med[key] / med["floor"] for key in ("default", "1 thread", "paused")}
+        ratio = {key: med[key] / med["floor"] for key in ("default", "1 thread", "team", "paused")}
         print(f"{bs:>5} {med['floor'] * 1e3:>6.0f}ms {ratio['default']:>8.2f} "
-              f"{ratio['1 thread']:>9.2f} {ratio['paused']:>8.2f} "
+              f"{ratio['1 thread']:>9.2f} {ratio['team']:>6.2f} {ratio['paused']:>8.2f} "
               f"{spent:>4.2f}s in {lasted:.2f}s {bound / med['floor']:>11.2f}")
 
 
