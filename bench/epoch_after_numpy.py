@@ -3,17 +3,19 @@ that NumPy's spinning BLAS worker puts on it.
 
 Each round runs the floor's epoch (``test_bench_training.Floor``: the 784-100-10 steps' matrix
 products through NumPy at its default thread count), then, with no pause, one ``fit`` epoch of
-the seed model at fastdnn's default thread count; then the floor again and the same epoch on one
-thread; then on the whole team at every stretch (``TeamSizer`` overruled); then the floor, a
-pause, and the default epoch. A fourth floor is followed by a pause
-only: the CPU seconds that the process's other threads (NumPy's BLAS worker) burn in it, and in
-how many seconds, show how long the worker spins after the last product.
+the seed model: at fastdnn's default thread count, on one thread, and on the whole team at every
+stretch (``TeamSizer`` overruled), a floor before each; then the floor, a pause, and the default
+epoch. Then, after a pause, one thread's epoch gives its CPU seconds (``work``); and a last floor
+is followed by a pause only, in which the CPU seconds that the process's other threads (NumPy's
+BLAS worker) burn, and for how long (``spin``), show how long the worker spins after the last
+product.
 
 The table gives medians over the rounds, each epoch against the floor's median. The last column
-is the least time any team of two threads could take right after the floor, under a fair share
-of the two CPUs: while the worker spins (``spin`` seconds) three threads share them, so the team
-gets 4/3 of a CPU at most, then 2; with ``work`` the CPU seconds of one thread's epoch after the
-pause, the bound is ``spin + (work - 4/3 spin) / 2``.
+is the least time any team of fastdnn's default size could take right after the floor, under a
+fair share of the CPUs: while the worker spins, the team's threads and the worker share them, so
+the team gets ``share = min(team, cpus * team / (team + 1))`` CPUs at most, then
+``min(team, cpus)``; the bound is ``spin + (work - share * spin) / min(team, cpus)`` (or
+``work / share`` when the work fits in the spin). On two CPUs: ``spin + (work - 4/3 spin) / 2``.
 
     python bench/epoch_after_numpy.py [--rounds 5] [--pause 0.5]
 """
@@ -75,7 +77,17 @@ def whole_team():
         _team_size.TeamSizer.next_run = chosen
 
 
+def least_time(work, spin, team, cpus):
+    """The least seconds a team of ``team`` threads needs for ``work`` CPU seconds on ``cpus``
+    CPUs whose first ``spin`` seconds it shares fairly with one more busy thread."""
+    share, full = min(team, cpus * team / (team + 1)), min(team, cpus)
+    if work <= share * spin:
+        return work / share
+    return spin + (work - share * spin) / full
+
+
 def timed(fn):
+    """Seconds that ``fn()`` took."""
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started
@@ -120,7 +132,7 @@ def main():
         med = {key: statistics.median(value) for key, value in times.items()}
         spent = statistics.median(s for s, _ in spins)
         lasted = statistics.median(t for _, t in spins)
-        bound = lasted + max(0.0, med["work"] - 4 / 3 * lasted) / 2
+        bound = least_time(med["work"], lasted, threads, len(os.sched_getaffinity(0)))
         ratio = {key: med[key] / med["floor"] for key in ("default", "1 thread", "team", "paused")}
         print(f"{bs:>5} {med['floor'] * 1e3:>6.0f}ms {ratio['default']:>8.2f} "
               f"{ratio['1 thread']:>9.2f} {ratio['team']:>6.2f} {ratio['paused']:>8.2f} "
